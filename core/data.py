@@ -1,0 +1,373 @@
+"""Datasets of the lab: the bundled MNIST digits, torchvision's MNIST/FashionMNIST, synthetic data.
+
+The training path is tensor-resident: a whole split is normalized once into one float
+tensor and batches are taken by index (``TensorLoader``). A per-sample PIL pipeline
+through ``DataLoader`` costs far more per epoch on 2 cores. The ``torch.utils.data``
+view (``ArrayDataset`` + ``DataLoader``) stays for the tutorials' example D1.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from core.settings import BUNDLED_DIGITS, Settings
+
+DIGIT_CLASSES = [str(i) for i in range(10)]
+FASHION_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+
+# name -> (title, classes, torchvision class name or None for the bundled file)
+DATASETS: dict[str, tuple[str, list[str], str | None]] = {
+    "digits8k": ("MNIST digits, bundled, 8k", DIGIT_CLASSES, None),
+    "mnist": ("MNIST (torchvision, 70k)", DIGIT_CLASSES, "MNIST"),
+    "fashion_mnist": ("FashionMNIST (torchvision, 70k)", FASHION_CLASSES, "FashionMNIST"),
+}
+DEFAULT_DATASET = "digits8k"
+
+# The tutorials' normalization constants (D2, D3).
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class DataUnavailable(RuntimeError):
+    """A dataset's files are not on disk and could not be downloaded."""
+
+
+@dataclass
+class ImageData:
+    """One image classification dataset, split into train and test, as uint8 tensors."""
+
+    name: str
+    title: str
+    classes: list[str]
+    train_images: torch.Tensor  # uint8 (N, 28, 28)
+    train_labels: torch.Tensor  # int64 (N,)
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    source: str
+    mean: float = field(init=False)
+    std: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Statistics of the training split, as the tutorials' (0.1307,), (0.3081,) for MNIST.
+        x = self.train_images.float().div_(255.0)
+        self.mean = float(x.mean())
+        self.std = float(x.std())
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (1, *self.train_images.shape[1:])
+
+    def normalized(self, split: str) -> torch.Tensor:
+        """The whole split as one float32 tensor (N, 1, H, W), normalized with train stats."""
+        images = self.train_images if split == "train" else self.test_images
+        return normalize(images, self.mean, self.std)
+
+    def labels(self, split: str) -> torch.Tensor:
+        return self.train_labels if split == "train" else self.test_labels
+
+
+def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """uint8 (N, H, W) -> float32 (N, 1, H, W): ToTensor + Normalize in one vectorized pass."""
+    x = images.unsqueeze(1).to(torch.float32).div_(255.0)
+    return x.sub_(mean).div_(std)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a reproducible, class-balanced train/test split."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        rng.shuffle(idx)
+        n_test = max(1, round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    train_idx, test_idx = np.concatenate(train), np.concatenate(test)
+    rng.shuffle(train_idx)
+    rng.shuffle(test_idx)
+    return train_idx, test_idx
+
+
+def load_bundled(path: Path = BUNDLED_DIGITS, test_fraction: float = 0.125, seed: int = 0) -> ImageData:
+    """The 8,000 bundled MNIST digits: 7,000 train / 1,000 test, 100 test digits per class."""
+    with np.load(path) as npz:
+        images, labels = npz["images"], npz["labels"]
+    if images.dtype != np.uint8 or images.ndim != 3 or len(images) != len(labels):
+        raise ValueError(f"{path} is not an MNIST digits file (images uint8 (N,28,28), labels (N,))")
+    train_idx, test_idx = stratified_split(labels, test_fraction, seed)
+    title, classes, _ = DATASETS["digits8k"]
+    return ImageData(
+        name="digits8k",
+        title=title,
+        classes=classes,
+        train_images=torch.from_numpy(images[train_idx]),
+        train_labels=torch.from_numpy(labels[train_idx].astype(np.int64)),
+        test_images=torch.from_numpy(images[test_idx]),
+        test_labels=torch.from_numpy(labels[test_idx].astype(np.int64)),
+        source="assets/mnist_digits_8k.npz (MNIST, CC BY-SA 3.0; see assets/mnist_digits_8k.README.md)",
+    )
+
+
+_download_lock = threading.Lock()
+
+
+def _torchvision_split(cls, root: Path, train: bool, download: bool, timeout: float):
+    """Open one torchvision split, downloading at most ``timeout`` seconds when asked."""
+    if not download:
+        return cls(str(root), train=train, download=False)
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        try:
+            result["ds"] = cls(str(root), train=train, download=True)
+        except BaseException as exc:  # reported to the caller below
+            result["error"] = exc
+
+    # torchvision's downloader has no timeout of its own; a daemon thread bounds the wait
+    # so a machine without internet gets an answer within seconds instead of a hang.
+    with _download_lock:
+        worker = threading.Thread(target=work, daemon=True)
+        worker.start()
+        worker.join(timeout)
+    if worker.is_alive():
+        raise DataUnavailable(f"download did not finish within {timeout:.0f} s")
+    if "error" in result:
+        raise DataUnavailable(f"download failed: {str(result['error']).splitlines()[0][:200]}")
+    return result["ds"]
+
+
+def load_torchvision(name: str, settings: Settings) -> ImageData:
+    """MNIST or FashionMNIST through torchvision from ``settings.data_root``.
+
+    Files already on disk are used as they are; otherwise a download is tried (when
+    allowed) with a time limit. Raises ``DataUnavailable`` with a clear message.
+    """
+    import torchvision.datasets as tvd
+
+    if name not in DATASETS or DATASETS[name][2] is None:
+        raise ValueError(f"unknown torchvision dataset {name!r}")
+    title, classes, cls_name = DATASETS[name]
+    cls = getattr(tvd, cls_name)
+    root = settings.data_root
+    try:
+        train = cls(str(root), train=True, download=False)
+        test = cls(str(root), train=False, download=False)
+    except RuntimeError as missing:
+        if not settings.allow_download:
+            raise DataUnavailable(
+                f"{cls_name} files are not under {root / cls_name / 'raw'} and downloads are off "
+                "(PYTORCH_LAB_DOWNLOAD=0)"
+            ) from missing
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataUnavailable(f"cannot create the data root {root}: {exc}") from exc
+        try:
+            train = _torchvision_split(cls, root, True, True, settings.download_timeout)
+            test = _torchvision_split(cls, root, False, True, settings.download_timeout)
+        except DataUnavailable as exc:
+            raise DataUnavailable(
+                f"{cls_name} is not on disk under {root}, and its {exc}. "
+                f"Put the raw IDX files in {root / cls_name / 'raw'} or use the bundled digits."
+            ) from None
+    return ImageData(
+        name=name,
+        title=title,
+        classes=classes,
+        train_images=train.data.to(torch.uint8),
+        train_labels=train.targets.to(torch.int64),
+        test_images=test.data.to(torch.uint8),
+        test_labels=test.targets.to(torch.int64),
+        source=f"torchvision.datasets.{cls_name} at {root}",
+    )
+
+
+def load_dataset(name: str, settings: Settings) -> ImageData:
+    if name == "digits8k":
+        return load_bundled()
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return load_torchvision(name, settings)
+
+
+class TensorLoader:
+    """Batches of a tensor-resident dataset, taken by index.
+
+    Iterating yields ``(inputs, targets)``; with ``shuffle`` the order is a permutation
+    drawn from a generator seeded with ``seed + epoch``, so the same seed gives the same
+    batches on any run.
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
+                 shuffle: bool = False, seed: int = 0, drop_last: bool = False) -> None:
+        if len(inputs) != len(targets):
+            raise ValueError(f"inputs ({len(inputs)}) and targets ({len(targets)}) differ in length")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+        self.inputs, self.targets = inputs, targets
+        self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.inputs)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        n = len(self.inputs)
+        if not self.shuffle:
+            return torch.arange(n)
+        gen = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(n, generator=gen)
+
+    def __iter__(self):
+        order = self.order(self.epoch)
+        self.epoch += 1
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield self.inputs[idx], self.targets[idx]
+
+
+class ArrayDataset(Dataset):
+    """The tutorials' custom Dataset (D1): ``__len__`` and ``__getitem__`` over (data, labels)."""
+
+    def __init__(self, data: torch.Tensor, labels: torch.Tensor, transform=None) -> None:
+        if len(data) != len(labels):
+            raise ValueError("data and labels must have the same length")
+        self.data, self.labels, self.transform = data, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, idx: int):
+        x = self.data[idx]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.labels[idx]
+
+
+def custom_dataset_example(batch_size: int = 32, seed: int = 0) -> dict:
+    """D1: a custom Dataset over random (data, labels) and a shuffling DataLoader."""
+    gen = torch.Generator().manual_seed(seed)
+    data = torch.randn(100, 10, generator=gen)
+    labels = torch.randint(0, 2, (100,), generator=gen)
+    ds = ArrayDataset(data, labels)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
+    batches = [(tuple(x.shape), tuple(y.shape)) for x, y in loader]
+    return {"len": len(ds), "item_shapes": (tuple(ds[0][0].shape), tuple(ds[0][1].shape)),
+            "batches": batches}
+
+
+def dataloader_batch(data: ImageData, batch_size: int = 64, seed: int = 0) -> dict:
+    """One batch of the tensor-resident training loader: shapes, dtypes, value range, labels."""
+    loader = TensorLoader(data.normalized("train"), data.labels("train"), batch_size, shuffle=True, seed=seed)
+    x, y = next(iter(loader))
+    return {"x": x, "y": y, "x_shape": tuple(x.shape), "x_dtype": str(x.dtype),
+            "y_shape": tuple(y.shape), "y_dtype": str(y.dtype), "batches": len(loader)}
+
+
+def value_stats(x: torch.Tensor) -> dict[str, float]:
+    x = x.float()
+    return {"min": float(x.min()), "max": float(x.max()), "mean": float(x.mean()), "std": float(x.std())}
+
+
+def normalization_table(images: torch.Tensor) -> pd.DataFrame:
+    """D2: value ranges of raw pixels, after ToTensor, and after the two usual Normalize calls."""
+    import torchvision.transforms.v2 as T
+
+    raw = images.unsqueeze(1)  # uint8 (N,1,H,W) as torchvision expects
+    to_tensor = T.Compose([T.ToDtype(torch.float32, scale=True)])
+    steps = {
+        "raw uint8 pixels": raw,
+        "ToTensor(): [0, 1]": to_tensor(raw),
+        "Normalize((0.5,), (0.5,))": T.Compose([to_tensor, T.Normalize((0.5,), (0.5,))])(raw),
+        "Normalize((0.1307,), (0.3081,))": T.Compose([to_tensor, T.Normalize((MNIST_MEAN,), (MNIST_STD,))])(raw),
+    }
+    rows = [{"step": name, **value_stats(x)} for name, x in steps.items()]
+    return pd.DataFrame(rows)
+
+
+def class_counts(data: ImageData) -> pd.DataFrame:
+    """Class balance of both splits, one row per class."""
+    n = len(data.classes)
+    return pd.DataFrame({
+        "class": data.classes,
+        "train": torch.bincount(data.train_labels, minlength=n).tolist(),
+        "test": torch.bincount(data.test_labels, minlength=n).tolist(),
+    })
+
+
+AUGMENTATIONS = ("hflip", "rotation", "affine", "imagenet")
+
+
+def augment_preview(images: torch.Tensor, kind: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
+    """Before/after images for one augmentation (D3), with per-channel value statistics.
+
+    ``images`` are uint8 (N, H, W). Returns (before, after) as float images in [0, 1] for
+    display, shaped (N, C, H, W), and a table of value ranges before and after.
+    """
+    import torchvision.transforms.v2 as T
+
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {kind!r}; choose one of {', '.join(AUGMENTATIONS)}")
+    torch.manual_seed(seed)
+    before = images.unsqueeze(1)
+    if kind == "hflip":
+        pipeline = T.RandomHorizontalFlip(p=1.0)
+    elif kind == "rotation":
+        pipeline = T.RandomRotation(degrees=30)
+    elif kind == "affine":
+        pipeline = T.RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.85, 1.15), shear=10)
+    else:
+        # D3 verbatim: RandomHorizontalFlip, ToTensor, Normalize(ImageNet mean/std) on RGB.
+        before = before.expand(-1, 3, -1, -1)
+        pipeline = T.Compose([
+            T.RandomHorizontalFlip(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ])
+    after = torch.stack([pipeline(img) for img in before])
+    before_f = before.float() / 255.0
+    if after.dtype == torch.uint8:
+        after_f = after.float() / 255.0
+        after_display = after_f
+    else:
+        after_f = after
+        # Undo the normalization for display only; the table shows the real values.
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        after_display = (after * std + mean).clamp(0, 1)
+    table = pd.DataFrame([
+        {"tensor": "before", "shape": str(tuple(before_f.shape)), **value_stats(before_f)},
+        {"tensor": "after", "shape": str(tuple(after_f.shape)), **value_stats(after_f)},
+    ])
+    return before_f, after_display, table
+
+
+def regression_linear() -> tuple[torch.Tensor, torch.Tensor]:
+    """R1: inputs [1, 2, 3] -> targets [2, 4, 6], shaped (3, 1) for Linear(1, 1)."""
+    x = torch.tensor([[1.0], [2.0], [3.0]])
+    return x, 2 * x
+
+
+def regression_synthetic(n: int = 512, features: int = 10, noise: float = 0.1, seed: int = 0
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """R2: y = x @ w + b + noise for NeuralNet(10, 20, 1), reproducible from the seed."""
+    if not (1 <= n <= 1_000_000 and 1 <= features <= 10_000):
+        raise ValueError("n must be 1..1,000,000 and features 1..10,000")
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, features, generator=gen)
+    w = torch.randn(features, 1, generator=gen)
+    y = x @ w + 0.5 + noise * torch.randn(n, 1, generator=gen)
+    return x, y

@@ -1,0 +1,46 @@
+"""Plotly figures the pages show. Pages only pass them to ``st.plotly_chart``."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+
+
+def image_grid(images: torch.Tensor, titles: list[str], cols: int = 8, size: int = 90) -> go.Figure:
+    """A grid of grey (N, H, W) or RGB (N, 3, H, W) images in [0, 1] with a title each."""
+    imgs = images.detach().float().clamp(0, 1)
+    if imgs.ndim == 4 and imgs.shape[1] == 1:
+        imgs = imgs[:, 0]
+    if imgs.ndim == 4:  # (N, 3, H, W) -> (N, H, W, 3) as plotly expects
+        imgs = imgs.permute(0, 2, 3, 1)
+    n = len(imgs)
+    cols = max(1, min(cols, n))
+    rows = -(-n // cols)
+    title_px = 24  # room above each row for the labels
+    height = rows * (size + title_px) + 10
+    fig = px.imshow((imgs * 255).round().to(torch.uint8).numpy(), facet_col=0, facet_col_wrap=cols,
+                    binary_string=True, facet_row_spacing=min(0.3, title_px / height) if rows > 1 else 0.0,
+                    facet_col_spacing=0.01)
+    for annotation in fig.layout.annotations:
+        i = int(annotation.text.split("=")[-1])
+        annotation.text = titles[i] if i < len(titles) else ""
+    fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=title_px, b=0))
+    return fig
+
+
+def class_balance(counts: pd.DataFrame, split_label: str, count_label: str) -> go.Figure:
+    long = counts.melt(id_vars="class", var_name=split_label, value_name=count_label)
+    fig = px.bar(long, x="class", y=count_label, color=split_label, barmode="group")
+    fig.update_layout(height=320, margin=dict(l=0, r=0, t=10, b=0), xaxis_type="category")
+    return fig
+
+
+def value_histograms(series: dict[str, torch.Tensor], bins: int = 60) -> go.Figure:
+    """Overlaid histograms of the values of each tensor (log-scale counts)."""
+    fig = go.Figure()
+    for name, x in series.items():
+        fig.add_trace(go.Histogram(x=x.flatten().float().numpy(), name=name, nbinsx=bins, opacity=0.6))
+    fig.update_layout(barmode="overlay", height=300, margin=dict(l=0, r=0, t=10, b=0), yaxis_type="log")
+    return fig

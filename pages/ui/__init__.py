@@ -1,0 +1,118 @@
+"""Streamlit helpers shared by app.py and the pages: language, seed, sidebar, page list.
+
+This lives in a sub-package on purpose: Streamlit treats ``*.py`` files directly inside
+``pages/`` as page scripts, and only the pages themselves belong there.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from core.env import env_facts
+from core.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
+
+SEED_MAX = 2**31 - 1
+
+# (section key, page key, script, url path, icon); the one list the frame and Home use.
+PAGES = [
+    ("section.basics", "page.home", "pages/home.py", "home", ":material/home:"),
+    ("section.models", "page.data", "pages/data.py", "data", ":material/dataset:"),
+]
+
+
+def frame() -> None:
+    """Run at the top of every page: make sure the lab's frame (app.py) drives this run.
+
+    Streamlit decides per server process, on its first session, whether the app uses
+    the legacy ``pages/`` folder; until some run has called ``st.navigation`` it treats
+    ``pages/*.py`` as legacy pages. A deep link (``/data``) opened as the first request
+    of a fresh server therefore runs the page script alone, with file names in the
+    sidebar. Here the page notices that, registers the lab's navigation (which turns
+    the legacy mode off for the process) and reruns, so app.py runs the page instead.
+    Covered by tests/e2e/test_app.py::test_deep_link_on_fresh_server.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        st.navigation(navigation_pages(), position="hidden")
+        st.rerun()
+
+
+def lang() -> str:
+    value = st.session_state.get("lang", DEFAULT_LANGUAGE)
+    return value if value in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def tr(key: str, **values) -> str:
+    """UI text in the current language."""
+    return t(key, lang(), **values)
+
+
+def seed() -> int:
+    value = st.session_state.get("seed", 0)
+    return int(value) if isinstance(value, (int, float)) and 0 <= value <= SEED_MAX else 0
+
+
+def language_and_seed() -> None:
+    """The sidebar's global controls; both are bound to the URL so a shared link keeps them."""
+    with st.sidebar:
+        st.segmented_control(
+            tr("sidebar.language"), list(LANGUAGES), format_func=LANGUAGES.__getitem__,
+            default=DEFAULT_LANGUAGE, key="lang", bind="query-params", required=True,
+        )
+        st.number_input(
+            tr("sidebar.seed"), min_value=0, max_value=SEED_MAX, value=0, step=1,
+            key="seed", bind="query-params", help=tr("sidebar.seed_help"),
+        )
+
+
+def env_rows() -> list[tuple[str, str]]:
+    facts = env_facts()
+    cuda = (tr("env.cuda_yes", count=facts.cuda_device_count, name=facts.cuda_device_name)
+            if facts.cuda_available else tr("env.cuda_no"))
+    bf16 = tr("env.bf16_yes" if facts.fast_bf16 else "env.bf16_no", reason=facts.fast_bf16_reason)
+    return [
+        (tr("env.torch"), facts.torch_version),
+        (tr("env.python"), facts.python_version),
+        (tr("env.cuda"), cuda),
+        (tr("env.threads"), tr("env.threads_value", threads=facts.cpu_threads, cores=facts.cpu_count)),
+        (tr("env.cpu"), f"{facts.cpu_model} ({facts.cpu_capability})"),
+        (tr("env.bf16"), bf16),
+    ]
+
+
+def sidebar_environment() -> None:
+    with st.sidebar.expander(tr("sidebar.environment"), expanded=False):
+        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in env_rows()))
+
+
+def navigation_pages() -> dict[str, list]:
+    sections: dict[str, list] = {}
+    for section, page, script, url, icon in PAGES:
+        sections.setdefault(tr(section), []).append(
+            st.Page(script, title=tr(page), url_path=url, icon=icon, default=(url == "home")))
+    return sections
+
+
+def url_choice(widget, label: str, options: list[str], key: str, default: str, format_func, **kwargs):
+    """A choice widget whose value lives in the URL as a stable id, e.g. ``?data_view=balance``.
+
+    Streamlit's own ``bind="query-params"`` writes the *formatted* label into the URL,
+    which changes with the UI language, so a link made in one language (or a reload after
+    switching language) would lose the choice. Widgets with translated labels sync
+    through ``st.query_params`` here instead; the rest use ``bind="query-params"``.
+    """
+    if key not in st.session_state:
+        wanted = st.query_params.get(key)
+        st.session_state[key] = wanted if wanted in options else default
+    value = widget(label, options, key=key, format_func=format_func, **kwargs)
+    if value is None or value == default:
+        if key in st.query_params:
+            del st.query_params[key]
+    elif st.query_params.get(key) != value:
+        st.query_params[key] = value
+    return value
+
+
+def code_block(code: str) -> None:
+    with st.expander(tr("data.code")):
+        st.code(code, language="python")
