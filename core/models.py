@@ -299,12 +299,18 @@ def parameter_count(spec: dict) -> int:
     return count_parameters(model)
 
 
-def build_model(spec: dict, seed: int | None = 0, param_cap: int = DEFAULT_PARAM_CAP) -> nn.Module:
-    """Build the ``nn.Module`` of a spec after validation and the parameter cap check."""
+def checked_spec(spec: dict, param_cap: int = DEFAULT_PARAM_CAP) -> dict:
+    """``validate_spec`` plus the parameter cap, counted before any allocation."""
     spec = validate_spec(spec)
     n = parameter_count(spec)
     if n > param_cap:
         raise SpecError(f"the model has {n:,} parameters, over the cap of {param_cap:,}; make layers smaller")
+    return spec
+
+
+def build_model(spec: dict, seed: int | None = 0, param_cap: int = DEFAULT_PARAM_CAP) -> nn.Module:
+    """Build the ``nn.Module`` of a spec after validation and the parameter cap check."""
+    spec = checked_spec(spec, param_cap)
     if seed is not None:
         torch.manual_seed(seed)
     return SpecModel(spec["name"], _children(spec["layers"]))

@@ -15,6 +15,7 @@ SEED_MAX = 2**31 - 1
 # (section key, page key, script, url path, icon); the one list the frame and Home use.
 PAGES = [
     ("section.basics", "page.home", "pages/home.py", "home", ":material/home:"),
+    ("section.models", "page.builder", "pages/builder.py", "builder", ":material/account_tree:"),
     ("section.models", "page.data", "pages/data.py", "data", ":material/dataset:"),
 ]
 
@@ -105,7 +106,9 @@ def url_choice(widget, label: str, options: list[str], key: str, default: str, f
         wanted = st.query_params.get(key)
         st.session_state[key] = wanted if wanted in options else default
     value = widget(label, options, key=key, format_func=format_func, **kwargs)
-    if value is None or value == default:
+    if value is None:  # a widget recreated after a hidden run can come back empty
+        value = default
+    if value == default:
         if key in st.query_params:
             del st.query_params[key]
     elif st.query_params.get(key) != value:

@@ -1,6 +1,5 @@
 """End-to-end: the real server in headless Chromium. Screenshots go to tests/e2e/screenshots/."""
 import os
-import shutil
 
 import pytest
 

@@ -1,0 +1,165 @@
+"""The lab's current model (a spec in session state) and the Builder's layer editor widgets."""
+from __future__ import annotations
+
+import streamlit as st
+
+from core.builder import EDITABLE_TYPES, add_layer, move_layer, remove_layer
+from core.models import DEFAULT_PRESET, SCHEMAS, SpecError, checked_spec, preset_spec, spec_from_json
+from pages.ui import tr
+
+SPEC_KEY = "current_spec"
+
+
+def current_spec() -> dict:
+    """The model the Builder built; Train, Profiler and Export use the same one."""
+    if SPEC_KEY not in st.session_state:
+        st.session_state[SPEC_KEY] = preset_spec(DEFAULT_PRESET)
+    return st.session_state[SPEC_KEY]
+
+
+def set_spec(spec: dict) -> None:
+    st.session_state[SPEC_KEY] = spec
+    st.session_state.pop("bld_error", None)
+    # New widget keys for the new stack: the browser keeps values per key, so reusing a
+    # key would carry an old layer's value into the new one.
+    st.session_state["bld_ver"] = st.session_state.get("bld_ver", 0) + 1
+    # Argument widgets belong to the previous stack; drop their state.
+    for key in [k for k in st.session_state if str(k).startswith(("bld_arg_", "bld_json", "bld_shape"))]:
+        del st.session_state[key]
+
+
+def parse_shape(text: str) -> list[int]:
+    """'1, 28, 28' -> [1, 28, 28]; refused with a clear message otherwise."""
+    parts = [p.strip() for p in text.replace("×", ",").replace("x", ",").split(",") if p.strip()]
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 5 for p in parts):
+        raise SpecError(tr("builder.shape_invalid", text=text[:40]))
+    return [int(p) for p in parts]
+
+
+def _parse_ints(text: str):
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if parts and all(p.lstrip("-").isdigit() and len(p) < 7 for p in parts):
+        return [int(p) for p in parts] if len(parts) > 1 else int(parts[0])
+    return text  # refused by validate_spec with a message naming the argument
+
+
+def _on_arg_change(index: int, name: str, key: str, is_text: bool) -> None:
+    spec = current_spec()
+    layer = spec["layers"][index]
+    value = st.session_state[key]
+    args = {**layer["args"], name: _parse_ints(value) if is_text else value}
+    edited = {**spec, "layers": list(spec["layers"])}
+    edited["layers"][index] = {**layer, "args": args}
+    _apply(edited)
+
+
+def _apply(edited: dict) -> None:
+    """Make ``edited`` the current spec, or keep the old one and remember the refusal."""
+    try:
+        st.session_state[SPEC_KEY] = checked_spec(edited)
+        st.session_state.pop("bld_error", None)
+    except SpecError as exc:
+        st.session_state["bld_error"] = str(exc)
+
+
+def layer_editor(spec: dict, index: int) -> None:
+    """Argument widgets for one top-level layer; each change updates the current spec."""
+    layer = spec["layers"][index]
+    kind = layer["type"]
+    if kind == "Sequential":
+        st.info(tr("builder.sequential_json"))
+        return
+    schema = SCHEMAS[kind]
+    if not schema:
+        st.caption(tr("builder.no_args", kind=kind))
+        return
+    cols = st.columns(min(4, len(schema)))
+    for i, (name, arg) in enumerate(schema.items()):
+        value = layer["args"].get(name, arg.default)
+        key = f"bld_arg_{st.session_state.get('bld_ver', 0)}_{index}_{kind}_{name}"
+        is_text = arg.kind == "ints" and (isinstance(value, list) or value is None)
+        common = dict(key=key, on_change=_on_arg_change, args=(index, name, key, is_text))
+        with cols[i % len(cols)]:
+            if arg.kind == "bool":
+                st.checkbox(name, value=bool(value), **common)
+            elif arg.kind == "choice":
+                st.selectbox(name, list(arg.choices), index=list(arg.choices).index(value), **common)
+            elif arg.kind == "float":
+                st.number_input(name, min_value=float(arg.lo), max_value=float(arg.hi), value=float(value),
+                                step=0.05, **common)
+            elif is_text:
+                shown = "" if value is None else ", ".join(map(str, value))
+                st.text_input(name, value=shown, help=tr("builder.ints_help"), **common)
+            else:
+                st.number_input(name, min_value=int(arg.lo), max_value=int(arg.hi), value=int(value), step=1,
+                                **common)
+
+
+def _select(index: int) -> None:
+    # Setting the widget's own key is what moves the browser's selection too.
+    st.session_state["bld_sel"] = index
+
+
+def _add(kind_key: str, position) -> None:
+    spec = current_spec()
+    set_spec(add_layer(spec, st.session_state[kind_key], position))
+    _select(len(spec["layers"]) if position is None else position)
+
+
+def _move(index: int, offset: int) -> None:
+    set_spec(move_layer(current_spec(), index, offset))
+    _select(index + offset)
+
+
+def _remove(index: int) -> None:
+    set_spec(remove_layer(current_spec(), index))
+    _select(max(0, index - 1))
+
+
+def layer_choice(spec: dict) -> int | None:
+    """The 'layer to edit' selectbox; its value survives reruns and follows add/move/remove."""
+    n = len(spec["layers"])
+    if not n:
+        return None
+    if not isinstance(st.session_state.get("bld_sel"), int) or not 0 <= st.session_state["bld_sel"] < n:
+        st.session_state["bld_sel"] = n - 1 if st.session_state.get("bld_sel", 0) else 0
+    return st.selectbox(tr("builder.edit"), range(n), key="bld_sel",
+                        format_func=lambda i: f"{i}: {spec['layers'][i].get('name', '')} {spec['layers'][i]['type']}")
+
+
+def stack_controls(spec: dict, index: int | None) -> None:
+    """Add / move / remove buttons under the layer list."""
+    cols = st.columns([2, 1, 1, 1, 1])
+    cols[0].selectbox(tr("builder.add_type"), EDITABLE_TYPES, key="bld_add_type", label_visibility="collapsed")
+    position = None if index is None else index + 1
+    cols[1].button(tr("builder.add"), key="bld_add", width="stretch", type="primary", on_click=_add,
+                   args=("bld_add_type", position))
+    last = len(spec["layers"]) - 1
+    cols[2].button(tr("builder.up"), key="bld_up", width="stretch", disabled=index is None or index == 0,
+                   on_click=_move, args=(index, -1))
+    cols[3].button(tr("builder.down"), key="bld_down", width="stretch", disabled=index is None or index == last,
+                   on_click=_move, args=(index, 1))
+    cols[4].button(tr("builder.remove"), key="bld_remove", width="stretch", disabled=index is None,
+                   on_click=_remove, args=(index,))
+
+
+def load_spec(spec: dict) -> None:
+    set_spec(spec)
+    _select(0)
+
+
+def apply_json(key: str) -> None:
+    try:
+        load_spec(checked_spec(spec_from_json(st.session_state[key])))
+        st.session_state.pop("bld_error", None)
+    except SpecError as exc:
+        st.session_state["bld_error"] = str(exc)
+
+
+def set_input_shape(key: str) -> None:
+    try:
+        shape = parse_shape(st.session_state[key])
+    except SpecError as exc:
+        st.session_state["bld_error"] = str(exc)
+        return
+    _apply({**current_spec(), "input_shape": shape})
