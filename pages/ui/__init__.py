@@ -15,6 +15,8 @@ SEED_MAX = 2**31 - 1
 # (section key, page key, script, url path, icon); the one list the frame and Home use.
 PAGES = [
     ("section.basics", "page.home", "pages/home.py", "home", ":material/home:"),
+    ("section.basics", "page.tensors", "pages/tensors.py", "tensors", ":material/grid_on:"),
+    ("section.basics", "page.autograd", "pages/autograd.py", "autograd", ":material/functions:"),
     ("section.models", "page.builder", "pages/builder.py", "builder", ":material/account_tree:"),
     ("section.models", "page.data", "pages/data.py", "data", ":material/dataset:"),
 ]

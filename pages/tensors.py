@@ -1,0 +1,155 @@
+"""Tensors: create, inspect, operate on tensors; broadcasting; a free-form safe expression box."""
+import pandas as pd
+import streamlit as st
+import torch
+
+from core import tensors as T
+from core.autograd import to_torch_code
+from core.expr import ExprError, evaluate
+from pages.ui import frame, seed, tr, url_choice
+from pages.ui.tensor_view import show_tensor
+
+frame()
+VIEWS = ["examples", "create", "ops", "broadcast", "expr"]
+if "ten_x" not in st.session_state:
+    st.session_state["ten_x"] = torch.arange(12.0).reshape(3, 4)
+    st.session_state["ten_y"] = torch.ones(4)
+
+
+def pick_example(example: str) -> None:
+    st.session_state["ten_ex"] = example
+    st.session_state["ten_view"] = "examples"
+
+
+def create() -> None:
+    s = st.session_state
+    try:
+        t, code = T.make_tensor(s["ten_kind"], s["ten_shape"], s["ten_dtype"], s["ten_values"], start=s["ten_start"],
+                                end=s["ten_end"], step=s["ten_step"], steps=int(s["ten_steps"]), seed=seed(),
+                                requires_grad=s["ten_rg"])
+        s[f"ten_{s['ten_target']}"], s["ten_code"], s["ten_err"] = t, code.replace("x =", f"{s['ten_target']} =", 1), None
+    except ValueError as exc:
+        s["ten_err"] = str(exc)
+
+
+st.title(tr("tensors.title"))
+st.write(tr("tensors.intro"))
+st.markdown(f"**{tr('tensors.examples')}**")
+examples = list(T.EXAMPLES)
+for row in (examples[:3], examples[3:]):
+    for col, example in zip(st.columns(3), row):
+        col.button(tr(f"tensors.ex.{example}"), key=f"ten_ex_{example}", on_click=pick_example, args=(example,),
+                   width="stretch")
+view = url_choice(st.segmented_control, tr("tensors.view"), VIEWS, "ten_view", "create",
+                  lambda v: tr(f"tensors.view.{v}"), required=True)
+x, y = st.session_state["ten_x"], st.session_state["ten_y"]
+
+if view == "examples":
+    example = url_choice(st.selectbox, tr("tensors.example"), list(T.EXAMPLES), "ten_ex", "T1",
+                         lambda e: tr(f"tensors.ex.{e}"))
+    result = T.run_example(example)
+    if result["note"]:
+        st.warning(tr(f"tensors.note.{example}"))
+    for step in result["steps"]:
+        left, right = st.columns([2, 3])
+        left.code(step["code"], language="python")
+        if step["error"]:
+            right.error(step["error"])
+        else:
+            right.code(step["text"], language="text")
+        if step["note"]:
+            right.caption(step["note"])
+    if example == "T4":
+        st.info(result["values"]["explanation"])
+    with st.expander(tr("tensors.code")):
+        st.code(result["code"], language="python")
+
+elif view == "create":
+    c = st.columns(4)
+    kind = c[0].selectbox(tr("tensors.kind"), T.KINDS, key="ten_kind")
+    c[1].text_input(tr("tensors.shape"), "3, 4", key="ten_shape", help=tr("tensors.shape_help"))
+    c[2].selectbox(tr("tensors.dtype"), [None, *T.DTYPE_NAMES], key="ten_dtype",
+                   format_func=lambda d: tr("tensors.default") if d is None else d)
+    c[3].radio(tr("tensors.target"), ["x", "y"], horizontal=True, key="ten_target")
+    st.text_input(tr("tensors.values"), "[[1, 2, 3], [4, 5, 6]]", key="ten_values", disabled=kind not in
+                  ("tensor", "from_numpy"), help=tr("tensors.values_help"))
+    c = st.columns(5)
+    c[0].number_input("start", value=0.0, key="ten_start", disabled=kind not in ("arange", "linspace"))
+    c[1].number_input("end", value=10.0, key="ten_end", disabled=kind not in ("arange", "linspace"))
+    c[2].number_input("step", value=1.0, key="ten_step", disabled=kind != "arange")
+    c[3].number_input("steps", 2, 10_000, 5, key="ten_steps", disabled=kind != "linspace")
+    c[4].checkbox("requires_grad", key="ten_rg")
+    st.button(tr("tensors.create"), key="ten_create", on_click=create, type="primary")
+    if st.session_state.get("ten_err"):
+        st.error(tr("error.bad_value", reason=st.session_state["ten_err"]))
+    elif st.session_state.get("ten_code"):
+        st.code(st.session_state["ten_code"], language="python")
+    left, right = st.columns(2)
+    with left:
+        show_tensor(x, "ten_show_x", "x")
+    with right:
+        show_tensor(y, "ten_show_y", "y")
+
+elif view == "ops":
+    c = st.columns([2, 3])
+    op = c[0].selectbox(tr("tensors.op"), list(T.OPS), key="ten_op")
+    params = {}
+    with c[1]:
+        for name in T.OPS[op]["params"]:
+            if name == "keepdim":
+                params[name] = st.checkbox("keepdim", key="ten_p_keepdim")
+            elif name == "other":
+                text = st.text_input("other", "y", key="ten_p_other", help=tr("tensors.other_help"))
+                params[name] = y if text.strip() == "y" else text
+            else:
+                text = st.text_input(name, {"shape": "4, 3", "dims": "1, 0", "dim1": "1"}.get(name, "0"),
+                                     key=f"ten_p_{name}")
+                if text.strip():
+                    params[name] = text
+    try:
+        result, code = T.apply_op(x, op, **params)
+        st.code(code, language="python")
+        left, right = st.columns(2)
+        with left:
+            show_tensor(x, "ten_before", tr("tensors.before"))
+        with right:
+            show_tensor(result, "ten_after", tr("tensors.after"))
+    except ValueError as exc:
+        st.error(tr("tensors.op_error", reason=exc))
+        if "view size is not compatible" in str(exc):
+            st.info(tr("tensors.view_hint"))
+        show_tensor(x, "ten_before", "x")
+
+elif view == "broadcast":
+    c = st.columns(2)
+    a_text = c[0].text_input(tr("tensors.shape_a"), "3, 1", key="ten_ba", bind="query-params")
+    b_text = c[1].text_input(tr("tensors.shape_b"), "1, 4", key="ten_bb", bind="query-params")
+    try:
+        info = T.broadcast_explain(a_text, b_text)
+    except ValueError as exc:
+        st.error(tr("error.bad_value", reason=exc))
+        st.stop()
+    st.dataframe(pd.DataFrame(info["rows"]), hide_index=True, width="stretch")
+    if info["ok"]:
+        st.success(tr("tensors.broadcast_ok", a=info["shape_a"], b=info["shape_b"], result=info["result"]))
+    else:
+        st.error(tr("tensors.broadcast_fail", reason=info["error"]))
+    st.code(f"a = torch.zeros({tuple(info['shape_a'])})\nb = torch.zeros({tuple(info['shape_b'])})\n"
+            f"print((a + b).shape)  # {info['result'] if info['ok'] else 'RuntimeError'}", language="python")
+
+else:  # free-form expression over x and y
+    text = st.text_input(tr("tensors.expr"), "x * 2 + sin(x)", key="ten_expr", bind="query-params",
+                         help=tr("tensors.expr_help"), max_chars=500)
+    try:
+        value = evaluate(text, {"x": x, "y": y})
+        source, _ = to_torch_code(text, ["x", "y"])
+        st.code(f"result = {source}", language="python")
+        show_tensor(value, "ten_expr_out", tr("tensors.result"))
+    except ExprError as exc:
+        st.error(tr("tensors.expr_error", reason=exc))
+    with st.expander(tr("tensors.inputs")):
+        left, right = st.columns(2)
+        with left:
+            show_tensor(x, "ten_in_x", "x")
+        with right:
+            show_tensor(y, "ten_in_y", "y")

@@ -1,0 +1,141 @@
+"""AppTest tests for the Tensors and Autograd pages: every example, the expression box, refusals."""
+import pytest
+
+from core.i18n import CATALOGUE
+
+EN, ZH = CATALOGUE["en"], CATALOGUE["zh"]
+
+
+def all_text(at) -> str:
+    parts = [c.value for c in at.code] + [e.value for e in at.error] + [w.value for w in at.warning] + \
+            [i.value for i in at.info] + [m.value for m in at.metric]
+    return "\n".join(map(str, parts))
+
+
+@pytest.fixture
+def tensors(app):
+    return app("pages/tensors.py")
+
+
+@pytest.fixture
+def autograd(app):
+    return app("pages/autograd.py")
+
+
+@pytest.mark.parametrize("example,expected", [
+    ("T1", "tensor(3.8500)"), ("T2", "float64"), ("T3", "uniform on [0, 1)"),
+    ("T4", "view size is not compatible"), ("T5", "number of dimensions"), ("T6", "sin"),
+])
+def test_tensor_examples(tensors, example, expected):
+    at = tensors
+    at.button(key=f"ten_ex_{example}").click().run()
+    assert not at.exception
+    assert at.button_group(key="ten_view").value == "examples"
+    assert expected in all_text(at), all_text(at)[:2000]
+    if example in ("T1", "T5"):
+        assert at.warning[0].value == EN[f"tensors.note.{example}"]
+
+
+def test_create_tensor_and_refusals(tensors):
+    at = tensors
+    at.button_group(key="ten_view").set_value("create").run()
+    at.selectbox(key="ten_kind").set_value("zeros").run()
+    at.text_input(key="ten_shape").set_value("3, 2").run()
+    at.button(key="ten_create").click().run()
+    assert "torch.zeros(3, 2)" in at.code[0].value
+    assert tuple(at.session_state["ten_x"].shape) == (3, 2)
+    at.text_input(key="ten_shape").set_value("100000, 100000").run()
+    at.button(key="ten_create").click().run()
+    assert at.error and "the limit is 1,000,000" in at.error[0].value
+    at.selectbox(key="ten_kind").set_value("tensor").run()
+    at.text_input(key="ten_values").set_value("__import__('os').system('id')").run()
+    at.button(key="ten_create").click().run()
+    assert at.error and not at.exception
+
+
+def test_operations_and_the_view_error(tensors):
+    at = tensors
+    at.button_group(key="ten_view").set_value("ops").run()
+    at.selectbox(key="ten_op").set_value("matmul").run()
+    assert "y = x @ y" in at.code[0].value or "@" in at.code[0].value
+    at.selectbox(key="ten_op").set_value("transpose").run()
+    assert not at.error
+    at.selectbox(key="ten_op").set_value("sum").run()
+    at.text_input(key="ten_p_dim").set_value("1").run()
+    at.checkbox(key="ten_p_keepdim").check().run()
+    assert "keepdim=True" in at.code[0].value
+
+
+def test_broadcasting_view(tensors):
+    at = tensors
+    at.button_group(key="ten_view").set_value("broadcast").run()
+    assert "(3, 4)" in at.success[0].value
+    at.text_input(key="ten_bb").set_value("2, 4").run()
+    assert "must match" in at.error[0].value
+
+
+@pytest.mark.parametrize("text,ok", [
+    ("x @ y", True), ("x.t().view(12)", False), ("x.__class__", False), ("__import__('os')", False),
+    ("zeros(10**6, 10**6)", False), ("9**9**9", False), ("open('/etc/passwd')", False),
+])
+def test_expression_box(tensors, text, ok):
+    at = tensors
+    at.button_group(key="ten_view").set_value("expr").run()
+    at.text_input(key="ten_expr").set_value(text).run()
+    assert not at.exception
+    assert bool(at.error) != ok, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("example,metric,value", [("A1", "f′(x₀)", "17"), ("A2", "f′(x₀)", "6")])
+def test_autograd_derivative_examples(autograd, example, metric, value):
+    at = autograd
+    at.button(key=f"ag_ex_{example}").click().run()
+    assert not at.exception and not at.error
+    got = {m.label: m.value for m in at.metric}
+    assert got[metric] == value
+    assert got["f(x₀)"] == {"A1": "18", "A2": "10"}[example]
+    assert got["f″(x₀)"] == {"A1": "12", "A2": "2"}[example]
+
+
+def test_a3_gradient_and_note(autograd):
+    at = autograd
+    at.button(key="ag_ex_A3").click().run()
+    grads = at.dataframe[0].value.iloc[:, 2].round(4).tolist()
+    assert grads == [1.9984, 5.28]
+    assert at.warning[0].value == EN["autograd.note.A3"]
+
+
+@pytest.mark.parametrize("example,expected", [
+    ("A4", "12"), ("A5", "MulBackward0"), ("A6", "SqrtBackward0"),
+])
+def test_autograd_demos(autograd, example, expected):
+    at = autograd
+    at.button(key=f"ag_ex_{example}").click().run()
+    assert not at.exception
+    text = all_text(at) + "\n".join(str(d.value.to_dict()) for d in at.dataframe)
+    assert expected in text
+
+
+def test_a7_and_graph(autograd):
+    at = autograd
+    at.button(key="ag_ex_A7").click().run()
+    assert not at.exception and not at.error
+    at.button_group(key="ag_view").set_value("graph").run()
+    assert not at.exception and not at.error
+    grads = at.dataframe[0].value
+    assert list(grads["leaf"]) == ["x", "w"]
+
+
+@pytest.mark.parametrize("text", ["x.__class__.__bases__", "lambda: 1", "(" * 300 + "x" + ")" * 300, "9**9**9"])
+def test_autograd_refuses_hostile_input(autograd, text):
+    at = autograd
+    at.text_input(key="ag_f").set_value(text).run()
+    assert not at.exception
+    assert at.error
+
+
+def test_both_pages_in_chinese(app):
+    at = app("pages/tensors.py", lang="简体中文")
+    assert at.title[0].value == ZH["tensors.title"]
+    at.switch_page("pages/autograd.py").run()
+    assert at.title[0].value == ZH["autograd.title"] and not at.exception
