@@ -16,6 +16,12 @@ if "ten_x" not in st.session_state:
     st.session_state["ten_y"] = torch.ones(4)
 
 
+def devices() -> list[str]:
+    """Devices this machine has: cpu, plus cuda / mps when present."""
+    found = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return found + (["mps"] if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else [])
+
+
 def pick_example(example: str) -> None:
     st.session_state["ten_ex"] = example
     st.session_state["ten_view"] = "examples"
@@ -27,8 +33,12 @@ def create() -> None:
         t, code = T.make_tensor(s["ten_kind"], s["ten_shape"], s["ten_dtype"], s["ten_values"], start=s["ten_start"],
                                 end=s["ten_end"], step=s["ten_step"], steps=int(s["ten_steps"]), seed=seed(),
                                 requires_grad=s["ten_rg"])
-        s[f"ten_{s['ten_target']}"], s["ten_code"], s["ten_err"] = t, code.replace("x =", f"{s['ten_target']} =", 1), None
-    except ValueError as exc:
+        code = code.replace("x =", f"{s['ten_target']} =", 1)
+        if s["ten_device"] != "cpu":
+            t = t.to(s["ten_device"])
+            code += f"\n{s['ten_target']} = {s['ten_target']}.to({s['ten_device']!r})"
+        s[f"ten_{s['ten_target']}"], s["ten_code"], s["ten_err"] = t, code, None
+    except (ValueError, RuntimeError) as exc:
         s["ten_err"] = str(exc)
 
 
@@ -65,8 +75,9 @@ if view == "examples":
         st.code(result["code"], language="python")
 
 elif view == "create":
-    c = st.columns(4)
+    c = st.columns(5)
     kind = c[0].selectbox(tr("tensors.kind"), T.KINDS, key="ten_kind")
+    c[4].selectbox(tr("tensors.device"), devices(), key="ten_device")
     c[1].text_input(tr("tensors.shape"), "3, 4", key="ten_shape", help=tr("tensors.shape_help"))
     c[2].selectbox(tr("tensors.dtype"), [None, *T.DTYPE_NAMES], key="ten_dtype",
                    format_func=lambda d: tr("tensors.default") if d is None else d)
