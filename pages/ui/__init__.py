@@ -83,8 +83,8 @@ def env_rows() -> list[tuple[str, str]]:
     ]
 
 
-def sidebar_environment() -> None:
-    with st.sidebar.expander(tr("sidebar.environment"), expanded=False):
+def sidebar_environment(container=None) -> None:
+    with (container or st.sidebar).expander(tr("sidebar.environment"), expanded=False):
         st.markdown("\n".join(f"- **{k}**: {v}" for k, v in env_rows()))
 
 
@@ -116,6 +116,65 @@ def url_choice(widget, label: str, options: list[str], key: str, default: str, f
     elif st.query_params.get(key) != value:
         st.query_params[key] = value
     return value
+
+
+SHARE_PARAM = "s"
+
+
+def shared_extras() -> dict:
+    """Non-widget state pages add to the share link (e.g. selected runs): {name: JSON value}."""
+    return st.session_state.setdefault("share_extras", {})
+
+
+def restore_shared_state() -> None:
+    """Once per session: apply the state a share link carries (``?s=...``), or say why not."""
+    from core.models import DEFAULT_PRESET, SpecError, checked_spec, preset_spec
+    from core.share import ShareError, decode_state
+
+    if st.session_state.get("share_restored"):
+        return
+    st.session_state["share_restored"] = True
+    token = st.query_params.get(SHARE_PARAM)
+    if token is None:
+        return
+    del st.query_params[SHARE_PARAM]  # the URL then shows live state; the share control makes a new link
+    try:
+        state = decode_state(token)
+        if "model" in state:
+            st.session_state["current_spec"] = checked_spec(state["model"])
+        extras = {k: v for k, v in state.items() if k != "model" and isinstance(k, str) and len(k) <= 40}
+        shared_extras().update(extras)
+        st.session_state["shared_loaded"] = sorted(extras)
+    except (ShareError, SpecError) as exc:
+        st.session_state["share_notice"] = str(exc)
+        st.session_state.setdefault("current_spec", preset_spec(DEFAULT_PRESET))
+
+
+def share_control() -> None:
+    """'Share link' in the sidebar: the full URL of this page and its state, with a copy button."""
+    from urllib.parse import urlencode
+
+    from core.models import DEFAULT_PRESET, preset_spec
+    from core.share import ShareError, encode_state
+
+    if st.session_state.get("share_notice"):
+        st.sidebar.warning(tr("share.ignored", reason=st.session_state.pop("share_notice")))
+    with st.sidebar.popover(tr("share.button"), icon=":material/link:", width="stretch"):
+        state = {k: v for k, v in shared_extras().items() if v not in (None, [], "", {})}
+        spec = st.session_state.get("current_spec")
+        if spec is not None and spec != preset_spec(DEFAULT_PRESET):
+            state["model"] = spec
+        params = {k: v for k, v in st.query_params.to_dict().items() if k != SHARE_PARAM}
+        try:
+            if state:
+                params[SHARE_PARAM] = encode_state(state)
+        except ShareError as exc:
+            st.warning(str(exc))
+        base = st.context.url or ""
+        url = base + ("?" + urlencode(params) if params else "")
+        st.caption(tr("share.caption"))
+        st.code(url, language=None, wrap_lines=True)
+        st.caption(tr("share.length", n=len(url)))
 
 
 def code_block(code: str) -> None:
