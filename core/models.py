@@ -463,13 +463,16 @@ PRESETS: dict[str, Preset] = {p.key: p for p in [
              L("GRU", "gru", input_size=28, hidden_size=128, output="last"),
              L("Linear", "fc", in_features=128, out_features=10)], 61962),
     _preset("lab_cnn", "", "Lab CNN: the fast MNIST recipe", "classification", "LabCNN", _MNIST,
-            [L("Conv2d", in_channels=1, out_channels=32, kernel_size=3, padding=1, bias=False),
+            [L("Conv2d", in_channels=1, out_channels=32, kernel_size=5, padding=2, bias=False),
              L("BatchNorm2d", num_features=32), L("ReLU"), L("MaxPool2d", kernel_size=2),
              L("Conv2d", in_channels=32, out_channels=64, kernel_size=3, padding=1, bias=False),
              L("BatchNorm2d", num_features=64), L("ReLU"), L("MaxPool2d", kernel_size=2),
-             L("Flatten"), L("Dropout", p=0.25),
-             L("Linear", in_features=64 * 7 * 7, out_features=128), L("ReLU"), L("Dropout", p=0.25),
-             L("Linear", in_features=128, out_features=10)], 421738),
+             L("Conv2d", in_channels=64, out_channels=128, kernel_size=3, padding=1, bias=False),
+             L("BatchNorm2d", num_features=128), L("ReLU"), L("MaxPool2d", kernel_size=2),
+             L("Flatten"), L("Dropout", p=0.3),
+             L("Linear", in_features=128 * 3 * 3, out_features=10)], 104938,
+            "Three conv-BN-ReLU-pool blocks (28 -> 14 -> 7 -> 3) and one Linear: ~99% on the bundled "
+            "digits in 8 epochs on 2 CPU cores (bench/recipe.py)."),
 ]}
 DEFAULT_PRESET = "lab_cnn"
 

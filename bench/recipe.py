@@ -1,0 +1,164 @@
+"""Time to accuracy of the lab's training recipes on the bundled MNIST digits.
+
+One command::
+
+    python bench/recipe.py                 # default recipe (seed 0) + the tutorials' CNN (R3)
+    python bench/recipe.py --seeds 0,1,2   # several seeds
+    python bench/recipe.py --bf16          # also bf16 autocast (CPUs with AVX512-BF16/AMX)
+    python bench/recipe.py --no-write      # print only
+
+It trains ``TrainConfig()`` (the default recipe: preset lab_cnn on digits8k) and the
+tutorials' CNN (recipe r3: preset cnn, Adam 1e-3), prints the seconds until the test
+accuracy first reaches the target (98.5% / 97%) and the final accuracy, and writes or
+updates the "Time to accuracy" section of BENCHMARKS.md with the machine's facts.
+
+Seconds are wall-clock from building the trainer (data loading included) to the end of
+the epoch whose evaluation first reaches the target. CPU seconds are this process's CPU
+time over the same span; "steal" is the share of the machine's CPU time the hypervisor
+took during the run (on a shared VM, wall time grows with it).
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from core.checkpoint import atomic_write_bytes  # noqa: E402
+from core.env import env_facts  # noqa: E402
+from core.train import Trainer, TrainConfig, recipe  # noqa: E402
+
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+SECTION = "## Time to accuracy"
+
+
+def _cpu_ticks() -> tuple[int, int] | None:
+    """(total, steal) jiffies from /proc/stat, or None where it does not exist."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    values = [int(v) for v in fields]
+    steal = values[7] if len(values) > 7 else 0
+    return sum(values[:8]), steal
+
+
+def measure(name: str, config: TrainConfig, target: float, log=print) -> dict:
+    """Train one config to the end; the seconds at which test accuracy first reached ``target``."""
+    ticks0, wall0, cpu0 = _cpu_ticks(), time.perf_counter(), time.process_time()
+    trainer = Trainer(config)
+    reached, accs = None, []
+    for ev in trainer.run():
+        if ev["kind"] != "epoch":
+            continue
+        elapsed = time.perf_counter() - wall0
+        accs.append(ev["test_acc"])
+        if reached is None and ev["test_acc"] >= target:
+            reached = elapsed
+        log(f"  {name} seed {config.seed} epoch {ev['epoch']}/{config.epochs}: test_acc {ev['test_acc'] * 100:.2f}% "
+            f"test_loss {ev['test_loss']:.4f} at {elapsed:.1f}s")
+    wall, cpu, ticks1 = time.perf_counter() - wall0, time.process_time() - cpu0, _cpu_ticks()
+    steal = None
+    if ticks0 and ticks1 and ticks1[0] > ticks0[0]:
+        steal = (ticks1[1] - ticks0[1]) / (ticks1[0] - ticks0[0])
+    return {"name": name, "seed": config.seed, "target": target, "seconds_to_target": reached, "final": accs[-1],
+            "best": max(accs), "epochs": config.epochs, "wall": wall, "cpu": cpu, "steal": steal,
+            "steps": trainer.global_step, "config": config}
+
+
+def describe(config: TrainConfig) -> str:
+    model = config.preset if config.model_spec is None else "custom spec"
+    parts = [model, config.optimizer, f"lr {config.lr:g}", config.scheduler if config.scheduler != "none" else "",
+             f"wd {config.weight_decay:g}" if config.weight_decay else "",
+             f"label smoothing {config.label_smoothing:g}" if config.label_smoothing else "", f"batch {config.batch_size}",
+             f"{config.epochs} epochs", "augment" if config.augment else "", config.precision]
+    return ", ".join(p for p in parts if p)
+
+
+def machine_facts() -> list[str]:
+    f = env_facts()
+    return [
+        f"CPU: {f.cpu_model} ({f.cpu_count} logical cores, capability {f.cpu_capability}, "
+        f"fast bf16: {'yes' if f.fast_bf16 else 'no'})",
+        f"torch {f.torch_version} using {torch.get_num_threads()} threads; CUDA: "
+        f"{f.cuda_device_name if f.cuda_available else 'none'}; Python {f.python_version}; {platform.system()} "
+        f"{platform.machine()}",
+    ]
+
+
+def render(results: list[dict], when: str) -> str:
+    lines = [SECTION, "",
+             f"Measured by `python bench/recipe.py` on {when}. Seconds are wall-clock from building the trainer",
+             "(data loading included) to the end of the first epoch whose test accuracy reaches the target;",
+             "accuracies are on the bundled 1,000-image test split.", "",
+             "| recipe | config | seed | target | seconds to target | final test acc | best | wall s | CPU s | steal |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        reached = f"{r['seconds_to_target']:.1f}" if r["seconds_to_target"] is not None else "not reached"
+        steal = f"{r['steal'] * 100:.0f}%" if r["steal"] is not None else "n/a"
+        lines.append(f"| {r['name']} | {describe(r['config'])} | {r['seed']} | {r['target'] * 100:.1f}% | {reached} | "
+                     f"{r['final'] * 100:.2f}% | {r['best'] * 100:.2f}% | {r['wall']:.1f} | {r['cpu']:.1f} | {steal} |")
+    lines += ["", *[f"- {fact}" for fact in machine_facts()], ""]
+    return "\n".join(lines)
+
+
+def update_benchmarks(section: str, path: Path = BENCHMARKS) -> None:
+    """Replace the "Time to accuracy" section (up to the next ``## `` heading) or append it."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    atomic_write_bytes(path, text.rstrip("\n").encode() + b"\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice, all cores)")
+    p.add_argument("--skip-r3", action="store_true", help="only the default recipe")
+    p.add_argument("--bf16", action="store_true",
+                   help="also the default recipe in bf16 (only where the CPU or GPU runs bf16 natively)")
+    p.add_argument("--no-write", action="store_true", help=f"do not update {BENCHMARKS.name}")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    plan = [("default", TrainConfig(), 0.985)]
+    if args.bf16:
+        if env_facts().fast_bf16 or env_facts().cuda_available:
+            plan.append(("default, bf16", TrainConfig(precision="bf16"), 0.985))
+        else:
+            print(f"skipping bf16: {env_facts().fast_bf16_reason}", file=sys.stderr)
+    if not args.skip_r3:
+        plan.append(("r3 (tutorials' CNN, M5)", recipe("r3"), 0.97))
+    results = []
+    for name, config, target in plan:
+        for seed in seeds:
+            r = measure(name, config.replace(seed=seed), target)
+            results.append(r)
+            reached = f"{r['seconds_to_target']:.1f} s" if r["seconds_to_target"] is not None else "not reached"
+            print(f"{name} seed {seed}: seconds to {target * 100:.1f}%: {reached}; final test accuracy "
+                  f"{r['final'] * 100:.2f}% (best {r['best'] * 100:.2f}%); {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU"
+                  + (f", steal {r['steal'] * 100:.0f}%" if r["steal"] is not None else ""), flush=True)
+    section = render(results, time.strftime("%Y-%m-%d"))
+    if not args.no_write:
+        update_benchmarks(section)
+        print(f"updated {BENCHMARKS}")
+    failed = [r for r in results if r["final"] < r["target"]]
+    for r in failed:
+        print(f"FAILED: {r['name']} seed {r['seed']} ended at {r['final'] * 100:.2f}%, below {r['target'] * 100:.1f}%",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
