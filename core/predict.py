@@ -117,10 +117,12 @@ def saliency(model: nn.Module, x: torch.Tensor, target: int | None = None) -> np
     """|d logit_target / d input| per pixel, from autograd, scaled to [0, 1]."""
     model.eval()
     inp = x.clone().requires_grad_(True)
-    logits = model(inp).reshape(1, -1)
-    cls = int(logits.argmax()) if target is None else target
-    logits[0, cls].backward()
-    grad = inp.grad.abs()[0].amax(dim=0).numpy()
+    with torch.enable_grad():
+        logits = model(inp).reshape(1, -1)
+        cls = int(logits.argmax()) if target is None else target
+        # Gradient with respect to the input only: a shared model's .grad stays untouched.
+        (grad,) = torch.autograd.grad(logits[0, cls], inp)
+    grad = grad.abs()[0].amax(dim=0).numpy()
     return grad / grad.max() if grad.max() > 0 else grad
 
 

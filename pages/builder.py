@@ -80,45 +80,45 @@ tab = url_choice(st.segmented_control, tr("builder.view"), TABS, "bld_tab", "sum
                  lambda v: tr(f"builder.tab.{v}"), required=True)
 if error is not None or not spec["layers"]:
     st.info(tr("builder.fix_first"))
-    st.stop()
-model = build_model(spec)  # the spec in session state has passed checked_spec (param cap)
+else:
+    model = build_model(spec)  # the spec in session state has passed checked_spec (param cap)
 
-if tab == "summary":
-    depth = st.slider(tr("builder.depth"), 1, 5, 3, key="bld_depth", bind="query-params")
-    table, totals = st.cache_data(B.summary, max_entries=32)(spec, depth=depth)
-    m = st.columns(5)
-    m[0].metric(tr("builder.total_params"), f"{totals['parameters']:,}")
-    m[1].metric(tr("builder.trainable"), f"{totals['trainable']:,}")
-    m[2].metric("MACs", B.human(totals["macs"]))
-    m[3].metric(tr("builder.param_mb"), f"{totals['param_mb']:.2f}")
-    m[4].metric(tr("builder.act_mb"), f"{totals['activation_mb']:.2f}")
-    st.dataframe(table.drop(columns="depth"), hide_index=True, width="stretch",
-                 column_config={"parameters": st.column_config.NumberColumn(format="localized"),
-                                "mult-adds": st.column_config.NumberColumn(format="localized")})
-    st.markdown(f"**{tr('builder.repr')}**")
-    st.code(repr(model), language="text")
-elif tab == "graph":
-    st.graphviz_chart(B.architecture_dot(spec))
-elif tab == "code":
-    kind = st.radio(tr("builder.code_kind"), ["module", "sequential"], horizontal=True, key="bld_code_kind",
-                    format_func=lambda k: tr(f"builder.code.{k}"))
-    code = module_code(spec) if kind == "module" else sequential_code(spec)
-    st.code(code, language="python")
-    st.download_button(tr("builder.code_download"), code, file_name=f"{spec['name'].lower()}.py",
-                       mime="text/x-python", key="bld_code_dl")
-elif tab == "forward":
-    batch = st.number_input(tr("builder.batch"), 1, 1024, 64, key="bld_batch", bind="query-params")
-    result = B.forward_demo(spec, batch=int(batch), seed=0)
-    st.success(tr("builder.forward", inp=result["input_shape"], out=result["output_shape"]))
-    st.caption(tr("builder.forward_stats", mean=result["output_mean"], std=result["output_std"]))
-    st.markdown(f"**{tr('builder.params')}**")
-    st.dataframe(B.parameters_table(model), hide_index=True, width="stretch",
-                 column_config={"norm": st.column_config.NumberColumn(format="%.4f")})
-elif tab == "traineval":
-    st.caption(tr("builder.traineval_caption"))
-    st.dataframe(B.train_eval_demo(), hide_index=True, width="stretch")
-    st.code("drop = nn.Dropout(p=0.2); x = torch.randn(32, 100)\n"
-            "drop.train(); y_train = drop(x)   # ~20% zeros, the rest scaled by 1/0.8\n"
-            "drop.eval();  y_eval = drop(x)    # identity\n"
-            "bn = nn.BatchNorm1d(256)  # train: batch statistics; eval: running statistics\n"
-            "ln = nn.LayerNorm(256)    # the same in train() and eval()", language="python")
+    if tab == "summary":
+        depth = st.slider(tr("builder.depth"), 1, 5, 3, key="bld_depth", bind="query-params")
+        table, totals = st.cache_data(B.summary, max_entries=32)(spec, depth=depth)
+        m = st.columns(5)
+        m[0].metric(tr("builder.total_params"), f"{totals['parameters']:,}")
+        m[1].metric(tr("builder.trainable"), f"{totals['trainable']:,}")
+        m[2].metric("MACs", B.human(totals["macs"]))
+        m[3].metric(tr("builder.param_mb"), f"{totals['param_mb']:.2f}")
+        m[4].metric(tr("builder.act_mb"), f"{totals['activation_mb']:.2f}")
+        st.dataframe(table.drop(columns="depth"), hide_index=True, width="stretch",
+                     column_config={"parameters": st.column_config.NumberColumn(format="localized"),
+                                    "mult-adds": st.column_config.NumberColumn(format="localized")})
+        st.markdown(f"**{tr('builder.repr')}**")
+        st.code(repr(model), language="text")
+    elif tab == "graph":
+        st.graphviz_chart(B.architecture_dot(spec))
+    elif tab == "code":
+        kind = st.radio(tr("builder.code_kind"), ["module", "sequential"], horizontal=True, key="bld_code_kind",
+                        format_func=lambda k: tr(f"builder.code.{k}"))
+        code = module_code(spec) if kind == "module" else sequential_code(spec)
+        st.code(code, language="python")
+        st.download_button(tr("builder.code_download"), code, file_name=f"{spec['name'].lower()}.py",
+                           mime="text/x-python", key="bld_code_dl")
+    elif tab == "forward":
+        batch = st.number_input(tr("builder.batch"), 1, 1024, 64, key="bld_batch", bind="query-params")
+        result = B.forward_demo(spec, batch=int(batch), seed=0)
+        st.success(tr("builder.forward", inp=result["input_shape"], out=result["output_shape"]))
+        st.caption(tr("builder.forward_stats", mean=result["output_mean"], std=result["output_std"]))
+        st.markdown(f"**{tr('builder.params')}**")
+        st.dataframe(B.parameters_table(model), hide_index=True, width="stretch",
+                     column_config={"norm": st.column_config.NumberColumn(format="%.4f")})
+    elif tab == "traineval":
+        st.caption(tr("builder.traineval_caption"))
+        st.dataframe(B.train_eval_demo(), hide_index=True, width="stretch")
+        st.code("drop = nn.Dropout(p=0.2); x = torch.randn(32, 100)\n"
+                "drop.train(); y_train = drop(x)   # ~20% zeros, the rest scaled by 1/0.8\n"
+                "drop.eval();  y_eval = drop(x)    # identity\n"
+                "bn = nn.BatchNorm1d(256)  # train: batch statistics; eval: running statistics\n"
+                "ln = nn.LayerNorm(256)    # the same in train() and eval()", language="python")

@@ -139,14 +139,15 @@ elif view == "broadcast":
         info = T.broadcast_explain(a_text, b_text)
     except ValueError as exc:
         st.error(tr("error.bad_value", reason=exc))
-        st.stop()
-    st.dataframe(pd.DataFrame(info["rows"]), hide_index=True, width="stretch")
-    if info["ok"]:
-        st.success(tr("tensors.broadcast_ok", a=info["shape_a"], b=info["shape_b"], result=info["result"]))
-    else:
-        st.error(tr("tensors.broadcast_fail", reason=info["error"]))
-    st.code(f"a = torch.zeros({tuple(info['shape_a'])})\nb = torch.zeros({tuple(info['shape_b'])})\n"
-            f"print((a + b).shape)  # {info['result'] if info['ok'] else 'RuntimeError'}", language="python")
+        info = None
+    if info is not None:
+        st.dataframe(pd.DataFrame(info["rows"]), hide_index=True, width="stretch")
+        if info["ok"]:
+            st.success(tr("tensors.broadcast_ok", a=info["shape_a"], b=info["shape_b"], result=info["result"]))
+        else:
+            st.error(tr("tensors.broadcast_fail", reason=info["error"]))
+        st.code(f"a = torch.zeros({tuple(info['shape_a'])})\nb = torch.zeros({tuple(info['shape_b'])})\n"
+                f"print((a + b).shape)  # {info['result'] if info['ok'] else 'RuntimeError'}", language="python")
 
 else:  # free-form expression over x and y
     text = st.text_input(tr("tensors.expr"), "x * 2 + sin(x)", key="ten_expr", bind="query-params",

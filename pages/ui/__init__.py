@@ -19,6 +19,10 @@ PAGES = [
     ("section.basics", "page.autograd", "pages/autograd.py", "autograd", ":material/functions:"),
     ("section.models", "page.builder", "pages/builder.py", "builder", ":material/account_tree:"),
     ("section.models", "page.data", "pages/data.py", "data", ":material/dataset:"),
+    ("section.training", "page.train", "pages/train.py", "train", ":material/model_training:"),
+    ("section.tools", "page.profiler", "pages/profiler.py", "profiler", ":material/speed:"),
+    ("section.tools", "page.export", "pages/export.py", "export", ":material/download:"),
+    ("section.tools", "page.predict", "pages/predict.py", "predict", ":material/draw:"),
 ]
 
 
@@ -38,6 +42,20 @@ def frame() -> None:
     if PagesManager.uses_pages_directory:
         st.navigation(navigation_pages(), position="hidden")
         st.rerun()
+
+
+@st.cache_resource
+def _store(home: str):
+    from core.store import RunStore
+
+    return RunStore(home)
+
+
+def lab_store():
+    """The lab's run store (one per lab home; the store keeps one SQLite connection per thread)."""
+    from core.settings import load_settings
+
+    return _store(str(load_settings().home))
 
 
 def lang() -> str:

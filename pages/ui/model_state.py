@@ -163,3 +163,25 @@ def set_input_shape(key: str) -> None:
         st.session_state["bld_error"] = str(exc)
         return
     _apply({**current_spec(), "input_shape": shape})
+
+
+def pick_model(key: str):
+    """'current model' or a trained run: returns (model, spec, name) or None after an error message."""
+    from core.checkpoint import CheckpointError
+    from core.models import build_model
+    from core.runmodels import load_run_model, trained_runs
+    from pages.ui import lab_store, url_choice
+
+    runs = trained_runs(lab_store())
+    names = {r["id"]: f"{r['name'] or r['id']} · {r['status']}" for r in runs}
+    source = url_choice(st.selectbox, tr("tools.model"), ["current"] + list(names), key, "current",
+                        lambda o: tr("predict.current") if o == "current" else names.get(o, o))
+    if source == "current":
+        spec = current_spec()
+        return build_model(spec, seed=0).eval(), spec, spec["name"]
+    try:
+        model, spec, _ = load_run_model(lab_store(), source)
+    except CheckpointError as exc:
+        st.error(tr("error.bad_value", reason=exc))
+        return None
+    return model, spec, f"{spec['name']}_{source}"

@@ -1,0 +1,198 @@
+"""What the Train and Runs pages show about runs: progress, curves (smoothed, downsampled),
+config differences, summaries, and the evaluation of a trained model (confusion matrix,
+per-class accuracy, misclassified digits). Plain data and plotly figures only."""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+from torch import nn
+
+MAX_POINTS = 2000  # per series: charts stay responsive with long runs
+STEP_METRICS = ("loss", "lr", "grad_norm", "samples_per_s")
+EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds")
+
+
+def ema(values, weight: float) -> np.ndarray:
+    """TensorBoard's smoothing: an exponential moving average with its start-up bias removed."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError("smoothing must be in [0, 1)")
+    out = np.empty(len(values))
+    last, debias = 0.0, 0.0
+    for i, v in enumerate(np.asarray(values, dtype=float)):
+        if not math.isfinite(v):
+            out[i] = v
+            continue
+        last = last * weight + (1 - weight) * v
+        debias = debias * weight + (1 - weight)
+        out[i] = last / debias
+    return out
+
+
+def downsample(frame: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
+    """Every k-th row so at most ``max_points`` remain (the last row is always kept)."""
+    if len(frame) <= max_points:
+        return frame
+    k = math.ceil(len(frame) / max_points)
+    keep = frame.iloc[::k]
+    if keep.index[-1] != frame.index[-1]:
+        keep = pd.concat([keep, frame.iloc[[-1]]])
+    return keep
+
+
+TRAIN_SIZES = {"digits8k": 7000, "mnist": 60000, "fashion_mnist": 60000, "linear": 3, "synthetic": 448}
+
+
+def total_steps(config: dict) -> int | None:
+    """Optimizer steps a run config takes (None when the dataset size is unknown)."""
+    n = TRAIN_SIZES.get(config.get("dataset"))
+    if n is None:
+        return None
+    if config.get("limit_train"):
+        n = min(n, int(config["limit_train"]))
+    batch = max(1, int(config.get("batch_size") or 1))
+    return -(-n // batch) * int(config.get("epochs") or 1)
+
+
+def progress(run: dict, total_steps: int | None) -> dict:
+    """Fraction done and an ETA from the run's step count and elapsed time."""
+    step = int(run.get("step") or 0)
+    started = run.get("started")
+    done = min(1.0, step / total_steps) if total_steps else 0.0
+    eta = None
+    if started and step and total_steps and run.get("status") == "running":
+        elapsed = time.time() - started
+        eta = max(0.0, elapsed / step * (total_steps - step))
+    return {"fraction": done, "step": step, "total": total_steps, "eta_s": eta}
+
+
+def series(metrics: pd.DataFrame, name: str, x: str = "step") -> pd.DataFrame:
+    """One metric of a long metrics frame as (x, value), with x = step, epoch or relative wall time."""
+    rows = metrics[metrics["name"] == name].sort_values(["step", "wall"])
+    if rows.empty:
+        return pd.DataFrame(columns=["x", "value"])
+    if x == "wall":
+        xs = rows["wall"] - metrics["wall"].min()
+    elif x == "epoch":
+        xs = rows["epoch"] if name in EPOCH_METRICS else rows["epoch"] - 1 + rows.groupby("epoch").cumcount() / \
+            rows.groupby("epoch")["step"].transform("count")
+    else:
+        xs = rows["step"]
+    return pd.DataFrame({"x": xs.to_numpy(), "value": rows["value"].to_numpy()})
+
+
+def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smoothing: float = 0.0,
+                  log_y: bool = False, labels: dict | None = None, height: int = 320) -> go.Figure:
+    """Overlaid curves of one metric for several runs ({label: long metrics frame})."""
+    fig = go.Figure()
+    for label, metrics in runs.items():
+        s = series(metrics, name, x)
+        if s.empty:
+            continue
+        s = downsample(s)
+        if smoothing > 0 and len(s) > 2:
+            fig.add_trace(go.Scatter(x=s["x"], y=s["value"], name=f"{label} (raw)", mode="lines",
+                                     line=dict(width=1), opacity=0.25, showlegend=False, legendgroup=label))
+            fig.add_trace(go.Scatter(x=s["x"], y=ema(s["value"], smoothing), name=label, mode="lines",
+                                     legendgroup=label))
+        else:
+            fig.add_trace(go.Scatter(x=s["x"], y=s["value"], name=label,
+                                     mode="lines+markers" if len(s) < 30 else "lines"))
+    lab = {"x": {"step": "step", "epoch": "epoch", "wall": "seconds"}[x], "y": name, **(labels or {})}
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=lab["y"], x=0),
+                      xaxis_title=lab["x"], legend=dict(orientation="h", y=-0.25))
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def flat_config(config: dict) -> dict:
+    """A run config with the model spec reduced to a short, comparable text."""
+    out = {k: v for k, v in config.items() if k != "model_spec"}
+    if config.get("model_spec"):
+        spec = config["model_spec"]
+        out["model_spec"] = f"{spec.get('name', 'custom')} ({len(spec.get('layers', []))} layers)"
+    return {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in out.items()}
+
+
+def config_table(runs: list[dict], only_differences: bool = False) -> pd.DataFrame:
+    """Configs side by side: one row per setting, one column per run."""
+    columns = {f"{r['name'] or r['id']}": {k: str(v) for k, v in flat_config(r["config"]).items()} for r in runs}
+    table = pd.DataFrame(columns, dtype=object).fillna("—")
+    if only_differences and len(runs) > 1:
+        table = table[table.nunique(axis=1) > 1]
+    return table
+
+
+def summary_rows(runs: list[dict], metrics: dict[str, pd.DataFrame], target_acc: float = 0.98) -> pd.DataFrame:
+    """Best/last accuracy, lowest loss, duration and time to a target accuracy for each run."""
+    rows = []
+    for run in runs:
+        m = metrics.get(run["id"], pd.DataFrame(columns=["name", "value", "wall", "step"]))
+        acc = m[m["name"] == "test_acc"].sort_values("step")
+        loss = m[m["name"] == "test_loss"]
+        start = run.get("started") or (m["wall"].min() if len(m) else None)
+        reach = acc[acc["value"] >= target_acc]
+        rows.append({
+            "run": run["name"] or run["id"], "status": run["status"],
+            "best acc": acc["value"].max() if len(acc) else None,
+            "last acc": acc["value"].iloc[-1] if len(acc) else None,
+            "min test loss": loss["value"].min() if len(loss) else None,
+            f"s to {target_acc:.1%}": (reach["wall"].iloc[0] - start) if len(reach) and start else None,
+            "duration s": ((run.get("finished") or time.time()) - start) if start else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def runs_table(runs: list[dict]) -> pd.DataFrame:
+    """The Runs page's table: one row per run."""
+    rows = []
+    for r in runs:
+        cfg = r.get("config") or {}
+        best, last = r.get("best_metrics") or {}, r.get("last_metrics") or {}
+        start, end = r.get("started"), r.get("finished") or (time.time() if r["status"] == "running" else None)
+        rows.append({
+            "id": r["id"], "name": r["name"], "status": r["status"],
+            "model": (cfg.get("model_spec") or {}).get("name") or cfg.get("preset"),
+            "dataset": cfg.get("dataset"), "precision": r.get("precision") or cfg.get("precision"),
+            "device": r.get("device") or cfg.get("device"),
+            "best acc": best.get("test_acc"), "last acc": last.get("test_acc"),
+            "duration s": round(end - start, 1) if start and end else None,
+            "created": pd.to_datetime(r["created"], unit="s").strftime("%Y-%m-%d %H:%M:%S"),
+            "tags": ", ".join(r.get("tags") or []),
+        })
+    return pd.DataFrame(rows, columns=["id", "name", "status", "model", "dataset", "precision", "device",
+                                       "best acc", "last acc", "duration s", "created", "tags"])
+
+
+@torch.no_grad()
+def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: int = 10,
+                   batch_size: int = 1000) -> dict:
+    """Confusion matrix, per-class accuracy and the misclassified test images (most confident first)."""
+    model.eval()
+    probs = torch.cat([torch.softmax(model(x[i:i + batch_size]).float(), dim=1) for i in range(0, len(x), batch_size)])
+    pred = probs.argmax(dim=1)
+    confusion = torch.zeros(classes, classes, dtype=torch.int64)
+    confusion.index_put_((y, pred), torch.ones_like(y), accumulate=True)
+    per_class = confusion.diag().float() / confusion.sum(dim=1).clamp(min=1).float()
+    wrong = torch.nonzero(pred != y).flatten()
+    conf = probs[wrong, pred[wrong]]
+    order = wrong[torch.argsort(conf, descending=True)]
+    return {"accuracy": float((pred == y).float().mean()), "confusion": confusion.numpy(),
+            "per_class": per_class.numpy(), "wrong": order.numpy(), "pred": pred.numpy(),
+            "confidence": probs.max(dim=1).values.numpy()}
+
+
+def confusion_figure(confusion: np.ndarray, classes: list[str], labels: dict | None = None) -> go.Figure:
+    lab = {"x": "predicted", "y": "true", **(labels or {})}
+    fig = go.Figure(go.Heatmap(z=confusion, x=classes, y=classes, colorscale="Blues", text=confusion,
+                               texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=lab["x"], yaxis_title=lab["y"])
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return fig

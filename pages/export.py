@@ -1,0 +1,62 @@
+"""Export: the current model or a trained run to state_dict, checkpoint, TorchScript, ONNX and
+torch.export files, each verified against eager before it is offered for download."""
+import streamlit as st
+
+from core import export as E
+from pages.ui import frame, tr, url_choice
+from pages.ui.model_state import pick_model
+
+frame()
+st.title(tr("export.title"))
+st.write(tr("export.intro"))
+chosen = pick_model("ex_model")
+
+
+if chosen is not None:
+    model, spec, name = chosen
+    c = st.columns(4)
+    formats = c[0].multiselect(tr("export.formats"), list(E.FORMATS), default=list(E.FORMATS), key="ex_formats",
+                               format_func=lambda k: E.FORMATS[k].label)
+    opset = c[1].selectbox(tr("export.opset"), [None, *E.ONNX_OPSETS], key="ex_opset",
+                           format_func=lambda o: tr("export.default") if o is None else str(o))
+    dynamic = c[2].checkbox(tr("export.dynamic"), value=True, key="ex_dynamic")
+    c[3].text_input(tr("export.names"), "input, output", key="ex_names", help=tr("export.names_help"))
+    st.button(tr("export.run"), type="primary", key="ex_run", on_click=lambda: st.session_state.update(ex_go=True))
+    key = (name, repr(spec), tuple(formats), opset, dynamic, st.session_state.get("ex_names"))
+    if st.session_state.pop("ex_go", False):
+        names = [n.strip() for n in st.session_state.get("ex_names", "").split(",") if n.strip()]
+        try:
+            with st.spinner(tr("export.working")):
+                results = [E.export_model(model, spec["input_shape"], f, name=name, opset=opset,
+                                          dynamic_batch=dynamic, input_names=names[:1] or ("input",),
+                                          output_names=names[1:2] or ("output",)) for f in formats]
+            st.session_state["ex_results"] = (key, results)
+        except ValueError as exc:
+            st.error(tr("error.bad_value", reason=exc))
+    saved = st.session_state.get("ex_results")
+    if saved and saved[0] == key:
+        results = saved[1]
+        st.dataframe(E.results_table(results), hide_index=True, width="stretch")
+        cols = st.columns(3)
+        for i, result in enumerate(results):
+            with cols[i % 3].container(border=True):
+                st.markdown(f"**{result.label}**")
+                if result.ok:
+                    diff = "—" if result.max_abs_diff is None else f"{result.max_abs_diff:.1e}"
+                    st.caption(tr("export.verified", diff=diff, kb=result.size_bytes / 1024, s=result.seconds))
+                    st.download_button(tr("export.download", file=result.filename), result.data,
+                                       file_name=result.filename, mime=E.FORMATS[result.format].mime,
+                                       key=f"ex_dl_{result.format}", width="stretch")
+                    if result.format == "onnx":
+                        st.caption(tr("export.onnx_info", exporter=result.info.get("exporter"),
+                                      opset=result.info.get("opset"), nodes=result.info.get("nodes")))
+                else:
+                    st.error(result.error)
+        with st.expander(tr("export.speed")):
+            if st.toggle(tr("export.measure"), key="ex_speed"):
+                st.dataframe(E.speed_table(model, spec["input_shape"], results), hide_index=True, width="stretch")
+    view = url_choice(st.segmented_control, tr("export.examples"), ["E1", "E2", "E3"], "ex_example", "E1",
+                      lambda e: tr(f"export.ex.{e}"), required=True)
+    st.code(E.saving_examples_code(tuple(spec["input_shape"]), name)[view], language="python")
+    if view == "E1":
+        st.info(tr("export.e1_note"))

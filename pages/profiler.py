@@ -1,0 +1,74 @@
+"""Profiler: torch.profiler on the current model or a trained run, with results as data."""
+import streamlit as st
+
+from core import profiling as P
+from pages.ui import frame, tr, url_choice
+from pages.ui.model_state import pick_model
+
+frame()
+MODES = ["inference", "train_step", "train_steps"]
+
+
+def run_profile(config: P.ProfileConfig) -> None:
+    chosen = st.session_state.get("pf_chosen")
+    try:
+        model, spec, _ = chosen
+        st.session_state["pf_result"] = P.profile_model(model, spec["input_shape"], config)
+        st.session_state.pop("pf_error", None)
+    except (ValueError, P.ProfilingError) as exc:
+        st.session_state["pf_error"] = str(exc)
+
+
+st.title(tr("profiler.title"))
+st.write(tr("profiler.intro"))
+chosen = pick_model("pf_model")
+if chosen is not None:
+    st.session_state["pf_chosen"] = chosen
+    st.button(tr("profiler.p1"), key="pf_p1", help=tr("profiler.p1_help"),
+              on_click=lambda: st.session_state.update(pf_p1_show=True))
+    if st.session_state.get("pf_p1_show"):
+        example = P.p1_example(chosen[0], chosen[1]["input_shape"])
+        st.code(example["code"], language="python")
+        st.dataframe(example["table"], hide_index=True, width="stretch")
+    mode = url_choice(st.segmented_control, tr("profiler.mode"), MODES, "pf_mode", "inference",
+                      lambda m: tr(f"profiler.mode.{m}"), required=True)
+    c = st.columns(5)
+    batch = c[0].number_input(tr("profiler.batch"), 1, 1024, 32, key="pf_batch", bind="query-params")
+    steps = c[1].number_input(tr("profiler.steps"), 1, 50, 5, key="pf_steps", disabled=mode != "train_steps")
+    wait = c[2].number_input("wait", 0, 10, 1, key="pf_wait", disabled=mode != "train_steps")
+    warmup = c[3].number_input("warmup", 0, 10, 1, key="pf_warmup", disabled=mode != "train_steps")
+    active = c[4].number_input("active", 1, 50, 3, key="pf_active", disabled=mode != "train_steps")
+    c = st.columns(4)
+    shapes = c[0].checkbox(tr("profiler.shapes"), key="pf_shapes")
+    memory = c[1].checkbox(tr("profiler.memory"), key="pf_memory")
+    stack = c[2].checkbox(tr("profiler.stack"), key="pf_stack")
+    group = c[3].checkbox(tr("profiler.group"), key="pf_group", disabled=not shapes)
+    try:
+        config = P.ProfileConfig(mode=mode, steps=int(steps), wait=int(wait), warmup=int(warmup), active=int(active),
+                                 batch_size=int(batch), record_shapes=shapes, profile_memory=memory,
+                                 with_stack=stack, group_by_input_shape=group and shapes)
+    except ValueError as exc:
+        st.error(tr("error.bad_value", reason=exc))
+        config = None
+    st.button(tr("profiler.run"), type="primary", key="pf_run", disabled=config is None,
+              on_click=run_profile, args=(config,))
+    if st.session_state.get("pf_error"):
+        st.error(tr("error.bad_value", reason=st.session_state.pop("pf_error")))
+    result = st.session_state.get("pf_result")
+    if result:
+        st.caption(tr("profiler.done", mode=tr(f"profiler.mode.{result['mode']}"), steps=result["steps"],
+                      device=result["device"], s=result["wall_seconds"]))
+        left, right = st.columns(2)
+        left.plotly_chart(P.top_ops_figure(result["top"], title=tr("profiler.top")), key="pf_top")
+        right.plotly_chart(P.breakdown_figure(result["breakdown"], title=tr("profiler.breakdown")), key="pf_bd")
+        st.markdown(f"**{tr('profiler.table')}**")
+        st.dataframe(result["table"], hide_index=True, width="stretch")
+        if result.get("memory") is not None:
+            st.markdown(f"**{tr('profiler.memory_by_op')}**")
+            st.dataframe(result["memory"], hide_index=True, width="stretch")
+        if result.get("trace") is not None:
+            st.download_button(tr("profiler.trace"), result["trace"], file_name="trace.json", mime="application/json",
+                               key="pf_trace")
+            st.caption(tr("profiler.trace_help", mb=result["trace_size"] / 1e6))
+        elif result.get("trace_error"):
+            st.warning(result["trace_error"])

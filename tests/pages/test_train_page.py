@@ -1,0 +1,95 @@
+"""AppTest tests for the Train page: examples fill the form, a tiny run finishes, step mode, uploads."""
+import io
+import time
+
+import pytest
+import torch
+
+from core.i18n import CATALOGUE
+
+EN = CATALOGUE["en"]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def train(app):
+    return app("pages/train.py")
+
+
+def wait_for(at, run_id: str, timeout: float = 120) -> dict:
+    from pages.ui import lab_store
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        run = lab_store().get_run(run_id)
+        if run["status"] in ("completed", "failed", "stopped"):
+            return run
+        time.sleep(0.5)
+    raise AssertionError("run did not finish")
+
+
+def test_examples_fill_the_form(train):
+    at = train
+    at.button(key="tr_ex_R1").click().run()
+    assert at.selectbox(key="tr_dataset").value == "linear"
+    assert at.selectbox(key="tr_optimizer").value == "sgd" and at.number_input(key="tr_epochs").value == 100
+    at.button(key="tr_ex_R3").click().run()
+    assert at.selectbox(key="tr_preset").value == "cnn" and at.number_input(key="tr_batch_size").value == 64
+    assert not at.exception
+
+
+def test_tiny_run_finishes_and_shows_charts(train):
+    at = train
+    at.button(key="tr_ex_R1").click().run()
+    at.number_input(key="tr_epochs").set_value(20).run()
+    at.text_input(key="tr_name").set_value("tiny R1").run()
+    at.button(key="tr_start").click().run()
+    assert not at.exception and not at.error
+    run_id = at.query_params["run"][0] if isinstance(at.query_params["run"], list) else at.query_params["run"]
+    run = wait_for(at, run_id)
+    assert run["status"] == "completed", run.get("error")
+    at.run()
+    assert not at.exception
+    assert "completed" in at.get("progress")[0].proto.text
+    assert not at.error
+
+
+def test_step_mode(train):
+    at = train
+    at.radio(key="tr_source").set_value("preset").run()
+    at.selectbox(key="tr_preset").set_value("cnn").run()
+    at.button_group(key="tr_view").set_value("step").run()
+    at.button(key="tr_step_one").click().run()
+    assert not at.exception and not at.error
+    labels = [m.label for m in at.metric]
+    assert EN["train.loss_before"] in labels and EN["train.loss_after"] in labels
+    assert at.session_state["tr_step_trainer"].global_step == 1
+
+
+@pytest.mark.parametrize("payload,message", [
+    (b"not a checkpoint", "not"),
+    (b"", "empty"),
+])
+def test_bad_checkpoint_upload(train, payload, message):
+    at = train
+    at.file_uploader(key="tr_upload").upload("x.pt", payload, "application/octet-stream").run()
+    assert not at.exception
+    assert at.error and message in at.error[0].value.lower()
+
+
+def test_pickle_payload_is_refused(train, tmp_path):
+    import os
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buf = io.BytesIO()
+    torch.save({"epoch": 1, "model_state_dict": Evil(), "optimizer_state_dict": {}, "loss": 0.0}, buf,
+               pickle_module=pickle)
+    at = train
+    at.file_uploader(key="tr_upload").upload("evil.pt", buf.getvalue(), "application/octet-stream").run()
+    assert at.error and not marker.exists()
