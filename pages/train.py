@@ -67,6 +67,8 @@ else:
 
         @st.fragment(run_every=1.0 if active else None)
         def live() -> None:
+            if st.session_state.pop("tr_full_rerun", False):
+                st.rerun()
             W.watch(run_ids)
             W.controls(run_ids[-1])
             if not any((lab_store().get_run(r) or {}).get("status") in ("queued", "running") for r in run_ids) \

@@ -20,6 +20,7 @@ PAGES = [
     ("section.models", "page.builder", "pages/builder.py", "builder", ":material/account_tree:"),
     ("section.models", "page.data", "pages/data.py", "data", ":material/dataset:"),
     ("section.training", "page.train", "pages/train.py", "train", ":material/model_training:"),
+    ("section.training", "page.runs", "pages/runs.py", "runs", ":material/monitoring:"),
     ("section.tools", "page.profiler", "pages/profiler.py", "profiler", ":material/speed:"),
     ("section.tools", "page.export", "pages/export.py", "export", ":material/download:"),
     ("section.tools", "page.predict", "pages/predict.py", "predict", ":material/draw:"),

@@ -48,6 +48,7 @@ def form() -> T.TrainConfig | None:
     d, s = T.TrainConfig(), st.session_state
     for f in FIELDS:
         s.setdefault(f"tr_{f}", getattr(d, f))
+    s.setdefault("tr_preset", d.preset)
     c = st.columns([1, 2, 2])
     source = c[0].radio(tr("train.model"), ["current", "preset"], key="tr_source",
                         format_func=lambda k: tr(f"train.model.{k}"))
@@ -113,6 +114,8 @@ def on_stop(run_id: str) -> None:
 def on_resume(run_id: str) -> None:
     try:
         lab_jobs().resume(run_id)
+        # The watcher fragment's refresh rate was fixed when the run was stopped: rerun the page.
+        st.session_state["tr_full_rerun"] = True
     except ValueError as exc:
         st.session_state["tr_start_error"] = str(exc)
 

@@ -1,0 +1,103 @@
+"""Runs: every run in one table; manage runs; overlay and compare selected runs; open one run."""
+import pandas as pd
+import streamlit as st
+
+from core import runview as V
+from pages.ui import frame, lab_store, shared_extras, tr, url_choice
+from pages.ui import train_views as W
+
+frame()
+
+
+def manage(action: str, run_id: str) -> None:
+    """Rename / tag / delete callbacks; messages go to the next run of the page."""
+    s, store = st.session_state, lab_store()
+    try:
+        if action == "rename":
+            store.rename_run(run_id, s["rn_new_name"])
+        elif action == "tags":
+            store.set_tags(run_id, [t.strip() for t in s["rn_new_tags"].split(",") if t.strip()])
+        elif action == "delete":
+            if store.run(run_id)["status"] in ("queued", "running"):  # stop it first, then delete
+                W.lab_jobs().stop(run_id)
+                W.lab_jobs().wait(run_id, timeout=60)
+            W.lab_jobs().delete(run_id)
+            s["rn_sel"] = [r for r in s.get("rn_sel", []) if r != run_id]
+        s["rn_msg"] = ("success", tr(f"runs.done.{action}"))
+    except (ValueError, TimeoutError) as exc:
+        s["rn_msg"] = ("error", tr("error.bad_value", reason=exc))
+
+
+st.title(tr("runs.title"))
+st.write(tr("runs.intro"))
+W.lab_jobs().poll()
+runs = lab_store().runs()
+if "rn_sel" not in st.session_state and shared_extras().get("runs"):  # selection from a share link
+    wanted = [r for r in shared_extras()["runs"] if isinstance(r, str)]
+    known = {r["id"] for r in runs}
+    if any(r not in known for r in wanted):
+        st.warning(tr("runs.unknown", runs=", ".join(r for r in wanted if r not in known)[:200]))
+    st.session_state["rn_sel"] = [r for r in wanted if r in known]
+if msg := st.session_state.pop("rn_msg", None):
+    getattr(st, msg[0])(msg[1])
+if not runs:
+    st.info(tr("runs.none"))
+else:
+    text = st.text_input(tr("runs.filter"), key="rn_filter", bind="query-params", placeholder=tr("runs.filter_hint"))
+    table = V.runs_table(runs)
+    if text:
+        table = table[table.apply(lambda r: text.lower() in f"{r['name']} {r['tags']} {r['id']}".lower(), axis=1)]
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "best acc": st.column_config.NumberColumn(format="percent"),
+        "last acc": st.column_config.NumberColumn(format="percent")})
+    names = {r["id"]: f"{r['name'] or r['id']} ({r['status']})" for r in runs}
+    selected = st.multiselect(tr("runs.select"), list(table["id"]), key="rn_sel", format_func=names.get,
+                              max_selections=8)
+    shared_extras()["runs"] = selected
+    chosen = [r for r in runs if r["id"] in selected]
+    view = url_choice(st.segmented_control, tr("runs.view"), ["compare", "open", "manage"], "rn_view", "compare",
+                      lambda v: tr(f"runs.view.{v}"), required=True)
+    if not chosen:
+        st.info(tr("runs.pick"))
+    elif view == "compare":
+        metrics = {r["id"]: lab_store().metrics(r["id"]) for r in chosen}
+        available = sorted({n for m in metrics.values() for n in m["name"].unique()})
+        c = st.columns(4)
+        default = "test_acc" if "test_acc" in available else (available[0] if available else None)
+        metric = c[0].selectbox(tr("runs.metric"), available, index=available.index(default) if default else 0,
+                                key="rn_metric")
+        x = c[1].radio(tr("runs.x"), ["step", "epoch", "wall"], horizontal=True, key="rn_x",
+                       format_func=lambda k: tr(f"runs.x.{k}"))
+        smooth = c[2].slider(tr("runs.smoothing"), 0.0, 0.99, 0.0, key="rn_smooth")
+        log_y = c[3].toggle(tr("runs.log"), key="rn_log")
+        labelled = {names[r["id"]]: metrics[r["id"]] for r in chosen}
+        if metric:
+            st.plotly_chart(V.curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420),
+                            key="rn_chart")
+        target = st.number_input(tr("runs.target"), 0.0, 1.0, 0.98, step=0.005, format="%.3f", key="rn_target")
+        st.dataframe(V.summary_rows(chosen, metrics, target), hide_index=True, width="stretch")
+        diff = st.toggle(tr("runs.only_diff"), key="rn_diff", value=len(chosen) > 1)
+        st.dataframe(V.config_table(chosen, only_differences=diff), width="stretch")
+        csv = pd.concat(metrics.values()).to_csv(index=False).encode() if metrics else b""
+        st.download_button(tr("runs.csv"), csv, file_name="metrics.csv", mime="text/csv", key="rn_csv")
+    elif view == "open":
+        run = chosen[-1]
+        st.subheader(names[run["id"]])
+        W.controls(run["id"])
+        W.watch([run["id"]])
+        with st.expander(tr("runs.config")):
+            st.json(run["config"])
+        if run["status"] in ("completed", "stopped"):
+            W.evaluation(run)
+    else:
+        run = chosen[-1]
+        st.subheader(names[run["id"]])
+        c = st.columns([3, 1])
+        c[0].text_input(tr("runs.new_name"), run["name"], key="rn_new_name", max_chars=60)
+        c[1].button(tr("runs.rename"), key="rn_rename", on_click=manage, args=("rename", run["id"]), width="stretch")
+        c = st.columns([3, 1])
+        c[0].text_input(tr("runs.new_tags"), ", ".join(run.get("tags") or []), key="rn_new_tags", max_chars=200)
+        c[1].button(tr("runs.tag"), key="rn_tag", on_click=manage, args=("tags", run["id"]), width="stretch")
+        sure = st.checkbox(tr("runs.confirm", run=names[run["id"]]), key="rn_sure")
+        st.button(tr("runs.delete"), key="rn_delete", disabled=not sure, type="primary",
+                  on_click=manage, args=("delete", run["id"]))
