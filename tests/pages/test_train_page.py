@@ -93,3 +93,26 @@ def test_pickle_payload_is_refused(train, tmp_path):
     at = train
     at.file_uploader(key="tr_upload").upload("evil.pt", buf.getvalue(), "application/octet-stream").run()
     assert at.error and not marker.exists()
+
+
+def test_precision_ab_starts_fp32_and_the_reduced_precision(train):
+    from pages.ui import lab_store
+    from pages.ui.train_views import fastest_reduced
+
+    reduced = fastest_reduced()
+    at = train
+    if reduced is None:
+        assert at.button(key="tr_ab").disabled
+        return
+    at.button(key="tr_ab").click().run()
+    assert not at.exception and not at.error
+    ids = at.query_params["run"][0].split(",") if isinstance(at.query_params["run"], list) else \
+        at.query_params["run"].split(",")
+    runs = [lab_store().get_run(r) for r in ids]
+    assert [r["config"]["precision"] for r in runs] == ["fp32", reduced]
+    assert runs[0]["config"]["seed"] == runs[1]["config"]["seed"]
+    from pages.ui.train_views import lab_jobs
+
+    for r in ids:  # no need to train them to the end here
+        lab_jobs().stop(r)
+        lab_jobs().wait(r, timeout=120)
