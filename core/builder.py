@@ -1,5 +1,5 @@
 """The Model Builder's engine: editing a layer stack, torchinfo summaries, the architecture
-graph, parameters and the train()/eval() demo. Pages call these and render the results."""
+graph, parameters and the .train()/.eval() demo. Pages call these and render the results."""
 from __future__ import annotations
 
 import copy
@@ -152,7 +152,7 @@ def forward_demo(spec: dict, batch: int = 64, seed: int = 0) -> dict:
 
 
 def train_eval_demo(seed: int = 0) -> pd.DataFrame:
-    """M10: train() vs eval() for Dropout(p=.2) on randn(32, 100), BatchNorm1d(256), LayerNorm(256)."""
+    """M10: .train() vs .eval() for Dropout(p=.2) on randn(32, 100), BatchNorm1d(256), LayerNorm(256)."""
     gen = torch.Generator().manual_seed(seed)
     cases = [("Dropout(p=0.2)", nn.Dropout(p=0.2), torch.randn(32, 100, generator=gen)),
              ("BatchNorm1d(256)", nn.BatchNorm1d(256), 3 + 2 * torch.randn(32, 256, generator=gen)),

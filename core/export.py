@@ -4,7 +4,7 @@ Formats (``FORMATS``, in this order): ``state_dict`` (.pt), ``checkpoint`` (the 
 dict, .pt), ``torchscript_trace`` and ``torchscript_script`` (.pt), ``onnx`` (.onnx) and
 ``torch_export`` (.pt2).
 
-``export_model`` works on a deep copy of the model in ``eval()`` mode (the caller's model is
+``export_model`` works on a deep copy of the model in ``.eval()`` mode (the caller's model is
 never touched), writes the file into a temporary folder, reads it back as bytes, reloads
 those bytes (``torch.load(weights_only=True)``, ``torch.jit.load``, onnxruntime,
 ``torch.export.load``), runs the reloaded model on fresh random inputs (batch 2, and batch 3
@@ -291,8 +291,8 @@ def _count(items) -> dict[str, int]:
 # --------------------------------------------------------------------------- exporters
 @dataclass
 class _Ctx:
-    model: nn.Module  # an eval() copy that the exporter may use (and mutate)
-    fresh: Callable[[], nn.Module]  # another untouched eval() copy, on demand
+    model: nn.Module  # a .eval() copy that the exporter may use (and mutate)
+    fresh: Callable[[], nn.Module]  # another untouched .eval() copy, on demand
     example: torch.Tensor
     dynamic: bool
     opset: int | None
@@ -321,7 +321,8 @@ def _export_state_dict(ctx: _Ctx) -> tuple[bytes, Runner]:
 
 
 def _load_state_dict_runner(ctx: _Ctx, data: bytes) -> Runner:
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    buf = io.BytesIO(data)
+    state = torch.load(buf, map_location="cpu", weights_only=True)
     fresh = copy.deepcopy(ctx.model)
     _scramble(fresh)
     fresh.load_state_dict(state, strict=True)
@@ -345,7 +346,8 @@ def _export_checkpoint(ctx: _Ctx) -> tuple[bytes, Runner]:
     data = _read(path)
 
     def load() -> Runner:
-        ckpt = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        buf = io.BytesIO(data)
+        ckpt = torch.load(buf, map_location="cpu", weights_only=True)
         missing = [k for k in ("epoch", "model_state_dict", "optimizer_state_dict", "loss") if k not in ckpt]
         if missing:
             raise RuntimeError(f"the checkpoint lacks {', '.join(missing)}")
@@ -643,7 +645,8 @@ def full_model_pickle(model: nn.Module, *, name: str = "model") -> ExportResult:
             data = buf.getvalue()
             result.info["globals"] = pickle_globals(data)
             try:
-                torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+                buf = io.BytesIO(data)
+                torch.load(buf, map_location="cpu", weights_only=True)
                 result.info["weights_only_load"] = "accepted"
             except Exception as exc:  # expected: the safe loader refuses arbitrary classes
                 result.info["weights_only_load"] = f"refused: {_first_line(str(exc))}"

@@ -121,4 +121,4 @@ else:
                 "drop.train(); y_train = drop(x)   # ~20% zeros, the rest scaled by 1/0.8\n"
                 "drop.eval();  y_eval = drop(x)    # identity\n"
                 "bn = nn.BatchNorm1d(256)  # train: batch statistics; eval: running statistics\n"
-                "ln = nn.LayerNorm(256)    # the same in train() and eval()", language="python")
+                "ln = nn.LayerNorm(256)    # the same in .train() and .eval()", language="python")
