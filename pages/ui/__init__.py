@@ -76,9 +76,12 @@ def seed() -> int:
 
 def language_and_seed() -> None:
     """The sidebar's global controls; both are bound to the URL so a shared link keeps them."""
+    # The label is drawn before the widget reads the URL: take the language from the URL then.
+    from_url = {name: code for code, name in LANGUAGES.items()}.get(st.query_params.get("lang", ""))
+    label_lang = st.session_state.get("lang") or from_url or DEFAULT_LANGUAGE
     with st.sidebar:
         st.segmented_control(
-            tr("sidebar.language"), list(LANGUAGES), format_func=LANGUAGES.__getitem__,
+            t("sidebar.language", label_lang), list(LANGUAGES), format_func=LANGUAGES.__getitem__,
             default=DEFAULT_LANGUAGE, key="lang", bind="query-params", required=True,
         )
         st.number_input(

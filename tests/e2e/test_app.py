@@ -8,7 +8,8 @@ from tests.e2e.conftest import ROOT, Server, no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 EN, ZH = CATALOGUE["en"], CATALOGUE["zh"]
-PAGES = {"": EN["home.title"], "data": EN["data.title"]}
+PAGES = {"": "home", "tensors": "tensors", "autograd": "autograd", "builder": "builder", "data": "data",
+         "train": "train", "runs": "runs", "profiler": "profiler", "export": "export", "predict": "predict"}
 
 
 def sidebar_nav(page) -> str:
@@ -36,14 +37,15 @@ def test_deep_link_on_fresh_server(chromium, tmp_path):
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_page_renders_without_errors(server, page, lang):
-    for url, title in PAGES.items():
+    for url, key in PAGES.items():
         query = "?lang=简体中文" if lang == "zh" else ""
         page.goto(f"{server.url}/{url}{query}")
         wait_idle(page)
-        expected = title if lang == "en" else ZH["home.title" if url == "" else f"{url}.title"]
-        assert page.locator("h1").first.inner_text() == expected
+        assert page.locator("h1").first.inner_text() == (EN if lang == "en" else ZH)[f"{key}.title"]
+        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+        assert (EN if lang == "en" else ZH)["sidebar.language"] in sidebar
         no_errors(page)
-        path = shot(page, f"{url or 'home'}-{lang}")
+        path = shot(page, f"{key}-{lang}")
         assert path.stat().st_size > 10_000
         if url == "" and lang == "en" and os.environ.get("LAB_UPDATE_README_SCREENSHOT") == "1":
             page.set_viewport_size({"width": 1400, "height": 900})
