@@ -83,8 +83,13 @@ else:
     elif view == "open":
         run = chosen[-1]
         st.subheader(names[run["id"]])
-        W.controls(run["id"])
-        W.watch([run["id"]])
+
+        @st.fragment(run_every=1.0 if run["status"] in ("queued", "running") else None)
+        def live() -> None:
+            W.controls(run["id"])
+            W.watch([run["id"]])
+
+        live()
         with st.expander(tr("runs.config")):
             st.json(run["config"])
         if run["status"] in ("completed", "stopped"):
