@@ -5,7 +5,6 @@ import dataclasses
 
 import pandas as pd
 import streamlit as st
-import torch
 
 from core import runview as V
 from core import train as T
@@ -52,8 +51,8 @@ def form() -> T.TrainConfig | None:
     c = st.columns([1, 2, 2])
     source = c[0].radio(tr("train.model"), ["current", "preset"], key="tr_source",
                         format_func=lambda k: tr(f"train.model.{k}"))
-    preset = c[1].selectbox(tr("train.preset"), [k for k, p in PRESETS.items() if p.task != "shapes"],
-                            key="tr_preset", disabled=source != "preset", format_func=lambda k: PRESETS[k].title)
+    c[1].selectbox(tr("train.preset"), [k for k, p in PRESETS.items() if p.task != "shapes"],
+                   key="tr_preset", disabled=source != "preset", format_func=lambda k: PRESETS[k].title)
     c[2].selectbox(tr("train.dataset"), list(T.DATASETS), key="tr_dataset")
     c = st.columns(4)
     c[0].selectbox(tr("train.optimizer"), T.OPTIMIZERS, key="tr_optimizer")
