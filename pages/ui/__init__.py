@@ -141,6 +141,31 @@ def url_choice(widget, label: str, options: list[str], key: str, default: str, f
 
 
 SHARE_PARAM = "s"
+# The Train page's form fields that a share link carries (their widget keys are "tr_" + name).
+TRAIN_FIELDS = ("dataset", "optimizer", "lr", "scheduler", "loss", "batch_size", "epochs", "augment", "device",
+                "precision", "momentum", "weight_decay", "label_smoothing", "source", "preset")
+
+
+def _train_form_state() -> dict | None:
+    """The Train form's values when the user has touched it (shared so a colleague re-trains the same run)."""
+    if "tr_dataset" not in st.session_state:
+        return None
+    return {f: st.session_state[f"tr_{f}"] for f in TRAIN_FIELDS if f"tr_{f}" in st.session_state}
+
+
+def _restore_train_form(values) -> None:
+    """Validate shared Train form values as a real TrainConfig before putting them in the form."""
+    from core.train import TrainConfig
+
+    if not isinstance(values, dict) or set(values) - set(TRAIN_FIELDS):
+        raise ValueError("the shared training settings are damaged")
+    source = values.get("source", "preset")
+    if source not in ("current", "preset"):
+        raise ValueError("the shared training settings are damaged")
+    config = {k: v for k, v in values.items() if k not in ("source",)}
+    TrainConfig.from_dict(config).validate()
+    for key, value in values.items():
+        st.session_state[f"tr_{key}"] = value
 
 
 def shared_extras() -> dict:
@@ -164,10 +189,13 @@ def restore_shared_state() -> None:
         state = decode_state(token)
         if "model" in state:
             st.session_state["current_spec"] = checked_spec(state["model"])
-        extras = {k: v for k, v in state.items() if k != "model" and isinstance(k, str) and len(k) <= 40}
+        if "train" in state:
+            _restore_train_form(state["train"])
+        extras = {k: v for k, v in state.items() if k not in ("model", "train") and isinstance(k, str)
+                  and len(k) <= 40}
         shared_extras().update(extras)
         st.session_state["shared_loaded"] = sorted(extras)
-    except (ShareError, SpecError) as exc:
+    except (ShareError, SpecError, ValueError) as exc:
         st.session_state["share_notice"] = str(exc)
         st.session_state.setdefault("current_spec", preset_spec(DEFAULT_PRESET))
 
@@ -186,6 +214,8 @@ def share_control() -> None:
         spec = st.session_state.get("current_spec")
         if spec is not None and spec != preset_spec(DEFAULT_PRESET):
             state["model"] = spec
+        if (train := _train_form_state()) is not None:
+            state["train"] = train
         params = {k: v for k, v in st.query_params.to_dict().items() if k != SHARE_PARAM}
         try:
             if state:

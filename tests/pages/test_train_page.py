@@ -116,3 +116,19 @@ def test_precision_ab_starts_fp32_and_the_reduced_precision(train):
     for r in ids:  # no need to train them to the end here
         lab_jobs().stop(r)
         lab_jobs().wait(r, timeout=120)
+
+
+def test_share_link_carries_the_training_config(app):
+    from urllib.parse import parse_qs, urlparse
+
+    at = app("pages/train.py")
+    at.button(key="tr_ex_R2").click().run()
+    at.number_input(key="tr_lr").set_value(0.004).run()
+    url = at.sidebar.code[0].value
+    token = parse_qs(urlparse(url).query)["s"][0]
+    fresh = app("pages/train.py", s=token)
+    assert fresh.number_input(key="tr_lr").value == pytest.approx(0.004)
+    assert fresh.selectbox(key="tr_dataset").value == "synthetic"
+    assert fresh.selectbox(key="tr_preset").value == "neural_net"
+    tampered = app(None, s=token[:-6] + "AAAAAA")  # the notice shows on the first page the link opens
+    assert any("ignored" in w.value for w in tampered.sidebar.warning)
