@@ -14,13 +14,13 @@ chosen = pick_model("ex_model")
 
 if chosen is not None:
     model, spec, name = chosen
-    c = st.columns(4)
-    formats = c[0].multiselect(tr("export.formats"), list(E.FORMATS), default=list(E.FORMATS), key="ex_formats",
-                               format_func=lambda k: E.FORMATS[k].label)
-    opset = c[1].selectbox(tr("export.opset"), [None, *E.ONNX_OPSETS], key="ex_opset",
+    formats = st.multiselect(tr("export.formats"), list(E.FORMATS), default=list(E.FORMATS), key="ex_formats",
+                             format_func=lambda k: E.FORMATS[k].label)
+    c = st.columns(3, vertical_alignment="bottom")
+    opset = c[0].selectbox(tr("export.opset"), [None, *E.ONNX_OPSETS], key="ex_opset",
                            format_func=lambda o: tr("export.default") if o is None else str(o))
+    c[1].text_input(tr("export.names"), "input, output", key="ex_names", help=tr("export.names_help"))
     dynamic = c[2].checkbox(tr("export.dynamic"), value=True, key="ex_dynamic")
-    c[3].text_input(tr("export.names"), "input, output", key="ex_names", help=tr("export.names_help"))
     st.button(tr("export.run"), type="primary", key="ex_run", on_click=lambda: st.session_state.update(ex_go=True))
     key = (name, repr(spec), tuple(formats), opset, dynamic, st.session_state.get("ex_names"))
     if st.session_state.pop("ex_go", False):
