@@ -1,4 +1,6 @@
 """Tensors: create, inspect, operate on tensors; broadcasting; a free-form safe expression box."""
+import json
+
 import pandas as pd
 import streamlit as st
 import torch
@@ -6,14 +8,47 @@ import torch
 from core import tensors as T
 from core.autograd import to_torch_code
 from core.expr import ExprError, evaluate
-from pages.ui import frame, seed, tr, url_choice
+from pages.ui import frame, seed, shared_extras, tr, url_choice
 from pages.ui.tensor_view import show_tensor
 
 frame()
 VIEWS = ["examples", "create", "ops", "broadcast", "expr"]
+SHARE_MAX = 256  # elements of x or y a share link carries (longer links would pass ~2,000 characters)
+
+
+def restore_shared_tensors() -> None:
+    """x and y from a share link, rebuilt through the safe value parser (never evaluated)."""
+    shared = st.session_state.get("shared_in", {}).pop("tensors", None)
+    if not isinstance(shared, dict):
+        return
+    for name in ("x", "y"):
+        item = shared.get(name)
+        try:
+            if not isinstance(item, dict) or item.get("dtype") not in T.DTYPE_NAMES:
+                raise ValueError("damaged")
+            t, _ = T.make_tensor("tensor", (), item["dtype"], json.dumps(item["values"])[:20_000])
+            if t.numel() > SHARE_MAX:
+                raise ValueError("too large")
+            st.session_state[f"ten_{name}"] = t
+        except (ValueError, TypeError):
+            st.session_state["share_notice"] = tr("tensors.share_bad", name=name)
+
+
+def share_tensors() -> None:
+    """Put small x and y into the share link."""
+    out = {}
+    for name in ("x", "y"):
+        t = st.session_state[f"ten_{name}"]
+        if t.numel() <= SHARE_MAX and str(t.dtype).removeprefix("torch.") in T.DTYPE_NAMES:
+            out[name] = {"values": t.detach().cpu().tolist(), "dtype": str(t.dtype).removeprefix("torch.")}
+    shared_extras()["tensors"] = out
+
+
 if "ten_x" not in st.session_state:
     st.session_state["ten_x"] = torch.arange(12.0).reshape(3, 4)
     st.session_state["ten_y"] = torch.ones(4)
+restore_shared_tensors()
+share_tensors()
 
 
 def devices() -> list[str]:

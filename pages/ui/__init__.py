@@ -194,7 +194,7 @@ def restore_shared_state() -> None:
         extras = {k: v for k, v in state.items() if k not in ("model", "train") and isinstance(k, str)
                   and len(k) <= 40}
         shared_extras().update(extras)
-        st.session_state["shared_loaded"] = sorted(extras)
+        st.session_state["shared_in"] = extras  # what the link brought, for pages to apply once
     except (ShareError, SpecError, ValueError) as exc:
         st.session_state["share_notice"] = str(exc)
         st.session_state.setdefault("current_spec", preset_spec(DEFAULT_PRESET))

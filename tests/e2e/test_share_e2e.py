@@ -44,3 +44,33 @@ def test_tampered_link_shows_a_notice_not_a_crash(server, page):
     assert warning.count() == 1 and "ignored" in warning.inner_text()
     assert page.locator('[data-testid="stException"]').count() == 0
     assert page.get_by_text("LabCNN").count() >= 1  # the default model
+
+
+def test_tensors_page_link_restores_x_and_the_view(server, page, chromium):
+    page.goto(server.url + "/tensors")
+    wait_idle(page)
+    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.keyboard.type("zeros")
+    page.keyboard.press("Enter")
+    wait_idle(page)
+    shape = page.get_by_role("textbox", name=EN["tensors.shape"])
+    shape.fill("2, 5")
+    shape.press("Enter")
+    wait_idle(page)
+    page.locator(".st-key-ten_create button").click()
+    wait_idle(page)
+    page.locator("[data-testid=stButtonGroup]").get_by_text(EN["tensors.view.expr"]).click()
+    wait_idle(page)
+    url = share_url(page)
+    assert "ten_view=expr" in url and "s=1." in url
+    other = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    fresh = other.new_page()
+    fresh.goto(url)
+    wait_idle(fresh)
+    box = fresh.get_by_role("textbox", name=EN["tensors.expr"])
+    box.fill("x.shape")
+    box.press("Enter")
+    wait_idle(fresh)
+    assert "torch.Size([2, 5])" in fresh.locator('[data-testid="stMain"]').inner_text()
+    no_errors(fresh)
+    other.close()
