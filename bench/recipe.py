@@ -109,10 +109,10 @@ def render(results: list[dict], when: str) -> str:
     return "\n".join(lines)
 
 
-def update_benchmarks(section: str, path: Path = BENCHMARKS) -> None:
-    """Replace the "Time to accuracy" section (up to the next ``## `` heading) or append it."""
+def update_benchmarks(section: str, path: Path = BENCHMARKS, heading: str = SECTION) -> None:
+    """Replace the section under ``heading`` (up to the next ``## `` heading) or append it."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
     else:

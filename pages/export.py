@@ -19,8 +19,8 @@ if chosen is not None:
     c = st.columns(3, vertical_alignment="bottom")
     opset = c[0].selectbox(tr("export.opset"), [None, *E.ONNX_OPSETS], key="ex_opset",
                            format_func=lambda o: tr("export.default") if o is None else str(o))
-    c[1].text_input(tr("export.names"), "input, output", key="ex_names", help=tr("export.names_help"))
-    dynamic = c[2].checkbox(tr("export.dynamic"), value=True, key="ex_dynamic")
+    c[1].text_input(tr("export.names"), "input, output", key="ex_names", bind="query-params", help=tr("export.names_help"))
+    dynamic = c[2].checkbox(tr("export.dynamic"), value=True, key="ex_dynamic", bind="query-params")
     st.button(tr("export.run"), type="primary", key="ex_run", on_click=lambda: st.session_state.update(ex_go=True))
     key = (name, repr(spec), tuple(formats), opset, dynamic, st.session_state.get("ex_names"))
     if st.session_state.pop("ex_go", False):

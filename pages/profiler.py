@@ -34,15 +34,15 @@ if chosen is not None:
                       lambda m: tr(f"profiler.mode.{m}"), required=True)
     c = st.columns(5)
     batch = c[0].number_input(tr("profiler.batch"), 1, 1024, 32, key="pf_batch", bind="query-params")
-    steps = c[1].number_input(tr("profiler.steps"), 1, 50, 5, key="pf_steps", disabled=mode != "train_steps")
-    wait = c[2].number_input("wait", 0, 10, 1, key="pf_wait", disabled=mode != "train_steps")
-    warmup = c[3].number_input("warmup", 0, 10, 1, key="pf_warmup", disabled=mode != "train_steps")
-    active = c[4].number_input("active", 1, 50, 3, key="pf_active", disabled=mode != "train_steps")
+    steps = c[1].number_input(tr("profiler.steps"), 1, 50, 5, key="pf_steps", bind="query-params", disabled=mode != "train_steps")
+    wait = c[2].number_input("wait", 0, 10, 1, key="pf_wait", bind="query-params", disabled=mode != "train_steps")
+    warmup = c[3].number_input("warmup", 0, 10, 1, key="pf_warmup", bind="query-params", disabled=mode != "train_steps")
+    active = c[4].number_input("active", 1, 50, 3, key="pf_active", bind="query-params", disabled=mode != "train_steps")
     c = st.columns(4)
-    shapes = c[0].checkbox(tr("profiler.shapes"), key="pf_shapes")
-    memory = c[1].checkbox(tr("profiler.memory"), key="pf_memory")
-    stack = c[2].checkbox(tr("profiler.stack"), key="pf_stack")
-    group = c[3].checkbox(tr("profiler.group"), key="pf_group", disabled=not shapes)
+    shapes = c[0].checkbox(tr("profiler.shapes"), key="pf_shapes", bind="query-params")
+    memory = c[1].checkbox(tr("profiler.memory"), key="pf_memory", bind="query-params")
+    stack = c[2].checkbox(tr("profiler.stack"), key="pf_stack", bind="query-params")
+    group = c[3].checkbox(tr("profiler.group"), key="pf_group", bind="query-params", disabled=not shapes)
     try:
         config = P.ProfileConfig(mode=mode, steps=int(steps), wait=int(wait), warmup=int(warmup), active=int(active),
                                  batch_size=int(batch), record_shapes=shapes, profile_memory=memory,

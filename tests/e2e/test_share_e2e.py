@@ -74,3 +74,37 @@ def test_tensors_page_link_restores_x_and_the_view(server, page, chromium):
     assert "torch.Size([2, 5])" in fresh.locator('[data-testid="stMain"]').inner_text()
     no_errors(fresh)
     other.close()
+
+
+def test_autograd_and_train_links_reopen_the_same_state(server, page, chromium):
+    page.goto(server.url + "/autograd")
+    wait_idle(page)
+    box = page.get_by_role("textbox", name="f(x)")
+    box.fill("sin(x) * x**2")
+    box.press("Enter")
+    wait_idle(page)
+    url = share_url(page)
+    assert "ag_f=" in url
+    other = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    fresh = other.new_page()
+    fresh.goto(url)
+    wait_idle(fresh)
+    field = fresh.get_by_role("textbox", name="f(x)")
+    for _ in range(40):  # the bound value arrives with the first script run
+        if field.input_value() == "sin(x) * x**2":
+            break
+        fresh.wait_for_timeout(250)
+    assert field.input_value() == "sin(x) * x**2"
+    # Train: a config from a link (carried in the share token)
+    page.goto(server.url + "/train")
+    wait_idle(page)
+    page.get_by_role("button", name="R2", exact=True).click()
+    wait_idle(page)
+    url = share_url(page)
+    fresh.goto(url)
+    wait_idle(fresh)
+    inputs = fresh.locator('[data-testid="stSelectbox"] input')
+    assert "synthetic" in [inputs.nth(i).input_value() for i in range(inputs.count())]
+    assert fresh.get_by_label(EN["train.epochs"]).input_value() == "100"
+    no_errors(fresh)
+    other.close()
