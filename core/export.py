@@ -42,6 +42,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.models import check_input_shape
+
 # --------------------------------------------------------------------------- formats
 
 
@@ -203,11 +205,7 @@ def _detail(exc: BaseException) -> str:
 
 
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple, torch.Size)) else None
-    if (not shape or len(shape) > 4
-            or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 4096 for s in shape)):
-        raise ValueError(f"input_shape must be 1 to 4 sizes between 1 and 4096, without the batch dimension; "
-                         f"got {input_shape!r}")
+    shape = check_input_shape(input_shape)
     if 64 * math.prod(shape) > MAX_INPUT_ELEMENTS:
         raise ValueError(f"input_shape {shape} is too large to export and time here "
                          f"(batch 64 would hold {64 * math.prod(shape):,} values)")

@@ -153,6 +153,16 @@ def _check_layer(layer: Any, path: str, depth: int, count: list[int]) -> dict:
     return out
 
 
+def check_input_shape(input_shape: Any, max_dims: int = 4) -> tuple[int, ...]:
+    """A model's input shape without the batch dimension: 1 to ``max_dims`` sizes in 1..4096."""
+    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple, torch.Size)) else None
+    if (not shape or len(shape) > max_dims
+            or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 4096 for s in shape)):
+        raise SpecError(f"input_shape must be 1 to {max_dims} sizes between 1 and 4096, without the batch "
+                        f"dimension; got {input_shape!r}")
+    return shape
+
+
 def validate_spec(spec: Any) -> dict:
     """A clean copy of ``spec`` or a ``SpecError`` naming what is wrong."""
     if not isinstance(spec, dict):

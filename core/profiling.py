@@ -28,6 +28,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from core.export import summarize_error
+from core.models import check_input_shape
 
 MODES = ("inference", "train_step", "train_steps")
 MAX_STEPS = 50
@@ -119,15 +120,6 @@ class ProfileConfig:
     @property
     def profiled_steps(self) -> int:
         return self.active if self.mode == "train_steps" else 1
-
-
-def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
-    shape = tuple(input_shape) if isinstance(input_shape, (list, tuple, torch.Size)) else None
-    if (not shape or len(shape) > 4
-            or any(isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 4096 for s in shape)):
-        raise ValueError(f"input_shape must be 1 to 4 sizes between 1 and 4096, without the batch dimension; "
-                         f"got {input_shape!r}")
-    return shape
 
 
 def _activities(device: str) -> list[ProfilerActivity]:
@@ -305,7 +297,7 @@ def profile_model(model: nn.Module, input_shape: Sequence[int], config: ProfileC
         raise ValueError("config must be a ProfileConfig")
     if not isinstance(model, nn.Module):
         raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
-    shape = _check_input_shape(input_shape)
+    shape = check_input_shape(input_shape)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
@@ -432,7 +424,7 @@ def p1_example(model: nn.Module, input_shape: Sequence[int], batch: int = 5, see
     Returns ``{"code": str, "table": DataFrame}``: 10 rows sorted by self CPU time (columns as
     in ``profile_model``'s table, with CUDA columns when a GPU is present).
     """
-    shape = _check_input_shape(input_shape)
+    shape = check_input_shape(input_shape)
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be between 1 and {MAX_BATCH}, got {batch!r}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
