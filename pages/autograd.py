@@ -4,7 +4,7 @@ import streamlit as st
 
 from core import autograd as A
 from core.expr import ExprError
-from pages.ui import frame, tr, url_choice
+from pages.ui import frame, plain, tr, url_choice
 
 frame()
 VIEWS = ["derivative", "gradient", "graph", "demos", "activations"]
@@ -98,7 +98,7 @@ try:
         else:
             result = A.demo_anomaly()
             st.metric(tr("autograd.plain_grad"), str(result["grad_plain"]))
-            st.error(result["error"])
+            st.error(plain(result["error"]))
             st.info(tr("autograd.a6", op=result["op"], forward=result["forward_op"]))
         st.code(result["code"], language="python")
 

@@ -3,7 +3,7 @@ torch.export files, each verified against eager before it is offered for downloa
 import streamlit as st
 
 from core import export as E
-from pages.ui import frame, tr, url_choice
+from pages.ui import frame, plain, tr, url_choice
 from pages.ui.model_state import pick_model
 
 frame()
@@ -51,7 +51,7 @@ if chosen is not None:
                         st.caption(tr("export.onnx_info", exporter=result.info.get("exporter"),
                                       opset=result.info.get("opset"), nodes=result.info.get("nodes")))
                 else:
-                    st.error(result.error)
+                    st.error(plain(result.error))
         with st.expander(tr("export.speed")):
             if st.toggle(tr("export.measure"), key="ex_speed"):
                 st.dataframe(E.speed_table(model, spec["input_shape"], results), hide_index=True, width="stretch")

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core import profiling as P
-from pages.ui import frame, tr, url_choice
+from pages.ui import frame, plain, tr, url_choice
 from pages.ui.model_state import pick_model
 
 frame()
@@ -71,4 +71,4 @@ if chosen is not None:
                                key="pf_trace")
             st.caption(tr("profiler.trace_help", mb=result["trace_size"] / 1e6))
         elif result.get("trace_error"):
-            st.warning(result["trace_error"])
+            st.warning(plain(result["trace_error"]))

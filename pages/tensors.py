@@ -8,7 +8,7 @@ import torch
 from core import tensors as T
 from core.autograd import to_torch_code
 from core.expr import ExprError, evaluate
-from pages.ui import frame, seed, shared_extras, tr, url_choice
+from pages.ui import frame, plain, seed, shared_extras, tr, url_choice
 from pages.ui.tensor_view import show_tensor
 
 frame()
@@ -99,7 +99,7 @@ if view == "examples":
         left, right = st.columns([2, 3])
         left.code(step["code"], language="python")
         if step["error"]:
-            right.error(step["error"])
+            right.error(plain(step["error"]))
         else:
             right.code(step["text"], language="text")
         if step["note"]:

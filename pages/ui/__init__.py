@@ -5,6 +5,8 @@ This lives in a sub-package on purpose: Streamlit treats ``*.py`` files directly
 """
 from __future__ import annotations
 
+import re
+
 import streamlit as st
 
 from core.env import env_facts
@@ -64,9 +66,18 @@ def lang() -> str:
     return value if value in LANGUAGES else DEFAULT_LANGUAGE
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
+
+
+def plain(text) -> str:
+    """Text shown literally where Streamlit renders Markdown: user input and error messages
+    (which quote user input) must not become bold, links or images."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
 def tr(key: str, **values) -> str:
-    """UI text in the current language."""
-    return t(key, lang(), **values)
+    """UI text in the current language; inserted values are shown literally (see ``plain``)."""
+    return t(key, lang(), **{k: v if isinstance(v, (int, float)) else plain(v) for k, v in values.items()})
 
 
 def seed() -> int:

@@ -13,7 +13,7 @@ from core.env import env_facts
 from core.models import PRESETS
 from core.plots import image_grid
 from core.runmodels import checkpoint_path, load_run_model, model_from_checkpoint
-from pages.ui import lab_store, seed, tr
+from pages.ui import lab_store, plain, seed, tr
 from pages.ui.model_state import current_spec
 
 FIELDS = ("dataset", "optimizer", "lr", "scheduler", "loss", "batch_size", "epochs", "augment", "device",
@@ -149,7 +149,7 @@ def watch(run_ids: list[str]) -> None:
         st.progress(p["fraction"], text=tr("train.status", run=label, status=tr(f"status.{run['status']}"),
                                           step=p["step"], total=p["total"] or "?") + eta)
         if run.get("error"):
-            st.error(run["error"])
+            st.error(plain(run["error"]))
     smooth = st.session_state.get("tr_smooth", 0.6)
     c = st.columns(2)
     c[0].plotly_chart(V.curves_figure(metrics, "loss", smoothing=smooth, labels={"y": tr("train.chart.loss")}),

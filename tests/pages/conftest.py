@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import re
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -24,3 +26,8 @@ def app(tmp_path, monkeypatch):
         return at
 
     return make
+
+
+def shown(text: str) -> str:
+    """Text as the browser shows it: Markdown backslash escapes (pages.ui.plain) removed."""
+    return re.sub(r"\\(.)", r"\1", str(text))
