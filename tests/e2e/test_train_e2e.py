@@ -20,6 +20,27 @@ def step_of(page) -> int:
     return int(match.group(1)) if match else 0
 
 
+def stop_the_run(page, timeout: float = 120) -> None:
+    """Click Stop until the run reports "stopped".
+
+    The Stop button lives in a fragment that redraws every second; a click that lands while
+    the fragment is being replaced can be lost, so click again while the run is still going.
+    """
+    button = page.locator(".st-key-tr_stop button")
+    deadline = time.time() + timeout
+    last_click = 0.0
+    while time.time() < deadline:
+        text = progress_text(page)
+        if "stopped" in text:
+            return
+        assert "completed" not in text, "the run completed before the stop took effect"
+        if time.time() - last_click > 5 and button.count() and button.first.is_enabled():
+            button.first.click()
+            last_click = time.time()
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting for the stop")
+
+
 def wait_until(predicate, timeout: float = 120, what: str = "") -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -52,8 +73,7 @@ def test_start_watch_leave_stop_resume_compare(server, page):
     page.goto(run_url)
     page.wait_for_selector('[data-testid="stProgress"]')
     wait_until(lambda: "running" in progress_text(page), what="the run still going")
-    page.get_by_role("button", name=EN["train.stop"], exact=True).click()
-    wait_until(lambda: "stopped" in progress_text(page), what="the stop")
+    stop_the_run(page)
     stopped_at = step_of(page)
     page.get_by_role("button", name=EN["train.resume"], exact=True).click()
     wait_until(lambda: "completed" in progress_text(page), timeout=300, what="completion after resume")
