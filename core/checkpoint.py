@@ -8,7 +8,7 @@ tuple, number, string, bool or None, so it loads with ``torch.load(weights_only=
 
 Writing goes to a temporary file in the same folder, is flushed and fsynced, then moved
 over the target with ``os.replace``: a reader sees the old file or the new one, never a
-half-written one, even if the writer is killed.
+half-written one, even if the writer is killed (its temp file is removed by the next write).
 
 Loading (``load_checkpoint``) only ever uses ``torch.load(weights_only=True)``, checks the
 size first (default cap 200 MB) and turns anything that is not a checkpoint into a
@@ -20,6 +20,7 @@ import io
 import math
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -61,11 +62,53 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _pid_dead(pid: int) -> bool:
+    """Whether no process has this pid (a reused or unknown pid counts as alive: keep its file)."""
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there: never guess, keep the file
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError, OverflowError):
+        return False
+    return False
+
+
+def _remove_dead_temps(path: Path) -> None:
+    """Delete ``path``'s temp files left by writers that died mid-write (e.g. a SIGKILLed worker).
+
+    Temp names carry the writer's pid (``.last.pt.<pid>.<random>.tmp``); only files of this
+    target whose writer is gone are removed, so a concurrent live writer is never disturbed.
+    Files of other names and other processes' temps are left alone (readers ignore them).
+    """
+    prefix = f".{path.name}."
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _pid_dead(int(pid)):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, replace)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, replace).
+
+    A writer killed before ``os.replace`` leaves its temp file, never a partial ``path``; the
+    next write of ``path`` removes such leftovers first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_dead_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -110,6 +153,46 @@ def _describe(source) -> str:
     return str(source) if isinstance(source, (str, Path)) else "the uploaded file"
 
 
+def _unpickling_reason(exc: BaseException) -> str:
+    """The part of a weights_only refusal that names the cause ("Unsupported global: GLOBAL
+    posix.system ..."), without torch's advice to retry with weights_only=False or to allow-list
+    the global, which is exactly what must not be done with an uploaded file."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    candidates = [found.group(1)] if found else []
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    candidates += [line for line in lines if "GLOBAL" in line]
+    candidates += [line for line in lines if not line.startswith(
+        ("Weights only load failed", "Please file an issue", "Check the documentation", "(1)", "(2)"))]
+    reason = candidates[0].split(". Please use")[0].strip() if candidates else type(exc).__name__
+    return reason[:300]
+
+
+def _check_archive(fh: BinaryIO, where: str) -> None:
+    """Refuse, before torch.load, zip archives that torch.save never writes.
+
+    torch.save stores its records uncompressed; a compressed record is refused because
+    torch.load would inflate it in memory (a 25 MB upload can declare gigabytes: a
+    decompression bomb). TorchScript archives are named as such: they are never loaded.
+    Anything else that is not a readable zip is left to torch.load (legacy format, damage).
+    """
+    pos = fh.tell()
+    try:
+        with zipfile.ZipFile(fh) as archive:
+            infos = archive.infolist()
+    except Exception:  # noqa: BLE001 - not a zip Python reads (BadZipFile, NotImplementedError for
+        return         # a forged "zip version 6.4", ...): torch.load refuses it with its own message
+    finally:
+        fh.seek(pos)
+    names = [info.filename for info in infos]
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        raise CheckpointError(f"{where} is a TorchScript archive (torch.jit.save); the lab never loads TorchScript "
+                              "from a file because it can run code. Upload a checkpoint saved with torch.save")
+    if any(info.compress_type != zipfile.ZIP_STORED for info in infos):
+        raise CheckpointError(f"{where} has compressed records, which torch.save never writes; it was refused "
+                              "(a small compressed file can expand to gigabytes in memory)")
+
+
 def load_checkpoint(source: str | Path | bytes | BinaryIO, max_bytes: int | None = None,
                     map_location: str | torch.device = "cpu", require_keys: bool = True) -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(weights_only=True)`` after a size check.
@@ -133,17 +216,26 @@ def load_checkpoint(source: str | Path | bytes | BinaryIO, max_bytes: int | None
         raise CheckpointError(f"{where} is empty, not a PyTorch checkpoint")
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
+    if isinstance(source, (str, Path)):
+        try:
+            with open(source, "rb") as fh:
+                _check_archive(fh, where)
+        except OSError as exc:
+            raise CheckpointError(f"cannot read {where}: {exc.strerror or exc}") from None
+    else:
+        _check_archive(source, where)
     try:
         obj = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        reason = _unpickling_reason(exc)
+        if "global" in reason.lower():
             raise CheckpointError(
                 f"{where} holds Python objects other than tensors and plain containers; it was refused "
-                f"(only weights_only=True loading is allowed). PyTorch says: {first}") from None
-        raise CheckpointError(f"{where} is not a valid PyTorch checkpoint: {first}") from None
-    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError, KeyError, AttributeError,
-            TypeError, IndexError, UnicodeDecodeError) as exc:
+                f"because loading it could run code (only weights_only=True loading is allowed). "
+                f"PyTorch says: {reason}") from None
+        raise CheckpointError(f"{where} is not a valid PyTorch checkpoint: {reason}") from None
+    except Exception as exc:  # noqa: BLE001 - damaged bytes make torch.load raise almost anything
+        # (RuntimeError, zipfile.BadZipFile, EOFError, KeyError, struct.error from a 1-byte file, ...)
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{where} is not a valid PyTorch checkpoint: {first}") from None
     if require_keys:
