@@ -14,10 +14,12 @@ chosen = pick_model("ex_model")
 
 if chosen is not None:
     model, spec, name = chosen
+    # Both bound to the URL natively: the format labels are not translated, and the opset's
+    # only translated label ("exporter default") is its default, which never goes into the URL.
     formats = st.multiselect(tr("export.formats"), list(E.FORMATS), default=list(E.FORMATS), key="ex_formats",
-                             format_func=lambda k: E.FORMATS[k].label)
+                             format_func=lambda k: E.FORMATS[k].label, bind="query-params")
     c = st.columns(3, vertical_alignment="bottom")
-    opset = c[0].selectbox(tr("export.opset"), [None, *E.ONNX_OPSETS], key="ex_opset",
+    opset = c[0].selectbox(tr("export.opset"), [None, *E.ONNX_OPSETS], key="ex_opset", bind="query-params",
                            format_func=lambda o: tr("export.default") if o is None else str(o))
     c[1].text_input(tr("export.names"), "input, output", key="ex_names", bind="query-params", help=tr("export.names_help"))
     dynamic = c[2].checkbox(tr("export.dynamic"), value=True, key="ex_dynamic", bind="query-params")

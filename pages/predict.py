@@ -26,8 +26,11 @@ def choose_model():
     runs = trained_runs(lab_store())
     options = ["current"] + [r["id"] for r in runs]
     names = {r["id"]: f"{r['name'] or r['id']} · {r['status']}" for r in runs}
+    # The default is the newest run, which changes as runs are trained: keep the choice in the URL
+    # so a shared link shows this run later too; a run the link names that is gone says so.
     source = url_choice(st.selectbox, tr("predict.source"), options, "pr_run", options[1] if runs else "current",
-                        lambda o: tr("predict.current") if o == "current" else names.get(o, o))
+                        lambda o: tr("predict.current") if o == "current" else names.get(o, o),
+                        keep_default=True, stale="predict.unknown_run")
     if source == "current":
         spec = current_spec()
         model = build_model(spec, seed=0).eval()

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from core import profiling as P
+from core.models import check_batch
 from pages.ui import frame, plain, tr, url_choice
 from pages.ui.model_state import pick_model
 
@@ -13,6 +14,7 @@ def run_profile(config: P.ProfileConfig) -> None:
     chosen = st.session_state.get("pf_chosen")
     try:
         model, spec, _ = chosen
+        check_batch(spec, config.batch_size)  # the batch's activations, counted before allocating them
         st.session_state["pf_result"] = P.profile_model(model, spec["input_shape"], config)
         st.session_state.pop("pf_error", None)
     except (ValueError, P.ProfilingError) as exc:

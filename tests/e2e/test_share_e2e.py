@@ -1,11 +1,16 @@
 """Browser: the sidebar's share link reopens the same view in a fresh browser; a tampered one says so."""
+import dataclasses
+from pathlib import Path
+
 import pytest
+from playwright.sync_api import expect
 
 from core.i18n import CATALOGUE
 from tests.e2e.conftest import no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 EN = CATALOGUE["en"]
+expect.set_options(timeout=30_000)  # a shared 2-core machine: a restored page may take a while to settle
 
 
 def share_url(page, lang: str = "en") -> str:
@@ -108,3 +113,183 @@ def test_autograd_and_train_links_reopen_the_same_state(server, page, chromium):
     assert fresh.get_by_label(EN["train.epochs"]).input_value() == "100"
     no_errors(fresh)
     other.close()
+
+
+# ---------------------------------------------------------------- Runs, Predict, Profiler, Export, Data
+GONE = "r20000101-000000-abcdef"  # a run id no lab has
+
+
+def chips(page, key: str):
+    """The options a multiselect shows as selected (a locator: expect(...).to_have_text([...]) waits)."""
+    return page.locator(f".st-key-{key} [aria-label='Selected values'] [data-tag] span[title]")
+
+
+def selected(page, key: str):
+    """The selected button of a segmented control."""
+    return page.locator(f".st-key-{key} button[role=radio][aria-checked=true]")
+
+
+def field(page, key: str):
+    return page.locator(f".st-key-{key} input").first
+
+
+def pick(page, key: str, text: str) -> None:
+    """Choose an option of a selectbox or multiselect by typing a part of its label."""
+    page.locator(f".st-key-{key} input").click()
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+    wait_idle(page)
+
+
+def open_fresh(chromium, url: str):
+    """The link in a new browser context: no cookies, no session, nothing but the URL."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    fresh = context.new_page()
+    fresh.set_default_timeout(30_000)
+    fresh.goto(url)
+    wait_idle(fresh)
+    return context, fresh
+
+
+@pytest.fixture(scope="module")
+def mini_runs(server):
+    """Two small MNIST-shaped runs (a then b, so b is the newest) in the server's lab home."""
+    from core.jobs import JobManager
+    from core.train import TrainConfig
+
+    home = Path(server.log.name).parent  # the Server writes its log into its lab home
+    jobs = JobManager(home)
+    base = TrainConfig(preset="cnn", limit_train=256, limit_test=64, batch_size=64, epochs=2, augment=False,
+                       device="cpu")
+    ids = {}
+    for name, lr in (("mini a", 1e-3), ("mini b", 3e-3)):
+        ids[name] = jobs.start(dataclasses.replace(base, lr=lr), name=name)
+        assert jobs.wait(ids[name], timeout=300) == "completed", jobs.log_tail(ids[name])
+    return ids
+
+
+def test_runs_link_restores_selection_view_and_chart_settings(server, page, chromium, mini_runs):
+    page.goto(server.url + "/runs")
+    wait_idle(page)
+    pick(page, "rn_sel", "mini b")  # picked first: b, then a
+    pick(page, "rn_sel", "mini a")
+    page.keyboard.press("Escape")
+    page.locator(".st-key-rn_x").get_by_text(EN["runs.x.epoch"], exact=True).click()
+    wait_idle(page)
+    page.locator(".st-key-rn_log").get_by_text(EN["runs.log"]).click()
+    wait_idle(page)
+    url = share_url(page)
+    assert "/runs?" in url and "rn_x=epoch" in url and "rn_log=true" in url and "s=1." in url
+    context, fresh = open_fresh(chromium, url)
+    expect(chips(fresh, "rn_sel")).to_have_text(["mini b (completed)", "mini a (completed)"])
+    expect(selected(fresh, "rn_view")).to_have_text(EN["runs.view.compare"])
+    expect(fresh.locator(".st-key-rn_x").get_by_role("radio", name=EN["runs.x.epoch"], exact=True)).to_be_checked()
+    expect(field(fresh, "rn_log")).to_be_checked()
+    fresh.wait_for_selector(".st-key-rn_chart .js-plotly-plot")
+    no_errors(fresh)
+    shot(fresh, "share-runs-restored")
+    # The "open" view: the run picked last is the one opened.
+    page.locator(".st-key-rn_view").get_by_text(EN["runs.view.open"]).click()
+    wait_idle(page)
+    fresh.goto(share_url(page))
+    wait_idle(fresh)
+    expect(selected(fresh, "rn_view")).to_have_text(EN["runs.view.open"])
+    expect(fresh.locator('[data-testid="stMain"] h3').first).to_have_text("mini a (completed)")
+    no_errors(fresh)
+    context.close()
+
+
+def test_predict_link_restores_source_run_and_input_mode(server, page, chromium, mini_runs):
+    page.goto(server.url + "/predict")
+    wait_idle(page)
+    expect(field(page, "pr_run")).to_have_value("mini b · completed")  # the newest run
+    pick(page, "pr_run", "mini a")
+    page.locator(".st-key-pr_input").get_by_text(EN["predict.input.upload"], exact=True).click()
+    wait_idle(page)
+    url = share_url(page)
+    assert f"pr_run={mini_runs['mini a']}" in url and "pr_input=upload" in url
+    context, fresh = open_fresh(chromium, url)
+    expect(field(fresh, "pr_run")).to_have_value("mini a · completed")
+    expect(selected(fresh, "pr_input")).to_have_text(EN["predict.input.upload"])
+    expect(fresh.locator('[data-testid="stFileUploader"]')).to_have_count(1)
+    no_errors(fresh)
+    context.close()
+
+
+def test_links_naming_a_missing_run_say_so(server, page, mini_runs):
+    from core.share import encode_state
+
+    page.goto(server.url + "/runs?s=" + encode_state({"runs": [GONE, mini_runs["mini a"]]}))
+    wait_idle(page)
+    warning = page.locator('[data-testid="stMain"] [data-testid="stAlertContentWarning"]')
+    expect(warning).to_have_count(1)
+    expect(warning).to_contain_text(GONE)
+    expect(chips(page, "rn_sel")).to_have_text(["mini a (completed)"])  # the rest of the link still applies
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.goto(server.url + f"/predict?pr_run={GONE}")
+    wait_idle(page)
+    warning = page.locator('[data-testid="stMain"] [data-testid="stAlertContentWarning"]')
+    expect(warning.first).to_contain_text(f"The run {GONE} from the link does not exist here")
+    expect(field(page, "pr_run")).to_have_value("mini b · completed")
+    assert page.locator('[data-testid="stException"]').count() == 0
+    no_errors(page)
+
+
+def test_profiler_link_restores_mode_batch_and_options(server, page, chromium):
+    page.goto(server.url + "/profiler")
+    wait_idle(page)
+    page.locator(".st-key-pf_mode").get_by_text(EN["profiler.mode.train_steps"]).click()
+    wait_idle(page)
+    batch = page.locator(".st-key-pf_batch input")
+    batch.fill("16")
+    batch.press("Enter")
+    wait_idle(page)
+    page.locator(".st-key-pf_memory").get_by_text(EN["profiler.memory"]).click()
+    wait_idle(page)
+    url = share_url(page)
+    assert "pf_mode=train_steps" in url and "pf_batch=16" in url and "pf_memory=true" in url
+    context, fresh = open_fresh(chromium, url)
+    expect(selected(fresh, "pf_mode")).to_have_text(EN["profiler.mode.train_steps"])
+    expect(field(fresh, "pf_batch")).to_have_value("16")
+    expect(field(fresh, "pf_memory")).to_be_checked()
+    expect(field(fresh, "pf_steps")).to_be_enabled()  # the N-steps fields follow the mode
+    no_errors(fresh)
+    context.close()
+
+
+def test_export_link_restores_formats_and_opset(server, page, chromium):
+    page.goto(server.url + "/export")
+    wait_idle(page)
+    for label in ("Checkpoint", "TorchScript (script)", "torch.export"):
+        page.locator(f".st-key-ex_formats button[aria-label='Remove {label}']").click()
+        wait_idle(page)
+    pick(page, "ex_opset", "18")
+    url = share_url(page)
+    assert "ex_opset=18" in url and url.count("ex_formats=") == 3
+    context, fresh = open_fresh(chromium, url)
+    expect(chips(fresh, "ex_formats")).to_have_text(["state_dict", "TorchScript (trace)", "ONNX"])
+    expect(field(fresh, "ex_opset")).to_have_value("18")
+    no_errors(fresh)
+    shot(fresh, "share-export-restored")
+    context.close()
+
+
+def test_data_link_restores_view_and_augmentation_in_any_language(server, page, chromium):
+    page.goto(server.url + "/data?lang=简体中文")
+    wait_idle(page)
+    zh = CATALOGUE["zh"]
+    page.locator(".st-key-data_view").get_by_text(zh["data.view.augment"], exact=True).click()
+    wait_idle(page)
+    pick(page, "data_aug", "RandomRotation")
+    url = share_url(page, "zh")
+    assert "data_view=augment" in url and "data_aug=rotation" in url
+    context, fresh = open_fresh(chromium, url)
+    expect(fresh.locator("h1").first).to_have_text(zh["data.title"])
+    expect(selected(fresh, "data_view")).to_have_text(zh["data.view.augment"])
+    expect(field(fresh, "data_aug")).to_have_value(zh["data.augment.rotation"])
+    # The link does not depend on the language: in English the same choice is restored.
+    fresh.goto(url.replace("lang=%E7%AE%80%E4%BD%93%E4%B8%AD%E6%96%87", "lang=English"))
+    wait_idle(fresh)
+    expect(field(fresh, "data_aug")).to_have_value(EN["data.augment.rotation"])
+    no_errors(fresh)
+    context.close()

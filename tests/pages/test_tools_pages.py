@@ -1,11 +1,13 @@
-"""AppTest tests for the Profiler and Export pages."""
+"""AppTest tests for the Profiler, Export and Predict pages (and what their links carry)."""
 import json
 
 import onnxruntime as ort
 import numpy as np
 import pytest
 
+from core.export import FORMATS
 from core.i18n import CATALOGUE
+from tests.pages.conftest import shown
 
 EN = CATALOGUE["en"]
 
@@ -64,3 +66,65 @@ def test_export_examples(exporter):
     for example, text in (("E1", "state_dict"), ("E2", "torch.jit.trace"), ("E3", "torch.onnx.export")):
         at.button_group(key="ex_example").set_value(example).run()
         assert text in at.main.code[-1].value
+
+
+def test_export_formats_and_opset_come_from_the_url(app):
+    at = app("pages/export.py", ex_formats=["ONNX", "state_dict"], ex_opset="18", ex_dynamic="false")
+    assert at.multiselect(key="ex_formats").value == ["onnx", "state_dict"]
+    assert at.selectbox(key="ex_opset").value == 18 and at.checkbox(key="ex_dynamic").value is False
+    at.button(key="ex_run").click().run()
+    assert not at.exception and not at.error
+    _, results = at.session_state["ex_results"]
+    assert [r.format for r in results] == ["onnx", "state_dict"] and all(r.ok for r in results)
+    assert results[0].info["opset"] == 18  # the opset from the link is the one exported
+
+
+def test_export_ignores_unknown_formats_and_opsets_in_the_url(app):
+    at = app("pages/export.py", ex_formats=["Pickle", "../x"], ex_opset="99")
+    assert not at.exception and not at.error
+    assert at.multiselect(key="ex_formats").value == list(FORMATS)  # the defaults
+    assert at.selectbox(key="ex_opset").value is None
+
+
+def test_profiler_settings_come_from_the_url(app):
+    at = app("pages/profiler.py", pf_mode="train_steps", pf_batch="16", pf_steps="8", pf_active="4",
+             pf_shapes="true", pf_group="true")
+    assert at.button_group(key="pf_mode").value == "train_steps"
+    assert (at.number_input(key="pf_batch").value, at.number_input(key="pf_steps").value) == (16, 8)
+    assert at.number_input(key="pf_active").value == 4
+    assert at.checkbox(key="pf_shapes").value is True and at.checkbox(key="pf_group").value is True
+    at.button(key="pf_run").click().run()
+    assert not at.exception and not at.error
+    assert at.session_state["pf_result"]["mode"] == "train_steps"
+
+
+def test_predict_link_naming_a_missing_run_says_so(app):
+    gone = "r20000101-000000-abcdef"
+    at = app("pages/predict.py", pr_run=gone, pr_input="upload")
+    assert not at.exception and not at.error
+    assert any(gone in shown(w.value) and "does not exist" in w.value for w in at.warning)
+    assert at.selectbox(key="pr_run").value == "current"  # a fresh lab home has no trained run
+    assert at.button_group(key="pr_input").value == "upload"
+    # The source stays in the URL even as the default, so a link keeps naming the same model.
+    assert at.query_params["pr_run"] == "current"
+    zh = app("pages/predict.py", pr_run="**" + gone + "**", lang="简体中文")
+    assert any("**" + gone + "**" in shown(w.value) and "不存在" in w.value for w in zh.warning)
+
+
+def test_share_link_leaves_out_large_tensors_and_says_so(app):
+    """x and y too large for a ~2,000-character link are left out; the model still travels."""
+    import torch
+    from urllib.parse import parse_qs, urlparse
+
+    from core.share import MAX_URL, decode_state
+
+    at = app("pages/builder.py")
+    at.button(key="bld_ex_M5").click().run()
+    at.switch_page("pages/tensors.py").run()
+    at.session_state["ten_x"] = torch.randn(16, 16)  # 256 random floats: the most the page shares
+    at.run()
+    url = at.sidebar.code[0].value
+    assert len(url) < MAX_URL
+    state = decode_state(parse_qs(urlparse(url).query)["s"][0])
+    assert state["model"]["name"] == "CNN" and "tensors" not in state
+    assert any(EN["share.part.tensors"] in shown(c.value) for c in at.sidebar.caption)
