@@ -126,7 +126,9 @@ def _eval(expr_text: str, variables: Mapping[str, object]) -> object:
 def _as_float_tensor(value: object, like: torch.Tensor, what: str = "f") -> torch.Tensor:
     """The expression's result as a floating tensor; a plain number is a constant function."""
     if isinstance(value, (bool, int, float)):
-        return torch.full_like(like.detach(), float(value))
+        # Through float64: a constant beyond float32's range (1e308) becomes inf, as torch arithmetic
+        # makes it; full_like would raise "cannot be converted to type float without overflow".
+        return torch.tensor(float(value), dtype=torch.float64).to(like.dtype).expand_as(like.detach()).clone()
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{what} must give a tensor or a number, not {type(value).__name__}")
     if value.is_complex():

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core.models import SCHEMAS, build_model, infer_shapes, validate_spec
+from core.models import SCHEMAS, build_model, check_batch, infer_shapes, validate_spec
 
 # Arguments a newly added layer starts with (the editor then fixes sizes to fit).
 NEW_LAYER_ARGS: dict[str, dict] = {
@@ -142,6 +142,7 @@ def forward_demo(spec: dict, batch: int = 64, seed: int = 0) -> dict:
     if not 1 <= batch <= 1024:
         raise ValueError("batch must be between 1 and 1024")
     spec = validate_spec(spec)
+    check_batch(spec, batch)  # activations of the whole batch, counted before allocating them
     model = build_model(spec, seed=seed).eval()
     x = torch.randn(batch, *spec["input_shape"], generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():

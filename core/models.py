@@ -22,6 +22,12 @@ from torch import nn
 DEFAULT_PARAM_CAP = 50_000_000
 MAX_LAYERS = 200
 MAX_DIM = 65_536  # any single size argument (features, channels, hidden size)
+# Elements one sample puts through the model (its input plus every layer's output), counted
+# on the meta device: a small model on a huge input (or with a huge feature map) is refused
+# before a forward pass could allocate gigabytes. The largest preset needs ~150,000.
+MAX_SAMPLE_ACTIVATIONS = 4_000_000
+# The same for a whole batch (forward demo, profiler): ~1 GB in float32.
+MAX_BATCH_ACTIVATIONS = 256_000_000
 
 
 class SpecError(ValueError):
@@ -196,6 +202,8 @@ def spec_from_json(text: str) -> dict:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SpecError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:  # json.loads recurses once per [ or {
+        raise SpecError("the spec JSON is nested too deeply") from None
     return validate_spec(data)
 
 
@@ -309,12 +317,51 @@ def parameter_count(spec: dict) -> int:
     return count_parameters(model)
 
 
+def activation_count(spec: dict) -> int:
+    """Elements of one sample's input plus every leaf layer's output, from a meta-device
+    forward pass (no memory is allocated). A stack with a shape error counts up to it."""
+    spec = validate_spec(spec)
+    counts = [math.prod(spec["input_shape"])]
+
+    def hook(module, inputs, output) -> None:
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                counts.append(t[0].numel() if t.dim() else 1)
+
+    if counts[0] > MAX_SAMPLE_ACTIVATIONS:
+        return counts[0]
+    with torch.device("meta"):
+        model = SpecModel(spec["name"], _children(spec["layers"]))
+        for module in model.modules():
+            if next(module.children(), None) is None:
+                module.register_forward_hook(hook)
+        try:
+            model(torch.empty(1, *spec["input_shape"]))
+        except Exception:  # a shape error: infer_shapes reports it; count what ran
+            pass
+    return sum(counts)
+
+
+def check_batch(spec: dict, batch: int) -> None:
+    """Refuse (SpecError) a batch whose activations would pass ``MAX_BATCH_ACTIVATIONS``."""
+    n = activation_count(spec)
+    if batch * n > MAX_BATCH_ACTIVATIONS:
+        raise SpecError(f"a batch of {batch:,} would put {batch * n:,} activation elements through the model, "
+                        f"over the cap of {MAX_BATCH_ACTIVATIONS:,}; use a batch of at most "
+                        f"{max(1, MAX_BATCH_ACTIVATIONS // n):,}")
+
+
 def checked_spec(spec: dict, param_cap: int = DEFAULT_PARAM_CAP) -> dict:
-    """``validate_spec`` plus the parameter cap, counted before any allocation."""
+    """``validate_spec`` plus the parameter and activation caps, checked before any allocation."""
     spec = validate_spec(spec)
     n = parameter_count(spec)
     if n > param_cap:
         raise SpecError(f"the model has {n:,} parameters, over the cap of {param_cap:,}; make layers smaller")
+    acts = activation_count(spec)
+    if acts > MAX_SAMPLE_ACTIVATIONS:
+        raise SpecError(f"one sample would put {acts:,} activation elements through the model (its input and "
+                        f"every layer's output), over the cap of {MAX_SAMPLE_ACTIVATIONS:,}; use a smaller "
+                        "input shape, fewer channels or more pooling")
     return spec
 
 

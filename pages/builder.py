@@ -4,7 +4,7 @@ import streamlit as st
 
 from core import builder as B
 from core.codegen import module_code, sequential_code
-from core.models import PRESETS, ShapeError, build_model, infer_shapes, preset_spec, spec_to_json
+from core.models import PRESETS, ShapeError, SpecError, build_model, infer_shapes, preset_spec, spec_to_json
 from pages.ui import frame, tr, url_choice
 from pages.ui.model_state import apply_json, current_spec, layer_choice, layer_editor, load_spec, set_input_shape, \
     stack_controls
@@ -108,9 +108,12 @@ else:
                            mime="text/x-python", key="bld_code_dl")
     elif tab == "forward":
         batch = st.number_input(tr("builder.batch"), 1, 1024, 64, key="bld_batch", bind="query-params")
-        result = B.forward_demo(spec, batch=int(batch), seed=0)
-        st.success(tr("builder.forward", inp=result["input_shape"], out=result["output_shape"]))
-        st.caption(tr("builder.forward_stats", mean=result["output_mean"], std=result["output_std"]))
+        try:
+            result = B.forward_demo(spec, batch=int(batch), seed=0)
+            st.success(tr("builder.forward", inp=result["input_shape"], out=result["output_shape"]))
+            st.caption(tr("builder.forward_stats", mean=result["output_mean"], std=result["output_std"]))
+        except SpecError as exc:  # a batch too large for this model's activations
+            st.error(tr("error.bad_value", reason=exc))
         st.markdown(f"**{tr('builder.params')}**")
         st.dataframe(B.parameters_table(model), hide_index=True, width="stretch",
                      column_config={"norm": st.column_config.NumberColumn(format="%.4f")})

@@ -51,11 +51,11 @@ else:
     # The run being watched survives refreshes and page changes through the URL (?run=...).
     wanted = st.query_params.get("run") or st.session_state.get("tr_run", "")
     run_ids = []
-    for part in str(wanted).split(",")[:2]:
+    for part in [p.strip() for p in str(wanted).split(",")[:2] if p.strip()]:
         try:
-            run_ids.append(check_run_id(part.strip()))
-        except ValueError:
-            pass
+            run_ids.append(check_run_id(part))
+        except ValueError:  # e.g. ?run=../../etc/passwd: never used, and said so
+            st.warning(tr("train.bad_run", run=part[:80]))
     missing = [r for r in run_ids if lab_store().get_run(r) is None]
     if missing:
         st.warning(tr("train.unknown_run", run=missing[0]))

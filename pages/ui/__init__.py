@@ -129,21 +129,41 @@ def navigation_pages() -> dict[str, list]:
     return sections
 
 
-def url_choice(widget, label: str, options: list[str], key: str, default: str, format_func, **kwargs):
+def url_choice(widget, label: str, options: list[str], key: str, default: str, format_func,
+               keep_default: bool = False, stale: str | None = None, **kwargs):
     """A choice widget whose value lives in the URL as a stable id, e.g. ``?data_view=balance``.
 
     Streamlit's own ``bind="query-params"`` writes the *formatted* label into the URL,
     which changes with the UI language, so a link made in one language (or a reload after
     switching language) would lose the choice. Widgets with translated labels sync
     through ``st.query_params`` here instead; the rest use ``bind="query-params"``.
+
+    ``keep_default`` keeps the value in the URL even when it is the default: a default that
+    moves (Predict's "newest run") must not decide what a shared link shows later.
+    ``stale`` is a tr() key with ``{value}``: shown as a warning when the URL asks for an
+    option that is not here (a deleted run), until the user picks another value.
     """
+    notice = f"{key}__stale"
     if key not in st.session_state:
         wanted = st.query_params.get(key)
-        st.session_state[key] = wanted if wanted in options else default
+        st.session_state.pop(notice, None)
+        if wanted in options:
+            st.session_state[key] = wanted
+        else:
+            st.session_state[key] = default
+            if stale and wanted is not None:
+                st.session_state[notice] = str(wanted)[:80]
+    elif st.session_state[key] not in options:  # an option gone since the last run (a deleted run)
+        st.session_state[key] = default
+    if notice in st.session_state:
+        if st.session_state.get(key) in (default, None):
+            st.warning(tr(stale, value=st.session_state[notice]))
+        else:
+            del st.session_state[notice]
     value = widget(label, options, key=key, format_func=format_func, **kwargs)
     if value is None:  # a widget recreated after a hidden run can come back empty
         value = default
-    if value == default:
+    if value == default and not keep_default:
         if key in st.query_params:
             del st.query_params[key]
     elif st.query_params.get(key) != value:
@@ -151,7 +171,7 @@ def url_choice(widget, label: str, options: list[str], key: str, default: str, f
     return value
 
 
-SHARE_PARAM = "s"
+SHARE_PARAM = "s"  # the token's URL parameter (core.share.PARAM; share_url leaves an old one out)
 # The Train page's form fields that a share link carries (their widget keys are "tr_" + name).
 TRAIN_FIELDS = ("dataset", "optimizer", "lr", "scheduler", "loss", "batch_size", "epochs", "augment", "device",
                 "precision", "momentum", "weight_decay", "label_smoothing", "source", "preset")
@@ -175,6 +195,13 @@ def _restore_train_form(values) -> None:
         raise ValueError("the shared training settings are damaged")
     config = {k: v for k, v in values.items() if k not in ("source",)}
     TrainConfig.from_dict(config).validate()
+    from pages.ui.train_views import FORM_RANGES
+
+    for key, (lo, hi) in FORM_RANGES.items():  # the form's widgets would clamp anything outside silently
+        if key in values and not lo <= values[key] <= hi:
+            raise ValueError(f"the shared {key} {values[key]:g} is outside the form's range {lo:g} to {hi:g}")
+        if isinstance(lo, float) and key in values:
+            values = {**values, key: float(values[key])}
     for key, value in values.items():
         st.session_state[f"tr_{key}"] = value
 
@@ -213,31 +240,31 @@ def restore_shared_state() -> None:
 
 def share_control() -> None:
     """'Share link' in the sidebar: the full URL of this page and its state, with a copy button."""
-    from urllib.parse import urlencode
-
     from core.models import DEFAULT_PRESET, preset_spec
-    from core.share import ShareError, encode_state
+    from core.share import MAX_URL, ShareError, share_url
 
     if st.session_state.get("share_notice"):
         st.sidebar.warning(tr("share.ignored", reason=st.session_state.pop("share_notice")))
     with st.sidebar.popover(tr("share.button"), icon=":material/link:", width="stretch"):
-        state = {k: v for k, v in shared_extras().items() if v not in (None, [], "", {})}
+        state = dict(shared_extras())
         spec = st.session_state.get("current_spec")
         if spec is not None and spec != preset_spec(DEFAULT_PRESET):
             state["model"] = spec
         if (train := _train_form_state()) is not None:
             state["train"] = train
-        params = {k: v for k, v in st.query_params.to_dict().items() if k != SHARE_PARAM}
-        try:
-            if state:
-                params[SHARE_PARAM] = encode_state(state)
-        except ShareError as exc:
-            st.warning(str(exc))
+        # get_all: a multiselect bound to the URL repeats its parameter (?ex_formats=a&ex_formats=b).
+        params = {k: st.query_params.get_all(k) for k in st.query_params}
         base = st.context.url or ""
-        url = base + ("?" + urlencode(params) if params else "")
+        try:
+            url, dropped = share_url(base, params, state)
+        except ShareError as exc:
+            st.warning(tr("share.too_large", reason=exc))
+            url, dropped = share_url(base, params, {})
         st.caption(tr("share.caption"))
         st.code(url, language=None, wrap_lines=True)
         st.caption(tr("share.length", n=len(url)))
+        if dropped:
+            st.caption(tr("share.dropped", n=MAX_URL, parts=", ".join(tr(f"share.part.{p}") for p in dropped)))
 
 
 def code_block(code: str) -> None:

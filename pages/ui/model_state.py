@@ -17,7 +17,14 @@ def current_spec() -> dict:
     return st.session_state[SPEC_KEY]
 
 
-def set_spec(spec: dict) -> None:
+def set_spec(spec: dict) -> bool:
+    """Make ``spec`` the current model if it passes checked_spec (sizes, caps); else keep the
+    old one, remember why, and return False."""
+    try:
+        spec = checked_spec(spec)
+    except SpecError as exc:  # e.g. a 201st layer, or removing a pooling layer makes activations huge
+        st.session_state["bld_error"] = str(exc)
+        return False
     st.session_state[SPEC_KEY] = spec
     st.session_state.pop("bld_error", None)
     # New widget keys for the new stack: the browser keeps values per key, so reusing a
@@ -26,6 +33,7 @@ def set_spec(spec: dict) -> None:
     # Argument widgets belong to the previous stack; drop their state.
     for key in [k for k in st.session_state if str(k).startswith(("bld_arg_", "bld_json", "bld_shape"))]:
         del st.session_state[key]
+    return True
 
 
 def parse_shape(text: str) -> list[int]:
@@ -102,18 +110,18 @@ def _select(index: int) -> None:
 
 def _add(kind_key: str, position) -> None:
     spec = current_spec()
-    set_spec(add_layer(spec, st.session_state[kind_key], position))
-    _select(len(spec["layers"]) if position is None else position)
+    if set_spec(add_layer(spec, st.session_state[kind_key], position)):
+        _select(len(spec["layers"]) if position is None else position)
 
 
 def _move(index: int, offset: int) -> None:
-    set_spec(move_layer(current_spec(), index, offset))
-    _select(index + offset)
+    if set_spec(move_layer(current_spec(), index, offset)):
+        _select(index + offset)
 
 
 def _remove(index: int) -> None:
-    set_spec(remove_layer(current_spec(), index))
-    _select(max(0, index - 1))
+    if set_spec(remove_layer(current_spec(), index)):
+        _select(max(0, index - 1))
 
 
 def layer_choice(spec: dict) -> int | None:
@@ -144,14 +152,13 @@ def stack_controls(spec: dict, index: int | None) -> None:
 
 
 def load_spec(spec: dict) -> None:
-    set_spec(spec)
-    _select(0)
+    if set_spec(spec):
+        _select(0)
 
 
 def apply_json(key: str) -> None:
     try:
-        load_spec(checked_spec(spec_from_json(st.session_state[key])))
-        st.session_state.pop("bld_error", None)
+        load_spec(spec_from_json(st.session_state[key]))
     except SpecError as exc:
         st.session_state["bld_error"] = str(exc)
 
@@ -175,7 +182,8 @@ def pick_model(key: str):
     runs = trained_runs(lab_store())
     names = {r["id"]: f"{r['name'] or r['id']} · {r['status']}" for r in runs}
     source = url_choice(st.selectbox, tr("tools.model"), ["current"] + list(names), key, "current",
-                        lambda o: tr("predict.current") if o == "current" else names.get(o, o))
+                        lambda o: tr("predict.current") if o == "current" else names.get(o, o),
+                        stale="predict.unknown_run")  # e.g. ?ex_model=../../etc/passwd is said to be ignored
     if source == "current":
         spec = current_spec()
         return build_model(spec, seed=0).eval(), spec, spec["name"]
