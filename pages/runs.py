@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from core import runview as V
-from pages.ui import frame, lab_store, shared_extras, tr, url_choice
+from pages.ui import frame, lab_store, plain, shared_extras, tr, url_choice
 from pages.ui import train_views as W
 
 frame()
@@ -24,6 +24,8 @@ def manage(action: str, run_id: str) -> None:
             W.lab_jobs().delete(run_id)
             s["rn_sel"] = [r for r in s.get("rn_sel", []) if r != run_id]
         s["rn_msg"] = ("success", tr(f"runs.done.{action}"))
+    except KeyError as exc:  # deleted meanwhile, by another session
+        s["rn_msg"] = ("error", tr("error.bad_value", reason=exc.args[0] if exc.args else run_id))
     except (ValueError, TimeoutError) as exc:
         s["rn_msg"] = ("error", tr("error.bad_value", reason=exc))
 
@@ -32,12 +34,16 @@ st.title(tr("runs.title"))
 st.write(tr("runs.intro"))
 W.lab_jobs().poll()
 runs = lab_store().runs()
+known = {r["id"] for r in runs}
 if "rn_sel" not in st.session_state and shared_extras().get("runs"):  # selection from a share link
-    wanted = [r for r in shared_extras()["runs"] if isinstance(r, str)]
-    known = {r["id"] for r in runs}
-    if any(r not in known for r in wanted):
-        st.warning(tr("runs.unknown", runs=", ".join(r for r in wanted if r not in known)[:200]))
+    shared = shared_extras()["runs"]
+    wanted = [r for r in shared if isinstance(r, str)][:8] if isinstance(shared, list) else [str(shared)]
+    st.session_state["rn_unknown"] = [r for r in wanted if r not in known]
     st.session_state["rn_sel"] = [r for r in wanted if r in known]
+elif any(r not in known for r in st.session_state.get("rn_sel", [])):  # deleted meanwhile, here or elsewhere
+    st.session_state["rn_sel"] = [r for r in st.session_state["rn_sel"] if r in known]
+if st.session_state.get("rn_unknown"):  # shown until the selection changes
+    st.warning(tr("runs.unknown", runs=", ".join(st.session_state["rn_unknown"])[:200]))
 if msg := st.session_state.pop("rn_msg", None):
     getattr(st, msg[0])(msg[1])
 if not runs:
@@ -47,14 +53,20 @@ else:
     table = V.runs_table(runs)
     if text:
         table = table[table.apply(lambda r: text.lower() in f"{r['name']} {r['tags']} {r['id']}".lower(), axis=1)]
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "best acc": st.column_config.NumberColumn(format="percent"),
-        "last acc": st.column_config.NumberColumn(format="percent")})
-    names = {r["id"]: f"{r['name'] or r['id']} ({r['status']})" for r in runs}
-    selected = st.multiselect(tr("runs.select"), list(table["id"]), key="rn_sel", format_func=names.get,
-                              max_selections=8)
+    # Headers and statuses in the page's language; the frame keeps core's stable column names.
+    columns = {c: st.column_config.Column(tr(f"runs.col.{c}")) for c in table.columns}
+    for c in ("best acc", "last acc"):
+        columns[c] = st.column_config.NumberColumn(tr(f"runs.col.{c}"), format="percent")
+    st.dataframe(table.assign(status=table["status"].map(lambda v: tr(f"status.{v}"))), hide_index=True,
+                 width="stretch", column_config=columns)
+    names = {r["id"]: f"{r['name'] or r['id']} ({tr('status.' + r['status'])})" for r in runs}
+    # The filter narrows the table; runs already selected (say, from a link) stay selectable.
+    options = list(table["id"]) + [r for r in st.session_state.get("rn_sel", []) if r not in set(table["id"])]
+    selected = st.multiselect(tr("runs.select"), options, key="rn_sel", format_func=names.get, max_selections=8,
+                              on_change=lambda: st.session_state.pop("rn_unknown", None))
     shared_extras()["runs"] = selected
-    chosen = [r for r in runs if r["id"] in selected]
+    by_id = {r["id"]: r for r in runs}
+    chosen = [by_id[r] for r in selected if r in by_id]  # in selection order: "open" shows the last one picked
     view = url_choice(st.segmented_control, tr("runs.view"), ["compare", "open", "manage"], "rn_view", "compare",
                       lambda v: tr(f"runs.view.{v}"), required=True)
     if not chosen:
@@ -62,27 +74,28 @@ else:
     elif view == "compare":
         metrics = {r["id"]: lab_store().metrics(r["id"]) for r in chosen}
         available = sorted({n for m in metrics.values() for n in m["name"].unique()})
-        c = st.columns(4)
+        c = st.columns([2, 3, 2, 1])  # the x-axis radio needs room for its three options on one line
         default = "test_acc" if "test_acc" in available else (available[0] if available else None)
         metric = c[0].selectbox(tr("runs.metric"), available, index=available.index(default) if default else 0,
-                                key="rn_metric")
-        x = c[1].radio(tr("runs.x"), ["step", "epoch", "wall"], horizontal=True, key="rn_x",
-                       format_func=lambda k: tr(f"runs.x.{k}"))
-        smooth = c[2].slider(tr("runs.smoothing"), 0.0, 0.99, 0.0, key="rn_smooth")
-        log_y = c[3].toggle(tr("runs.log"), key="rn_log")
+                                key="rn_metric", bind="query-params")
+        x = url_choice(c[1].radio, tr("runs.x"), ["step", "epoch", "wall"], "rn_x", "step",
+                       lambda k: tr(f"runs.x.{k}"), horizontal=True)
+        smooth = c[2].slider(tr("runs.smoothing"), 0.0, 0.99, 0.0, key="rn_smooth", bind="query-params")
+        log_y = c[3].toggle(tr("runs.log"), key="rn_log", bind="query-params")
         labelled = {names[r["id"]]: metrics[r["id"]] for r in chosen}
         if metric:
             st.plotly_chart(V.curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420),
                             key="rn_chart")
-        target = st.number_input(tr("runs.target"), 0.0, 1.0, 0.98, step=0.005, format="%.3f", key="rn_target")
+        target = st.number_input(tr("runs.target"), 0.0, 1.0, 0.98, step=0.005, format="%.3f", key="rn_target",
+                                 bind="query-params")
         st.dataframe(V.summary_rows(chosen, metrics, target), hide_index=True, width="stretch")
-        diff = st.toggle(tr("runs.only_diff"), key="rn_diff", value=len(chosen) > 1)
+        diff = st.toggle(tr("runs.only_diff"), key="rn_diff", value=len(chosen) > 1, bind="query-params")
         st.dataframe(V.config_table(chosen, only_differences=diff), width="stretch")
         csv = pd.concat(metrics.values()).to_csv(index=False).encode() if metrics else b""
         st.download_button(tr("runs.csv"), csv, file_name="metrics.csv", mime="text/csv", key="rn_csv")
     elif view == "open":
         run = chosen[-1]
-        st.subheader(names[run["id"]])
+        st.subheader(plain(names[run["id"]]))  # a run name is user text: shown literally
 
         @st.fragment(run_every=1.0 if run["status"] in ("queued", "running") else None)
         def live() -> None:
@@ -96,7 +109,7 @@ else:
             W.evaluation(run)
     else:
         run = chosen[-1]
-        st.subheader(names[run["id"]])
+        st.subheader(plain(names[run["id"]]))  # a run name is user text: shown literally
         c = st.columns([3, 1])
         c[0].text_input(tr("runs.new_name"), run["name"], key="rn_new_name", max_chars=60)
         c[1].button(tr("runs.rename"), key="rn_rename", on_click=manage, args=("rename", run["id"]), width="stretch")
