@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from core.models import check_input_shape
+from core.settings import scratch_dir
 
 # --------------------------------------------------------------------------- formats
 
@@ -575,7 +576,7 @@ def export_model(model: nn.Module, input_shape: Sequence[int], fmt: str, *, name
                                        f"(allowed {limit:.3g})")
                 return worst
 
-            with tempfile.TemporaryDirectory(prefix="lab_export_") as tmp:
+            with tempfile.TemporaryDirectory(prefix="lab_export_", dir=scratch_dir()) as tmp:
                 ctx = _Ctx(_eval_copy(model), lambda: _eval_copy(model), example, bool(dynamic_batch), opset, in_names, out_names, tmp,
                            checkpoint_extra, info)
                 stage = "exporting"

@@ -29,6 +29,7 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
 from core.export import summarize_error
 from core.models import check_input_shape
+from core.settings import scratch_dir
 
 MODES = ("inference", "train_step", "train_steps")
 MAX_STEPS = 50
@@ -256,7 +257,7 @@ def _memory_table(table: pd.DataFrame, cuda: bool) -> pd.DataFrame:
 
 
 def _export_trace(prof, cap_mb: float) -> tuple[bytes | None, int, str]:
-    with tempfile.TemporaryDirectory(prefix="lab_trace_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="lab_trace_", dir=scratch_dir()) as tmp:
         path = os.path.join(tmp, "trace.json")
         prof.export_chrome_trace(path)
         size = os.path.getsize(path)

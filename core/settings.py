@@ -46,3 +46,11 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         allow_download=_flag(env.get("PYTORCH_LAB_DOWNLOAD"), True),
         download_timeout=timeout,
     )
+
+
+def scratch_dir(environ: dict[str, str] | None = None) -> Path:
+    """A folder for short-lived work files (export round trips, profiler traces) inside the
+    lab home, so the lab writes nowhere else on the machine."""
+    folder = load_settings(environ).home / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -286,3 +286,21 @@ def test_no_unsafe_loading_in_core():
         for line in text.splitlines():
             if re.search(r"\btorch\.load\(", line):
                 assert "weights_only=True" in line, line
+
+
+def test_export_work_files_stay_in_the_lab_home(tmp_path, monkeypatch):
+    """The ONNX round trip writes its temporary files under the lab home and removes them."""
+    monkeypatch.setenv("PYTORCH_LAB_HOME", str(tmp_path))
+    seen = []
+    real = E.tempfile.TemporaryDirectory
+
+    def spy(*args, **kwargs):
+        made = real(*args, **kwargs)
+        seen.append(made.name)
+        return made
+
+    monkeypatch.setattr(E.tempfile, "TemporaryDirectory", spy)
+    spec = M.preset_spec("neural_network")
+    assert E.export_model(M.build_model(spec), spec["input_shape"], "onnx").data
+    assert seen and all(str(p).startswith(str(tmp_path / "tmp")) for p in seen)
+    assert list((tmp_path / "tmp").iterdir()) == []
