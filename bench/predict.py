@@ -3,7 +3,9 @@
 One command::
 
     python bench/predict.py            # prints the table and updates BENCHMARKS.md
+    python bench/predict.py --no-write # print only
 
+Also the "predict" section of the suite (``python -m bench``, through ``section()``).
 Measures the path the page runs for one drawn digit: MNIST preprocessing of a 280×280
 canvas image, then the forward pass, for the default CNN and the tutorials' CNNs, with
 torch's threads as the server has them. Latency does not depend on the weights, so fresh
@@ -11,25 +13,27 @@ weights are used.
 """
 from __future__ import annotations
 
-import statistics
+import argparse
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+if str(ROOT) not in sys.path:  # `python bench/predict.py` starts with bench/ on the path, not the repo
+    sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 import torch  # noqa: E402
 
+from bench.common import md_table, median, update_benchmarks  # noqa: E402
 from core import predict as P  # noqa: E402
 from core.data import load_bundled  # noqa: E402
 from core.models import build_model, preset_spec  # noqa: E402
-from recipe import machine_facts, update_benchmarks  # noqa: E402
 
 HEADING = "## Prediction latency"
+PRESETS = ("lab_cnn", "cnn", "simple_cnn", "resblock_net")
+TARGET_MS = 50.0
 
 
 def measure(preset: str, canvas: np.ndarray, repeats: int = 50) -> dict:
@@ -44,24 +48,31 @@ def measure(preset: str, canvas: np.ndarray, repeats: int = 50) -> dict:
         t2 = time.perf_counter()
         times_pre.append((t1 - t0) * 1000)
         times_fwd.append((t2 - t1) * 1000)
-    return {"preset": preset, "pre": statistics.median(times_pre), "fwd": statistics.median(times_fwd),
-            "total": statistics.median(a + b for a, b in zip(times_pre, times_fwd))}
+    return {"preset": preset, "pre": median(times_pre), "fwd": median(times_fwd),
+            "total": median(a + b for a, b in zip(times_pre, times_fwd))}
 
 
-def main() -> int:
+def section(quick: bool = False, command: str = "python -m bench") -> str:
+    repeats = 5 if quick else 50
     digit = load_bundled().test_images[0].numpy()
     canvas = np.asarray(Image.fromarray(digit).resize((280, 280)))
-    rows = [measure(p, canvas) for p in ("lab_cnn", "cnn", "simple_cnn", "resblock_net")]
-    lines = [HEADING, "", f"Measured by `python bench/predict.py` on {time.strftime('%Y-%m-%d')}: median of 50 "
+    rows = [measure(p, canvas, repeats) for p in PRESETS]
+    lines = [HEADING, "", f"Measured by `{command}` on {time.strftime('%Y-%m-%d')}: median of {repeats} "
              "calls, batch 1, the page's path for one 280×280 canvas image. Target: under 50 ms.", "",
-             "| model | preprocess ms | forward ms | total ms | under 50 ms |", "| --- | --- | --- | --- | --- |"]
-    for r in rows:
-        lines.append(f"| {r['preset']} | {r['pre']:.2f} | {r['fwd']:.2f} | {r['total']:.2f} | "
-                     f"{'yes' if r['total'] < 50 else 'no'} |")
-    lines += ["", *[f"- {fact}" for fact in machine_facts()], ""]
-    section = "\n".join(lines)
-    print(section)
-    update_benchmarks(section, heading=HEADING)
+             md_table(["model", "preprocess ms", "forward ms", "total ms", "under 50 ms"],
+                      [[r["preset"], f"{r['pre']:.2f}", f"{r['fwd']:.2f}", f"{r['total']:.2f}",
+                        "yes" if r["total"] < TARGET_MS else "no"] for r in rows]), ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = p.parse_args(argv)
+    text = section(command="python bench/predict.py")
+    print(text)
+    if not args.no_write:
+        update_benchmarks(text, heading=HEADING)
     return 0
 
 

@@ -227,6 +227,8 @@ class TrainConfig:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"the config is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        except RecursionError:  # json.loads recurses once per [ or {
+            raise ValueError("the config JSON is nested too deeply") from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> "TrainConfig":
@@ -610,9 +612,11 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, data: TrainData | None = None, settings=None, facts: Any = None,
                  dist_info: DistInfo | None = None, limits: Limits | None = None,
-                 precision: Precision | None = None) -> None:
+                 precision: Precision | None = None, channels_last: bool | None = None) -> None:
         """``data`` may be passed pre-loaded (a page's cached tensors); ``precision``
-        overrides ``select_precision`` (tests of the scaler path only)."""
+        overrides ``select_precision`` (tests of the scaler path only); ``channels_last``
+        overrides the memory-layout choice (None: the lab's choice; bench/training.py
+        compares both layouts)."""
         self.config = TrainConfig.from_dict(config).validate(limits)
         cfg = self.config
         self.dist = dist_info or DistInfo()
@@ -630,9 +634,12 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             core = M.build_model(cfg.spec(), seed=cfg.seed, param_cap=(limits or Limits.from_env()).max_params)
         self.core = core.to(self.device)
-        # Convolutions run markedly faster in channels-last layout on CPU (oneDNN) and on tensor cores.
-        self.channels_last = self.device.type in ("cpu", "cuda") and any(
-            isinstance(m, nn.Conv2d) for m in self.core.modules())
+        # Convolutions run faster in channels-last layout on CPU (oneDNN runs NHWC natively) and on tensor
+        # cores, in fp32 and bf16 ("Hardware efficiency" in BENCHMARKS.md compares both layouts).
+        has_conv = any(isinstance(m, nn.Conv2d) for m in self.core.modules())
+        if channels_last is None:
+            channels_last = self.device.type in ("cpu", "cuda") and has_conv
+        self.channels_last = bool(channels_last) and has_conv
         if self.channels_last:
             self.core = self.core.to(memory_format=torch.channels_last)
         self.model: nn.Module = self.core
@@ -732,10 +739,14 @@ class Trainer:
         slices = [order[b * self.micro_batch:(b + 1) * self.micro_batch] for b in range(first, last)]
         total = sum(len(s) for s in slices)
         lr = self.current_lr()
-        self.model.train()
+        if not self.core.training:  # evaluate() and the step mode's eval() restore train mode on the whole model;
+            self.model.train()      # walking every module each step costs ~0.1 ms (1-2% of a small CNN's step)
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        # Loss and correct counts stay tensors until every micro-batch is queued (no GPU sync in between),
+        # with as few extra ops as possible: each costs ~10 µs on a CPU, a few % of a small model's step
+        # ("Trainer overhead" in BENCHMARKS.md).
+        losses: list[torch.Tensor] = []
+        corrects: list[torch.Tensor] = []
         with self._rng():
             for i, idx in enumerate(slices):
                 x, y = data.train_x[idx], data.train_y[idx]
@@ -748,15 +759,16 @@ class Trainer:
                     with self._autocast():
                         out = self.model(x)
                     loss = self.loss_fn(out.float(), self._targets(y))
-                    scaled = loss * (len(idx) / total)
+                    scaled = loss if len(slices) == 1 else loss * (len(idx) / total)
                     if self.scaler is not None:
                         self.scaler.scale(scaled).backward()
                     else:
                         scaled.backward()
-                loss_sum += loss.detach() * len(idx)
+                losses.append(loss.detach())
                 if self.task == "classification":
-                    correct += (out.detach().argmax(1) == y).sum()
-        loss_value = float(loss_sum) / total
+                    corrects.append((out.argmax(1) == y).sum())  # argmax is not differentiable: no graph
+        loss_value = sum(float(lo) * len(idx) for lo, idx in zip(losses, slices)) / total
+        correct = sum(int(c) for c in corrects)
         skipped = False
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # true gradients before measuring or clipping them
@@ -1175,11 +1187,13 @@ def train_run(trainer: Trainer, store=None, run_id: str | None = None, progress:
                         store.update_run(run_id, best_metrics=_metrics_of(ev))
                 if main and run_dir is not None:
                     ckpt = trainer.checkpoint()
-                    save_checkpoint(ckpt, run_dir / LAST)
-                    if ev["best"]:
+                    if ev["best"]:  # best.pt first: a crash in between redoes this epoch from the old last.pt
                         save_checkpoint(ckpt, run_dir / BEST)
+                    save_checkpoint(ckpt, run_dir / LAST)
             elif kind == "stopped":
                 status = "stopped"
+                if worker:  # metrics up to the checkpoint's step are stored before the checkpoint
+                    worker.flush()
                 if main and run_dir is not None:
                     save_checkpoint(trainer.checkpoint(), run_dir / LAST)
                 if progress:

@@ -1,0 +1,190 @@
+"""Helpers shared by the benchmark sections: machine facts, medians, A/B interleaving,
+markdown tables and writing ``BENCHMARKS.md``.
+
+The API is small on purpose (other section modules import it):
+
+- ``machine_facts() -> list[str]``: CPU model, cores, ISA capability, torch, threads.
+- ``median(values) -> float``
+- ``interleave(cases, repeats, warmup=1) -> dict[name, list[float]]``: A/B(/C...) repeats
+  in one process, alternating the order each round, so drift of a noisy machine hits all
+  sides alike.
+- ``timed(fn) -> (seconds, result)``
+- ``md_table(headers, rows) -> str``
+- ``Contention()``: a context manager measuring how busy the machine was around a block;
+  ``.note()`` is one sentence for a section (a warning when other work competed for cores).
+- ``update_benchmarks(section, path=BENCHMARKS, heading=None)``: replace one "## " section.
+- ``write_benchmarks(sections, path=BENCHMARKS)``: the whole file (header + sections).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `python bench/x.py` runs with bench/ on the path, not the repo
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from core.checkpoint import atomic_write_bytes  # noqa: E402
+from core.env import cpu_flags, env_facts  # noqa: E402
+
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+TITLE = "# Benchmarks"
+
+
+# The vector/matrix extensions that decide conv/GEMM speed, in the order they are listed.
+_ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+              "amx_int8", "asimd", "sve", "sve2")
+
+
+def machine_facts() -> list[str]:
+    """One line each: the CPU (model, cores, ISA, bf16) and the software (torch, threads)."""
+    f = env_facts()
+    flags = cpu_flags()
+    isa = ", ".join(x for x in _ISA_FLAGS if x in flags) or "not reported"
+    return [
+        f"CPU: {f.cpu_model} ({f.cpu_count} logical cores, torch CPU capability {f.cpu_capability}, "
+        f"fast bf16: {'yes' if f.fast_bf16 else 'no'})",
+        f"ISA extensions: {isa}",
+        f"torch {f.torch_version} using {torch.get_num_threads()} threads; CUDA: "
+        f"{f.cuda_device_name if f.cuda_available else 'none'}; Python {f.python_version}; {platform.system()} "
+        f"{platform.machine()}",
+    ]
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """(wall seconds, result) of one call."""
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def interleave(cases: dict[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Call every case ``warmup + repeats`` times, interleaved; the last ``repeats`` values per case.
+
+    Each callable returns its own measurement (seconds, samples/s, ...). Rounds alternate
+    the order (A B, then B A, ...), so a slow phase of a shared machine lands on every side.
+    """
+    names = list(cases)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(warmup + repeats):
+        order = names if i % 2 == 0 else names[::-1]
+        for name in order:
+            value = cases[name]()
+            if i >= warmup:
+                out[name].append(float(value))
+    return out
+
+
+def _psi_cpu_some_us() -> int | None:
+    """Linux PSI: total µs during which some runnable task waited for a CPU (None where missing)."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return int(line.rsplit("total=", 1)[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Contention:
+    """How busy the machine was around a block of measurements.
+
+    ``pressure`` is the share of the block's wall time during which some runnable task waited
+    for a core (Linux pressure-stall information, /proc/pressure/cpu); where that is missing,
+    ``load`` is the 1-minute load average per core at the end. Timings taken while other work
+    competes for the cores (threads of a parallel op descheduled mid-region) are not the
+    machine's speed: ``note()`` says so in the section.
+    """
+
+    BUSY_PRESSURE = 0.10  # above this share of waiting time the numbers are marked unreliable
+
+    def __init__(self) -> None:
+        self.pressure: float | None = None
+        self.load: float | None = None
+        self.seconds = 0.0
+
+    def __enter__(self) -> "Contention":
+        self._t0, self._psi0 = time.perf_counter(), _psi_cpu_some_us()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self._t0
+        psi1 = _psi_cpu_some_us()
+        if self._psi0 is not None and psi1 is not None and self.seconds > 0:
+            self.pressure = (psi1 - self._psi0) / 1e6 / self.seconds
+        try:
+            self.load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        except OSError:
+            self.load = None
+
+    @property
+    def busy(self) -> bool:
+        if self.pressure is not None:
+            return self.pressure > self.BUSY_PRESSURE
+        return self.load is not None and self.load > 1.5
+
+    def note(self) -> str:
+        if self.pressure is not None:
+            text = (f"Machine during these measurements: some task waited for a core {self.pressure * 100:.0f}% of "
+                    "the time (Linux CPU pressure)")
+        elif self.load is not None:
+            text = f"Machine during these measurements: 1-minute load {self.load:.1f} per core"
+        else:
+            return ""
+        if self.busy:
+            return (f"**{text}: other work competed for the cores, so these numbers understate this machine; "
+                    "rerun on a quiet machine.**")
+        return text + "."
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A GitHub markdown table; cells are str()-ed, pipes escaped."""
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |", "| " + " | ".join("---" for _ in headers) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def heading_of(section: str) -> str:
+    first = section.lstrip().splitlines()[0] if section.strip() else ""
+    if not first.startswith("## "):
+        raise ValueError(f"a section must start with a '## ' heading, got {first[:60]!r}")
+    return first
+
+
+def update_benchmarks(section: str, path: Path = BENCHMARKS, heading: str | None = None) -> None:
+    """Replace the section under ``heading`` (default: the section's own first line) up to the
+    next ``## `` heading, or append it; the rest of the file is kept."""
+    heading = heading or heading_of(section)
+    text = path.read_text() if path.exists() else TITLE + "\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    atomic_write_bytes(path, text.rstrip("\n").encode() + b"\n")
+
+
+def header(command: str = "python -m bench") -> str:
+    """The file's header: title, how it was measured, the machine facts once."""
+    return "\n".join([TITLE, "", f"Measured by `{command}` on {time.strftime('%Y-%m-%d')}. Every comparison runs both "
+                      "sides in one process, interleaved and repeated; the tables give medians.", "",
+                      *[f"- {fact}" for fact in machine_facts()], ""])
+
+
+def write_benchmarks(sections: Sequence[str], path: Path = BENCHMARKS, command: str = "python -m bench") -> None:
+    """Write the whole file: the header with the machine facts, then every section in order."""
+    body = header(command) + "\n" + "\n\n".join(s.strip("\n") for s in sections)
+    atomic_write_bytes(path, body.rstrip("\n").encode() + b"\n")
