@@ -407,6 +407,10 @@ class RunStore:
     def claim_launches(self, cap: int) -> list[str]:
         """Queued job runs (oldest first) that may be launched now, marked as launched, race-free."""
         now = time.time()
+        # Every page watching a run polls each second: take the write lock only when a run waits.
+        if self._conn().execute("SELECT 1 FROM runs WHERE kind = 'job' AND status = 'queued' AND launched IS NULL "
+                                "LIMIT 1").fetchone() is None:
+            return []
         with self._write() as conn:
             free = cap - self.count_active_jobs(conn)
             if free <= 0:
@@ -481,8 +485,39 @@ class RunStore:
                 return pd.DataFrame(columns=METRIC_COLUMNS)
             sql += f" AND name IN ({', '.join('?' * len(names))})"
             args += names
-        rows = self._conn().execute(sql + " ORDER BY step, rowid", args).fetchall()
-        return pd.DataFrame([tuple(r) for r in rows], columns=METRIC_COLUMNS)
+        return pd.DataFrame.from_records(self._tuples(sql + " ORDER BY step, rowid", args), columns=METRIC_COLUMNS)
+
+    def _tuples(self, sql: str, args: Iterable[Any]) -> list[tuple]:
+        """Rows as plain tuples (sqlite3.Row objects cost ~40% more on metric-sized reads)."""
+        cur = self._conn().cursor()
+        cur.row_factory = None
+        return cur.execute(sql, list(args)).fetchall()
+
+    def metrics_since(self, run_id: str, after: int = 0,
+                      names: Iterable[str] | None = None) -> tuple[pd.DataFrame, int, int]:
+        """Metric rows stored after row number ``after`` (insertion order), for an incremental reader.
+
+        Returns (the new rows as ``metrics()`` shapes them, the last row number read, the run's
+        total number of rows then). Both reads see one snapshot, so a reader that holds
+        ``n`` rows and gets ``k`` new ones knows its rows are still all there when the total is
+        ``n + k`` (a resumed run deletes the rows after its checkpoint: read everything again).
+        """
+        where, args = "run_id = ?", [check_run_id(run_id)]
+        if names is not None:
+            names = list(names)
+            where += f" AND name IN ({', '.join('?' * len(names))})" if names else " AND 0"
+            args += names
+        conn = self._conn()
+        conn.execute("BEGIN")  # a read transaction: one WAL snapshot for both queries
+        try:
+            rows = self._tuples(f"SELECT rowid, run_id, step, epoch, name, value, wall FROM metrics WHERE {where} "
+                                "AND rowid > ? ORDER BY rowid", [*args, int(after)])
+            total = conn.execute(f"SELECT COUNT(*) FROM metrics WHERE {where}", args).fetchone()[0]
+        finally:
+            conn.execute("COMMIT")
+        last = rows[-1][0] if rows else int(after)
+        frame = pd.DataFrame.from_records([r[1:] for r in rows], columns=METRIC_COLUMNS)
+        return frame, last, int(total)
 
     def metrics_wide(self, run_id: str, names: Iterable[str] | None = None) -> pd.DataFrame:
         """Metrics pivoted to one row per (step, epoch), one column per name."""

@@ -39,12 +39,32 @@ def frame() -> None:
     sidebar. Here the page notices that, registers the lab's navigation (which turns
     the legacy mode off for the process) and reruns, so app.py runs the page instead.
     Covered by tests/e2e/test_app.py::test_deep_link_on_fresh_server.
+
+    The process-wide flag is not enough when several sessions open at once: a run that
+    began in legacy mode still runs its page alone after another session's run turned the
+    flag off (found by the load benchmark, bench/load.py). So this run's own page list is
+    checked too: in legacy mode it holds app.py itself as a page, which the lab never does.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if PagesManager.uses_pages_directory or _legacy_run():
         st.navigation(navigation_pages(), position="hidden")
         st.rerun()
+
+
+def _legacy_run() -> bool:
+    """Whether this script run got the legacy ``pages/`` navigation (app.py listed as a page)."""
+    from pathlib import Path
+
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return False
+    manager = ctx.pages_manager
+    pages = manager.get_pages()
+    main = Path(manager.main_script_path).resolve()
+    return len(pages) > 1 and any(Path(p.get("script_path") or "").resolve() == main for p in pages.values())
 
 
 @st.cache_resource

@@ -18,6 +18,10 @@ from pages.ui.model_state import current_spec
 
 FIELDS = ("dataset", "optimizer", "lr", "scheduler", "loss", "batch_size", "epochs", "augment", "device",
           "precision", "momentum", "weight_decay", "label_smoothing")
+# The form's number widgets: (min, max). Narrower than TrainConfig's own rules for some fields;
+# a shared link is checked against these too, so Streamlit never clamps a shared value silently.
+FORM_RANGES = {"lr": (1e-6, 10.0), "batch_size": (1, 4096), "epochs": (1, 1000), "momentum": (0.0, 0.999),
+               "weight_decay": (0.0, 1.0), "label_smoothing": (0.0, 0.5)}
 
 
 @st.cache_resource
@@ -56,20 +60,20 @@ def form() -> T.TrainConfig | None:
     c[2].selectbox(tr("train.dataset"), list(T.DATASETS), key="tr_dataset")
     c = st.columns(4)
     c[0].selectbox(tr("train.optimizer"), T.OPTIMIZERS, key="tr_optimizer")
-    c[1].number_input(tr("train.lr"), min_value=1e-6, max_value=10.0, format="%.5f", key="tr_lr")
+    c[1].number_input(tr("train.lr"), *FORM_RANGES["lr"], format="%.5f", key="tr_lr")
     c[2].selectbox(tr("train.scheduler"), T.SCHEDULERS, key="tr_scheduler")
     c[3].selectbox(tr("train.loss"), T.LOSSES, key="tr_loss")
     c = st.columns(4)
-    c[0].number_input(tr("train.batch"), min_value=1, max_value=4096, key="tr_batch_size")
-    c[1].number_input(tr("train.epochs"), min_value=1, max_value=1000, key="tr_epochs")
+    c[0].number_input(tr("train.batch"), *FORM_RANGES["batch_size"], key="tr_batch_size")
+    c[1].number_input(tr("train.epochs"), *FORM_RANGES["epochs"], key="tr_epochs")
     c[2].selectbox(tr("train.device"), T.DEVICES, key="tr_device")
     c[3].selectbox(tr("train.precision"), T.PRECISIONS, key="tr_precision")
     with st.expander(tr("train.more")):
         c = st.columns(4)
         c[0].checkbox(tr("train.augment"), key="tr_augment")
-        c[1].number_input("momentum", 0.0, 0.999, key="tr_momentum")
-        c[2].number_input("weight_decay", 0.0, 1.0, format="%.5f", key="tr_weight_decay")
-        c[3].number_input("label_smoothing", 0.0, 0.5, key="tr_label_smoothing")
+        c[1].number_input("momentum", *FORM_RANGES["momentum"], key="tr_momentum")
+        c[2].number_input("weight_decay", *FORM_RANGES["weight_decay"], format="%.5f", key="tr_weight_decay")
+        c[3].number_input("label_smoothing", *FORM_RANGES["label_smoothing"], key="tr_label_smoothing")
     try:
         return config_from_state()
     except ValueError as exc:
@@ -130,6 +134,10 @@ def fastest_reduced() -> str | None:
     return "bf16" if facts.fast_bf16 else None
 
 
+# What the live view draws (and the A/B summary reads); other metrics stay in the store.
+WATCHED_METRICS = ("loss", "lr", "samples_per_s", "test_acc", "test_loss")
+
+
 def watch(run_ids: list[str]) -> None:
     """Status, progress with ETA and live charts of one run (or an A/B pair), refreshed every second."""
     store = lab_store()
@@ -139,10 +147,15 @@ def watch(run_ids: list[str]) -> None:
     if not runs:
         st.warning(tr("train.no_run"))
         return
+    # Each run's metrics are followed incrementally (only new rows are read each second).
+    followers = st.session_state.setdefault("tr_followers", {})
+    for stale in set(followers) - {r["id"] for r in runs}:
+        del followers[stale]
     metrics = {}
     for run in runs:
         label = f"{run['name'] or run['id']} ({run.get('precision') or run['config'].get('precision')})"
-        metrics[label] = store.metrics(run["id"])
+        follower = followers.setdefault(run["id"], V.MetricsFollower(run["id"], WATCHED_METRICS))
+        metrics[label] = follower.update(store, run.get("started"))
         steps = V.total_steps(run["config"])
         p = V.progress(run, steps)
         eta = f" · ETA {p['eta_s']:.0f} s" if p["eta_s"] is not None else ""
@@ -178,7 +191,9 @@ def controls(run_id: str) -> None:
     for col, which in ((c[2], BEST), (c[3], LAST)):
         path = checkpoint_path(store, run_id, "best" if which == BEST else "last")
         if path is not None and path.name == which:
-            col.download_button(tr("train.download", file=which), path.read_bytes(), file_name=f"{run_id}-{which}",
+            # The file is read when the button is clicked, not on every refresh of the live view
+            # (a checkpoint is megabytes; the watcher redraws every second).
+            col.download_button(tr("train.download", file=which), path.read_bytes, file_name=f"{run_id}-{which}",
                                 mime="application/octet-stream", key=f"tr_dl_{which}")
 
 

@@ -67,3 +67,38 @@ def test_progress_eta():
     run = {"step": 50, "started": time.time() - 10, "status": "running"}
     p = V.progress(run, 100)
     assert p["fraction"] == 0.5 and 8 < p["eta_s"] < 12
+
+
+def test_metrics_follower_reads_only_new_rows_and_rereads_after_a_resume(tmp_path, monkeypatch):
+    from core.store import RunStore
+
+    store = RunStore(tmp_path)
+    run_id = store.create_run({"dataset": "digits8k"}, status="running")
+    names = ("loss", "test_acc")
+    store.log_metrics(run_id, [(s, 1, n, s / 10) for s in range(1, 6) for n in ("loss", "grad_norm")])
+    follower = V.MetricsFollower(run_id, names)
+    first = follower.update(store, started=1.0)
+    assert first["step"].tolist() == [1, 2, 3, 4, 5] and set(first["name"]) == {"loss"}
+    # A later tick asks only for the rows after the last one it holds.
+    store.log_metrics(run_id, [(6, 1, "loss", 0.6), (6, 1, "test_acc", 0.9), (6, 1, "grad_norm", 1.0)])
+    asked, since = [], store.metrics_since
+    monkeypatch.setattr(store, "metrics_since", lambda rid, after, n: asked.append(after) or since(rid, after, n))
+    held = follower.last
+    second = follower.update(store, started=1.0)
+    assert asked == [held] and held > 0
+    pd.testing.assert_frame_equal(second, store.metrics(run_id, names))
+    assert follower.update(store, started=1.0) is second  # nothing new: the same frame
+    # A resume deletes the rows after its checkpoint and logs those steps again: the follower
+    # notices (fewer rows than it holds + the new ones) and reads everything again.
+    store.truncate_metrics(run_id, 3)
+    store.log_metrics(run_id, [(4, 1, "loss", 0.04)])
+    asked.clear()
+    again = follower.update(store, started=1.0)
+    assert len(asked) == 2 and asked[0] > 0 and asked[1] == 0
+    assert again["value"].tolist() == [0.1, 0.2, 0.3, 0.04]
+    pd.testing.assert_frame_equal(again, store.metrics(run_id, names))
+    # A new start time (the worker restarted) also starts over.
+    asked.clear()
+    follower.update(store, started=2.0)
+    assert asked == [0]
+    store.close()
