@@ -155,7 +155,7 @@ def _describe(source) -> str:
 
 def _unpickling_reason(exc: BaseException) -> str:
     """The part of a weights_only refusal that names the cause ("Unsupported global: GLOBAL
-    posix.system ..."), without torch's advice to retry with weights_only=False or to allow-list
+    posix.system ..."), without torch's advice to retry with the safe loading switched off or to allow-list
     the global, which is exactly what must not be done with an uploaded file."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     found = re.search(r"WeightsUnpickler error:\s*(.+)", text)

@@ -739,7 +739,7 @@ class Trainer:
         slices = [order[b * self.micro_batch:(b + 1) * self.micro_batch] for b in range(first, last)]
         total = sum(len(s) for s in slices)
         lr = self.current_lr()
-        if not self.core.training:  # evaluate() and the step mode's eval() restore train mode on the whole model;
+        if not self.core.training:  # evaluation and the step mode's evaluation restore train mode on the whole model;
             self.model.train()      # walking every module each step costs ~0.1 ms (1-2% of a small CNN's step)
         self.optimizer.zero_grad(set_to_none=True)
         # Loss and correct counts stay tensors until every micro-batch is queued (no GPU sync in between),
