@@ -315,7 +315,9 @@ def page_app(home: Path, monkeypatch):
 
 @pytest.mark.slow
 def test_sigkilled_worker_mid_epoch_fails_then_resumes_to_the_configured_epochs(manager, monkeypatch):
-    epochs, spe = 3, 32
+    # Enough epochs that the run is still going when the poll below catches it mid-epoch: on a
+    # quiet machine a tiny CNN runs an epoch of 32 steps in well under a second.
+    epochs, spe = 8, 32
     run_id = manager.start(cnn(epochs, limit_train=64 * spe))
     # Past the first checkpoint and inside an epoch (by the worker's last heartbeat).
     wait_for(lambda: (lambda r: r["status"] == "running" and r["step"] > spe and r["step"] % spe not in (0, spe - 1))(
