@@ -2,6 +2,7 @@
 import os
 
 import pytest
+from playwright.sync_api import expect
 
 from core.i18n import CATALOGUE
 from tests.e2e.conftest import ROOT, Server, no_errors, shot, wait_idle
@@ -42,8 +43,9 @@ def test_every_page_renders_without_errors(server, page, lang):
         page.goto(f"{server.url}/{url}{query}")
         wait_idle(page)
         assert page.locator("h1").first.inner_text() == (EN if lang == "en" else ZH)[f"{key}.title"]
-        sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
-        assert (EN if lang == "en" else ZH)["sidebar.language"] in sidebar
+        # The sidebar can still be redrawing when the main area is idle: wait for its language control.
+        expect(page.locator('[data-testid="stSidebar"]')).to_contain_text(
+            (EN if lang == "en" else ZH)["sidebar.language"], timeout=15_000)
         no_errors(page)
         path = shot(page, f"{key}-{lang}")
         assert path.stat().st_size > 10_000
