@@ -25,6 +25,7 @@ from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.i18n import CATALOGUE
 from core.settings import ROOT
 from core.store import RunStore, pid_alive
+from tests.core.test_jobs import wait_for
 
 HB = 0.2  # fast heartbeats
 EN = CATALOGUE["en"]
@@ -129,16 +130,6 @@ def child_env() -> dict:
 def crash(plan: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CRASHER, json.dumps(plan), *args], cwd=ROOT, env=child_env(),
                           capture_output=True, text=True, timeout=timeout)
-
-
-def wait_for(predicate, timeout=90.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
 
 
 def temps(folder: Path) -> list[str]:
