@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -31,10 +33,29 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from core.i18n import CATALOGUE  # noqa: E402
-from pages.ui import PAGES  # noqa: E402  (a plain list; importing pages.ui needs no running app)
-from tests.e2e.conftest import CHROMIUM_ARGS, chromium_path, free_port  # noqa: E402
+from pages.ui.frame import PAGES  # noqa: E402  (a plain list; importing pages.ui needs no running app)
 
 EN = CATALOGUE["en"]
+# Chromium as the machine has it (Playwright's own browser download is not needed): the flags keep a
+# headless, sandbox-less browser from reaching out to the network on a closed machine.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str | None:
+    """The Chromium binary: ``LAB_CHROMIUM``, Debian's /usr/bin/chromium, or one on the PATH."""
+    for candidate in (os.environ.get("LAB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 VIEWPORT = {"width": 1280, "height": 900}
 ERROR_SELECTOR = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 LOCKED = "database is locked"

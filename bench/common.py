@@ -32,8 +32,8 @@ if str(ROOT) not in sys.path:  # `python bench/x.py` runs with bench/ on the pat
 
 import torch  # noqa: E402
 
-from core.checkpoint import atomic_write_bytes  # noqa: E402
-from core.env import cpu_flags, env_facts  # noqa: E402
+from core.ml.checkpoint import atomic_write_bytes
+from core.ml.env import cpu_flags, env_facts
 
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 TITLE = "# Benchmarks"

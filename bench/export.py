@@ -1,6 +1,6 @@
 """Export benchmark (issue #9 item 6): export time and onnxruntime vs eager latency.
 
-Uses ``core.export.export_model``, the Export page's path: each export writes the file,
+Uses ``core.ml.export.export_model``, the Export page's path: each export writes the file,
 reloads it and checks it against eager; the time reported is the export and serialization
 (``ExportResult.seconds``), the reload-and-verify time is its own column. Latency compares
 eager PyTorch (``torch.no_grad``, the page's eager runner) with the verified ONNX file in
@@ -19,8 +19,9 @@ import warnings
 import torch
 
 from bench.common import Contention, interleave, md_table, median
-from core import export as E
-from core import models as M
+from core.ml import export as E
+from core.ml.modules import build_model
+from core.ml.zoo import preset_spec
 
 PRESETS = ("lab_cnn", "simple_cnn")  # the default CNN and the tutorials' SimpleCNN (M6)
 FORMATS = ("onnx", "torchscript_trace", "torchscript_script")
@@ -74,8 +75,8 @@ def section(quick: bool = False) -> str:
     with warnings.catch_warnings(), Contention() as busy:
         warnings.simplefilter("ignore")
         for preset in presets:
-            spec = M.preset_spec(preset)
-            model = M.build_model(spec, seed=0)
+            spec = preset_spec(preset)
+            model = build_model(spec, seed=0)
             shape = tuple(spec["input_shape"])
             seconds: dict[str, list[float]] = {f: [] for f in FORMATS}
             total: dict[str, list[float]] = {f: [] for f in FORMATS}
@@ -113,7 +114,7 @@ def section(quick: bool = False) -> str:
                                      f"{ts:.3f}" if ts is not None else "-", row["calls"]])
     lines = [
         "## Export", "",
-        "Export time through `core.export.export_model` (the Export page's path; ONNX uses the dynamo exporter, "
+        "Export time through `core.ml.export.export_model` (the Export page's path; ONNX uses the dynamo exporter, "
         "falling back to the legacy one). Export s is the exporter and serialization alone; page wait s is what "
         "the Export page waits for that file: exporting, then reloading the bytes (onnxruntime / "
         "`torch.jit.load`) and comparing with eager on fresh batches. "

@@ -5,7 +5,7 @@
     python -c "import bench.load as l; print(l.section(quick=True))"
 
 A real ``streamlit run app.py`` on a fresh lab home; two training runs are started through
-``core.jobs.JobManager`` in that home (as the Train page starts them; under the default job
+``core.runs.jobs.JobManager`` in that home (as the Train page starts them; under the default job
 cap of this machine the second waits in the queue). Meanwhile N browser sessions
 (Playwright contexts in one headless Chromium) open the Train page watching one of the runs,
 then each click through every page of the lab in the sidebar, round after round while a run
@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.browser import LOCKED, LabServer, LoadResult, cpu_by_role, lab_pages, percentile, run_sessions  # noqa: E402
-from core.train import TrainConfig  # noqa: E402
+from core.training.config import TrainConfig
 
 ACTIVE = ("queued", "running")
 
@@ -88,7 +88,7 @@ def run_load(sessions: int, config: TrainConfig, *, cap: int | None = None, min_
              walk_deadline_s: float = 240, page_timeout_s: float = 120, run_timeout_s: float = 300,
              think_s: float = 0.3, home: Path | None = None, alone_rounds: int = 1) -> LoadReport:
     """Start the server and two runs, let ``sessions`` browsers walk the lab, wait for the runs."""
-    from core.jobs import JobManager
+    from core.runs.jobs import JobManager
 
     t0, load0 = time.perf_counter(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="lab-load-") as tmp:
@@ -184,7 +184,7 @@ def section(quick: bool = False) -> str:
         f"{report.sessions} concurrent browser sessions (Playwright contexts in one headless Chromium, on the same "
         f"machine as the server) against one `streamlit run app.py`, while 2 training runs (lab_cnn on the bundled "
         f"digits, {cfg.limit_train or 7000} samples, {cfg.epochs} epoch(s), started through "
-        f"`core.jobs.JobManager`; job cap "
+        f"`core.runs.jobs.JobManager`; job cap "
         f"{report.cap}, so {report.queued_at_start} waited in the queue) train. Each session opens the Train page "
         "watching one of the runs, then clicks through every page in the sidebar, round after round while a run "
         f"is going (rounds per session: {min(r.rounds or [0])}–{max(r.rounds or [0])}). Response time = click → "

@@ -23,13 +23,14 @@ if str(ROOT) not in sys.path:  # `python bench/predict.py` starts with bench/ on
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 import torch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from bench.common import md_table, median, update_benchmarks  # noqa: E402
-from core import predict as P  # noqa: E402
-from core.data import load_bundled  # noqa: E402
-from core.models import build_model, preset_spec  # noqa: E402
+from core.ml import predict as P  # noqa: E402
+from core.ml.data import load_bundled
+from core.ml.modules import build_model
+from core.ml.zoo import preset_spec
 
 HEADING = "## Prediction latency"
 PRESETS = ("lab_cnn", "cnn", "simple_cnn", "resblock_net")

@@ -35,8 +35,9 @@ if str(ROOT) not in sys.path:  # `python bench/recipe.py` starts with bench/ on 
 import torch  # noqa: E402
 
 from bench.common import BENCHMARKS, md_table, update_benchmarks  # noqa: E402
-from core.env import env_facts  # noqa: E402
-from core.train import Trainer, TrainConfig, recipe  # noqa: E402
+from core.ml.env import env_facts
+from core.training.config import TrainConfig, recipe
+from core.training.trainer import Trainer
 
 SECTION = "## Time to accuracy"
 

@@ -24,11 +24,13 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import Contention, interleave, md_table, median
-from core import models as M
-from core.data import TensorLoader, load_bundled, load_torchvision
-from core.env import env_facts
+from core.ml.data import TensorLoader, load_bundled, load_torchvision
+from core.ml.env import env_facts
+from core.ml.modules import build_model
 from core.settings import Settings
-from core.train import Trainer, TrainConfig, load_data, recipe
+from core.training.batches import load_data
+from core.training.config import TrainConfig, recipe
+from core.training.trainer import Trainer
 
 OVERHEAD_TARGET = 0.97
 DATA_TARGET = 30.0
@@ -56,7 +58,7 @@ class BareLoop:
         self.batch = cfg.batch_size
         self.channels_last = trainer.channels_last
         self.dtype = trainer.precision.dtype
-        model = M.build_model(cfg.spec(), seed=cfg.seed)
+        model = build_model(cfg.spec(), seed=cfg.seed)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -123,7 +125,7 @@ def trainer_extras_us(trainer: Trainer, calls: int = 300) -> dict[str, float]:
     Measured on the trainer's own state after it has trained (its gradients exist), each
     piece called ``calls`` times in 5 blocks; the median block gives the per-call cost.
     """
-    from core import train as T  # the trainer's own helpers, as step() calls them
+    from core.training.trainer import _total_norm
 
     batch = trainer.micro_batch
     out = torch.randn(batch, trainer.data.outputs)
@@ -148,7 +150,7 @@ def trainer_extras_us(trainer: Trainer, calls: int = 300) -> dict[str, float]:
          "samples": batch, "seconds": seconds, "samples_per_s": batch / max(seconds, 1e-9), "skipped": False,
          "epoch_end": False, "acc": 0.0}
 
-    pieces = {"gradient norm": lambda: float(T._total_norm(trainer.params)), "RNG isolation": rng,
+    pieces = {"gradient norm": lambda: float(_total_norm(trainer.params)), "RNG isolation": rng,
               "loss/accuracy bookkeeping": bookkeeping, "record": record}
     result = {}
     for name, fn in pieces.items():
@@ -272,7 +274,7 @@ def write_mnist_raw(root: Path, n_train: int = 60_000, n_test: int = 10_000) -> 
     """The bundled 8,000 digits, repeated to MNIST's size, as ``root/MNIST/raw/*-ubyte``.
 
     This machine cannot download MNIST; both sides of the data-path benchmark read these
-    same files, the lab through ``core.data.load_torchvision`` and the baseline through
+    same files, the lab through ``core.ml.data.load_torchvision`` and the baseline through
     ``torchvision.datasets.MNIST``.
     """
     digits = load_bundled()
@@ -289,8 +291,8 @@ def write_mnist_raw(root: Path, n_train: int = 60_000, n_test: int = 10_000) -> 
 
 def data_section(quick: bool = False) -> str:
     import torchvision.datasets as tvd
-    import torchvision.transforms as T
     from torch.utils.data import DataLoader
+    from torchvision.transforms import Compose, Normalize, ToTensor
 
     n_train, n_test = (1_000, 200) if quick else (60_000, 10_000)
     repeats, warmup = (1, 0) if quick else (3, 1)
@@ -315,7 +317,7 @@ def data_section(quick: bool = False) -> str:
         def torchvision() -> float:
             t0 = time.perf_counter()
             ds = tvd.MNIST(str(root), train=True, download=False,
-                           transform=T.Compose([T.ToTensor(), T.Normalize((0.1307,), (0.3081,))]))
+                           transform=Compose([ToTensor(), Normalize((0.1307,), (0.3081,))]))
             loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0)
             t1 = time.perf_counter()
             seen = sum(len(y) for _, y in loader)
@@ -334,7 +336,7 @@ def data_section(quick: bool = False) -> str:
     _log(f"data path: lab {stats['lab']['total']:.3f} s vs torchvision {stats['torchvision']['total']:.3f} s")
     rows = []
     for key, label in (("torchvision", "torchvision.datasets.MNIST + ToTensor/Normalize + DataLoader(64, workers 0)"),
-                       ("lab", "core.data: load_torchvision → normalized tensor → TensorLoader(64)")):
+                       ("lab", "core.ml.data: load_torchvision → normalized tensor → TensorLoader(64)")):
         s = stats[key]
         rows.append([label, f"{s['setup']:.3f}", f"{s['epoch']:.3f}", f"{s['total']:.3f}",
                      f"{n_train / s['epoch']:,.0f}"])
@@ -390,7 +392,7 @@ def peak_gflops(dtype: torch.dtype, quick: bool) -> tuple[float, str]:
 
 def train_flops_per_sample(spec: dict, batch: int = 64) -> tuple[float, dict[str, float]]:
     """Forward + loss + backward FLOPs per sample, counted by torch.utils.flop_counter."""
-    model = M.build_model(spec, seed=0)
+    model = build_model(spec, seed=0)
     x = torch.randn(batch, *spec["input_shape"])
     y = torch.zeros(batch, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:

@@ -4,7 +4,7 @@
 
     python -c "import bench.ui as u; print(u.section(quick=True))"
 
-1. Training throughput of a background run (started through ``core.jobs.JobManager`` in the
+1. Training throughput of a background run (started through ``core.runs.jobs.JobManager`` in the
    lab home of a real ``streamlit run app.py``, as the Train page starts it) while a headless
    Chromium watches it on the Train page (the live fragment redraws four charts every
    second) vs no browser open. Runs alternate (watched, unwatched, unwatched, watched, ...);
@@ -32,8 +32,8 @@ if str(ROOT) not in sys.path:
 
 from bench.browser import CHROMIUM_ARGS, EN, LabServer, cpu_by_role, require_chromium, run_sessions  # noqa: E402
 from bench.common import interleave, md_table, median  # noqa: E402
-from core import runview as V  # noqa: E402
-from core.train import TrainConfig  # noqa: E402
+from core.runs import view as V  # noqa: E402
+from core.training.config import TrainConfig
 
 UNWATCHED, WATCHED = "no browser", "browser watching the Train page"
 TICK_TARGET_MS = 50.0
@@ -61,7 +61,7 @@ def samples_per_s(store, run_id: str) -> float:
 # ---------------------------------------------------------------- 1. throughput, watched or not
 def train_watching_cpu(jobs, run_id: str, timeout: float = 600) -> dict[str, float]:
     """Wait for the run to end; the CPU share (cores) each role used while it trained."""
-    from core.store import FINISHED
+    from core.runs.store import FINISHED
 
     deadline = time.monotonic() + timeout
     first = last = None
@@ -86,7 +86,7 @@ def train_watching_cpu(jobs, run_id: str, timeout: float = 600) -> dict[str, flo
 def throughput(quick: bool) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from core.jobs import JobManager
+    from core.runs.jobs import JobManager
 
     config = run_config(quick)
     watched_ok: list[bool] = []
@@ -136,8 +136,8 @@ def _tick_script(run_ids: list[str]) -> None:
 
     import streamlit as st
 
-    from pages.ui import lab_store
     from pages.ui import train_views as W
+    from pages.ui.state import lab_store
 
     t0, c0 = time.perf_counter(), time.thread_time()
     W.watch(run_ids)
@@ -189,7 +189,7 @@ def fragment_tick(home: Path, completed: list[str], quick: bool) -> list[tuple[s
     """(case, median wall ms, median CPU ms, ticks) for one run, an A/B pair and a long run."""
     from streamlit.testing.v1 import AppTest
 
-    from core.store import RunStore
+    from core.runs.store import RunStore
 
     store = RunStore(home)
     long_id = long_run(store)
@@ -270,7 +270,7 @@ def section(quick: bool = False) -> str:
     shares = tp["cpu"]
     lines = [
         "## UI cost", "",
-        f"Training throughput of a background run started through `core.jobs.JobManager` in the lab home of a "
+        f"Training throughput of a background run started through `core.runs.jobs.JobManager` in the lab home of a "
         f"real `streamlit run app.py` (lab_cnn on the bundled digits, {cfg.limit_train} samples, batch "
         f"{cfg.batch_size}, one epoch, the worker's thread share), with a headless Chromium on the Train page "
         f"watching it (the live fragment redraws progress and four charts every second) and with no browser open. "

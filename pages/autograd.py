@@ -2,9 +2,23 @@
 import pandas as pd
 import streamlit as st
 
-from core import autograd as A
-from core.expr import ExprError
-from pages.ui import frame, plain, tr, url_choice
+from core.lessons.autograd import (
+    EXAMPLES,
+    activation_figure,
+    activations,
+    contour_figure,
+    demo_accumulation,
+    demo_anomaly,
+    demo_no_grad,
+    derivative_figure,
+    derivatives,
+    gradient,
+)
+from core.lessons.graph import trace_expression
+from core.safe.allowlist import ExprError
+from pages.ui.frame import frame
+from pages.ui.text import plain, tr
+from pages.ui.widgets import url_choice
 
 frame()
 VIEWS = ["derivative", "gradient", "graph", "demos", "activations"]
@@ -13,7 +27,7 @@ EXAMPLE_VIEW = {"A1": "derivative", "A2": "derivative", "A3": "gradient", "A4": 
 
 
 def pick_example(example: str) -> None:
-    info, s = A.EXAMPLES[example], st.session_state
+    info, s = EXAMPLES[example], st.session_state
     s["ag_view"], s["ag_example"] = EXAMPLE_VIEW[example], example
     if example in ("A1", "A2"):
         s["ag_f"], s["ag_x0"] = info["expr"], float(info["point"])
@@ -30,7 +44,7 @@ def labels(*keys: str) -> dict:
 st.title(tr("autograd.title"))
 st.write(tr("autograd.intro"))
 st.markdown(f"**{tr('autograd.examples')}**")
-for col, example in zip(st.columns(7), A.EXAMPLES):
+for col, example in zip(st.columns(7), EXAMPLES):
     col.button(example, key=f"ag_ex_{example}", on_click=pick_example, args=(example,), width="stretch",
                help=tr(f"autograd.ex.{example}"))
 view = url_choice(st.segmented_control, tr("autograd.view"), VIEWS, "ag_view", "derivative",
@@ -46,25 +60,25 @@ try:
         x0 = c[0].number_input("x₀", -1e6, 1e6, 2.0, key="ag_x0", bind="query-params")
         lo = c[1].number_input(tr("autograd.lo"), -1e6, 1e6, -3.0, key="ag_lo", bind="query-params")
         hi = c[2].number_input(tr("autograd.hi"), -1e6, 1e6, 3.0, key="ag_hi", bind="query-params")
-        result = A.derivatives(f, x0, min(lo, x0 - 1e-3), max(hi, x0 + 1e-3))
+        result = derivatives(f, x0, min(lo, x0 - 1e-3), max(hi, x0 + 1e-3))
         m = st.columns(3)
         m[0].metric("f(x₀)", f"{result['value']:.6g}")
         m[1].metric("f′(x₀)", f"{result['d1']:.6g}")
         m[2].metric("f″(x₀)", f"{result['d2']:.6g}")
-        st.plotly_chart(A.derivative_figure(result, labels("f", "df", "d2f", "tangent", "point", "x", "y")))
+        st.plotly_chart(derivative_figure(result, labels("f", "df", "d2f", "tangent", "point", "x", "y")))
         st.code(result["code"], language="python")
 
     elif view == "gradient":
         g = st.text_input("g(w)", "2*w0*w1 + w1*cos(w0)", key="ag_g", bind="query-params", max_chars=500,
                           help=tr("autograd.w_help"))
         w_text = st.text_input("w", "3.14, 1", key="ag_w", bind="query-params", help=tr("autograd.w_values"))
-        result = A.gradient(g, w_text)
+        result = gradient(g, w_text)
         st.dataframe(pd.DataFrame({"w": result["names"], tr("autograd.value"): result["w"],
                                    "∂g/∂w": result["grad"]}), hide_index=True)
         st.metric("g(w)", f"{result['value']:.6g}")
         if len(result["names"]) == 2:
             span = st.slider(tr("autograd.span"), 0.5, 10.0, 2.0, key="ag_span", bind="query-params")
-            st.plotly_chart(A.contour_figure(g, result["w"], span, labels=labels("g", "gradient", "point")))
+            st.plotly_chart(contour_figure(g, result["w"], span, labels=labels("g", "gradient", "point")))
             st.caption(tr("autograd.contour_caption"))
         st.code(result["code"], language="python")
 
@@ -77,7 +91,7 @@ try:
         w_text = c[2].text_input("w", "0.5, -1, 2", key="ag_wv", bind="query-params")
         w_rg = c[3].checkbox("requires_grad ", True, key="ag_wrg")
         saved = st.toggle(tr("autograd.saved"), key="ag_saved")
-        traced = A.trace_expression(expr, {"x": (x_text, x_rg), "w": (w_text, w_rg)}, show_saved=saved)
+        traced = trace_expression(expr, {"x": (x_text, x_rg), "w": (w_text, w_rg)}, show_saved=saved)
         st.graphviz_chart(traced["dot"])
         grads = [{"leaf": name, "grad": "—" if g is None else str(g.tolist())} for name, g in traced["grads"].items()]
         st.dataframe(pd.DataFrame(grads), hide_index=True)
@@ -88,23 +102,23 @@ try:
         demo = url_choice(st.radio, tr("autograd.demo"), ["A4", "A5", "A6"], "ag_demo", "A4",
                           lambda d: f"{d} · {tr(f'autograd.ex.{d}')}", horizontal=True)
         if demo == "A4":
-            result = A.demo_accumulation()
+            result = demo_accumulation()
             st.dataframe(pd.DataFrame(result["steps"]), hide_index=True)
             st.info(tr("autograd.a4", first=result["first"], second=result["second"]))
         elif demo == "A5":
-            result = A.demo_no_grad()
+            result = demo_no_grad()
             st.dataframe(pd.DataFrame(result["rows"]).astype(str), hide_index=True)
             st.info(tr("autograd.a5"))
         else:
-            result = A.demo_anomaly()
+            result = demo_anomaly()
             st.metric(tr("autograd.plain_grad"), str(result["grad_plain"]))
             st.error(plain(result["error"]))
             st.info(tr("autograd.a6", op=result["op"], forward=result["forward_op"]))
         st.code(result["code"], language="python")
 
     else:
-        result = A.activations()
-        st.plotly_chart(A.activation_figure(result, labels("function", "derivative")))
+        result = activations()
+        st.plotly_chart(activation_figure(result, labels("function", "derivative")))
         st.caption(tr("autograd.a7"))
         st.code(result["code"], language="python")
 except (ExprError, ValueError) as exc:

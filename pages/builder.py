@@ -2,12 +2,31 @@
 import pandas as pd
 import streamlit as st
 
-from core import builder as B
-from core.codegen import module_code, sequential_code
-from core.models import PRESETS, ShapeError, SpecError, build_model, infer_shapes, preset_spec, spec_to_json
-from pages.ui import frame, tr, url_choice
-from pages.ui.model_state import apply_json, current_spec, layer_choice, layer_editor, load_spec, set_input_shape, \
-    stack_controls
+from core.lessons.builder import (
+    architecture_dot,
+    args_label,
+    forward_demo,
+    human,
+    parameters_table,
+    summary,
+    train_eval_demo,
+)
+from core.ml.codegen import module_code, sequential_code
+from core.ml.modules import ShapeError, build_model, infer_shapes
+from core.ml.spec import SpecError, spec_to_json
+from core.ml.zoo import PRESETS, preset_spec
+from pages.ui.frame import frame
+from pages.ui.model_state import (
+    apply_json,
+    current_spec,
+    layer_choice,
+    layer_editor,
+    load_spec,
+    set_input_shape,
+    stack_controls,
+)
+from pages.ui.text import tr
+from pages.ui.widgets import url_choice
 
 frame()
 EXAMPLES = {"M1": "linear", "M2": "neural_net", "M3": "mlp_sequential", "M4": "neural_network", "M5": "cnn",
@@ -50,7 +69,7 @@ try:
 except ShapeError as exc:
     error, shapes = exc, []
 rows = [{"#": i, tr("builder.col.name"): layer.get("name", ""), tr("builder.col.type"): layer["type"],
-         tr("builder.col.args"): B.args_label(layer) if layer["type"] != "Sequential" else
+         tr("builder.col.args"): args_label(layer) if layer["type"] != "Sequential" else
          f"{len(layer['layers'])} layers", tr("builder.col.output"): str(shapes[i]) if i < len(shapes) else
          ("✗" if error is not None and str(i) == error.index else "")} for i, layer in enumerate(spec["layers"])]
 st.markdown(f"**{tr('builder.stack', name=spec['name'], n=len(spec['layers']))}**")
@@ -85,11 +104,11 @@ else:
 
     if tab == "summary":
         depth = st.slider(tr("builder.depth"), 1, 5, 3, key="bld_depth", bind="query-params")
-        table, totals = st.cache_data(B.summary, max_entries=32)(spec, depth=depth)
+        table, totals = st.cache_data(summary, max_entries=32)(spec, depth=depth)
         m = st.columns(5)
         m[0].metric(tr("builder.total_params"), f"{totals['parameters']:,}")
         m[1].metric(tr("builder.trainable"), f"{totals['trainable']:,}")
-        m[2].metric("MACs", B.human(totals["macs"]))
+        m[2].metric("MACs", human(totals["macs"]))
         m[3].metric(tr("builder.param_mb"), f"{totals['param_mb']:.2f}")
         m[4].metric(tr("builder.act_mb"), f"{totals['activation_mb']:.2f}")
         st.dataframe(table.drop(columns="depth"), hide_index=True, width="stretch",
@@ -98,7 +117,7 @@ else:
         st.markdown(f"**{tr('builder.repr')}**")
         st.code(repr(model), language="text")
     elif tab == "graph":
-        st.graphviz_chart(B.architecture_dot(spec))
+        st.graphviz_chart(architecture_dot(spec))
     elif tab == "code":
         kind = st.radio(tr("builder.code_kind"), ["module", "sequential"], horizontal=True, key="bld_code_kind",
                         format_func=lambda k: tr(f"builder.code.{k}"))
@@ -109,17 +128,17 @@ else:
     elif tab == "forward":
         batch = st.number_input(tr("builder.batch"), 1, 1024, 64, key="bld_batch", bind="query-params")
         try:
-            result = B.forward_demo(spec, batch=int(batch), seed=0)
+            result = forward_demo(spec, batch=int(batch), seed=0)
             st.success(tr("builder.forward", inp=result["input_shape"], out=result["output_shape"]))
             st.caption(tr("builder.forward_stats", mean=result["output_mean"], std=result["output_std"]))
         except SpecError as exc:  # a batch too large for this model's activations
             st.error(tr("error.bad_value", reason=exc))
         st.markdown(f"**{tr('builder.params')}**")
-        st.dataframe(B.parameters_table(model), hide_index=True, width="stretch",
+        st.dataframe(parameters_table(model), hide_index=True, width="stretch",
                      column_config={"norm": st.column_config.NumberColumn(format="%.4f")})
     elif tab == "traineval":
         st.caption(tr("builder.traineval_caption"))
-        st.dataframe(B.train_eval_demo(), hide_index=True, width="stretch")
+        st.dataframe(train_eval_demo(), hide_index=True, width="stretch")
         st.code("drop = nn.Dropout(p=0.2); x = torch.randn(32, 100)\n"
                 "drop.train(); y_train = drop(x)   # ~20% zeros, the rest scaled by 1/0.8\n"
                 "drop.eval();  y_eval = drop(x)    # identity\n"

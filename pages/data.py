@@ -3,10 +3,27 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core import data as D
-from core.plots import class_balance, image_grid, value_histograms
+from core.ml.data import (
+    AUGMENTATIONS,
+    DATASETS,
+    DEFAULT_DATASET,
+    MNIST_MEAN,
+    MNIST_STD,
+    DataUnavailable,
+    ImageData,
+    augment_preview,
+    class_counts,
+    custom_dataset_example,
+    dataloader_batch,
+    load_dataset,
+    normalization_table,
+)
+from core.ml.plots import class_balance, image_grid, value_histograms
 from core.settings import load_settings
-from pages.ui import code_block, frame, seed, tr, url_choice
+from pages.ui.frame import frame
+from pages.ui.state import seed
+from pages.ui.text import tr
+from pages.ui.widgets import code_block, url_choice
 
 frame()
 VIEWS = ["samples", "balance", "normalize", "augment", "batch", "custom"]
@@ -14,11 +31,11 @@ EXAMPLES = {"D1": ("custom", None), "D2": ("normalize", None), "D3": ("augment",
 
 
 @st.cache_resource(show_spinner=True)
-def get_dataset(name: str) -> tuple[D.ImageData | None, str | None]:
+def get_dataset(name: str) -> tuple[ImageData | None, str | None]:
     """The dataset or the reason it is unavailable; shared read-only by all sessions."""
     try:
-        return D.load_dataset(name, load_settings()), None
-    except D.DataUnavailable as exc:
+        return load_dataset(name, load_settings()), None
+    except DataUnavailable as exc:
         return None, str(exc)
 
 
@@ -32,13 +49,13 @@ def show_example(example: str) -> None:
 st.title(tr("data.title"))
 st.write(tr("data.intro"))
 
-name = st.selectbox(tr("data.dataset"), list(D.DATASETS), format_func=lambda k: D.DATASETS[k][0],
+name = st.selectbox(tr("data.dataset"), list(DATASETS), format_func=lambda k: DATASETS[k][0],
                     key="data_ds", bind="query-params")
 data, problem = get_dataset(name)
 if data is None:
-    st.error(tr("data.unavailable", title=D.DATASETS[name][0], reason=problem))
+    st.error(tr("data.unavailable", title=DATASETS[name][0], reason=problem))
     st.info(tr("data.fallback"))
-    data, _ = get_dataset(D.DEFAULT_DATASET)
+    data, _ = get_dataset(DEFAULT_DATASET)
 h, w = data.train_images.shape[1:]
 st.caption(tr("data.summary", train=len(data.train_labels), test=len(data.test_labels), h=h, w=w,
               classes=len(data.classes), mean=data.mean, std=data.std) + "  \n" + tr("data.source", source=data.source))
@@ -69,18 +86,18 @@ if view == "samples":
                "print(images.shape, images.dtype)  # torch.Size([8000, 28, 28]) torch.uint8")
 
 elif view == "balance":
-    st.plotly_chart(class_balance(D.class_counts(data), tr("data.balance.split"), tr("data.balance.count")))
+    st.plotly_chart(class_balance(class_counts(data), tr("data.balance.split"), tr("data.balance.count")))
     st.caption(tr("data.balance.caption"))
     code_block("counts = torch.bincount(labels, minlength=10)")
 
 elif view == "normalize":
     sample = train_x[:2000]
-    st.dataframe(D.normalization_table(sample), hide_index=True)
+    st.dataframe(normalization_table(sample), hide_index=True)
     st.caption(tr("data.normalize.caption"))
     st.markdown(f"**{tr('data.normalize.hist')}**")
     x01 = sample.float() / 255
     st.plotly_chart(value_histograms({"ToTensor()": x01, "Normalize((0.5,), (0.5,))": (x01 - 0.5) / 0.5,
-                                      "Normalize((0.1307,), (0.3081,))": (x01 - D.MNIST_MEAN) / D.MNIST_STD}))
+                                      "Normalize((0.1307,), (0.3081,))": (x01 - MNIST_MEAN) / MNIST_STD}))
     code_block("from torchvision import transforms\n"
                "transform = transforms.Compose([\n"
                "    transforms.ToTensor(),\n"
@@ -88,10 +105,10 @@ elif view == "normalize":
                "])")
 
 elif view == "augment":
-    kind = url_choice(st.selectbox, tr("data.augment.kind"), list(D.AUGMENTATIONS), "data_aug", "hflip",
+    kind = url_choice(st.selectbox, tr("data.augment.kind"), list(AUGMENTATIONS), "data_aug", "hflip",
                       lambda k: tr(f"data.augment.{k}"))
     idx = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(seed()))[:8]
-    before, after, table = D.augment_preview(train_x[idx], kind, seed=seed())
+    before, after, table = augment_preview(train_x[idx], kind, seed=seed())
     titles = [data.classes[i] for i in train_y[idx].tolist()]
     st.markdown(f"**{tr('data.augment.before')}**")
     st.plotly_chart(image_grid(before, titles), key="data_before", config={"displayModeBar": False})
@@ -111,7 +128,7 @@ elif view == "augment":
 elif view == "batch":
     size = st.number_input(tr("data.batch.size"), min_value=1, max_value=1024, value=64, key="data_bs",
                            bind="query-params")
-    batch = D.dataloader_batch(data, int(size), seed=seed())
+    batch = dataloader_batch(data, int(size), seed=seed())
     st.caption(tr("data.batch.caption", batches=batch["batches"]))
     st.dataframe(pd.DataFrame([
         {tr("data.batch.col.tensor"): tr("data.batch.inputs"), tr("data.batch.col.shape"): str(batch["x_shape"]),
@@ -127,7 +144,7 @@ elif view == "batch":
                f"print(images.shape, labels.shape)  # {batch['x_shape']} {batch['y_shape']}")
 
 else:  # custom Dataset, D1
-    result = D.custom_dataset_example(batch_size=32, seed=seed())
+    result = custom_dataset_example(batch_size=32, seed=seed())
     st.caption(tr("data.custom.caption"))
     st.write(tr("data.custom.len", n=result["len"], x=result["item_shapes"][0], y=result["item_shapes"][1]))
     st.dataframe(pd.DataFrame([{tr("data.custom.col.batch"): i, tr("data.custom.col.x"): str(x),

@@ -2,9 +2,11 @@
 torch.export files, each verified against eager before it is offered for download."""
 import streamlit as st
 
-from core import export as E
-from pages.ui import frame, plain, tr, url_choice
+from core.ml.export import FORMATS, ONNX_OPSETS, export_model, results_table, saving_examples_code, speed_table
+from pages.ui.frame import frame
 from pages.ui.model_state import pick_model
+from pages.ui.text import plain, tr
+from pages.ui.widgets import url_choice
 
 frame()
 st.title(tr("export.title"))
@@ -16,10 +18,10 @@ if chosen is not None:
     model, spec, name = chosen
     # Both bound to the URL natively: the format labels are not translated, and the opset's
     # only translated label ("exporter default") is its default, which never goes into the URL.
-    formats = st.multiselect(tr("export.formats"), list(E.FORMATS), default=list(E.FORMATS), key="ex_formats",
-                             format_func=lambda k: E.FORMATS[k].label, bind="query-params")
+    formats = st.multiselect(tr("export.formats"), list(FORMATS), default=list(FORMATS), key="ex_formats",
+                             format_func=lambda k: FORMATS[k].label, bind="query-params")
     c = st.columns(3, vertical_alignment="bottom")
-    opset = c[0].selectbox(tr("export.opset"), [None, *E.ONNX_OPSETS], key="ex_opset", bind="query-params",
+    opset = c[0].selectbox(tr("export.opset"), [None, *ONNX_OPSETS], key="ex_opset", bind="query-params",
                            format_func=lambda o: tr("export.default") if o is None else str(o))
     c[1].text_input(tr("export.names"), "input, output", key="ex_names", bind="query-params", help=tr("export.names_help"))
     dynamic = c[2].checkbox(tr("export.dynamic"), value=True, key="ex_dynamic", bind="query-params")
@@ -29,7 +31,7 @@ if chosen is not None:
         names = [n.strip() for n in st.session_state.get("ex_names", "").split(",") if n.strip()]
         try:
             with st.spinner(tr("export.working")):
-                results = [E.export_model(model, spec["input_shape"], f, name=name, opset=opset,
+                results = [export_model(model, spec["input_shape"], f, name=name, opset=opset,
                                           dynamic_batch=dynamic, input_names=names[:1] or ("input",),
                                           output_names=names[1:2] or ("output",)) for f in formats]
             st.session_state["ex_results"] = (key, results)
@@ -38,7 +40,7 @@ if chosen is not None:
     saved = st.session_state.get("ex_results")
     if saved and saved[0] == key:
         results = saved[1]
-        st.dataframe(E.results_table(results), hide_index=True, width="stretch")
+        st.dataframe(results_table(results), hide_index=True, width="stretch")
         cols = st.columns(3)
         for i, result in enumerate(results):
             with cols[i % 3].container(border=True):
@@ -47,7 +49,7 @@ if chosen is not None:
                     diff = "—" if result.max_abs_diff is None else f"{result.max_abs_diff:.1e}"
                     st.caption(tr("export.verified", diff=diff, kb=result.size_bytes / 1024, s=result.seconds))
                     st.download_button(tr("export.download", file=result.filename), result.data,
-                                       file_name=result.filename, mime=E.FORMATS[result.format].mime,
+                                       file_name=result.filename, mime=FORMATS[result.format].mime,
                                        key=f"ex_dl_{result.format}", width="stretch")
                     if result.format == "onnx":
                         st.caption(tr("export.onnx_info", exporter=result.info.get("exporter"),
@@ -56,9 +58,9 @@ if chosen is not None:
                     st.error(plain(result.error))
         with st.expander(tr("export.speed")):
             if st.toggle(tr("export.measure"), key="ex_speed"):
-                st.dataframe(E.speed_table(model, spec["input_shape"], results), hide_index=True, width="stretch")
+                st.dataframe(speed_table(model, spec["input_shape"], results), hide_index=True, width="stretch")
     view = url_choice(st.segmented_control, tr("export.examples"), ["E1", "E2", "E3"], "ex_example", "E1",
                       lambda e: tr(f"export.ex.{e}"), required=True)
-    st.code(E.saving_examples_code(tuple(spec["input_shape"]), name)[view], language="python")
+    st.code(saving_examples_code(tuple(spec["input_shape"]), name)[view], language="python")
     if view == "E1":
         st.info(tr("export.e1_note"))

@@ -2,8 +2,9 @@
 import pandas as pd
 import streamlit as st
 
-from core.models import zoo_rows
-from pages.ui import PAGES, env_rows, frame, tr
+from core.ml.zoo import zoo_rows
+from pages.ui.frame import PAGES, env_rows, frame
+from pages.ui.text import tr
 
 frame()
 st.title(tr("home.title"))

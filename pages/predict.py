@@ -3,13 +3,16 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from core import predict as P
-from core.checkpoint import CheckpointError
-from core.models import build_model
-from core.plots import image_grid
-from core.runmodels import load_run_model, trained_runs
-from pages.ui import frame, lab_store, tr, url_choice
+from core.ml.checkpoint import CheckpointError
+from core.ml.modules import build_model
+from core.ml.plots import image_grid
+from core.ml.predict import ImageError, feature_maps, load_image, predict, preprocess, saliency
+from core.runs.trained import load_run_model, trained_runs
+from pages.ui.frame import frame
 from pages.ui.model_state import current_spec
+from pages.ui.state import lab_store
+from pages.ui.text import tr
+from pages.ui.widgets import url_choice
 
 frame()
 
@@ -61,11 +64,11 @@ def read_input():
                                width=280, drawing_mode="freedraw", key="pr_canvas", return_image_data=True)
             st.caption(tr("predict.draw_hint"))
             png = canvas.image_bytes  # the browser sends a PNG: decoded under the same caps as an upload
-            return P.load_image(png) if png else None
+            return load_image(png) if png else None
         upload = st.file_uploader(tr("predict.upload"), type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
                                   key="pr_upload", help=tr("predict.upload_help"))
-        return P.load_image(upload.getvalue()) if upload is not None else None
-    except (P.ImageError, ValueError) as exc:
+        return load_image(upload.getvalue()) if upload is not None else None
+    except (ImageError, ValueError) as exc:
         st.error(tr("predict.bad_image", reason=exc))
         return None
 
@@ -74,11 +77,11 @@ def show_prediction(model, grey) -> None:
     if grey is None:
         st.info(tr("predict.waiting"))
         return
-    prepared = P.preprocess(grey)
+    prepared = preprocess(grey)
     if prepared.empty:
         st.info(tr("predict.empty"))
         return
-    result = P.predict(model, prepared.tensor)
+    result = predict(model, prepared.tensor)
     classes = [str(i) for i in range(len(result["probs"]))]
     st.metric(tr("predict.answer"), classes[result["label"]])
     st.caption(tr("predict.confidence", p=100 * result["confidence"], ms=result["latency_ms"]))
@@ -92,11 +95,11 @@ def show_prediction(model, grey) -> None:
                         key="pr_seen", config={"displayModeBar": False})
     with views[1]:
         st.markdown(f"**{tr('predict.saliency')}**")
-        sal = px.imshow(P.saliency(model, prepared.tensor), color_continuous_scale="inferno", zmin=0, zmax=1)
+        sal = px.imshow(saliency(model, prepared.tensor), color_continuous_scale="inferno", zmin=0, zmax=1)
         sal.update_layout(height=250, margin=dict(l=0, r=0, t=0, b=0), coloraxis_showscale=False)
         sal.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
         st.plotly_chart(sal, key="pr_sal", config={"displayModeBar": False})
-    for name, fmap in P.feature_maps(model, prepared.tensor):
+    for name, fmap in feature_maps(model, prepared.tensor):
         t = torch.from_numpy(fmap)
         lo, hi = t.amin(dim=(1, 2), keepdim=True), t.amax(dim=(1, 2), keepdim=True)
         st.markdown(f"**{tr('predict.maps')}** · " + tr("predict.map_caption", name=name, n=len(fmap),

@@ -1,23 +1,25 @@
 """Profiler: torch.profiler on the current model or a trained run, with results as data."""
 import streamlit as st
 
-from core import profiling as P
-from core.models import check_batch
-from pages.ui import frame, plain, tr, url_choice
+from core.ml.modules import check_batch
+from core.ml.profiling import ProfileConfig, ProfilingError, breakdown_figure, p1_example, profile_model, top_ops_figure
+from pages.ui.frame import frame
 from pages.ui.model_state import pick_model
+from pages.ui.text import plain, tr
+from pages.ui.widgets import url_choice
 
 frame()
 MODES = ["inference", "train_step", "train_steps"]
 
 
-def run_profile(config: P.ProfileConfig) -> None:
+def run_profile(config: ProfileConfig) -> None:
     chosen = st.session_state.get("pf_chosen")
     try:
         model, spec, _ = chosen
         check_batch(spec, config.batch_size)  # the batch's activations, counted before allocating them
-        st.session_state["pf_result"] = P.profile_model(model, spec["input_shape"], config)
+        st.session_state["pf_result"] = profile_model(model, spec["input_shape"], config)
         st.session_state.pop("pf_error", None)
-    except (ValueError, P.ProfilingError) as exc:
+    except (ValueError, ProfilingError) as exc:
         st.session_state["pf_error"] = str(exc)
 
 
@@ -29,7 +31,7 @@ if chosen is not None:
     st.button(tr("profiler.p1"), key="pf_p1", help=tr("profiler.p1_help"),
               on_click=lambda: st.session_state.update(pf_p1_show=True))
     if st.session_state.get("pf_p1_show"):
-        example = P.p1_example(chosen[0], chosen[1]["input_shape"])
+        example = p1_example(chosen[0], chosen[1]["input_shape"])
         st.code(example["code"], language="python")
         st.dataframe(example["table"], hide_index=True, width="stretch")
     mode = url_choice(st.segmented_control, tr("profiler.mode"), MODES, "pf_mode", "inference",
@@ -46,7 +48,7 @@ if chosen is not None:
     stack = c[2].checkbox(tr("profiler.stack"), key="pf_stack", bind="query-params")
     group = c[3].checkbox(tr("profiler.group"), key="pf_group", bind="query-params", disabled=not shapes)
     try:
-        config = P.ProfileConfig(mode=mode, steps=int(steps), wait=int(wait), warmup=int(warmup), active=int(active),
+        config = ProfileConfig(mode=mode, steps=int(steps), wait=int(wait), warmup=int(warmup), active=int(active),
                                  batch_size=int(batch), record_shapes=shapes, profile_memory=memory,
                                  with_stack=stack, group_by_input_shape=group and shapes)
     except ValueError as exc:
@@ -61,8 +63,8 @@ if chosen is not None:
         st.caption(tr("profiler.done", mode=tr(f"profiler.mode.{result['mode']}"), steps=result["steps"],
                       device=result["device"], s=result["wall_seconds"]))
         left, right = st.columns(2)
-        left.plotly_chart(P.top_ops_figure(result["top"], title=tr("profiler.top")), key="pf_top")
-        right.plotly_chart(P.breakdown_figure(result["breakdown"], title=tr("profiler.breakdown")), key="pf_bd")
+        left.plotly_chart(top_ops_figure(result["top"], title=tr("profiler.top")), key="pf_top")
+        right.plotly_chart(breakdown_figure(result["breakdown"], title=tr("profiler.breakdown")), key="pf_bd")
         st.markdown(f"**{tr('profiler.table')}**")
         st.dataframe(result["table"], hide_index=True, width="stretch")
         if result.get("memory") is not None:

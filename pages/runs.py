@@ -2,9 +2,12 @@
 import pandas as pd
 import streamlit as st
 
-from core import runview as V
-from pages.ui import frame, lab_store, plain, shared_extras, tr, url_choice
+from core.runs.view import config_table, curves_figure, runs_table, summary_rows
 from pages.ui import train_views as W
+from pages.ui.frame import frame
+from pages.ui.state import lab_store, shared_extras
+from pages.ui.text import plain, tr
+from pages.ui.widgets import url_choice
 
 frame()
 
@@ -50,7 +53,7 @@ if not runs:
     st.info(tr("runs.none"))
 else:
     text = st.text_input(tr("runs.filter"), key="rn_filter", bind="query-params", placeholder=tr("runs.filter_hint"))
-    table = V.runs_table(runs)
+    table = runs_table(runs)
     if text:
         table = table[table.apply(lambda r: text.lower() in f"{r['name']} {r['tags']} {r['id']}".lower(), axis=1)]
     # Headers and statuses in the page's language; the frame keeps core's stable column names.
@@ -84,13 +87,13 @@ else:
         log_y = c[3].toggle(tr("runs.log"), key="rn_log", bind="query-params")
         labelled = {names[r["id"]]: metrics[r["id"]] for r in chosen}
         if metric:
-            st.plotly_chart(V.curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420),
+            st.plotly_chart(curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420),
                             key="rn_chart")
         target = st.number_input(tr("runs.target"), 0.0, 1.0, 0.98, step=0.005, format="%.3f", key="rn_target",
                                  bind="query-params")
-        st.dataframe(V.summary_rows(chosen, metrics, target), hide_index=True, width="stretch")
+        st.dataframe(summary_rows(chosen, metrics, target), hide_index=True, width="stretch")
         diff = st.toggle(tr("runs.only_diff"), key="rn_diff", value=len(chosen) > 1, bind="query-params")
-        st.dataframe(V.config_table(chosen, only_differences=diff), width="stretch")
+        st.dataframe(config_table(chosen, only_differences=diff), width="stretch")
         csv = pd.concat(metrics.values()).to_csv(index=False).encode() if metrics else b""
         st.download_button(tr("runs.csv"), csv, file_name="metrics.csv", mime="text/csv", key="rn_csv")
     elif view == "open":

@@ -5,11 +5,16 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core import tensors as T
-from core.autograd import to_torch_code
-from core.expr import ExprError, evaluate
-from pages.ui import frame, plain, seed, shared_extras, tr, url_choice
+from core.lessons.tensor_examples import EXAMPLES, run_example
+from core.lessons.tensors import DTYPE_NAMES, KINDS, OPS, apply_op, broadcast_explain, make_tensor
+from core.safe.allowlist import ExprError
+from core.safe.expr import evaluate
+from core.safe.pycode import to_torch_code
+from pages.ui.frame import frame
+from pages.ui.state import seed, shared_extras
 from pages.ui.tensor_view import show_tensor
+from pages.ui.text import plain, tr
+from pages.ui.widgets import url_choice
 
 frame()
 VIEWS = ["examples", "create", "ops", "broadcast", "expr"]
@@ -24,9 +29,9 @@ def restore_shared_tensors() -> None:
     for name in ("x", "y"):
         item = shared.get(name)
         try:
-            if not isinstance(item, dict) or item.get("dtype") not in T.DTYPE_NAMES:
+            if not isinstance(item, dict) or item.get("dtype") not in DTYPE_NAMES:
                 raise ValueError("damaged")
-            t, _ = T.make_tensor("tensor", (), item["dtype"], json.dumps(item["values"])[:20_000])
+            t, _ = make_tensor("tensor", (), item["dtype"], json.dumps(item["values"])[:20_000])
             if t.numel() > SHARE_MAX:
                 raise ValueError("too large")
             st.session_state[f"ten_{name}"] = t
@@ -39,7 +44,7 @@ def share_tensors() -> None:
     out = {}
     for name in ("x", "y"):
         t = st.session_state[f"ten_{name}"]
-        if t.numel() <= SHARE_MAX and str(t.dtype).removeprefix("torch.") in T.DTYPE_NAMES:
+        if t.numel() <= SHARE_MAX and str(t.dtype).removeprefix("torch.") in DTYPE_NAMES:
             out[name] = {"values": t.detach().cpu().tolist(), "dtype": str(t.dtype).removeprefix("torch.")}
     shared_extras()["tensors"] = out
 
@@ -65,7 +70,7 @@ def pick_example(example: str) -> None:
 def create() -> None:
     s = st.session_state
     try:
-        t, code = T.make_tensor(s["ten_kind"], s["ten_shape"], s["ten_dtype"], s["ten_values"], start=s["ten_start"],
+        t, code = make_tensor(s["ten_kind"], s["ten_shape"], s["ten_dtype"], s["ten_values"], start=s["ten_start"],
                                 end=s["ten_end"], step=s["ten_step"], steps=int(s["ten_steps"]), seed=seed(),
                                 requires_grad=s["ten_rg"])
         code = code.replace("x =", f"{s['ten_target']} =", 1)
@@ -80,7 +85,7 @@ def create() -> None:
 st.title(tr("tensors.title"))
 st.write(tr("tensors.intro"))
 st.markdown(f"**{tr('tensors.examples')}**")
-examples = list(T.EXAMPLES)
+examples = list(EXAMPLES)
 for row in (examples[:3], examples[3:]):
     for col, example in zip(st.columns(3), row):
         col.button(tr(f"tensors.ex.{example}"), key=f"ten_ex_{example}", on_click=pick_example, args=(example,),
@@ -90,9 +95,9 @@ view = url_choice(st.segmented_control, tr("tensors.view"), VIEWS, "ten_view", "
 x, y = st.session_state["ten_x"], st.session_state["ten_y"]
 
 if view == "examples":
-    example = url_choice(st.selectbox, tr("tensors.example"), list(T.EXAMPLES), "ten_ex", "T1",
+    example = url_choice(st.selectbox, tr("tensors.example"), list(EXAMPLES), "ten_ex", "T1",
                          lambda e: tr(f"tensors.ex.{e}"))
-    result = T.run_example(example)
+    result = run_example(example)
     if result["note"]:
         st.warning(tr(f"tensors.note.{example}"))
     for step in result["steps"]:
@@ -111,10 +116,10 @@ if view == "examples":
 
 elif view == "create":
     c = st.columns(5)
-    kind = c[0].selectbox(tr("tensors.kind"), T.KINDS, key="ten_kind")
+    kind = c[0].selectbox(tr("tensors.kind"), KINDS, key="ten_kind")
     c[4].selectbox(tr("tensors.device"), devices(), key="ten_device")
     c[1].text_input(tr("tensors.shape"), "3, 4", key="ten_shape", help=tr("tensors.shape_help"))
-    c[2].selectbox(tr("tensors.dtype"), [None, *T.DTYPE_NAMES], key="ten_dtype",
+    c[2].selectbox(tr("tensors.dtype"), [None, *DTYPE_NAMES], key="ten_dtype",
                    format_func=lambda d: tr("tensors.default") if d is None else d)
     c[3].radio(tr("tensors.target"), ["x", "y"], horizontal=True, key="ten_target")
     st.text_input(tr("tensors.values"), "[[1, 2, 3], [4, 5, 6]]", key="ten_values", disabled=kind not in
@@ -138,10 +143,10 @@ elif view == "create":
 
 elif view == "ops":
     c = st.columns([2, 3])
-    op = c[0].selectbox(tr("tensors.op"), list(T.OPS), key="ten_op")
+    op = c[0].selectbox(tr("tensors.op"), list(OPS), key="ten_op")
     params = {}
     with c[1]:
-        for name in T.OPS[op]["params"]:
+        for name in OPS[op]["params"]:
             if name == "keepdim":
                 params[name] = st.checkbox("keepdim", key="ten_p_keepdim")
             elif name == "other":
@@ -153,7 +158,7 @@ elif view == "ops":
                 if text.strip():
                     params[name] = text
     try:
-        result, code = T.apply_op(x, op, **params)
+        result, code = apply_op(x, op, **params)
         st.code(code, language="python")
         left, right = st.columns(2)
         with left:
@@ -171,7 +176,7 @@ elif view == "broadcast":
     a_text = c[0].text_input(tr("tensors.shape_a"), "3, 1", key="ten_ba", bind="query-params")
     b_text = c[1].text_input(tr("tensors.shape_b"), "1, 4", key="ten_bb", bind="query-params")
     try:
-        info = T.broadcast_explain(a_text, b_text)
+        info = broadcast_explain(a_text, b_text)
     except ValueError as exc:
         st.error(tr("error.bad_value", reason=exc))
         info = None

@@ -1,9 +1,12 @@
 """Train: configure a run, start it as a background job and watch it live; or step one batch."""
 import streamlit as st
 
-from core.store import check_run_id
-from pages.ui import frame, lab_store, tr, url_choice
+from core.runs.store import check_run_id
 from pages.ui import train_views as W
+from pages.ui.frame import frame
+from pages.ui.state import lab_store
+from pages.ui.text import tr
+from pages.ui.widgets import url_choice
 
 frame()
 EXAMPLES = {"R1": "r1", "R2": "r2", "R3": "r3", "R4": None, "R5": None, "R6": None, "R7": None}

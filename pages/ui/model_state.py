@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.builder import EDITABLE_TYPES, add_layer, move_layer, remove_layer
-from core.models import DEFAULT_PRESET, SCHEMAS, SpecError, checked_spec, preset_spec, spec_from_json
-from pages.ui import tr
+from core.lessons.builder import EDITABLE_TYPES, add_layer, move_layer, remove_layer
+from core.ml.modules import checked_spec
+from core.ml.spec import SCHEMAS, SpecError, spec_from_json
+from core.ml.zoo import DEFAULT_PRESET, preset_spec
+from pages.ui.text import tr
 
 SPEC_KEY = "current_spec"
 
@@ -174,10 +176,11 @@ def set_input_shape(key: str) -> None:
 
 def pick_model(key: str):
     """'current model' or a trained run: returns (model, spec, name) or None after an error message."""
-    from core.checkpoint import CheckpointError
-    from core.models import build_model
-    from core.runmodels import load_run_model, trained_runs
-    from pages.ui import lab_store, url_choice
+    from core.ml.checkpoint import CheckpointError
+    from core.ml.modules import build_model
+    from core.runs.trained import load_run_model, trained_runs
+    from pages.ui.state import lab_store
+    from pages.ui.widgets import url_choice
 
     runs = trained_runs(lab_store())
     names = {r["id"]: f"{r['name'] or r['id']} · {r['status']}" for r in runs}

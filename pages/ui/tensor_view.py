@@ -6,8 +6,8 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from core.tensors import describe, to_frame
-from pages.ui import tr
+from core.lessons.tensors import describe, to_frame
+from pages.ui.text import tr
 
 
 def show_tensor(t, key: str, title: str | None = None) -> None:

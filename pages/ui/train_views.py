@@ -6,15 +6,26 @@ import dataclasses
 import pandas as pd
 import streamlit as st
 
-from core import runview as V
-from core import train as T
-from core.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from core.env import env_facts
-from core.models import PRESETS
-from core.plots import image_grid
-from core.runmodels import checkpoint_path, load_run_model, model_from_checkpoint
-from pages.ui import lab_store, plain, seed, tr
+from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
+from core.ml.env import env_facts
+from core.ml.plots import image_grid
+from core.ml.zoo import PRESETS
+from core.runs.trained import checkpoint_path, load_run_model, model_from_checkpoint
+from core.runs.view import (
+    MetricsFollower,
+    confusion_figure,
+    curves_figure,
+    evaluate_model,
+    progress,
+    summary_rows,
+    total_steps,
+)
+from core.training.batches import load_data
+from core.training.config import DATASETS, DEVICES, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig, recipe
+from core.training.trainer import Trainer
 from pages.ui.model_state import current_spec
+from pages.ui.state import lab_store, seed
+from pages.ui.text import plain, tr
 
 FIELDS = ("dataset", "optimizer", "lr", "scheduler", "loss", "batch_size", "epochs", "augment", "device",
           "precision", "momentum", "weight_decay", "label_smoothing")
@@ -26,7 +37,7 @@ FORM_RANGES = {"lr": (1e-6, 10.0), "batch_size": (1, 4096), "epochs": (1, 1000),
 
 @st.cache_resource
 def _jobs(home: str):
-    from core.jobs import JobManager, configure_server_threads
+    from core.runs.jobs import JobManager, configure_server_threads
 
     configure_server_threads()  # leave the cores to the training workers
     return JobManager(home)
@@ -38,7 +49,7 @@ def lab_jobs():
 
 def apply_recipe(name: str) -> None:
     """Fill the form with a tutorial recipe (one click)."""
-    cfg = T.recipe(name)
+    cfg = recipe(name)
     s = st.session_state
     s["tr_source"] = "preset"
     s["tr_preset"] = cfg.preset
@@ -46,9 +57,9 @@ def apply_recipe(name: str) -> None:
         s[f"tr_{f}"] = getattr(cfg, f)
 
 
-def form() -> T.TrainConfig | None:
+def form() -> TrainConfig | None:
     """The trainer config widgets; returns a validated config or None (after showing why)."""
-    d, s = T.TrainConfig(), st.session_state
+    d, s = TrainConfig(), st.session_state
     for f in FIELDS:
         s.setdefault(f"tr_{f}", getattr(d, f))
     s.setdefault("tr_preset", d.preset)
@@ -57,17 +68,17 @@ def form() -> T.TrainConfig | None:
                         format_func=lambda k: tr(f"train.model.{k}"))
     c[1].selectbox(tr("train.preset"), [k for k, p in PRESETS.items() if p.task != "shapes"],
                    key="tr_preset", disabled=source != "preset", format_func=lambda k: PRESETS[k].title)
-    c[2].selectbox(tr("train.dataset"), list(T.DATASETS), key="tr_dataset")
+    c[2].selectbox(tr("train.dataset"), list(DATASETS), key="tr_dataset")
     c = st.columns(4)
-    c[0].selectbox(tr("train.optimizer"), T.OPTIMIZERS, key="tr_optimizer")
+    c[0].selectbox(tr("train.optimizer"), OPTIMIZERS, key="tr_optimizer")
     c[1].number_input(tr("train.lr"), *FORM_RANGES["lr"], format="%.5f", key="tr_lr")
-    c[2].selectbox(tr("train.scheduler"), T.SCHEDULERS, key="tr_scheduler")
-    c[3].selectbox(tr("train.loss"), T.LOSSES, key="tr_loss")
+    c[2].selectbox(tr("train.scheduler"), SCHEDULERS, key="tr_scheduler")
+    c[3].selectbox(tr("train.loss"), LOSSES, key="tr_loss")
     c = st.columns(4)
     c[0].number_input(tr("train.batch"), *FORM_RANGES["batch_size"], key="tr_batch_size")
     c[1].number_input(tr("train.epochs"), *FORM_RANGES["epochs"], key="tr_epochs")
-    c[2].selectbox(tr("train.device"), T.DEVICES, key="tr_device")
-    c[3].selectbox(tr("train.precision"), T.PRECISIONS, key="tr_precision")
+    c[2].selectbox(tr("train.device"), DEVICES, key="tr_device")
+    c[3].selectbox(tr("train.precision"), PRECISIONS, key="tr_precision")
     with st.expander(tr("train.more")):
         c = st.columns(4)
         c[0].checkbox(tr("train.augment"), key="tr_augment")
@@ -81,15 +92,15 @@ def form() -> T.TrainConfig | None:
         return None
 
 
-def config_from_state() -> T.TrainConfig:
+def config_from_state() -> TrainConfig:
     """The validated config the form's widgets hold (also used by the buttons' callbacks)."""
     s = st.session_state
-    values = {f: s.get(f"tr_{f}", getattr(T.TrainConfig, f)) for f in FIELDS}
+    values = {f: s.get(f"tr_{f}", getattr(TrainConfig, f)) for f in FIELDS}
     if s.get("tr_source", "current") == "current":
-        values.update(model_spec=current_spec(), preset=T.TrainConfig.preset)
+        values.update(model_spec=current_spec(), preset=TrainConfig.preset)
     else:
-        values.update(preset=s.get("tr_preset", T.TrainConfig.preset))
-    return T.TrainConfig(**values, seed=seed()).validate()
+        values.update(preset=s.get("tr_preset", TrainConfig.preset))
+    return TrainConfig(**values, seed=seed()).validate()
 
 
 def on_start(ab: bool = False) -> None:
@@ -123,7 +134,7 @@ def on_resume(run_id: str) -> None:
         st.session_state["tr_start_error"] = str(exc)
 
 
-def start(config: T.TrainConfig, name: str = "") -> str:
+def start(config: TrainConfig, name: str = "") -> str:
     return lab_jobs().start(config, name=name)
 
 
@@ -154,10 +165,10 @@ def watch(run_ids: list[str]) -> None:
     metrics = {}
     for run in runs:
         label = f"{run['name'] or run['id']} ({run.get('precision') or run['config'].get('precision')})"
-        follower = followers.setdefault(run["id"], V.MetricsFollower(run["id"], WATCHED_METRICS))
+        follower = followers.setdefault(run["id"], MetricsFollower(run["id"], WATCHED_METRICS))
         metrics[label] = follower.update(store, run.get("started"))
-        steps = V.total_steps(run["config"])
-        p = V.progress(run, steps)
+        steps = total_steps(run["config"])
+        p = progress(run, steps)
         eta = f" · ETA {p['eta_s']:.0f} s" if p["eta_s"] is not None else ""
         st.progress(p["fraction"], text=tr("train.status", run=label, status=tr(f"status.{run['status']}"),
                                           step=p["step"], total=p["total"] or "?") + eta)
@@ -165,17 +176,17 @@ def watch(run_ids: list[str]) -> None:
             st.error(plain(run["error"]))
     smooth = st.session_state.get("tr_smooth", 0.6)
     c = st.columns(2)
-    c[0].plotly_chart(V.curves_figure(metrics, "loss", smoothing=smooth, labels={"y": tr("train.chart.loss")}),
+    c[0].plotly_chart(curves_figure(metrics, "loss", smoothing=smooth, labels={"y": tr("train.chart.loss")}),
                       key="tr_c_loss")
     acc = "test_acc" if any((m["name"] == "test_acc").any() for m in metrics.values()) else "test_loss"
-    c[1].plotly_chart(V.curves_figure(metrics, acc, x="epoch", labels={"y": tr(f"train.chart.{acc}")}),
+    c[1].plotly_chart(curves_figure(metrics, acc, x="epoch", labels={"y": tr(f"train.chart.{acc}")}),
                       key="tr_c_acc")
     c = st.columns(2)
-    c[0].plotly_chart(V.curves_figure(metrics, "lr", height=240, labels={"y": "lr"}), key="tr_c_lr")
-    c[1].plotly_chart(V.curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240,
+    c[0].plotly_chart(curves_figure(metrics, "lr", height=240, labels={"y": "lr"}), key="tr_c_lr")
+    c[1].plotly_chart(curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240,
                                       labels={"y": tr("train.chart.speed")}), key="tr_c_speed")
     if len(runs) == 2:
-        st.dataframe(V.summary_rows(runs, {r["id"]: metrics[k] for r, k in zip(runs, metrics)}), hide_index=True)
+        st.dataframe(summary_rows(runs, {r["id"]: metrics[k] for r, k in zip(runs, metrics)}), hide_index=True)
 
 
 def controls(run_id: str) -> None:
@@ -200,13 +211,13 @@ def controls(run_id: str) -> None:
 @st.cache_data(max_entries=16, show_spinner=False)
 def _evaluation(run_id: str, stamp: float, dataset: str) -> dict:
     model, spec, _ = load_run_model(lab_store(), run_id)
-    data = T.load_data(T.TrainConfig(dataset=dataset))
-    return {**V.evaluate_model(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y}
+    data = load_data(TrainConfig(dataset=dataset))
+    return {**evaluate_model(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y}
 
 
 def evaluation(run: dict) -> None:
     """Confusion matrix, per-class accuracy and misclassified digits of a finished classification run."""
-    if T.DATASETS[run["config"]["dataset"]].task != "classification" or checkpoint_path(lab_store(), run["id"]) is None:
+    if DATASETS[run["config"]["dataset"]].task != "classification" or checkpoint_path(lab_store(), run["id"]) is None:
         return
     try:
         result = _evaluation(run["id"], float(run.get("finished") or 0), run["config"]["dataset"])
@@ -220,7 +231,7 @@ def show_evaluation(result: dict) -> None:
     classes = [str(i) for i in range(len(result["per_class"]))]
     st.metric(tr("train.test_acc"), f"{100 * result['accuracy']:.2f}%")
     c = st.columns([3, 2])
-    c[0].plotly_chart(V.confusion_figure(result["confusion"], classes, {"x": tr("train.pred"), "y": tr("train.true")}),
+    c[0].plotly_chart(confusion_figure(result["confusion"], classes, {"x": tr("train.pred"), "y": tr("train.true")}),
                       key="tr_conf")
     c[1].dataframe(pd.DataFrame({tr("train.class"): classes, tr("train.accuracy"): result["per_class"]}),
                    hide_index=True, column_config={tr("train.accuracy"): st.column_config.ProgressColumn(
@@ -242,24 +253,24 @@ def uploaded_checkpoint() -> None:
     try:
         ckpt = load_checkpoint(upload.getvalue())
         model, spec = model_from_checkpoint(ckpt)
-        config = T.TrainConfig.from_dict(ckpt["config"]).validate()
+        config = TrainConfig.from_dict(ckpt["config"]).validate()
     except (CheckpointError, ValueError) as exc:
         st.error(tr("train.bad_checkpoint", reason=exc))
         return
     st.success(tr("train.checkpoint_ok", name=spec["name"], epoch=ckpt.get("epoch"), loss=ckpt.get("loss") or 0))
     c = st.columns(2)
     evaluate = c[0].toggle(tr("train.evaluate"), key="tr_up_eval",
-                           disabled=T.DATASETS[config.dataset].task != "classification")
+                           disabled=DATASETS[config.dataset].task != "classification")
     c[1].button(tr("train.resume_upload"), key="tr_up_resume", on_click=_resume_upload,
                 args=(ckpt, config, upload.name))
     if evaluate:
-        data = T.load_data(config)
-        show_evaluation({**V.evaluate_model(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y})
+        data = load_data(config)
+        show_evaluation({**evaluate_model(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y})
 
 
-def _resume_upload(ckpt: dict, config: T.TrainConfig, filename: str) -> None:
+def _resume_upload(ckpt: dict, config: TrainConfig, filename: str) -> None:
     """A new run from an uploaded checkpoint: stored as its last.pt, then resumed as a job."""
-    from core.checkpoint import save_checkpoint
+    from core.ml.checkpoint import save_checkpoint
 
     store = lab_store()
     run_id = store.create_run(config.to_dict(), name=f"resumed {filename}"[:60], status="stopped", kind="job")
@@ -271,8 +282,8 @@ def _resume_upload(ckpt: dict, config: T.TrainConfig, filename: str) -> None:
 def _step_reset(config_json: str) -> None:
     s = st.session_state
     try:
-        config = T.TrainConfig.from_json(config_json)
-        s["tr_step_trainer"] = T.Trainer(dataclasses.replace(config, device="cpu", precision="fp32"))
+        config = TrainConfig.from_json(config_json)
+        s["tr_step_trainer"] = Trainer(dataclasses.replace(config, device="cpu", precision="fp32"))
         s["tr_step_key"], s["tr_step_result"] = config_json, None
         s.pop("tr_step_error", None)
     except ValueError as exc:
@@ -280,7 +291,7 @@ def _step_reset(config_json: str) -> None:
 
 
 def _step_one() -> None:
-    from core.stepmode import teaching_step
+    from core.lessons.stepmode import teaching_step
 
     s = st.session_state
     try:
@@ -289,7 +300,7 @@ def _step_one() -> None:
         s["tr_step_error"] = str(exc)
 
 
-def step_mode(config: T.TrainConfig) -> None:
+def step_mode(config: TrainConfig) -> None:
     """The in-page trainer: each click does one optimizer step and shows what changed."""
     key = config.to_json()
     s = st.session_state

@@ -1,7 +1,7 @@
 """Hypothesis fuzzing of the parsers that take text a lab user types or a link carries.
 
 Each parser either returns a value or raises its module's own clean error type (with a
-message), never anything else, and never hangs. tests/core/test_expr.py already checks
+message), never anything else, and never hangs. tests/core/safe/test_expr.py already checks
 that random *well-formed* expressions match torch and that short random text only ever
 raises ExprError; here the inputs are hostile: token soups built from dunder names,
 forbidden functions, huge numbers and deep brackets, full unicode text, random JSON for
@@ -26,26 +26,29 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from core import autograd as A
-from core import tensors as T
-from core.checkpoint import CheckpointError, check_checkpoint, load_checkpoint
-from core.expr import ExprError, Limits, check, evaluate
-from core.models import (
-    LAYER_TYPES,
-    MAX_SAMPLE_ACTIVATIONS,
-    SCHEMAS,
-    SpecError,
-    activation_count,
-    checked_spec,
-    infer_shapes,
-    preset_spec,
-    spec_from_json,
-    validate_spec,
+from core.lessons.autograd import derivatives, gradient
+from core.lessons.graph import trace_expression
+from core.lessons.tensors import (
+    DTYPE_NAMES,
+    KINDS,
+    MAX_ELEMENTS,
+    OPS,
+    apply_op,
+    broadcast_explain,
+    make_tensor,
+    parse_shape,
+    parse_values,
 )
-from core.predict import ImageError, load_image
-from core.share import MAX_ENCODED, ShareError, decode_state, encode_state
-from core.store import RUN_ID_RE, RunStore, check_run_id
-from core.train import TrainConfig
+from core.ml.checkpoint import CheckpointError, check_checkpoint, load_checkpoint
+from core.ml.modules import activation_count, checked_spec, infer_shapes
+from core.ml.predict import ImageError, load_image
+from core.ml.spec import LAYER_TYPES, MAX_SAMPLE_ACTIVATIONS, SCHEMAS, SpecError, spec_from_json, validate_spec
+from core.ml.zoo import preset_spec
+from core.runs.store import RUN_ID_RE, RunStore, check_run_id
+from core.safe.allowlist import ExprError, Limits
+from core.safe.expr import check, evaluate
+from core.safe.share import MAX_ENCODED, ShareError, decode_state, encode_state
+from core.training.config import TrainConfig
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HANG_S = 30  # a guard against hangs only (the evaluator's own wall clock is 2 s); never a timing assertion
@@ -172,7 +175,7 @@ shape_text = st.one_of(
 def test_parse_shape(text):
     with no_hang():
         try:
-            shape = T.parse_shape(text)
+            shape = parse_shape(text)
         except Exception as exc:  # noqa: BLE001
             refused(exc, ValueError)
         else:
@@ -186,14 +189,14 @@ def test_parse_shape(text):
 def test_parse_values(text):
     with no_hang():
         try:
-            T.parse_values(text)
+            parse_values(text)
         except Exception as exc:  # noqa: BLE001
             refused(exc, ValueError)
 
 
 @FUZZ
-@given(kind=st.sampled_from(T.KINDS + ("empty", "__class__")), shape=shape_text,
-       dtype=st.sampled_from((None,) + T.DTYPE_NAMES + ("complex64", "object", "float")),
+@given(kind=st.sampled_from(KINDS + ("empty", "__class__")), shape=shape_text,
+       dtype=st.sampled_from((None,) + DTYPE_NAMES + ("complex64", "object", "float")),
        values=st.one_of(st.none(), token_soup, st.text(max_size=80)),
        numbers=st.tuples(*[st.floats(allow_nan=True, allow_infinity=True)] * 3), steps=st.integers(-5, 10**7),
        requires_grad=st.booleans())
@@ -201,12 +204,12 @@ def test_make_tensor(kind, shape, dtype, values, numbers, steps, requires_grad):
     start, end, step = numbers
     with no_hang():
         try:
-            t, code = T.make_tensor(kind, shape, dtype, values, start=start, end=end, step=step, steps=steps,
+            t, code = make_tensor(kind, shape, dtype, values, start=start, end=end, step=step, steps=steps,
                                     requires_grad=requires_grad)
         except Exception as exc:  # noqa: BLE001
             refused(exc, ValueError)
         else:
-            assert t.numel() <= T.MAX_ELEMENTS and isinstance(code, str)
+            assert t.numel() <= MAX_ELEMENTS and isinstance(code, str)
 
 
 @FUZZ
@@ -214,20 +217,20 @@ def test_make_tensor(kind, shape, dtype, values, numbers, steps, requires_grad):
 def test_broadcast_explain(a, b):
     with no_hang():
         try:
-            T.broadcast_explain(a, b)
+            broadcast_explain(a, b)
         except Exception as exc:  # noqa: BLE001
             refused(exc, ValueError)
 
 
 @FUZZ
-@given(op=st.sampled_from(sorted(T.OPS)), params=st.dictionaries(
+@given(op=st.sampled_from(sorted(OPS)), params=st.dictionaries(
     st.sampled_from(["other", "shape", "dims", "dim", "dim0", "dim1", "keepdim"]),
     st.one_of(shape_text, token_soup, st.integers(-10**12, 10**12), st.booleans()), max_size=3))
 def test_apply_op(op, params):
     x = torch.arange(12.0).reshape(3, 4)
     with no_hang():
         try:
-            T.apply_op(x, op, **params)
+            apply_op(x, op, **params)
         except Exception as exc:  # noqa: BLE001
             refused(exc, ValueError)
 
@@ -241,7 +244,7 @@ finite_or_not = st.floats(allow_nan=True, allow_infinity=True)
 def test_derivatives(f, x0, lo, hi):
     with no_hang():
         try:
-            A.derivatives(f.replace("y", "x"), x0, lo, hi)
+            derivatives(f.replace("y", "x"), x0, lo, hi)
         except Exception as exc:  # noqa: BLE001
             refused(exc, ValueError)
 
@@ -252,7 +255,7 @@ def test_derivatives(f, x0, lo, hi):
 def test_gradient(g, w):
     with no_hang():
         try:
-            A.gradient(g, w)
+            gradient(g, w)
         except Exception as exc:  # noqa: BLE001
             refused(exc, ValueError)
 
@@ -262,7 +265,7 @@ def test_gradient(g, w):
 def test_trace_expression(expr, x, rg):
     with no_hang():
         try:
-            A.trace_expression(expr, {"x": (x, rg), "w": ("0.5, -1, 2", True)})
+            trace_expression(expr, {"x": (x, rg), "w": ("0.5, -1, 2", True)})
         except Exception as exc:  # noqa: BLE001
             refused(exc, ValueError)
 

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from core import env, i18n
+from core import i18n
+from core.ml import env
 from core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Harness for end-to-end tests: a real `streamlit run app.py` and headless Chromium.
+"""Fixtures for end-to-end tests: a real `streamlit run app.py` (bench.browser.LabServer) and headless Chromium.
 
 Browser tests are marked ``e2e``. Without Chromium they are skipped, unless
 ``LAB_REQUIRE_BROWSER=1`` (set by .ci/run), where a missing browser fails the run.
@@ -6,66 +6,14 @@ Browser tests are marked ``e2e``. Without Chromium they are skipped, unless
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from bench.browser import CHROMIUM_ARGS, ROOT, LabServer, chromium_path
+
 SHOTS = ROOT / "tests" / "e2e" / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-dev-shm-usage"]
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("LAB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, home: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTORCH_LAB_HOME": str(home), "PYTORCH_LAB_DOWNLOAD": "0"}
-        self.log = open(home / "server.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(self.port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError("streamlit did not become healthy within 90 s")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +33,7 @@ def chromium():
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, chromium):
-    srv = Server(tmp_path_factory.mktemp("labhome"))
+    srv = LabServer(tmp_path_factory.mktemp("labhome"))
     yield srv
     srv.stop()
 

@@ -4,8 +4,9 @@ import os
 import pytest
 from playwright.sync_api import expect
 
+from bench.browser import ROOT, LabServer
 from core.i18n import CATALOGUE
-from tests.e2e.conftest import ROOT, Server, no_errors, shot, wait_idle
+from tests.e2e.conftest import no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 EN, ZH = CATALOGUE["en"], CATALOGUE["zh"]
@@ -19,7 +20,7 @@ def sidebar_nav(page) -> str:
 
 def test_deep_link_on_fresh_server(chromium, tmp_path):
     """A shared deep link is the very first request of a new server process."""
-    srv = Server(tmp_path)
+    srv = LabServer(tmp_path)
     try:
         context = chromium.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()

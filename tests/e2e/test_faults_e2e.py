@@ -7,11 +7,12 @@ import time
 
 import pytest
 
-from core.checkpoint import load_checkpoint
+from bench.browser import LabServer
 from core.i18n import CATALOGUE
-from core.jobs import _cmdline
-from core.store import RunStore, pid_alive
-from tests.e2e.conftest import Server, no_errors, shot, wait_idle
+from core.ml.checkpoint import load_checkpoint
+from core.runs.jobs import _cmdline
+from core.runs.store import RunStore, pid_alive
+from tests.e2e.conftest import no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 EN = CATALOGUE["en"]
@@ -46,7 +47,7 @@ def home(tmp_path):
 
 def test_run_survives_a_killed_server(home, page):
     page.set_default_timeout(SLOW)
-    first = Server(home)
+    first = LabServer(home)
     try:
         page.goto(first.url + "/train")
         wait_idle(page, SLOW)
@@ -73,7 +74,7 @@ def test_run_survives_a_killed_server(home, page):
     assert store.run(run_id)["status"] in ("running", "completed")
     assert store.integrity_check() == "ok"
 
-    second = Server(home)
+    second = LabServer(home)
     try:
         page.goto(f"{second.url}/train?run={run_id}")
         page.wait_for_selector('[data-testid="stProgress"]')

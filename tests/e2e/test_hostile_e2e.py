@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from core.i18n import CATALOGUE
-from core.share import encode_state
+from core.safe.share import encode_state
 from tests.e2e.conftest import no_errors, shot, wait_idle
 from tests.pages.test_hostile_files import Payload, png_declaring
 

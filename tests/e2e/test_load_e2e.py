@@ -14,7 +14,7 @@ import pytest
 
 from bench.browser import lab_pages
 from bench.load import run_load
-from core.train import TrainConfig
+from core.training.config import TrainConfig
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SESSIONS = 6

@@ -1,6 +1,5 @@
 """Browser: the sidebar's share link reopens the same view in a fresh browser; a tampered one says so."""
 import dataclasses
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -154,10 +153,10 @@ def open_fresh(chromium, url: str):
 @pytest.fixture(scope="module")
 def mini_runs(server):
     """Two small MNIST-shaped runs (a then b, so b is the newest) in the server's lab home."""
-    from core.jobs import JobManager
-    from core.train import TrainConfig
+    from core.runs.jobs import JobManager
+    from core.training.config import TrainConfig
 
-    home = Path(server.log.name).parent  # the Server writes its log into its lab home
+    home = server.home
     jobs = JobManager(home)
     base = TrainConfig(preset="cnn", limit_train=256, limit_test=64, batch_size=64, epochs=2, augment=False,
                        device="cpu")
@@ -217,7 +216,7 @@ def test_predict_link_restores_source_run_and_input_mode(server, page, chromium,
 
 
 def test_links_naming_a_missing_run_say_so(server, page, mini_runs):
-    from core.share import encode_state
+    from core.safe.share import encode_state
 
     page.goto(server.url + "/runs?s=" + encode_state({"runs": [GONE, mini_runs["mini a"]]}))
     wait_idle(page)

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from core.i18n import CATALOGUE
+from core.ml.zoo import PRESETS
 from tests.pages.conftest import shown
-from core.models import PRESETS
 
 EN = CATALOGUE["en"]
 EXAMPLES = {"M1": 2, "M2": 241, "M3": 1591, "M4": 669_706, "M5": 31_530, "M6": 50_186, "M7": 31_818,

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.train import TrainConfig
+from core.training.config import TrainConfig
 from tests.pages.conftest import shown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,8 @@ class Payload:
 
 
 def checkpoint(**overrides) -> dict:
-    from core.models import build_model, preset_spec
+    from core.ml.modules import build_model
+    from core.ml.zoo import preset_spec
 
     spec = preset_spec("linear")
     ckpt = {"epoch": 1, "model_state_dict": build_model(spec).state_dict(), "optimizer_state_dict": {},

@@ -13,7 +13,7 @@ the way such a user would and checks that
 * and the server keeps serving: after the denial-of-service cases another session still
   gets answers from the page.
 
-tests/core/test_expr.py covers the evaluator itself; here it is the page path (widget ->
+tests/core/safe/test_expr.py covers the evaluator itself; here it is the page path (widget ->
 page -> core -> message) that is under test.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.train import TrainConfig
+from core.training.config import TrainConfig
 from tests.pages.conftest import shown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ class Case:
 
 
 def token(obj=None, raw: bytes | None = None, version: str = "1") -> str:
-    """A share token as core.share makes them, for any payload (also ones the lab never makes)."""
+    """A share token as core.safe.share makes them, for any payload (also ones the lab never makes)."""
     raw = json.dumps(obj).encode() if raw is None else raw
     return f"{version}." + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
 
@@ -343,7 +343,7 @@ def warm(tmp_path_factory):
 
 
 def seed_run(home: Path) -> str:
-    from core.store import RunStore
+    from core.runs.store import RunStore
 
     store = RunStore(home)
     return store.create_run(TrainConfig(epochs=1).to_dict(), name="seed run", status="completed", kind="job")

@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.models import DEFAULT_PRESET, build_model, preset_spec
-from core.train import TrainConfig
+from core.ml.modules import build_model
+from core.ml.zoo import DEFAULT_PRESET, preset_spec
+from core.training.config import TrainConfig
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 SECRET = {"name": "SecretNet", "input_shape": [1, 28, 28],
@@ -124,7 +125,7 @@ def test_tensors_and_shared_links_stay_in_their_session(home):
     bob = session("pages/tensors.py", ten_view="create")
     assert tuple(bob.session_state["ten_x"].shape) == (3, 4)
     # A link Alice opens (with a model in it) changes nothing for Bob.
-    from core.share import encode_state
+    from core.safe.share import encode_state
 
     carol = session("pages/builder.py", s=encode_state({"model": SECRET}))
     assert carol.session_state["current_spec"]["name"] == "SecretNet"

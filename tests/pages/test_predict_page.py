@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import load_bundled
 from core.i18n import CATALOGUE
+from core.ml.data import load_bundled
 
 EN = CATALOGUE["en"]
 

@@ -2,7 +2,7 @@
 import pytest
 
 from core.i18n import CATALOGUE
-from core.train import recipe
+from core.training.config import recipe
 from tests.pages.conftest import shown
 
 EN = CATALOGUE["en"]
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def two_runs(app, tmp_path):
-    from core.jobs import JobManager
+    from core.runs.jobs import JobManager
 
     jobs = JobManager(tmp_path)
     ids = [jobs.start(recipe("r1").replace(epochs=10, lr=lr), name=f"r1 lr={lr}") for lr in (0.01, 0.02)]
@@ -106,7 +106,7 @@ def test_share_link_restores_selection_order_view_and_chart_settings(app, two_ru
 
 
 def test_link_naming_a_missing_run_says_so(app, two_runs):
-    from core.share import encode_state
+    from core.safe.share import encode_state
 
     gone = "r20000101-000000-abcdef"
     at = app("pages/runs.py", s=encode_state({"runs": [gone, two_runs[0]]}))
@@ -121,7 +121,7 @@ def test_link_naming_a_missing_run_says_so(app, two_runs):
 
 @pytest.mark.parametrize("runs", [5, "r-not-a-list", [1, None, {"id": "x"}], ["x" * 500] * 20])
 def test_damaged_run_lists_in_a_link_do_not_crash(app, runs):
-    from core.share import encode_state
+    from core.safe.share import encode_state
 
     at = app("pages/runs.py", s=encode_state({"runs": runs}))
     assert not at.exception and not at.error
@@ -131,7 +131,7 @@ def test_damaged_run_lists_in_a_link_do_not_crash(app, runs):
 
 
 def test_manage_a_run_another_session_deleted(app, two_runs, tmp_path):
-    from core.store import RunStore
+    from core.runs.store import RunStore
 
     at = app("pages/runs.py")
     at.multiselect(key="rn_sel").set_value(two_runs[:1]).run()

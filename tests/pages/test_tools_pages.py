@@ -1,12 +1,12 @@
 """AppTest tests for the Profiler, Export and Predict pages (and what their links carry)."""
 import json
 
-import onnxruntime as ort
 import numpy as np
+import onnxruntime as ort
 import pytest
 
-from core.export import FORMATS
 from core.i18n import CATALOGUE
+from core.ml.export import FORMATS
 from tests.pages.conftest import shown
 
 EN = CATALOGUE["en"]
@@ -113,10 +113,11 @@ def test_predict_link_naming_a_missing_run_says_so(app):
 
 def test_share_link_leaves_out_large_tensors_and_says_so(app):
     """x and y too large for a ~2,000-character link are left out; the model still travels."""
-    import torch
     from urllib.parse import parse_qs, urlparse
 
-    from core.share import MAX_URL, decode_state
+    import torch
+
+    from core.safe.share import MAX_URL, decode_state
 
     at = app("pages/builder.py")
     at.button(key="bld_ex_M5").click().run()

@@ -17,7 +17,7 @@ def train(app):
 
 
 def wait_for(at, run_id: str, timeout: float = 120) -> dict:
-    from pages.ui import lab_store
+    from pages.ui.state import lab_store
 
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -96,7 +96,7 @@ def test_pickle_payload_is_refused(train, tmp_path):
 
 
 def test_precision_ab_starts_fp32_and_the_reduced_precision(train):
-    from pages.ui import lab_store
+    from pages.ui.state import lab_store
     from pages.ui.train_views import fastest_reduced
 
     reduced = fastest_reduced()

@@ -1,0 +1,739 @@
+"""Engine of the Autograd page: derivatives, gradients, computation graphs and demos.
+
+Functions the user types are text: they are evaluated only through
+:func:`core.safe.expr.evaluate` (never Python's own evaluator) with the variables this
+module builds as tensors that require grad. Everything returns plain data (floats,
+lists, dicts), plotly figures or Graphviz DOT text; streamlit is never imported.
+
+Public API
+----------
+* :func:`derivatives` / :func:`derivative_figure` - f(x), f'(x), f''(x) at a point and as curves.
+* :func:`gradient`, :func:`contour_data` / :func:`contour_figure` - g(w) of a vector w.
+* :func:`graph_from_tensor` / :func:`graph_to_dot` - the autograd graph behind a tensor.
+* :func:`trace_expression` - build leaves, evaluate, backward, graph and DOT in one call.
+* :func:`demo_accumulation`, :func:`demo_no_grad`, :func:`demo_anomaly`,
+  :func:`activations` / :func:`activation_figure` - the tutorials' teaching demos.
+* ``EXAMPLES`` / :func:`run_example` - the tutorials' A1..A7 with PyTorch's true results.
+"""
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+import warnings
+from typing import Any, Callable, Mapping, Sequence
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch import nn
+
+from core.lessons.tensors import parse_values
+from core.safe.allowlist import DTYPES, Limits
+from core.safe.expr import evaluate
+from core.safe.pycode import imports_line, to_torch_code
+
+MAX_POINTS = 2000
+MAX_VARIABLES = 8
+MAX_VARIABLE_ELEMENTS = 100_000
+MAX_GRAPH_NODES = 20_000
+DOT_MAX_NODES = 300
+MAX_NAME_CHARS = 40
+GRID_SECONDS = 4.0  # budget for a contour grid evaluated point by point
+SMALL_GRAD = 8  # leaves with at most this many elements show their gradient values
+
+# Autograd works on many points at once; keep every intermediate modest.
+LIMITS = Limits(max_elements=1_000_000)
+
+_ANOMALY_LOCK = threading.Lock()  # anomaly mode is process-wide in torch
+
+
+# --------------------------------------------------------------------------- validation
+def _op_label(class_name: str) -> str:
+    """"MulBackward0" -> "Mul"; other names unchanged."""
+    short = re.sub(r"Backward\d*$", "", class_name)
+    return short or class_name
+
+
+def _finite(value: object, what: str) -> float:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"{what} must be a number")
+    try:
+        number = float(value)
+    except Exception:
+        raise ValueError(f"{what} must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number, not {number}")
+    return number
+
+
+def _count(value: object, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+        isinstance(value, float) and not value.is_integer()
+    ):
+        raise ValueError(f"{what} must be a whole number")
+    value = int(value)
+    if not lo <= value <= hi:
+        raise ValueError(f"{what} must be between {lo} and {hi:,}, got {value:,}")
+    return value
+
+
+def _range(lo: object, hi: object) -> tuple[float, float]:
+    a, b = _finite(lo, "the lower end of the range"), _finite(hi, "the upper end of the range")
+    if not a < b:
+        raise ValueError(f"the range needs lo < hi, got lo={a:g}, hi={b:g}")
+    if b - a > 1e12:
+        raise ValueError("the range is too wide (more than 1e12)")
+    return a, b
+
+
+def _float_dtype(dtype: object) -> torch.dtype:
+    if isinstance(dtype, str):
+        dtype = DTYPES.get(dtype.strip().removeprefix("torch."))
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError("dtype must be float32 or float64")
+    return dtype  # type: ignore[return-value]
+
+
+def _message(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text or type(exc).__name__
+
+
+def _eval(expr_text: str, variables: Mapping[str, object]) -> object:
+    if not isinstance(expr_text, str):
+        raise ValueError("the expression must be text")
+    return evaluate(expr_text, variables, LIMITS)  # ExprError is a ValueError
+
+
+def _as_float_tensor(value: object, like: torch.Tensor, what: str = "f") -> torch.Tensor:
+    """The expression's result as a floating tensor; a plain number is a constant function."""
+    if isinstance(value, (bool, int, float)):
+        # Through float64: a constant beyond float32's range (1e308) becomes inf, as torch arithmetic
+        # makes it; full_like would raise "cannot be converted to type float without overflow".
+        return torch.tensor(float(value), dtype=torch.float64).to(like.dtype).expand_as(like.detach()).clone()
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"{what} must give a tensor or a number, not {type(value).__name__}")
+    if value.is_complex():
+        raise ValueError(f"{what} must give real numbers, not complex ones")
+    if not value.is_floating_point():
+        value = value.to(like.dtype)  # e.g. a comparison: constant pieces, derivative 0
+    return value
+
+
+def _grad(output: torch.Tensor, inputs: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
+    """d output / d inputs, zeros when output does not depend on inputs."""
+    if not output.requires_grad:
+        return torch.zeros_like(inputs.detach())
+    try:
+        (g,) = torch.autograd.grad(output, inputs, create_graph=create_graph, allow_unused=True)
+    except RuntimeError as exc:
+        raise ValueError(f"autograd could not differentiate this: {_message(exc)}") from exc
+    return torch.zeros_like(inputs.detach()) if g is None else g
+
+
+def _number(t: torch.Tensor) -> float:
+    return float(t.detach().reshape(()).item())
+
+
+def _curve(t: torch.Tensor) -> list[float | None]:
+    """Values for plotting: non-finite values become None (gaps)."""
+    return [v if math.isfinite(v) else None for v in t.detach().double().reshape(-1).tolist()]
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    a, b = a.detach().double(), b.detach().double()
+    if a.shape != b.shape:
+        return False
+    both = torch.isfinite(a) & torch.isfinite(b)
+    ok = torch.isclose(a, b, rtol=1e-3, atol=1e-5) | ~both
+    return bool(ok.all())
+
+
+
+# --------------------------------------------------------------------------- derivatives
+def derivatives(
+    expr_text: str,
+    x0: float,
+    lo: float,
+    hi: float,
+    points: int = 200,
+    dtype: object = "float32",
+) -> dict[str, Any]:
+    """f(x0), f'(x0), f''(x0) and the curves of f, f', f'' on [lo, hi] from autograd.
+
+    *expr_text* uses the variable ``x`` (e.g. ``"x**3 + 5*x"``) and must act elementwise:
+    the curves are computed in one pass with x a 1-D tensor of *points* values, using
+    ``grad(f(x).sum(), x, create_graph=True)`` and the same again for f''.
+
+    Returns ``{"expr", "x0", "value", "d1", "d2", "x", "f", "df", "d2f", "dtype", "code"}``;
+    value/d1/d2 are floats (possibly nan/inf); x/f/df/d2f are lists of floats with None where
+    a value is not finite. Raises ValueError (ExprError) for bad input or expressions.
+    """
+    x0 = _finite(x0, "x0")
+    lo, hi = _range(lo, hi)
+    points = _count(points, "points", 2, MAX_POINTS)
+    dt = _float_dtype(dtype)
+
+    x = torch.tensor(x0, dtype=dt, requires_grad=True)
+    y = _as_float_tensor(_eval(expr_text, {"x": x}), x)
+    if y.numel() != 1:
+        raise ValueError(f"f(x) must give one number for one x, but gave shape {tuple(y.shape)}")
+    y = y.reshape(())
+    d1 = _grad(y, x, create_graph=True)
+    d2 = _grad(d1, x)
+
+    xs = torch.linspace(lo, hi, points, dtype=dt).requires_grad_(True)
+    ys = _as_float_tensor(_eval(expr_text, {"x": xs}), xs)
+    if tuple(ys.shape) != tuple(xs.shape):
+        raise ValueError(
+            f"f must work elementwise (one output per x): for x of shape ({points},) it gave shape "
+            f"{tuple(ys.shape)}"
+        )
+    _check_elementwise(expr_text, xs, ys)
+    dys = _grad(ys.sum(), xs, create_graph=True)
+    d2ys = _grad(dys.sum(), xs)
+
+    source, imports = to_torch_code(expr_text, ["x"])
+    code = (
+        f"{imports_line(imports)}\n"
+        f"x = torch.tensor({x0!r}{'' if dt == torch.float32 else ', dtype=torch.float64'}, requires_grad=True)\n"
+        f"y = {source}\n"
+        "(dy,) = torch.autograd.grad(y, x, create_graph=True)   # f'(x), kept differentiable\n"
+        "(d2y,) = torch.autograd.grad(dy, x)                    # f''(x)\n"
+        "print(y.item(), dy.item(), d2y.item())"
+    )
+    return {
+        "expr": expr_text, "x0": x0, "value": _number(y), "d1": _number(d1), "d2": _number(d2),
+        "x": _curve(xs), "f": _curve(ys), "df": _curve(dys), "d2f": _curve(d2ys),
+        "dtype": str(dt).replace("torch.", ""), "code": code,
+    }
+
+
+def _check_elementwise(expr_text: str, xs: torch.Tensor, ys: torch.Tensor) -> None:
+    """Refuse expressions that mix points (x - x.mean(), cumsum(x, 0), x.flip(0), rand_like(x))."""
+    with torch.no_grad():
+        base = xs.detach()
+        k = max(1, base.shape[0] // 2)
+        part = _eval(expr_text, {"x": base[:k].clone()})
+        flipped = _eval(expr_text, {"x": base.flip(0)})
+        part_t = _as_float_tensor(part, base[:k])
+        flip_t = _as_float_tensor(flipped, base)
+    if not (_close(part_t, ys[:k]) and _close(flip_t.flip(0) if flip_t.dim() else flip_t, ys)):
+        raise ValueError(
+            "f must work elementwise: each output may depend only on its own x (no sums, means, "
+            "cumsum, flips or random numbers across the points)"
+        )
+
+
+def derivative_figure(result: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> go.Figure:
+    """Curves of f, f', f'' from :func:`derivatives`, the point x0 and the tangent there.
+
+    *labels* may override the keys "f", "df", "d2f", "tangent", "point", "x", "y".
+    """
+    lab = {"f": "f(x)", "df": "f'(x)", "d2f": "f''(x)", "tangent": "tangent at x0",
+           "point": "x0", "x": "x", "y": "value", **(labels or {})}
+    xs = result["x"]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=xs, y=result["f"], name=lab["f"], mode="lines", line=dict(width=3)))
+    fig.add_trace(go.Scatter(x=xs, y=result["df"], name=lab["df"], mode="lines", line=dict(dash="dash")))
+    fig.add_trace(go.Scatter(x=xs, y=result["d2f"], name=lab["d2f"], mode="lines", line=dict(dash="dot")))
+    x0, v, d1 = result["x0"], result["value"], result["d1"]
+    if all(math.isfinite(u) for u in (x0, v, d1)):
+        lo, hi = xs[0], xs[-1]
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[v + d1 * (lo - x0), v + d1 * (hi - x0)], name=lab["tangent"],
+                                 mode="lines", line=dict(color="grey", width=1)))
+        fig.add_trace(go.Scatter(x=[x0], y=[v], name=lab["point"], mode="markers", marker=dict(size=10)))
+        finite = [u for u in result["f"] if u is not None]
+        if finite:  # keep the view on f, not on a steep tangent
+            top, bottom = max(finite + [v]), min(finite + [v])
+            pad = 0.1 * (top - bottom or 1.0)
+            others = [u for key in ("df", "d2f") for u in result[key] if u is not None]
+            top = max([top] + others) + pad
+            bottom = min([bottom] + others) - pad
+            fig.update_yaxes(range=[bottom, top])
+    fig.update_layout(height=380, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=lab["x"], yaxis_title=lab["y"],
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    return fig
+
+
+# --------------------------------------------------------------------------- gradients of g(w)
+def _w_values(w_values: object) -> list[float]:
+    if isinstance(w_values, str):
+        w_values = parse_values(w_values)
+    if isinstance(w_values, torch.Tensor):
+        w_values = w_values.detach().reshape(-1).tolist()
+    if isinstance(w_values, (int, float)) and not isinstance(w_values, bool):
+        w_values = [w_values]
+    if not isinstance(w_values, (list, tuple)):
+        raise ValueError("w must be a list of numbers such as [3.14, 1.0]")
+    if not 1 <= len(w_values) <= MAX_VARIABLES:
+        raise ValueError(f"w must have between 1 and {MAX_VARIABLES} values, got {len(w_values)}")
+    return [_finite(v, f"w{i}") for i, v in enumerate(w_values)]
+
+
+def _w_variables(w: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``w`` itself and ``w0, w1, ...`` as views of its first dimension."""
+    return {"w": w, **{f"w{i}": w[i] for i in range(w.shape[0])}}
+
+
+def gradient(expr_text: str, w_values: object, dtype: object = "float32") -> dict[str, Any]:
+    """Value and gradient of a scalar function g of a vector w (1..8 values).
+
+    The expression may use ``w`` (``w[0]``, ``w @ w``, ``w.sum()``) or ``w0, w1, ...``.
+    Returns ``{"expr", "w", "names", "value", "grad", "code"}`` with floats/lists of floats.
+    """
+    values = _w_values(w_values)
+    dt = _float_dtype(dtype)
+    value, grad = _value_and_grad(expr_text, values, dt)
+    names = [f"w{i}" for i in range(len(values))]
+    source, imports = to_torch_code(expr_text, ["w", *names])
+    unpack = f"{', '.join(names)} = {', '.join(f'w[{i}]' for i in range(len(names)))}\n" if \
+        any(re.search(rf"\b{n}\b", expr_text) for n in names) else ""
+    code = (
+        f"{imports_line(imports)}\n"
+        f"w = torch.tensor({values!r}{'' if dt == torch.float32 else ', dtype=torch.float64'}, requires_grad=True)\n"
+        f"{unpack}"
+        f"g = {source}\n"
+        "g.backward()\n"
+        "print(g.item(), w.grad)"
+    )
+    return {"expr": expr_text, "w": values, "names": names, "value": value, "grad": grad, "code": code}
+
+
+def _value_and_grad(expr_text: str, values: list[float], dt: torch.dtype) -> tuple[float, list[float]]:
+    w = torch.tensor(values, dtype=dt, requires_grad=True)
+    y = _as_float_tensor(_eval(expr_text, _w_variables(w)), w[0], "g")
+    if y.numel() != 1:
+        raise ValueError(f"g(w) must give one number, but gave shape {tuple(y.shape)}")
+    y = y.reshape(())
+    g = _grad(y, w)
+    return _number(y), [float(v) for v in g.detach().tolist()]
+
+
+def _grid_eval(expr_text: str, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """g, dg/dw0, dg/dw1 on the grid a x b (rows follow b). Vectorized when g is elementwise."""
+    B, A = torch.meshgrid(b, a, indexing="ij")
+    W0 = A.clone().requires_grad_(True)
+    W1 = B.clone().requires_grad_(True)
+    try:
+        z = _as_float_tensor(_eval(expr_text, {"w": torch.stack([W0, W1]), "w0": W0, "w1": W1}), W0, "g")
+        if tuple(z.shape) == tuple(W0.shape):
+            k = max(1, W0.shape[0] // 2)
+            with torch.no_grad():
+                s0, s1 = A[:k].clone(), B[:k].clone()
+                part = _as_float_tensor(_eval(expr_text, {"w": torch.stack([s0, s1]), "w0": s0, "w1": s1}), s0)
+            if _close(part, z[:k]):
+                total = z.sum()
+                if total.requires_grad:
+                    g0, g1 = torch.autograd.grad(total, (W0, W1), allow_unused=True)
+                else:
+                    g0 = g1 = None
+                g0 = torch.zeros_like(A) if g0 is None else g0
+                g1 = torch.zeros_like(A) if g1 is None else g1
+                return z.detach(), g0.detach(), g1.detach(), True
+    except (ValueError, RuntimeError):
+        pass  # e.g. w @ w or w.sum(): fall back to one point at a time
+    n_b, n_a = len(b), len(a)
+    z = torch.empty(n_b, n_a, dtype=a.dtype)
+    g0 = torch.empty_like(z)
+    g1 = torch.empty_like(z)
+    start = time.monotonic()
+    for i in range(n_b):
+        if time.monotonic() - start > GRID_SECONDS:
+            raise ValueError(
+                f"evaluating g point by point took longer than {GRID_SECONDS:g} s; write it elementwise "
+                "with w0 and w1 (e.g. w0**2 + w1**2 instead of w @ w) so the grid is computed in one pass"
+            )
+        for j in range(n_a):
+            value, grad = _value_and_grad(expr_text, [float(a[j]), float(b[i])], a.dtype)
+            z[i, j] = value
+            g0[i, j], g1[i, j] = grad
+    return z, g0, g1, False
+
+
+def contour_data(
+    expr_text: str,
+    center: Sequence[float],
+    span: float,
+    points: int = 41,
+    arrows: int = 11,
+) -> dict[str, Any]:
+    """g(w0, w1) on a grid around *center* (half-width *span*) and the gradient field.
+
+    Returns ``{"expr", "center", "span", "w0", "w1", "z", "arrows": {"w0", "w1", "g0", "g1"},
+    "value", "grad", "vectorized"}`` (z is a list of rows, one per w1 value; None where not
+    finite). Expressions that are not elementwise on the grid (``w @ w``) are evaluated point
+    by point on a coarser grid (at most 21 x 21), with ``vectorized`` False.
+    """
+    values = _w_values(center)
+    if len(values) != 2:
+        raise ValueError(f"the contour plot needs exactly 2 variables (w0, w1), got {len(values)}")
+    span = _finite(span, "span")
+    if not 0 < span <= 1e6:
+        raise ValueError("span must be greater than 0 and at most 1e6")
+    points = _count(points, "points", 5, 201)
+    arrows = _count(arrows, "arrows", 2, 31)
+    at = gradient(expr_text, values)  # validates the expression on one point first
+
+    def axes(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.linspace(values[0] - span, values[0] + span, n),
+                torch.linspace(values[1] - span, values[1] + span, n))
+
+    a, b = axes(points)
+    z, _, _, vectorized = _grid_eval(expr_text, a, b)
+    if not vectorized and points > 21:
+        a, b = axes(21)
+        z, _, _, _ = _grid_eval(expr_text, a, b)
+    qa, qb = axes(min(arrows, 15) if not vectorized else arrows)
+    _, g0, g1, _ = _grid_eval(expr_text, qa, qb)
+    QB, QA = torch.meshgrid(qb, qa, indexing="ij")
+    return {
+        "expr": expr_text, "center": values, "span": span,
+        "w0": a.tolist(), "w1": b.tolist(), "z": [_curve(row) for row in z],
+        "arrows": {"w0": _curve(QA), "w1": _curve(QB), "g0": _curve(g0), "g1": _curve(g1)},
+        "value": at["value"], "grad": at["grad"], "vectorized": vectorized,
+    }
+
+
+def _arrow_segments(xs, ys, us, vs, scale: float) -> tuple[list, list]:
+    """Line coordinates (with None breaks) for arrows from (x, y) along (u, v) * scale."""
+    px: list[float | None] = []
+    py: list[float | None] = []
+    for x, y, u, v in zip(xs, ys, us, vs):
+        if None in (x, y, u, v) or (u == 0 and v == 0):
+            continue
+        ex, ey = x + u * scale, y + v * scale
+        length = math.hypot(ex - x, ey - y)
+        ang = math.atan2(ey - y, ex - x)
+        head = 0.3 * length
+        px += [x, ex, None]
+        py += [y, ey, None]
+        for side in (math.pi - 0.45, -(math.pi - 0.45)):
+            px += [ex, ex + head * math.cos(ang + side), None]
+            py += [ey, ey + head * math.sin(ang + side), None]
+    return px, py
+
+
+def contour_figure(
+    expr_text: str,
+    center: Sequence[float],
+    span: float,
+    points: int = 41,
+    arrows: int = 11,
+    labels: Mapping[str, str] | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> go.Figure:
+    """Contour of g(w0, w1) with gradient arrows (pointing uphill) and the point *center*.
+
+    Pass *data* from :func:`contour_data` to avoid computing it again. *labels* may
+    override "w0", "w1", "g", "gradient", "point".
+    """
+    lab = {"w0": "w0", "w1": "w1", "g": "g(w)", "gradient": "gradient", "point": "w", **(labels or {})}
+    d = dict(data) if data is not None else contour_data(expr_text, center, span, points, arrows)
+    fig = go.Figure()
+    fig.add_trace(go.Contour(x=d["w0"], y=d["w1"], z=d["z"], colorscale="Viridis", name=lab["g"],
+                             colorbar=dict(title=lab["g"]), contours=dict(showlabels=True)))
+    q = d["arrows"]
+    norms = [math.hypot(u, v) for u, v in zip(q["g0"], q["g1"]) if u is not None and v is not None]
+    biggest = max(norms, default=0.0)
+    n_side = max(2, round(math.sqrt(len(q["w0"]))))
+    cell = 2 * d["span"] / (n_side - 1)
+    if biggest > 0:
+        scale = 0.9 * cell / biggest
+        ax, ay = _arrow_segments(q["w0"], q["w1"], q["g0"], q["g1"], scale)
+        fig.add_trace(go.Scatter(x=ax, y=ay, mode="lines", name=lab["gradient"],
+                                 line=dict(color="white", width=1.5), hoverinfo="skip"))
+    c0, c1 = d["center"]
+    g0, g1 = d["grad"]
+    fig.add_trace(go.Scatter(x=[c0], y=[c1], mode="markers", name=lab["point"],
+                             marker=dict(color="red", size=10),
+                             hovertext=[f"g = {d['value']:.4g}, grad = [{g0:.4g}, {g1:.4g}]"]))
+    gn = math.hypot(g0, g1)
+    if gn > 0 and math.isfinite(gn):
+        ax, ay = _arrow_segments([c0], [c1], [g0], [g1], 1.5 * cell / gn)
+        fig.add_trace(go.Scatter(x=ax, y=ay, mode="lines", showlegend=False,
+                                 line=dict(color="red", width=3), hoverinfo="skip"))
+    fig.update_layout(height=460, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=lab["w0"], yaxis_title=lab["w1"],
+                      legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    fig.update_xaxes(range=[d["w0"][0], d["w0"][-1]])
+    fig.update_yaxes(range=[d["w1"][0], d["w1"][-1]], scaleanchor="x", scaleratio=1)
+    return fig
+
+
+
+# --------------------------------------------------------------------------- demos
+def demo_accumulation(expr_text: str = "x**2 + 2*x + 2", x0: float = 2.0) -> dict[str, Any]:
+    """Gradients add up: backward twice without zeroing doubles x.grad; x.grad.zero_() resets it.
+
+    Returns ``{"expr", "x0", "value", "steps": [{"code", "grad"}], "first", "second",
+    "after_zero", "after_zero_backward", "code"}`` (grads as floats).
+    """
+    x0 = _finite(x0, "x0")
+    x = torch.tensor(x0, requires_grad=True)
+
+    def forward() -> torch.Tensor:
+        y = _as_float_tensor(_eval(expr_text, {"x": x}), x)
+        if y.numel() != 1:
+            raise ValueError(f"f(x) must give one number, but gave shape {tuple(y.shape)}")
+        if not y.requires_grad:
+            raise ValueError("f does not depend on x, so there is no gradient to accumulate")
+        return y.reshape(())
+
+    y = forward()
+    y.backward()
+    first = float(x.grad)
+    forward().backward()
+    second = float(x.grad)
+    x.grad.zero_()
+    after_zero = float(x.grad)
+    forward().backward()
+    after = float(x.grad)
+    source, imports = to_torch_code(expr_text, ["x"])
+    code = (
+        f"{imports_line(imports)}\n"
+        f"x = torch.tensor({x0!r}, requires_grad=True)\n"
+        f"({source}).backward()\nprint(x.grad)   # {first:g}\n"
+        f"({source}).backward()\nprint(x.grad)   # {second:g}: added to the first\n"
+        f"x.grad.zero_()\nprint(x.grad)   # {after_zero:g}\n"
+        f"({source}).backward()\nprint(x.grad)   # {after:g}"
+    )
+    steps = [
+        {"code": "y.backward()", "grad": first},
+        {"code": "y.backward()  # again, no zero_", "grad": second},
+        {"code": "x.grad.zero_()", "grad": after_zero},
+        {"code": "y.backward()", "grad": after},
+    ]
+    return {"expr": expr_text, "x0": x0, "value": _number(y), "steps": steps, "first": first, "second": second,
+            "after_zero": after_zero, "after_zero_backward": after, "code": code}
+
+
+def demo_no_grad() -> dict[str, Any]:
+    """requires_grad / grad_fn of results with and without torch.no_grad(), and with .detach().
+
+    Returns ``{"rows": [{"code", "requires_grad", "grad_fn", "is_leaf"}], "by_name": {...},
+    "detach_shares_memory", "code"}``.
+    """
+    x = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x * 2
+    with torch.no_grad():
+        z = x * 2
+    d = x.detach()
+    w = d * 2
+
+    def row(code: str, t: torch.Tensor) -> dict[str, Any]:
+        return {"code": code, "requires_grad": bool(t.requires_grad),
+                "grad_fn": type(t.grad_fn).__name__ if t.grad_fn is not None else None,
+                "is_leaf": bool(t.is_leaf), "value": t.detach().tolist()}
+
+    rows = [row("x = torch.tensor([1., 2., 3.], requires_grad=True)", x), row("y = x * 2", y),
+            row("with torch.no_grad(): z = x * 2", z), row("d = x.detach()", d), row("w = d * 2", w)]
+    code = (
+        "import torch\n"
+        "x = torch.tensor([1., 2., 3.], requires_grad=True)\n"
+        "y = x * 2\n"
+        "print(y.requires_grad, y.grad_fn)   # True <MulBackward0 ...>\n"
+        "with torch.no_grad():\n"
+        "    z = x * 2\n"
+        "print(z.requires_grad, z.grad_fn)   # False None\n"
+        "d = x.detach()                      # same memory, no graph\n"
+        "print(d.requires_grad, d.grad_fn)   # False None"
+    )
+    return {"rows": rows, "by_name": {"x": rows[0], "y": rows[1], "z": rows[2], "d": rows[3], "w": rows[4]},
+            "detach_shares_memory": d.data_ptr() == x.data_ptr(), "code": code}
+
+
+def demo_anomaly(expr_text: str = "sqrt(x) * 0", x0: float = 0.0) -> dict[str, Any]:
+    """Backward with ``torch.autograd.detect_anomaly(check_nan=True)``: torch's error and the op.
+
+    Returns ``{"expr", "x0", "value", "grad_plain" (x.grad without anomaly mode: often nan),
+    "error" (torch's RuntimeError message or None), "op" (e.g. "SqrtBackward0"), "forward_op"
+    (e.g. "Sqrt"), "warning" (the anomaly warning's first line), "nan" (bool), "code"}``.
+    The warning's traceback points into the lab's evaluator, so the op name is the useful part.
+    """
+    x0 = _finite(x0, "x0")
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        y = _as_float_tensor(_eval(expr_text, {"x": x}), x)
+        if not y.requires_grad:
+            raise ValueError("f does not depend on x, so backward has nothing to do")
+        return y if y.numel() == 1 else y.sum()
+
+    x = torch.tensor(x0, requires_grad=True)
+    y = forward(x)
+    value = _number(y)
+    y.backward()
+    grad_plain = float(x.grad)
+
+    error = op = first_line = None
+    x = torch.tensor(x0, requires_grad=True)
+    with _ANOMALY_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with torch.autograd.detect_anomaly(check_nan=True):
+                forward(x).backward()
+        except RuntimeError as exc:
+            error = _message(exc)
+    match = re.search(r"Function '([A-Za-z0-9_]+)' returned nan", error or "")
+    if match:
+        op = match.group(1)
+    for w in caught:
+        text = str(w.message)
+        hit = re.search(r"Error detected in ([A-Za-z0-9_]+)", text)
+        if hit:
+            first_line = text.splitlines()[0]
+            op = op or hit.group(1)
+            break
+    source, imports = to_torch_code(expr_text, ["x"])
+    code = (
+        f"{imports_line(imports)}\n"
+        f"x = torch.tensor({x0!r}, requires_grad=True)\n"
+        "with torch.autograd.detect_anomaly(check_nan=True):\n"
+        f"    y = {source}\n"
+        "    y.backward()   # RuntimeError naming the backward op that made NaN"
+    )
+    return {"expr": expr_text, "x0": x0, "value": value, "grad_plain": grad_plain, "error": error, "op": op,
+            "forward_op": _op_label(op) if op else None, "warning": first_line,
+            "nan": bool(error and "nan" in error.lower()), "code": code}
+
+
+_ACTIVATIONS: dict[str, Callable[[float], nn.Module]] = {
+    "ReLU": lambda slope: nn.ReLU(),
+    "Sigmoid": lambda slope: nn.Sigmoid(),
+    "Tanh": lambda slope: nn.Tanh(),
+    "LeakyReLU": lambda slope: nn.LeakyReLU(slope),
+}
+
+
+def activations(lo: float = -5.0, hi: float = 5.0, points: int = 201, negative_slope: float = 0.01) -> dict[str, Any]:
+    """ReLU, Sigmoid, Tanh and LeakyReLU on [lo, hi] and their derivatives from autograd.
+
+    Returns ``{"x": [...], "names": [...], "functions": {name: {"y": [...], "dy": [...],
+    "module": "nn.ReLU()"}}, "code"}``. Note PyTorch uses relu'(0) = 0.
+    """
+    lo, hi = _range(lo, hi)
+    points = _count(points, "points", 2, MAX_POINTS)
+    slope = _finite(negative_slope, "negative_slope")
+    x = torch.linspace(lo, hi, points).requires_grad_(True)
+    out: dict[str, dict[str, Any]] = {}
+    for name, make in _ACTIVATIONS.items():
+        module = make(slope)
+        y = module(x)
+        (dy,) = torch.autograd.grad(y.sum(), x)
+        out[name] = {"y": _curve(y), "dy": _curve(dy), "module": f"nn.{module!r}"}
+    code = (
+        "import torch\nfrom torch import nn\n"
+        f"x = torch.linspace({lo!r}, {hi!r}, {points}, requires_grad=True)\n"
+        f"y = nn.LeakyReLU({slope!r})(x)   # or nn.ReLU(), nn.Sigmoid(), nn.Tanh()\n"
+        "(dy,) = torch.autograd.grad(y.sum(), x)   # elementwise, so this is y'(x) at every x"
+    )
+    return {"x": _curve(x), "names": list(out), "functions": out, "negative_slope": slope, "code": code}
+
+
+def activation_figure(result: Mapping[str, Any], labels: Mapping[str, str] | None = None,
+                      which: Sequence[str] | None = None) -> go.Figure:
+    """Two panels: the activation functions and their derivatives (from :func:`activations`)."""
+    lab = {"function": "function", "derivative": "derivative (autograd)", "x": "x", **(labels or {})}
+    names = list(which) if which else list(result["names"])
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(lab["function"], lab["derivative"]))
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
+    for i, name in enumerate(names):
+        f = result["functions"][name]
+        color = colors[i % len(colors)]
+        fig.add_trace(go.Scatter(x=result["x"], y=f["y"], name=name, legendgroup=name, line=dict(color=color)),
+                      row=1, col=1)
+        fig.add_trace(go.Scatter(x=result["x"], y=f["dy"], name=name, legendgroup=name, showlegend=False,
+                                 line=dict(color=color, dash="dash")), row=1, col=2)
+    fig.update_xaxes(title_text=lab["x"])
+    fig.update_layout(height=360, margin=dict(l=0, r=0, t=30, b=0),
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+# --------------------------------------------------------------------------- examples
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "A1": {
+        "title": "Derivative of y = x**3 + 5*x at x = 2",
+        "expr": "x**3 + 5*x", "point": 2.0, "values": None,
+        "code": ("import torch\nx = torch.tensor(2.0, requires_grad=True)\ny = x**3 + 5*x\ny.backward()\n"
+                 "print(y.item(), x.grad.item())   # 18.0 17.0"),
+        "note": "",
+    },
+    "A2": {
+        "title": "Derivative of y = x**2 + 2*x + 2 at x = 2",
+        "expr": "x**2 + 2*x + 2", "point": 2.0, "values": None,
+        "code": ("import torch\nx = torch.tensor(2.0, requires_grad=True)\ny = x**2 + 2*x + 2\ny.backward()\n"
+                 "print(y.item(), x.grad.item())   # 10.0 6.0"),
+        "note": "",
+    },
+    "A3": {
+        "title": "Gradient of g(w) = 2*w0*w1 + w1*cos(w0) at w = [3.14, 1]",
+        "expr": "2*w0*w1 + w1*cos(w0)", "point": None, "values": [3.14, 1.0],
+        "code": ("import torch\nw = torch.tensor([3.14, 1.0], requires_grad=True)\n"
+                 "g = 2*w[0]*w[1] + w[1]*torch.cos(w[0])\ng.backward()\n"
+                 "print(w.grad)   # tensor([1.9984, 5.2800])"),
+        "note": "A tutorial claims about [2.0, 6.28]; PyTorch gives [1.9984, 5.2800] because "
+                "dg/dw0 = 2*w1 - w1*sin(w0) and dg/dw1 = 2*w0 + cos(w0), with cos(3.14) ≈ -1.",
+    },
+    "A4": {
+        "title": "Gradients accumulate until you zero them",
+        "expr": "x**2 + 2*x + 2", "point": 2.0, "values": None,
+        "code": ("import torch\nx = torch.tensor(2.0, requires_grad=True)\n"
+                 "(x**2 + 2*x + 2).backward(); print(x.grad)   # 6\n"
+                 "(x**2 + 2*x + 2).backward(); print(x.grad)   # 12: added, not replaced\n"
+                 "x.grad.zero_(); print(x.grad)                # 0"),
+        "note": "",
+    },
+    "A5": {
+        "title": "torch.no_grad() and detach(): no graph is built",
+        "expr": "x * 2", "point": None, "values": [1.0, 2.0, 3.0],
+        "code": (
+            "import torch\nx = torch.tensor([1., 2., 3.], requires_grad=True)\n"
+            "with torch.no_grad():\n    z = x * 2\nprint(z.requires_grad, z.grad_fn)   # False None\n"
+            "d = x.detach()\nprint(d.requires_grad)              # False"),
+        "note": "",
+    },
+    "A6": {
+        "title": "Anomaly detection finds the op that made NaN in backward",
+        "expr": "sqrt(x) * 0", "point": 0.0, "values": None,
+        "code": ("import torch\nx = torch.tensor(0.0, requires_grad=True)\n"
+                 "with torch.autograd.detect_anomaly(check_nan=True):\n"
+                 "    y = torch.sqrt(x) * 0     # forward is fine: 0\n"
+                 "    y.backward()              # d sqrt/dx at 0 is inf, times 0 is NaN\n"
+                 "# RuntimeError: Function 'SqrtBackward0' returned nan values in its 0th output."),
+        "note": "",
+    },
+    "A7": {
+        "title": "Activation functions and their derivatives",
+        "expr": "", "point": None, "values": None, "range": (-5.0, 5.0),
+        "code": ("import torch\nfrom torch import nn\nx = torch.linspace(-5, 5, 201, requires_grad=True)\n"
+                 "y = nn.Sigmoid()(x)\n(dy,) = torch.autograd.grad(y.sum(), x)   # sigmoid'(0) = 0.25"),
+        "note": "",
+    },
+}
+
+
+def run_example(example_id: str) -> dict[str, Any]:
+    """Run tutorial example A1..A7 with torch; returns ``{**EXAMPLES[id], "id", "result"}``.
+
+    ``result`` is what the matching function returns: :func:`derivatives` (A1, A2; range
+    x0 ± 3), :func:`gradient` (A3), :func:`demo_accumulation` (A4), :func:`demo_no_grad` (A5),
+    :func:`demo_anomaly` (A6) and :func:`activations` (A7).
+    """
+    if example_id not in EXAMPLES:
+        raise ValueError(f"unknown example {example_id!r}; choose one of {', '.join(EXAMPLES)}")
+    ex = EXAMPLES[example_id]
+    if example_id in ("A1", "A2"):
+        result = derivatives(ex["expr"], ex["point"], ex["point"] - 3, ex["point"] + 3)
+    elif example_id == "A3":
+        result = gradient(ex["expr"], ex["values"])
+    elif example_id == "A4":
+        result = demo_accumulation(ex["expr"], ex["point"])
+    elif example_id == "A5":
+        result = demo_no_grad()
+    elif example_id == "A6":
+        result = demo_anomaly(ex["expr"], ex["point"])
+    else:
+        result = activations(*ex["range"])
+    return {**ex, "id": example_id, "result": result}

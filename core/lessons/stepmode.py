@@ -1,0 +1,69 @@
+"""'Step one batch': a teaching view of a single optimizer step of the lab's trainer.
+
+It shows the batch the next step takes, the loss on it before and after the step,
+per-layer gradient norms and weight-update sizes, and how the predictions changed.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pandas as pd
+import torch
+
+from core.training.trainer import Trainer
+
+
+def next_batch(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (un-augmented) samples the trainer's next step will use."""
+    order = trainer._epoch_order()
+    last = min(trainer.batch + trainer.config.accum_steps, trainer.batches_per_epoch)
+    idx = torch.cat([order[b * trainer.micro_batch:(b + 1) * trainer.micro_batch]
+                     for b in range(trainer.batch, last)])
+    return trainer.data.train_x[idx], trainer.data.train_y[idx]
+
+
+@torch.no_grad()
+def _look(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+    model = trainer.core
+    was_training = model.training
+    model.eval()
+    out = model(x).float()
+    loss = float(trainer.loss_fn(out, trainer._targets(y)))
+    model.train(was_training)
+    return loss, out
+
+
+def _layer(name: str) -> str:
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def teaching_step(trainer: Trainer, show: int = 8) -> dict:
+    """Do one step and report what it did. Losses before/after are on the same batch, in eval mode."""
+    if trainer.finished:
+        raise ValueError("this trainer has finished all its epochs: reset the step mode to start again")
+    x, y = next_batch(trainer)
+    model = trainer.core
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loss_before, out_before = _look(trainer, x, y)
+    record = trainer.step()
+    loss_after, out_after = _look(trainer, x, y)
+    grads, updates, weights = defaultdict(float), defaultdict(float), defaultdict(float)
+    for name, p in model.named_parameters():
+        layer = _layer(name)
+        if p.grad is not None:
+            grads[layer] += float(p.grad.float().norm()) ** 2
+        updates[layer] += float((p.detach() - before[name]).float().norm()) ** 2
+        weights[layer] += float(before[name].float().norm()) ** 2
+    layers = pd.DataFrame([{"layer": k, "grad norm": grads[k] ** 0.5, "update norm": updates[k] ** 0.5,
+                            "update / weight": (updates[k] / weights[k]) ** 0.5 if weights[k] else 0.0}
+                           for k in updates])
+    result = {"record": record, "loss_before": loss_before, "loss_after": loss_after, "layers": layers,
+              "x": x[:show].cpu(), "y": y[:show].cpu(), "batch_size": len(x)}
+    if trainer.task == "classification":
+        pb, pa = torch.softmax(out_before[:show], 1).cpu(), torch.softmax(out_after[:show], 1).cpu()
+        yy = y[:show].cpu()
+        result["predictions"] = pd.DataFrame({
+            "label": yy.tolist(), "before": pb.argmax(1).tolist(), "after": pa.argmax(1).tolist(),
+            "p(label) before": pb[torch.arange(len(yy)), yy].tolist(),
+            "p(label) after": pa[torch.arange(len(yy)), yy].tolist()})
+    return result

@@ -1,0 +1,281 @@
+"""The tutorials' tensor examples T1..T6, run with PyTorch's true results."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.lessons.tensors import _dtype_name, _shape, _torch_message, broadcast_explain
+
+# --------------------------------------------------------------------------- examples
+EXAMPLES: dict[str, dict[str, str]] = {
+    "T1": {
+        "title": "Adding tensors and taking the mean",
+        "code": (
+            "import torch\n"
+            "a = torch.tensor([[1, 2, 3], [4, 5, 6]])\n"
+            "b = torch.tensor([[.1, .2, .3], [.4, .5, .6]])\n"
+            "c = a + b\n"
+            "print(c)\n"
+            "print(c.mean())"
+        ),
+        "note": "A tutorial claims (a + b).mean() is 3.35; PyTorch gives 3.85 (23.1 / 6).",
+    },
+    "T2": {
+        "title": "Tensors from lists and NumPy arrays",
+        "code": (
+            "import numpy as np\n"
+            "import torch\n"
+            "t = torch.tensor([1, 2, 3])          # int64\n"
+            "f = torch.tensor([1.0, 2.0, 3.0])    # float32\n"
+            "n = np.array([1.0, 2.0, 3.0])        # float64\n"
+            "s = torch.from_numpy(n)              # float64 kept, memory shared\n"
+            "c = torch.tensor(n)                  # a copy\n"
+            "back = s.numpy()\n"
+            "n[0] = 100.0\n"
+            "print(s, c)"
+        ),
+        "note": "",
+    },
+    "T3": {
+        "title": "zeros, ones, rand and randn",
+        "code": (
+            "import torch\n"
+            "torch.manual_seed(0)\n"
+            "z = torch.zeros(3, 2)\n"
+            "o = torch.ones(3, 2)\n"
+            "r = torch.rand(2, 2)    # uniform on [0, 1)\n"
+            "g = torch.randn(2, 2)   # standard normal\n"
+            "print(z, o, r, g, sep='\\n')"
+        ),
+        "note": "",
+    },
+    "T4": {
+        "title": "view, transpose, contiguity and reshape",
+        "code": (
+            "import torch\n"
+            "x = torch.arange(24).reshape(2, 3, 4)\n"
+            "print(x.view(6, 4).shape)\n"
+            "y = x.transpose(1, 2)\n"
+            "print(y.is_contiguous())      # False\n"
+            "# y.view(6, 4)                # RuntimeError\n"
+            "print(y.reshape(6, 4).shape)  # reshape copies when it must"
+        ),
+        "note": "",
+    },
+    "T5": {
+        "title": "unsqueeze, squeeze, transpose and permute",
+        "code": (
+            "import torch\n"
+            "x = torch.arange(12.).reshape(3, 4)\n"
+            "u = x.unsqueeze(0)          # (1, 3, 4)\n"
+            "s = u.squeeze(0)            # (3, 4)\n"
+            "t = x.transpose(0, 1)       # (4, 3)\n"
+            "# x.permute(1, 0, 2)        # RuntimeError: x has only 2 dimensions\n"
+            "y = torch.arange(60.).reshape(3, 4, 5)\n"
+            "p = y.permute(1, 0, 2)      # (4, 3, 5)"
+        ),
+        "note": "A tutorial shows permute(1, 0, 2) on a 2-D tensor as if it worked; PyTorch raises an error "
+                "because permute needs one index per dimension.",
+    },
+    "T6": {
+        "title": "Elementwise maths and broadcasting",
+        "code": (
+            "import math\n"
+            "import torch\n"
+            "x = torch.tensor([0.0, math.pi / 6, math.pi / 2, math.pi])\n"
+            "y = x * 2 + torch.sin(x)              # the scalar 2 is broadcast\n"
+            "col = x.reshape(4, 1)                 # (4, 1)\n"
+            "row = torch.tensor([0.0, 1.0, 2.0])   # (3,)\n"
+            "z = col * 2 + torch.sin(row)          # (4, 1) with (3,) -> (4, 3)"
+        ),
+        "note": "",
+    },
+}
+
+
+def _step(code: str, value: object = None, error: str | None = None, note: str = "") -> dict[str, Any]:
+    """One line of an example: its code, its value (tensor/str/number) or torch's error."""
+    step: dict[str, Any] = {"code": code, "value": value, "error": error, "note": note,
+                            "shape": None, "dtype": None, "text": None}
+    if isinstance(value, torch.Tensor):
+        step["shape"] = _shape(value)
+        step["dtype"] = _dtype_name(value.dtype)
+        step["text"] = str(value.detach())
+    elif isinstance(value, np.ndarray):
+        step["shape"] = tuple(value.shape)
+        step["dtype"] = f"numpy.{value.dtype}"
+        step["text"] = repr(value)
+    elif value is not None:
+        step["text"] = str(value)
+    elif error is not None:
+        step["text"] = error
+    return step
+
+
+def _error_of(fn) -> str:
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - torch's message is the lesson
+        return _torch_message(exc)
+    raise AssertionError("expected torch to raise")  # pragma: no cover
+
+
+def _example_t1() -> dict[str, Any]:
+    a = torch.tensor([[1, 2, 3], [4, 5, 6]])
+    b = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    c = a + b
+    mean = c.mean()
+    steps = [
+        _step("a", a), _step("b", b),
+        _step("c = a + b", c, note="int64 + float32 gives float32 (type promotion)"),
+        _step("c.mean()", mean),
+    ]
+    return {"steps": steps, "values": {"a": a, "b": b, "sum": c, "mean": float(mean), "claimed_mean": 3.35}}
+
+
+def _example_t2() -> dict[str, Any]:
+    t = torch.tensor([1, 2, 3])
+    f = torch.tensor([1.0, 2.0, 3.0])
+    n = np.array([1.0, 2.0, 3.0])
+    s = torch.from_numpy(n)
+    c = torch.tensor(n)
+    back = s.numpy()
+    before = s.clone()
+    n_before = n.copy()
+    n[0] = 100.0
+    steps = [
+        _step("t = torch.tensor([1, 2, 3])", t),
+        _step("f = torch.tensor([1.0, 2.0, 3.0])", f),
+        _step("n = np.array([1.0, 2.0, 3.0])", n_before),
+        _step("s = torch.from_numpy(n)", before, note="float64 is kept"),
+        _step("c = torch.tensor(n)", c.clone(), note="torch.tensor copies"),
+        _step("back = s.numpy()", n_before.copy()),
+        _step("n[0] = 100.0; s", s.clone(), note="s shares memory with n, so it changed too"),
+        _step("c", c.clone(), note="the copy did not change"),
+        _step("back", np.array(back, copy=True), note="back is the same memory as n and s"),
+    ]
+    values = {
+        "list_dtype": _dtype_name(t.dtype),
+        "float_list_dtype": _dtype_name(f.dtype),
+        "numpy_dtype": str(n.dtype),
+        "from_numpy_dtype": _dtype_name(s.dtype),
+        "numpy_back_dtype": str(back.dtype),
+        "shared_after_change": s.tolist(),
+        "copy_after_change": c.tolist(),
+        "shares_memory": bool(np.shares_memory(back, n)),
+        "copy_shares_memory": c.data_ptr() == s.data_ptr(),
+    }
+    return {"steps": steps, "values": values}
+
+
+def _example_t3() -> dict[str, Any]:
+    gen = torch.Generator().manual_seed(0)
+    z = torch.zeros(3, 2)
+    o = torch.ones(3, 2)
+    r = torch.rand(2, 2, generator=gen)
+    g = torch.randn(2, 2, generator=gen)
+    big_r = torch.rand(100_000, generator=torch.Generator().manual_seed(1))
+    big_g = torch.randn(100_000, generator=torch.Generator().manual_seed(1))
+    steps = [
+        _step("torch.zeros(3, 2)", z), _step("torch.ones(3, 2)", o),
+        _step("torch.rand(2, 2)", r, note="uniform on [0, 1)"),
+        _step("torch.randn(2, 2)", g, note="standard normal: mean 0, std 1, any real value"),
+    ]
+    values = {
+        name: {"shape": _shape(v), "min": float(v.min()), "max": float(v.max())}
+        for name, v in (("zeros", z), ("ones", o), ("rand", r), ("randn", g))
+    }
+    values["rand_100k"] = {"min": float(big_r.min()), "max": float(big_r.max()), "mean": float(big_r.mean())}
+    values["randn_100k"] = {"min": float(big_g.min()), "max": float(big_g.max()),
+                            "mean": float(big_g.mean()), "std": float(big_g.std())}
+    return {"steps": steps, "values": values}
+
+
+def _example_t4() -> dict[str, Any]:
+    x = torch.arange(24).reshape(2, 3, 4)
+    v = x.view(6, 4)
+    y = x.transpose(1, 2)
+    view_error = _error_of(lambda: y.view(6, 4))
+    r = y.reshape(6, 4)
+    steps = [
+        _step("x = torch.arange(24).reshape(2, 3, 4)", x, note=f"stride {tuple(x.stride())}"),
+        _step("x.view(6, 4)", v, note="x is contiguous, so view only changes the shape"),
+        _step("y = x.transpose(1, 2)", y, note=f"stride {tuple(y.stride())}: same memory, swapped strides"),
+        _step("y.is_contiguous()", y.is_contiguous()),
+        _step("y.view(6, 4)", error=view_error),
+        _step("y.reshape(6, 4)", r, note="reshape copies the data when a view is impossible"),
+    ]
+    values = {
+        "x_shape": _shape(x), "x_stride": tuple(x.stride()), "view_shape": _shape(v),
+        "y_shape": _shape(y), "y_stride": tuple(y.stride()), "y_contiguous": y.is_contiguous(),
+        "view_error": view_error, "reshape_shape": _shape(r),
+        "reshape_shares_memory": r.data_ptr() == x.data_ptr(),
+        "view_shares_memory": v.data_ptr() == x.data_ptr(),
+        "explanation": (
+            "transpose swaps strides without moving data, so rows of y are no longer laid out one after "
+            "another in memory. view never copies, so it cannot merge dimensions that are not adjacent in "
+            "memory; reshape returns a view when it can and a contiguous copy otherwise "
+            "(like y.contiguous().view(6, 4))."
+        ),
+    }
+    return {"steps": steps, "values": values}
+
+
+def _example_t5() -> dict[str, Any]:
+    x = torch.arange(12.0).reshape(3, 4)
+    u = x.unsqueeze(0)
+    s = u.squeeze(0)
+    t = x.transpose(0, 1)
+    permute_error = _error_of(lambda: x.permute(1, 0, 2))
+    y = torch.arange(60.0).reshape(3, 4, 5)
+    p = y.permute(1, 0, 2)
+    steps = [
+        _step("x = torch.arange(12.).reshape(3, 4)", x),
+        _step("x.unsqueeze(0)", u), _step("x.unsqueeze(0).squeeze(0)", s),
+        _step("x.transpose(0, 1)", t),
+        _step("x.permute(1, 0, 2)", error=permute_error, note="x has 2 dimensions but 3 were given"),
+        _step("y = torch.arange(60.).reshape(3, 4, 5)", y),
+        _step("y.permute(1, 0, 2)", p),
+    ]
+    values = {
+        "unsqueeze_shape": _shape(u), "squeeze_shape": _shape(s), "transpose_shape": _shape(t),
+        "permute_2d_error": permute_error, "permute_3d_shape": _shape(p),
+    }
+    return {"steps": steps, "values": values}
+
+
+def _example_t6() -> dict[str, Any]:
+    x = torch.tensor([0.0, math.pi / 6, math.pi / 2, math.pi])
+    y = x * 2 + torch.sin(x)
+    col = x.reshape(4, 1)
+    row = torch.tensor([0.0, 1.0, 2.0])
+    z = col * 2 + torch.sin(row)
+    steps = [
+        _step("x", x), _step("x * 2 + torch.sin(x)", y),
+        _step("col = x.reshape(4, 1)", col), _step("row = torch.tensor([0.0, 1.0, 2.0])", row),
+        _step("col * 2 + torch.sin(row)", z, note="(4, 1) and (3,) broadcast to (4, 3)"),
+    ]
+    values = {"x": x, "y": y, "z": z, "z_shape": _shape(z),
+              "broadcast": broadcast_explain((4, 1), (3,))}
+    return {"steps": steps, "values": values}
+
+
+_RUNNERS = {"T1": _example_t1, "T2": _example_t2, "T3": _example_t3,
+            "T4": _example_t4, "T5": _example_t5, "T6": _example_t6}
+
+
+def run_example(example_id: str) -> dict[str, Any]:
+    """Run tutorial example T1..T6 with torch and return its real results.
+
+    Returns ``{"id", "title", "code", "note", "steps", "values"}`` where ``steps`` is a list of
+    ``{"code", "value", "error", "note", "shape", "dtype", "text"}`` (``value`` is a tensor,
+    NumPy array, bool or number; ``error`` is torch's message when the line raises) and
+    ``values`` holds the key facts (e.g. ``values["mean"] == 3.85`` for T1).
+    """
+    if example_id not in _RUNNERS:
+        raise ValueError(f"unknown example {example_id!r}; choose one of {', '.join(_RUNNERS)}")
+    out = _RUNNERS[example_id]()
+    return {"id": example_id, **EXAMPLES[example_id], **out}

@@ -1,0 +1,310 @@
+"""Training runs as background jobs: start, stop, resume, a queue under a job cap, reaping.
+
+A job is a worker process running the same command a user can type in a terminal::
+
+    python -m core.train --run-id <id> --home <home>
+
+started in its own session (so it outlives the Streamlit server and a browser refresh)
+and writing everything to the run store. All job state lives in the store, so any
+``JobManager`` (a page, a restarted server, a test) sees and controls every job:
+
+- ``start(config)`` validates the config, stores the run as ``queued`` and calls ``poll()``.
+- ``poll()`` (call it at startup and whenever a page refreshes) reaps dead workers and
+  launches queued runs while fewer than ``cap`` jobs hold a slot. Slots are claimed in
+  ``BEGIN IMMEDIATE`` transactions, by the manager when launching and again by the worker
+  when it starts, so two servers sharing a home cannot exceed the cap.
+- ``stop(run_id)`` sets the run's stop flag; the worker sees it at its next heartbeat,
+  finishes the current step, saves ``last.pt`` and ends with status ``stopped``. A run
+  still waiting in the queue is simply marked stopped.
+- ``resume(run_id)`` puts a stopped or failed run back in the queue; its worker continues
+  from ``last.pt`` to the configured number of epochs.
+- ``reap()`` marks ``failed`` a running run whose worker process is gone (e.g. SIGKILL) or
+  whose heartbeat is older than ``stale_after`` seconds.
+
+Thread counts: on a small machine the server and the workers share few cores, so each
+worker gets ``thread_plan()``'s share through ``OMP_NUM_THREADS`` / ``--threads``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from core.runs.store import FINISHED, RunStore, check_run_id, pid_alive
+from core.settings import ROOT
+from core.training.config import TrainConfig
+
+LOG_NAME = "worker.log"
+
+
+def _env_number(name: str, default: float, lo: float, hi: float, environ=None) -> float:
+    env = os.environ if environ is None else environ
+    try:
+        value = float(env.get(name, "") or default)
+    except ValueError:
+        return default
+    if not math.isfinite(value):
+        return default
+    return min(max(value, lo), hi)
+
+
+def default_cap(environ: dict[str, str] | None = None) -> int:
+    """Concurrent jobs: ``PYTORCH_LAB_JOB_CAP``, else 1 per 4 cores (at least 1)."""
+    cpus = os.cpu_count() or 1
+    return int(_env_number("PYTORCH_LAB_JOB_CAP", max(1, cpus // 4), 1, 64, environ))
+
+
+def thread_plan(cpu_count: int | None = None, cap: int = 1, environ: dict[str, str] | None = None) -> tuple[int, int]:
+    """(server threads, threads per worker) so that server + ``cap`` workers fit the cores.
+
+    One core stays with the server (the page's own stepping, plotting); the rest are split
+    among the workers: 2 cores, cap 1 -> (1, 1); 8 cores, cap 1 -> (1, 7); 8 cores, cap 2
+    -> (1, 3). ``PYTORCH_LAB_WORKER_THREADS`` overrides the worker share.
+    """
+    cpus = cpu_count or os.cpu_count() or 1
+    server = 1
+    worker = max(1, (cpus - server) // max(1, cap))
+    env = os.environ if environ is None else environ
+    if env.get("PYTORCH_LAB_WORKER_THREADS"):
+        worker = int(_env_number("PYTORCH_LAB_WORKER_THREADS", worker, 1, 256, env))
+    return server, worker
+
+
+def configure_server_threads(cap: int | None = None) -> int:
+    """Set this (server) process's torch threads to its share; returns the count."""
+    import torch
+
+    server, _ = thread_plan(cap=cap or default_cap())
+    if torch.get_num_threads() != server:
+        torch.set_num_threads(server)
+    return server
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class JobManager:
+    """Launches and watches training workers through the run store (see the module doc)."""
+
+    def __init__(self, home: str | Path | None = None, cap: int | None = None, store: RunStore | None = None,
+                 heartbeat_s: float | None = None, stale_after: float | None = None,
+                 launch_timeout: float = 120.0, python: str | None = None) -> None:
+        if store is None:
+            if home is None:
+                from core.settings import load_settings
+
+                home = load_settings().home
+            store = RunStore(home)
+        self.store = store
+        self.home = store.home
+        self.cap = int(cap) if cap is not None else default_cap()
+        if self.cap < 1:
+            raise ValueError("the job cap must be at least 1")
+        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else _env_number("PYTORCH_LAB_HEARTBEAT_S", 2, 0.05, 60)
+        # A live worker beats every heartbeat_s; many missed beats mean it is hung or gone.
+        self.stale_after = stale_after if stale_after is not None else max(30.0, 15 * self.heartbeat_s)
+        self.launch_timeout = launch_timeout
+        self.python = python or sys.executable
+        self._procs: dict[str, subprocess.Popen] = {}  # workers this manager started (to reap them)
+        self._lock = threading.Lock()  # one manager may serve many server threads
+
+    # ---------------------------------------------------------------- commands
+    def command(self, run_id: str) -> list[str]:
+        """The worker's command line: the terminal command with the run id."""
+        _, threads = thread_plan(cap=self.cap)
+        return [self.python, "-m", "core.train", "--run-id", check_run_id(run_id), "--home", str(self.home),
+                "--threads", str(threads), "--job-cap", str(self.cap)]
+
+    def start(self, config: TrainConfig | dict, name: str = "", tags: list[str] | tuple = ()) -> str:
+        """Validate the config, queue the run and launch it if a slot is free. Returns the run id."""
+        config = TrainConfig.from_dict(config).validate()
+        run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
+                                       precision=config.precision)
+        self.poll()
+        return run_id
+
+    def stop(self, run_id: str) -> str:
+        """Ask a run to stop; returns its status afterwards (a queued run stops at once)."""
+        run = self.store.run(run_id)
+        if run["status"] == "queued" and run["launched"] is None:
+            self.store.finish_run(run_id, "stopped")
+            return "stopped"
+        if run["status"] in ("queued", "running"):
+            self.store.request_stop(run_id)
+        return self.store.run(run_id)["status"]
+
+    def resume(self, run_id: str) -> None:
+        """Queue a stopped or failed run again; its worker continues from last.pt."""
+        run = self.store.run(run_id)
+        if run["status"] not in ("stopped", "failed"):
+            raise ValueError(f"run {run_id} is {run['status']}; only a stopped or failed run can be resumed")
+        if run["kind"] != "job":
+            self.store.update_run(run_id, kind="job")
+        self.store.update_run(run_id, status="queued", launched=None, pid=None, stop_requested=False, error=None,
+                              finished=None)
+        self.poll()
+
+    def delete(self, run_id: str) -> None:
+        run = self.store.run(run_id)
+        if run["status"] == "running" or (run["status"] == "queued" and run["launched"] is not None):
+            raise ValueError(f"run {run_id} is active; stop it before deleting it")
+        self.store.delete_run(run_id)
+
+    # ---------------------------------------------------------------- watching
+    def poll(self) -> list[str]:
+        """Reap dead workers, then launch queued runs into free slots. Returns launched ids."""
+        with self._lock:
+            for run_id, proc in list(self._procs.items()):
+                if proc.poll() is not None:
+                    self._procs.pop(run_id, None)
+        self.reap()
+        launched = []
+        for run_id in self.store.claim_launches(self.cap):
+            try:
+                self._launch(run_id)
+                launched.append(run_id)
+            except OSError as exc:
+                self.store.finish_run(run_id, "failed", error=f"could not start the worker: {exc}")
+        return launched
+
+    def _launch(self, run_id: str) -> subprocess.Popen:
+        run_dir = self.store.run_dir(run_id, create=True)
+        _, threads = thread_plan(cap=self.cap)
+        env = dict(os.environ)
+        env.update({
+            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+            "PYTORCH_LAB_HOME": str(self.home), "PYTORCH_LAB_HEARTBEAT_S": str(self.heartbeat_s),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
+            "PYTHONUNBUFFERED": "1",
+        })
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+            env.pop(key, None)  # a job is one process; torchrun is for terminals
+        with open(run_dir / LOG_NAME, "ab") as log:
+            log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command(run_id))}\n".encode())
+            log.flush()
+            proc = subprocess.Popen(self.command(run_id), cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        with self._lock:
+            self._procs[run_id] = proc
+        self.store.update_run(run_id, pid=proc.pid)
+        return proc
+
+    def _is_worker(self, pid: int | None, run_id: str, kind: str = "job") -> bool:
+        """The pid is alive and (for a job, where /proc tells) is the worker of this run, not a reused pid."""
+        if not pid_alive(pid):
+            return False
+        if kind != "job":
+            return True  # a terminal run: any command line may have started it
+        cmd = _cmdline(pid)
+        return not cmd or (run_id in cmd)
+
+    def reap(self) -> list[str]:
+        """Mark failed the runs whose worker died or went silent; returns their ids."""
+        now = time.time()
+        host = socket.gethostname()
+        failed = []
+        for run in self.store.runs(status=("running", "queued")):
+            run_id, pid, beat = run["id"], run["pid"], run["heartbeat"]
+            local = run["host"] == host
+            if run["status"] == "queued":
+                launched = run["launched"]
+                if launched is None:
+                    continue  # waiting for a slot
+                if local and pid is not None and not self._is_worker(pid, run_id, run["kind"]):
+                    fresh = self.store.get_run(run_id)
+                    if fresh and fresh["status"] == "queued" and fresh["launched"] is not None:
+                        self.store.finish_run(run_id, "failed", error=self._death_note(run_id, pid, "before it started"))
+                        failed.append(run_id)
+                elif pid is None and now - launched > self.launch_timeout:
+                    self.store.release_launch(run_id)  # the launcher died between claim and spawn
+                continue
+            # running
+            if local and pid is not None:
+                if not self._is_worker(pid, run_id, run["kind"]):
+                    if self._still_running(run_id, pid):
+                        self.store.finish_run(run_id, "failed", error=self._death_note(run_id, pid))
+                        failed.append(run_id)
+                    continue
+                if beat is not None and now - beat > self.stale_after:
+                    self._kill(pid, run_id)
+                    self.store.finish_run(run_id, "failed",
+                                          error=f"no heartbeat for {now - beat:.0f} s: the worker (pid {pid}) hung "
+                                                "and was killed")
+                    failed.append(run_id)
+            elif beat is None or now - beat > self.stale_after:
+                where = f"on {run['host']}" if run["host"] else "elsewhere"
+                self.store.finish_run(run_id, "failed",
+                                      error=f"no heartbeat from the worker {where} for "
+                                            f"{(now - beat) if beat else float('inf'):.0f} s")
+                failed.append(run_id)
+        return failed
+
+    def _still_running(self, run_id: str, pid: int) -> bool:
+        """Re-read the run: the worker may have finished cleanly between list and check."""
+        fresh = self.store.get_run(run_id)
+        return bool(fresh and fresh["status"] == "running" and fresh["pid"] == pid)
+
+    def _death_note(self, run_id: str, pid: int, when: str = "") -> str:
+        tail = self.log_tail(run_id, 600).strip()
+        last = tail.splitlines()[-1] if tail else ""
+        text = f"the worker process (pid {pid}) ended {when + ' ' if when else ''}without reporting (killed?)"
+        return text + (f"; last log line: {last[:300]}" if last else "")
+
+    def _kill(self, pid: int, run_id: str) -> None:
+        if not self._is_worker(pid, run_id):
+            return
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)  # the worker leads its own session
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+    # ---------------------------------------------------------------- queries
+    def status(self, run_id: str) -> dict[str, Any]:
+        return self.store.run(run_id)
+
+    def active(self) -> list[str]:
+        return [r["id"] for r in self.store.runs(status=("running", "queued"), kind="job")]
+
+    def wait(self, run_id: str, timeout: float = 300.0, interval: float = 0.2) -> str:
+        """Poll until the run finishes (completed/stopped/failed); returns the status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            status = self.store.run(run_id)["status"]
+            if status in FINISHED:
+                with self._lock:
+                    proc = self._procs.pop(run_id, None)
+                if proc is not None:
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        pass
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} is still {status} after {timeout:.0f} s")
+            time.sleep(interval)
+
+    def log_path(self, run_id: str) -> Path:
+        return self.store.run_dir(run_id) / LOG_NAME
+
+    def log_tail(self, run_id: str, max_bytes: int = 4000) -> str:
+        path = self.log_path(run_id)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - max_bytes))
+                return fh.read().decode(errors="replace")
+        except OSError:
+            return ""

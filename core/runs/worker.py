@@ -1,0 +1,281 @@
+"""The worker: drives a trainer for one stored run, writing metrics and checkpoints to the run store."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+from core.ml.checkpoint import BEST, LAST, CheckpointError, save_checkpoint
+from core.training.config import TrainConfig
+from core.training.console import Progress, epoch_line
+from core.training.trainer import Trainer
+
+
+def _error_text(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text[:2000]
+
+
+class _Worker:
+    """Store bookkeeping for one run: heartbeat thread, stop flag, metrics, checkpoints."""
+
+    def __init__(self, store, run_id: str, heartbeat_s: float) -> None:
+        self.store, self.run_id = store, run_id
+        self.stop_event = threading.Event()
+        self.done = threading.Event()
+        self.epoch = 0
+        self.step = 0
+        self.pending: list[tuple] = []
+        self.last_flush = time.monotonic()
+        self.heartbeat_s = heartbeat_s
+        self.thread = threading.Thread(target=self._beat, name="lab-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.done.wait(self.heartbeat_s):
+            try:
+                self.store.heartbeat(self.run_id, epoch=self.epoch, step=self.step)
+                if self.store.stop_requested(self.run_id):
+                    self.stop_event.set()
+            except Exception:  # a busy database must not kill the run; try again next beat
+                pass
+
+    def close(self) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
+
+    def log_step(self, ev: dict) -> None:
+        self.step = ev["step"]
+        for name in ("loss", "lr", "grad_norm", "samples_per_s"):
+            self.pending.append((ev["step"], ev["epoch"], name, ev[name]))
+        if time.monotonic() - self.last_flush > 1.0:
+            self.flush()
+
+    def log_epoch(self, ev: dict) -> None:
+        self.epoch = ev["epoch"]
+        for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            if ev.get(name) is not None:
+                self.pending.append((ev["step"], ev["epoch"], name, ev[name]))
+        self.pending.append((ev["step"], ev["epoch"], "epoch_seconds", ev["seconds"]))
+        self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.store.log_metrics(self.run_id, self.pending)
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+
+def _metrics_of(ev: dict) -> dict:
+    keys = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
+    return {k: ev.get(k) for k in keys}
+
+
+def train_run(trainer: Trainer, store=None, run_id: str | None = None, progress: Progress | None = None,
+              heartbeat_s: float = 2.0, external_stop: threading.Event | None = None) -> str:
+    """Drive a trainer to the end, writing metrics/checkpoints to the store; returns the final status.
+
+    Rank 0 does all writing. The run stops early (status ``stopped``, last.pt saved) when
+    the store's stop flag is set or ``external_stop`` (SIGTERM/SIGINT) is.
+    """
+    cfg = trainer.config
+    main = trainer.is_main
+    run_dir = store.run_dir(run_id, create=True) if (store is not None and main) else None
+    worker = _Worker(store, run_id, heartbeat_s) if (store is not None and main) else None
+    external_stop = external_stop or threading.Event()
+    if worker is not None:
+        worker.epoch, worker.step = trainer.epoch, trainer.global_step
+        worker.start()
+
+    def stop() -> bool:
+        return external_stop.is_set() or (worker is not None and worker.stop_event.is_set())
+
+    status = "completed"
+    try:
+        if trainer.finished:
+            pass
+        for ev in trainer.run(stop):
+            kind = ev["kind"]
+            if kind == "step":
+                if progress:
+                    progress.step(ev)
+                if worker:
+                    worker.log_step(ev)
+            elif kind == "epoch":
+                if progress:
+                    progress.line(epoch_line(ev, cfg.epochs))
+                if worker:
+                    worker.log_epoch(ev)
+                    store.update_run(run_id, last_metrics=_metrics_of(ev), epoch=ev["epoch"], step=ev["step"])
+                    if ev["best"]:
+                        store.update_run(run_id, best_metrics=_metrics_of(ev))
+                if main and run_dir is not None:
+                    ckpt = trainer.checkpoint()
+                    if ev["best"]:  # best.pt first: a crash in between redoes this epoch from the old last.pt
+                        save_checkpoint(ckpt, run_dir / BEST)
+                    save_checkpoint(ckpt, run_dir / LAST)
+            elif kind == "stopped":
+                status = "stopped"
+                if worker:  # metrics up to the checkpoint's step are stored before the checkpoint
+                    worker.flush()
+                if main and run_dir is not None:
+                    save_checkpoint(trainer.checkpoint(), run_dir / LAST)
+                if progress:
+                    progress.line(f"stopped at epoch {ev['epoch'] + 1}, step {ev['step']}; last.pt saved")
+        if worker:
+            worker.flush()
+    finally:
+        if worker:
+            worker.close()
+    return status
+
+
+
+
+def execute(trainer: Trainer, store, run_id: str | None, args) -> int:
+    progress = Progress(trainer.total_steps, enabled=trainer.is_main and not args.quiet)
+    external_stop = threading.Event()
+
+    def on_signal(signum, frame):  # finish the current step, checkpoint, status "stopped"
+        if external_stop.is_set():  # asked twice: stop now
+            raise KeyboardInterrupt
+        external_stop.set()
+
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, on_signal)
+    if trainer.is_main:
+        where = f" run {run_id} in {store.home}" if store is not None else ""
+        progress.line(f"training{where}: {trainer.config.preset if trainer.config.model_spec is None else 'custom'} "
+                      f"on {trainer.config.dataset}, {trainer.config.epochs} epochs, {trainer.device}, "
+                      f"{trainer.precision.name}, world size {trainer.dist.world_size}")
+    code = 0
+    try:
+        status = train_run(trainer, store, run_id, progress, heartbeat_s=_heartbeat_s(),
+                           external_stop=external_stop)
+        if store is not None:
+            store.finish_run(run_id, status)
+        if trainer.is_main and trainer.history:
+            last = trainer.history[-1]
+            summary = {"run_id": run_id, "status": status, "epoch": trainer.epoch, "step": trainer.global_step,
+                       "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss")}
+            print(json.dumps(summary))
+    except BaseException as exc:  # recorded as "failed" with the reason, then re-raised for the exit code
+        if store is not None:
+            try:
+                store.finish_run(run_id, "failed", error=_error_text(exc))
+            except Exception:
+                pass
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        traceback.print_exc()
+        code = 1
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if trainer.dist.distributed:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    return code
+
+
+def _heartbeat_s() -> float:
+    try:
+        value = float(os.environ.get("PYTORCH_LAB_HEARTBEAT_S", "2"))
+    except ValueError:
+        value = 2.0
+    return min(max(value, 0.05), 60.0) if math.isfinite(value) else 2.0
+
+
+def run_stored(args) -> int:
+    """Worker mode: run the stored run ``--run-id`` (claim its job slot first)."""
+    from core.ml.data import DataUnavailable
+    from core.runs.store import FINISHED, check_run_id
+
+    try:
+        run_id = check_run_id(args.run_id)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store = open_store(args.home)
+    run = store.get_run(run_id)
+    if run is None:
+        print(f"error: no run {run_id} in {store.path}", file=sys.stderr)
+        return 2
+    if run["status"] in FINISHED:
+        if not args.resume or run["status"] == "completed":
+            print(f"error: run {run_id} is {run['status']}; use --resume to continue a stopped or failed run",
+                  file=sys.stderr)
+            return 2
+        store.update_run(run_id, status="queued", stop_requested=False, error=None, finished=None)
+    elif run["status"] == "running":
+        print(f"error: run {run_id} is already running (pid {run['pid']})", file=sys.stderr)
+        return 2
+    if not store.claim_run(run_id, os.getpid(), cap=args.job_cap):
+        store.release_launch(run_id)
+        print(f"run {run_id}: no free job slot (cap {args.job_cap}); left in the queue", file=sys.stderr)
+        return 3
+    if store.stop_requested(run_id):
+        store.finish_run(run_id, "stopped")
+        return 0
+    try:
+        config = TrainConfig.from_dict(run["config"]).validate()
+        trainer = Trainer(config)
+    except (ValueError, TypeError) as exc:
+        store.finish_run(run_id, "failed", error=f"invalid config: {exc}")
+        print(f"error: invalid config: {exc}", file=sys.stderr)
+        return 2
+    except DataUnavailable as exc:
+        store.finish_run(run_id, "failed", error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", error=_error_text(exc))
+        raise
+    store.update_run(run_id, device=str(trainer.device), precision=trainer.precision.name, launched=None)
+    last = store.run_dir(run_id) / LAST
+    if last.exists():
+        try:
+            trainer.load_checkpoint(last)
+        except CheckpointError as exc:
+            store.finish_run(run_id, "failed", error=f"cannot resume: {exc}")
+            print(f"error: cannot resume: {exc}", file=sys.stderr)
+            return 1
+        store.truncate_metrics(run_id, trainer.global_step)
+        print(f"resuming run {run_id} at epoch {trainer.epoch + 1}, step {trainer.global_step}", file=sys.stderr)
+    else:
+        store.truncate_metrics(run_id, 0)
+    code = execute(trainer, store, run_id, args)
+    _hand_off(store, args.job_cap)
+    return code
+
+
+def _hand_off(store, cap: int | None) -> None:
+    """A finishing job starts the next queued one, so the queue moves with no page open."""
+    if cap is None:
+        return
+    try:
+        from core.runs.jobs import JobManager
+
+        JobManager(store=store, cap=cap).poll()
+    except Exception as exc:  # the next page visit will launch it instead
+        print(f"note: could not start the next queued run: {exc}", file=sys.stderr)
+
+
+def open_store(home: str | None):
+    from core.runs.store import RunStore
+
+    if home:
+        return RunStore(home)
+    return RunStore.open_default()

@@ -1,0 +1,654 @@
+"""Safe evaluator for the tensor expressions a lab user types.
+
+Anyone holding a share URL can put text into an expression box, so that text is
+treated as hostile.  It is parsed with ``ast.parse(text, mode="eval")`` and the
+tree is walked against allow-lists; it is never handed to Python's own code
+evaluator (the builtins eval / exec / compile are not used anywhere here).
+
+Two passes:
+
+* :func:`check` is static: length, bracket nesting, syntax, node count, tree
+  depth, node types, names, attributes, methods, keywords and literal sizes.
+* :func:`evaluate` runs :func:`check`, then walks the tree.  Functions come from
+  an explicit table of torch callables; methods and attributes are looked up
+  in explicit tables built from constant names, and only on tensor / Size /
+  dtype values.  Sizes are checked before allocation where they can be known
+  (factories, expand/repeat, matmul, broadcasting, advanced indexing, list
+  repetition) and every intermediate result is checked again afterwards.  A
+  wall clock is checked between node evaluations.
+
+Every refusal or failure (torch's own errors included) is raised as
+:class:`ExprError`, whose message is short and meant for the user.  Autograd is
+left alone: ``x**3 + 5*x`` with ``x.requires_grad`` returns a tensor with a
+``grad_fn``.
+
+Deviation from plain Python, on purpose: a chained comparison that involves
+tensors combines elementwise, so ``0 < x < 1`` means ``(0 < x) & (x < 1)``."""
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+import time
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+
+from core.safe.allowlist import (
+    ALLOWED_ATTRIBUTES,
+    ALLOWED_KEYWORDS,
+    ALLOWED_METHODS,
+    CONSTANTS,
+    DTYPE_ATTRS,
+    DTYPES,
+    FUNCTIONS,
+    RESULT_ATTRS,
+    SIZE_METHODS,
+    TENSOR_ATTRS,
+    TENSOR_METHODS,
+    ExprError,
+    Limits,
+    check_broadcast,
+    check_exponent,
+    check_matmul,
+    describe_value,
+    too_large,
+)
+
+# ---------------------------------------------------------------------------
+# Operators
+# ---------------------------------------------------------------------------
+
+_BINOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.MatMult: operator.matmul,
+    # Elementwise logic on (boolean) tensors: (x > 0) & (x < 1).
+    ast.BitAnd: operator.and_,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+}
+_UNARYOPS: dict[type, Callable[[Any], Any]] = {
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.Invert: operator.invert,
+    ast.Not: operator.not_,
+}
+_CMPOPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
+_OP_SYMBOLS = {
+    ast.LShift: "<<", ast.RShift: ">>", ast.Is: "is", ast.IsNot: "is not",
+    ast.In: "in", ast.NotIn: "not in",
+}
+
+_REFUSED_NODES = {
+    ast.Lambda: "lambda functions are not allowed",
+    ast.ListComp: "comprehensions are not allowed",
+    ast.SetComp: "comprehensions are not allowed",
+    ast.DictComp: "comprehensions are not allowed",
+    ast.GeneratorExp: "generator expressions are not allowed",
+    ast.JoinedStr: "f-strings are not allowed",
+    ast.FormattedValue: "f-strings are not allowed",
+    ast.Dict: "dicts are not allowed",
+    ast.Set: "sets are not allowed",
+    ast.NamedExpr: "assignments (:=) are not allowed",
+    ast.Starred: "* unpacking is not allowed",
+    ast.Await: "await is not allowed",
+    ast.Yield: "yield is not allowed",
+    ast.YieldFrom: "yield is not allowed",
+}
+
+_UNDERSCORE = "names starting with '_' are refused"
+
+
+# ---------------------------------------------------------------------------
+# Static check
+# ---------------------------------------------------------------------------
+
+def _bracket_depth(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        if ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth -= 1
+    return deepest
+
+
+def _statement_message(text: str) -> str | None:
+    """If the text parses as statements, say why that is not allowed."""
+    try:
+        module = ast.parse(text, mode="exec")
+    except BaseException:  # noqa: BLE001 - includes RecursionError / MemoryError
+        return None
+    if not module.body:
+        return None
+    first = module.body[0]
+    if len(module.body) == 1 and isinstance(first, (ast.Import, ast.ImportFrom)):
+        return "imports are not allowed: only a single expression is allowed"
+    if len(module.body) == 1 and isinstance(first, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+        return "assignments are not allowed: only a single expression is allowed"
+    return "only a single expression is allowed"
+
+
+def _parse(text: object, limits: Limits) -> ast.Expression:
+    if not isinstance(text, str):
+        raise ExprError("the expression must be text")
+    if len(text) > limits.max_chars:
+        raise ExprError(f"expression is too long: {len(text):,} characters (max {limits.max_chars:,})")
+    source = text.strip()
+    if not source:
+        raise ExprError("the expression is empty")
+    if _bracket_depth(source) > limits.max_depth:
+        raise ExprError(f"expression is nested too deeply (max {limits.max_depth} levels)")
+    try:
+        return ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        statement = _statement_message(source)
+        if statement:
+            raise ExprError(statement) from None
+        where = f" at column {exc.offset}" if exc.offset else ""
+        raise ExprError(f"syntax error{where}: {exc.msg}") from None
+    except (RecursionError, MemoryError):
+        raise ExprError(f"expression is nested too deeply (max {limits.max_depth} levels)") from None
+    except (ValueError, TypeError) as exc:  # e.g. null bytes
+        raise ExprError(f"invalid expression: {exc}") from None
+
+
+class _Checker:
+    def __init__(self, names: frozenset[str], limits: Limits) -> None:
+        self.names = names
+        self.limits = limits
+
+    def run(self, tree: ast.Expression) -> None:
+        # Iterative walk: no recursion however deep the tree is.
+        stack: list[tuple[ast.AST, int]] = [(tree.body, 1)]
+        count = 0
+        while stack:
+            node, depth = stack.pop()
+            count += 1
+            if count > self.limits.max_nodes:
+                raise ExprError(f"expression is too large: more than {self.limits.max_nodes} parts")
+            if depth > self.limits.max_depth:
+                raise ExprError(f"expression is nested too deeply (max {self.limits.max_depth} levels)")
+            children = self.node(node)
+            stack.extend((child, depth + 1) for child in reversed(children))
+
+    # -- one node; returns the child expressions still to check -----------
+    def node(self, node: ast.AST) -> list[ast.AST]:
+        kind = type(node)
+        if kind in _REFUSED_NODES:
+            raise ExprError(_REFUSED_NODES[kind])
+        ctx = getattr(node, "ctx", None)
+        if ctx is not None and not isinstance(ctx, ast.Load):
+            raise ExprError("assignments are not allowed")
+        if kind is ast.Constant:
+            self.constant(node.value)
+            return []
+        if kind is ast.Name:
+            self.name_value(node.id)
+            return []
+        if kind is ast.BinOp:
+            self.operator(node.op, _BINOPS)
+            return [node.left, node.right]
+        if kind is ast.UnaryOp:
+            self.operator(node.op, _UNARYOPS)
+            return [node.operand]
+        if kind is ast.BoolOp:
+            return list(node.values)
+        if kind is ast.Compare:
+            for op in node.ops:
+                self.operator(op, _CMPOPS)
+            return [node.left, *node.comparators]
+        if kind is ast.IfExp:
+            return [node.test, node.body, node.orelse]
+        if kind is ast.Call:
+            return self.call(node)
+        if kind is ast.Attribute:
+            if isinstance(node.value, ast.Name):  # report `torch` in torch.load before `load`
+                self.name_value(node.value.id)
+            self.attribute_value(node.attr)
+            return [node.value]
+        if kind is ast.Subscript:
+            return [node.value, node.slice]
+        if kind is ast.Slice:
+            return [part for part in (node.lower, node.upper, node.step) if part is not None]
+        if kind in (ast.List, ast.Tuple):
+            return list(node.elts)
+        raise ExprError(f"{kind.__name__} is not allowed")
+
+    def constant(self, value: object) -> None:
+        if value is None or value is Ellipsis or isinstance(value, (bool, float)):
+            return
+        if isinstance(value, int):
+            if abs(value) > self.limits.max_int:
+                raise ExprError(f"integer {value:,} is too large (max {self.limits.max_int:,})")
+            return
+        if isinstance(value, complex):
+            raise ExprError("complex numbers are not allowed")
+        if isinstance(value, (str, bytes)):
+            raise ExprError("strings are not allowed")
+        raise ExprError(f"constant {type(value).__name__} is not allowed")
+
+    @staticmethod
+    def operator(op: ast.AST, allowed: Mapping[type, object]) -> None:
+        if type(op) not in allowed:
+            symbol = _OP_SYMBOLS.get(type(op), type(op).__name__)
+            raise ExprError(f"operator '{symbol}' is not allowed")
+
+    def name_value(self, name: str) -> None:
+        if name.startswith("_"):
+            raise ExprError(f"name '{name}' is not allowed: {_UNDERSCORE}")
+        if name in self.names or name in CONSTANTS or name in DTYPES:
+            return
+        if name in FUNCTIONS:
+            raise ExprError(f"function '{name}' must be called, e.g. {name}(x)")
+        raise ExprError(f"name '{name}' is not allowed")
+
+    @staticmethod
+    def attribute_value(attr: str) -> None:
+        if attr.startswith("_"):
+            raise ExprError(f"attribute '{attr}' is not allowed: {_UNDERSCORE}")
+        if attr in ALLOWED_ATTRIBUTES:
+            return
+        if attr in ALLOWED_METHODS:
+            raise ExprError(f"method '{attr}' must be called, e.g. x.{attr}()")
+        raise ExprError(f"attribute '{attr}' is not allowed")
+
+    def call(self, node: ast.Call) -> list[ast.AST]:
+        func = node.func
+        children: list[ast.AST] = []
+        if isinstance(func, ast.Name):
+            name = func.id
+            if name.startswith("_"):
+                raise ExprError(f"name '{name}' is not allowed: {_UNDERSCORE}")
+            if name not in FUNCTIONS:
+                if name in self.names or name in CONSTANTS or name in DTYPES:
+                    raise ExprError(f"'{name}' is not a function and cannot be called")
+                raise ExprError(f"function '{name}' is not allowed")
+        elif isinstance(func, ast.Attribute):
+            if isinstance(func.value, ast.Name):
+                self.name_value(func.value.id)
+            attr = func.attr
+            if attr.startswith("_"):
+                raise ExprError(f"attribute '{attr}' is not allowed: {_UNDERSCORE}")
+            if attr not in ALLOWED_METHODS:
+                if attr in ALLOWED_ATTRIBUTES:
+                    raise ExprError(f"'{attr}' is an attribute, not a method: write x.{attr} without ()")
+                raise ExprError(f"method '{attr}' is not allowed")
+            children.append(func.value)
+        else:
+            raise ExprError("only the allowed functions and tensor methods can be called")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise ExprError("*args unpacking is not allowed")
+            children.append(arg)
+        seen: set[str] = set()
+        for kw in node.keywords:
+            if kw.arg is None:
+                raise ExprError("**kwargs unpacking is not allowed")
+            if kw.arg.startswith("_") or kw.arg not in ALLOWED_KEYWORDS:
+                raise ExprError(f"keyword argument '{kw.arg}' is not allowed")
+            if kw.arg in seen:
+                raise ExprError(f"keyword argument '{kw.arg}' is repeated")
+            seen.add(kw.arg)
+            children.append(kw.value)
+        return children
+
+
+def check(text: str, names: Iterable[str] = (), limits: Limits = Limits()) -> ast.Expression:
+    """Validate *text* statically and return its parsed tree; raise ExprError if refused.
+
+    *names* are the variable names the expression may use.
+    """
+    tree = _parse(text, limits)
+    _Checker(frozenset(str(n) for n in names), limits).run(tree)
+    return tree
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------
+
+_SCALARS = (bool, int, float, complex)
+_VALUE_TYPES = (torch.Tensor, torch.dtype, torch.device, bool, int, float, complex, slice, list, tuple)
+
+
+
+def _is_result_tuple(value: object) -> bool:
+    return isinstance(value, tuple) and type(value).__module__ == "torch.return_types"
+
+
+def _error_text(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch may colour its messages
+    if not text:
+        return type(exc).__name__
+    if len(text) > 1000:
+        text = text[:1000].rstrip() + " …"
+    return text
+
+
+class _Evaluator:
+    def __init__(self, variables: Mapping[str, object], limits: Limits) -> None:
+        self.variables = variables
+        self.limits = limits
+        self.start = time.monotonic()
+        # id -> (object, element count); the object is kept so ids stay unique.
+        self.counts: dict[int, tuple[object, int]] = {}
+        self.visitors: dict[type, Callable[[Any], Any]] = {
+            ast.Constant: self.constant,
+            ast.Name: self.name,
+            ast.BinOp: self.binop,
+            ast.UnaryOp: self.unaryop,
+            ast.BoolOp: self.boolop,
+            ast.Compare: self.compare,
+            ast.IfExp: self.ifexp,
+            ast.Call: self.call,
+            ast.Attribute: self.attribute,
+            ast.Subscript: self.subscript,
+            ast.Slice: self.slice,
+            ast.List: self.list_display,
+            ast.Tuple: self.tuple_display,
+        }
+
+    # -- bookkeeping -------------------------------------------------------
+    def tick(self) -> None:
+        if time.monotonic() - self.start > self.limits.max_seconds:
+            raise ExprError(f"the expression took longer than {self.limits.max_seconds:g} s and was stopped")
+
+    def count(self, value: object) -> int:
+        """Elements in a value: tensors count numel, lists/tuples their contents."""
+        if isinstance(value, torch.Tensor):
+            return value.numel()
+        if not isinstance(value, (list, tuple)):
+            return 1
+        hit = self.counts.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        kinds = set(map(type, value))
+        if not any(issubclass(k, (list, tuple, torch.Tensor)) for k in kinds):
+            n = len(value)
+        else:
+            n = 0
+            for item in value:
+                n += self.count(item)
+                if n > self.limits.max_elements:
+                    break
+        self.counts[id(value)] = (value, n)
+        return n
+
+    def check_result(self, value: object) -> None:
+        if value is None or value is Ellipsis:
+            return
+        if not isinstance(value, _VALUE_TYPES):
+            raise ExprError(f"the expression produced {describe_value(value)}, which is not allowed")
+        if isinstance(value, torch.Tensor):
+            too_large(value.numel(), self.limits)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > self.limits.max_int:
+                raise ExprError(f"integer {value:,} is too large (max {self.limits.max_int:,})")
+        elif isinstance(value, (list, tuple)):
+            n = self.count(value)
+            too_large(n, self.limits, "list" if isinstance(value, list) else "tuple")
+
+    def check_variable(self, name: str, value: object, depth: int = 0) -> None:
+        if value is None or isinstance(value, (torch.Tensor, torch.dtype, torch.device, *_SCALARS)):
+            return
+        if isinstance(value, (list, tuple)) and depth < 32:
+            for item in value:
+                self.check_variable(name, item, depth + 1)
+            return
+        raise ExprError(f"variable '{name}' holds {describe_value(value)}; only tensors, numbers and sizes can be used")
+
+    # -- entry point ---------------------------------------------------------
+    def visit(self, node: ast.AST) -> object:
+        self.tick()
+        visitor = self.visitors.get(type(node))
+        if visitor is None:  # check() refuses these already
+            raise ExprError(f"{type(node).__name__} is not allowed")
+        value = visitor(node)
+        if not isinstance(node, ast.Name):  # the page's own variables are not results
+            self.check_result(value)
+        return value
+
+    # -- nodes ---------------------------------------------------------------
+    def constant(self, node: ast.Constant) -> object:
+        return node.value
+
+    def name(self, node: ast.Name) -> object:
+        name = node.id
+        if name in self.variables:
+            value = self.variables[name]
+            self.check_variable(name, value)
+            return value
+        if name in CONSTANTS:
+            return CONSTANTS[name]
+        if name in DTYPES:
+            return DTYPES[name]
+        raise ExprError(f"name '{name}' is not allowed")
+
+    def binop(self, node: ast.BinOp) -> object:
+        left = self.visit(node.left)
+        right = self.visit(node.right)
+        kind = type(node.op)
+        if kind is ast.Pow:
+            check_exponent(right, self.limits)
+        if kind is ast.Mult:
+            self.check_repetition(left, right)
+        if kind is ast.MatMult:
+            check_matmul(left, right, self.limits)
+        else:
+            check_broadcast((left, right), self.limits)
+        return _BINOPS[kind](left, right)
+
+    def check_repetition(self, left: object, right: object) -> None:
+        for seq, times in ((left, right), (right, left)):
+            if isinstance(seq, (list, tuple)) and not isinstance(times, (list, tuple)):
+                try:
+                    k = operator.index(times)
+                except Exception:
+                    continue
+                n = self.count(seq) * max(k, 0)
+                too_large(n, self.limits, "list" if isinstance(seq, list) else "tuple")
+
+    def unaryop(self, node: ast.UnaryOp) -> object:
+        operand = self.visit(node.operand)
+        if isinstance(node.op, ast.Not):
+            return not self.truth(operand)
+        return _UNARYOPS[type(node.op)](operand)
+
+    @staticmethod
+    def truth(value: object) -> bool:
+        try:
+            return bool(value)
+        except Exception as exc:
+            raise ExprError(f"{_error_text(exc)} (use & | ~ for elementwise logic on tensors)") from exc
+
+    def boolop(self, node: ast.BoolOp) -> object:
+        is_and = isinstance(node.op, ast.And)
+        value: object = None
+        for part in node.values:
+            value = self.visit(part)
+            if self.truth(value) != is_and:
+                return value
+        return value
+
+    def compare(self, node: ast.Compare) -> object:
+        left = self.visit(node.left)
+        acc: object = True
+        for op, part in zip(node.ops, node.comparators):
+            right = self.visit(part)
+            check_broadcast((left, right), self.limits)
+            result = _CMPOPS[type(op)](left, right)
+            if isinstance(result, torch.Tensor):
+                check_broadcast((acc, result), self.limits)
+                acc = result if acc is True else acc & result
+            elif not self.truth(result):
+                if not isinstance(acc, torch.Tensor):
+                    return False
+                acc = acc & False
+            left = right
+        return acc
+
+    def ifexp(self, node: ast.IfExp) -> object:
+        return self.visit(node.body) if self.truth(self.visit(node.test)) else self.visit(node.orelse)
+
+    def call(self, node: ast.Call) -> object:
+        func = node.func
+        receiver = self.visit(func.value) if isinstance(func, ast.Attribute) else None
+        args = tuple(self.visit(arg) for arg in node.args)
+        kwargs = {kw.arg: self.visit(kw.value) for kw in node.keywords}
+        self.tick()
+        if isinstance(func, ast.Name):
+            op = FUNCTIONS.get(func.id)
+            if op is None:
+                raise ExprError(f"function '{func.id}' is not allowed")
+            if op.tensorize and args and isinstance(args[0], (*_SCALARS, list, tuple)):
+                args = (torch.as_tensor(args[0]), *args[1:])
+            if op.precheck is not None:
+                op.precheck(args, kwargs, self.limits)
+            return op.fn(*args, **kwargs)
+        return self.call_method(receiver, func.attr, args, kwargs)
+
+    def call_method(self, obj: object, name: str, args: tuple, kwargs: dict) -> object:
+        if isinstance(obj, torch.Tensor):
+            op = TENSOR_METHODS.get(name)
+        elif isinstance(obj, torch.Size):
+            op = SIZE_METHODS.get(name)
+        else:
+            op = None
+        if op is None:
+            raise ExprError(f"method '{name}' is not allowed on {describe_value(obj)}")
+        if op.precheck is not None:
+            op.precheck(obj, args, kwargs, self.limits)
+        return op.fn(obj, *args, **kwargs)
+
+    def attribute(self, node: ast.Attribute) -> object:
+        obj = self.visit(node.value)
+        name = node.attr
+        if isinstance(obj, torch.Tensor):
+            getter = TENSOR_ATTRS.get(name)
+        elif isinstance(obj, torch.dtype):
+            getter = DTYPE_ATTRS.get(name)
+        elif _is_result_tuple(obj):
+            getter = RESULT_ATTRS.get(name)
+        else:
+            getter = None
+        if getter is None:
+            raise ExprError(f"attribute '{name}' is not allowed on {describe_value(obj)}")
+        return getter(obj)
+
+    def subscript(self, node: ast.Subscript) -> object:
+        obj = self.visit(node.value)
+        index = self.visit(node.slice)
+        if isinstance(obj, torch.Tensor):
+            index = self.tensor_index(index)
+            self.check_index(obj, index)
+            return obj[index]
+        if isinstance(obj, (list, tuple)):
+            return obj[index]
+        raise ExprError(f"{describe_value(obj)} cannot be indexed")
+
+    @staticmethod
+    def tensor_index(index: object) -> object:
+        """Lists inside an index become tensors, so indexing means exactly one thing."""
+        def convert(item: object) -> object:
+            return torch.as_tensor(item) if isinstance(item, list) else item
+
+        if isinstance(index, tuple) and not isinstance(index, torch.Size):
+            return tuple(convert(item) for item in index)
+        return convert(index)
+
+    def check_index(self, t: torch.Tensor, index: object) -> None:
+        """Refuse advanced indexing whose result would be too large."""
+        items = index if isinstance(index, tuple) else (index,)
+        if not any(isinstance(item, torch.Tensor) for item in items):
+            return  # basic indexing makes a view no larger than t
+
+        def consumed(item: object) -> int:
+            if item is None or item is Ellipsis or isinstance(item, bool):
+                return 0
+            if isinstance(item, torch.Tensor) and item.dtype in (torch.bool, torch.uint8):
+                return max(item.dim(), 1)
+            return 1
+
+        shape = list(t.shape)
+        used = sum(consumed(item) for item in items)
+        pos = 0
+        kept = 1
+        advanced: list[tuple[int, ...]] = []
+        for item in items:
+            if item is Ellipsis:
+                for size in shape[pos : pos + max(len(shape) - used, 0)]:
+                    kept *= size
+                pos += max(len(shape) - used, 0)
+                continue
+            k = consumed(item)
+            if pos + k > len(shape):
+                return  # torch reports the bad index
+            if isinstance(item, torch.Tensor):
+                if item.dtype in (torch.bool, torch.uint8):
+                    advanced.append((int(item.count_nonzero()),))
+                else:
+                    advanced.append(tuple(item.shape))
+            elif isinstance(item, slice):
+                try:
+                    kept *= len(range(*item.indices(shape[pos])))
+                except Exception:
+                    kept *= shape[pos]
+            pos += k
+        for size in shape[pos:]:
+            kept *= size
+        try:
+            adv = math.prod(torch.broadcast_shapes(*advanced))
+        except Exception:
+            return
+        too_large(kept * adv, self.limits)
+
+    def slice(self, node: ast.Slice) -> slice:
+        parts = [None if p is None else self.visit(p) for p in (node.lower, node.upper, node.step)]
+        return slice(*parts)
+
+    def list_display(self, node: ast.List) -> list:
+        return [self.visit(elt) for elt in node.elts]
+
+    def tuple_display(self, node: ast.Tuple) -> tuple:
+        return tuple(self.visit(elt) for elt in node.elts)
+
+
+def evaluate(
+    text: str,
+    variables: Mapping[str, object] | None = None,
+    limits: Limits = Limits(),
+) -> object:
+    """Check and evaluate *text* with the page's named *variables* (tensors, numbers).
+
+    Raises ExprError for anything refused and for any failure during evaluation,
+    carrying torch's own message when torch refused an operation.
+    """
+    variables = dict(variables or {})
+    tree = check(text, variables.keys(), limits)
+    evaluator = _Evaluator(variables, limits)
+    try:
+        return evaluator.visit(tree.body)
+    except ExprError:
+        raise
+    except RecursionError:
+        raise ExprError(f"expression is nested too deeply (max {limits.max_depth} levels)") from None
+    except MemoryError:
+        raise ExprError("out of memory while evaluating the expression") from None
+    except Exception as exc:  # torch / Python errors become user-facing messages
+        raise ExprError(_error_text(exc)) from exc

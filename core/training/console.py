@@ -1,0 +1,106 @@
+"""The trainer in a terminal: progress lines, and config flags generated from the config schema."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core.ml.spec import SpecError, spec_from_json
+from core.ml.zoo import PRESETS
+from core.training.config import _RULES, TrainConfig, recipe
+
+
+# --------------------------------------------------------------------------- CLI
+class Progress:
+    """A one-line progress printer (``\\r`` on a terminal, a line per epoch otherwise)."""
+
+    def __init__(self, total_steps: int, stream=None, enabled: bool = True) -> None:
+        self.total = max(1, total_steps)
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.t0 = time.perf_counter()
+        self._last = 0.0
+
+    def step(self, ev: dict) -> None:
+        if not (self.enabled and self.tty):
+            return
+        now = time.perf_counter()
+        if now - self._last < 0.1 and ev["step"] < self.total:
+            return
+        self._last = now
+        frac = min(1.0, ev["step"] / self.total)
+        bar = "#" * int(frac * 24) + "." * (24 - int(frac * 24))
+        line = (f"\repoch {ev['epoch']} [{bar}] {ev['step']}/{self.total} loss {ev['loss']:.4f} "
+                f"lr {ev['lr']:.2e} {ev['samples_per_s']:.0f} samples/s {now - self.t0:.0f}s")
+        self.stream.write(line[:160])
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self.stream.write("\r\033[K")
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def epoch_line(ev: dict, epochs: int) -> str:
+    acc = f" test_acc {_fmt(ev['test_acc'] and ev['test_acc'] * 100, '.2f')}%" if ev.get("test_acc") is not None else ""
+    train_acc = f" train_acc {ev['train_acc'] * 100:.2f}%" if ev.get("train_acc") is not None else ""
+    return (f"epoch {ev['epoch']}/{epochs} train_loss {_fmt(ev['train_loss'], '.4f')}{train_acc} "
+            f"test_loss {_fmt(ev['test_loss'], '.4f')}{acc} ({ev['seconds']:.1f}s)")
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("config (override the recipe / --config file)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        rule = _RULES[f.name]
+        if rule[0] == "bool":
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+        elif rule[0] == "choice":
+            group.add_argument(flag, dest=f.name, choices=rule[1], default=argparse.SUPPRESS)
+        elif rule[0] == "int":
+            group.add_argument(flag, dest=f.name, type=int, default=argparse.SUPPRESS, metavar="N")
+        elif rule[0] == "float":
+            group.add_argument(flag, dest=f.name, type=float, default=argparse.SUPPRESS, metavar="X")
+        elif rule[0] == "spec":
+            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar="JSON|@FILE",
+                               help="a model spec as JSON, or @path to a JSON file")
+        else:
+            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS,
+                               help=f"one of {', '.join(k for k, p in PRESETS.items() if p.task != 'shapes')}")
+
+
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    base = recipe(args.recipe or "default")
+    if args.config:
+        path = Path(args.config)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ValueError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+        base = TrainConfig.from_json(text)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    if isinstance(overrides.get("model_spec"), str):
+        text = overrides["model_spec"]
+        if text.startswith("@"):
+            try:
+                text = Path(text[1:]).read_text()
+            except OSError as exc:
+                raise ValueError(f"cannot read the model spec file {text[1:]}: {exc.strerror or exc}") from None
+        try:
+            overrides["model_spec"] = spec_from_json(text)
+        except SpecError as exc:
+            raise ValueError(f"model_spec: {exc}") from None
+    return base.replace(**overrides)

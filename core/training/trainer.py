@@ -1,0 +1,466 @@
+"""The stepwise trainer, its typed config, precision selection and the training CLI.
+
+``Trainer.step()`` performs one optimizer step (over ``accum_steps`` micro-batches) and
+returns a small record; ``run_epoch()`` and ``run()`` are loops of steps that yield event
+dicts (``{"kind": "step", ...}``, ``{"kind": "epoch", ...}``). The page's "step one batch"
+mode, a background job and ``python -m core.train`` in a terminal all drive this class.
+
+Precision lives in ``select_precision`` only: fp16 autocast + GradScaler on CUDA, bf16
+autocast where the hardware has native bf16 (refused with the reason on CPUs that would
+emulate it 4-6x slower), fp16 on CPU refused.
+
+Launched under ``torchrun`` (env ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) the same command
+trains with DistributedDataParallel: gloo on CPU, nccl on CUDA; every rank takes its shard
+of the seeded permutation; rank 0 logs, evaluates and writes checkpoints.
+
+Usage::
+
+    python -m core.train                                   # the default recipe
+    python -m core.train --preset cnn --optimizer adam --lr 1e-3 --epochs 2
+    python -m core.train --recipe r1                       # the tutorials' y = 2x regression
+    python -m core.train --config run.json --epochs 3      # a JSON config saved from the lab
+    torchrun --standalone --nproc_per_node=2 -m core.train --epochs 2
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.ml.modules import build_model
+from core.training.batches import TrainData, augment_batch, derive_seed, load_data
+from core.training.config import Limits, TrainConfig
+from core.training.distributed import DistInfo, init_distributed
+from core.training.precision import Precision, resolve_device, select_precision
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the message suggests what to change."""
+
+
+
+# --------------------------------------------------------------------------- trainer
+def _loss_fn(name: str, label_smoothing: float) -> nn.Module:
+    if name == "cross_entropy":
+        return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    if name == "bce_with_logits":
+        return nn.BCEWithLogitsLoss()
+    if name == "mse":
+        return nn.MSELoss()
+    return nn.L1Loss()
+
+
+def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
+    total = steps_per_epoch * cfg.epochs
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    if cfg.scheduler == "onecycle":
+        kwargs: dict[str, Any] = {"cycle_momentum": False}
+        if cfg.optimizer in ("adam", "adamw"):
+            kwargs = {"cycle_momentum": True}
+        elif cfg.optimizer in ("sgd", "rmsprop") and cfg.momentum > 0:
+            kwargs = {"cycle_momentum": True, "max_momentum": cfg.momentum,
+                      "base_momentum": max(0.0, cfg.momentum - 0.1)}
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(2, total),
+                                                   pct_start=cfg.warmup_pct, **kwargs)
+    return None
+
+
+def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+
+
+class Trainer:
+    """Trains one model on one dataset, one optimizer step at a time.
+
+    ``step()`` -> record dict; ``run_epoch()`` and ``run()`` yield step and epoch events;
+    ``evaluate()`` -> ``{"loss", "acc", "n"}``; ``checkpoint()`` / ``load_checkpoint()``
+    capture and restore everything needed to continue exactly (weights, optimizer,
+    scheduler, scaler, position in the epoch, random generators).
+    """
+
+    def __init__(self, config: TrainConfig, data: TrainData | None = None, settings=None, facts: Any = None,
+                 dist_info: DistInfo | None = None, limits: Limits | None = None,
+                 precision: Precision | None = None, channels_last: bool | None = None) -> None:
+        """``data`` may be passed pre-loaded (a page's cached tensors); ``precision``
+        overrides ``select_precision`` (tests of the scaler path only); ``channels_last``
+        overrides the memory-layout choice (None: the lab's choice; bench/training.py
+        compares both layouts)."""
+        self.config = TrainConfig.from_dict(config).validate(limits)
+        cfg = self.config
+        self.dist = dist_info or DistInfo()
+        self.device = resolve_device(cfg.device, self.dist.local_rank)
+        self.precision = precision or select_precision(cfg.precision, self.device, facts, force=cfg.allow_slow_bf16)
+        if self.dist.distributed:
+            init_distributed(self.dist, self.device)
+        self.task = cfg.resolved_task
+        self.loss_name = cfg.resolved_loss
+        self.data = (data or load_data(cfg, settings)).to(self.device)
+        if len(self.data.train_x) < self.dist.world_size:
+            raise ValueError(f"{len(self.data.train_x)} training samples cannot be shared by "
+                             f"{self.dist.world_size} processes")
+
+        with torch.random.fork_rng(devices=[]):
+            core = build_model(cfg.spec(), seed=cfg.seed, param_cap=(limits or Limits.from_env()).max_params)
+        self.core = core.to(self.device)
+        # Convolutions run faster in channels-last layout on CPU (oneDNN runs NHWC natively) and on tensor
+        # cores, in fp32 and bf16 ("Hardware efficiency" in BENCHMARKS.md compares both layouts).
+        has_conv = any(isinstance(m, nn.Conv2d) for m in self.core.modules())
+        if channels_last is None:
+            channels_last = self.device.type in ("cpu", "cuda") and has_conv
+        self.channels_last = bool(channels_last) and has_conv
+        if self.channels_last:
+            self.core = self.core.to(memory_format=torch.channels_last)
+        self.model: nn.Module = self.core
+        if self.dist.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.model = DDP(self.core, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.loss_fn = _loss_fn(self.loss_name, cfg.label_smoothing).to(self.device)
+        self.params = [p for p in self.core.parameters() if p.requires_grad]
+        self.optimizer = _optimizer(cfg, self.params)
+
+        # Each process trains on its shard; a step takes batch_size / world samples per process,
+        # split into accum_steps micro-batches.
+        self.n_shard = len(self.data.train_x) // self.dist.world_size
+        per_rank_batch = max(1, cfg.batch_size // self.dist.world_size)
+        self.micro_batch = max(1, per_rank_batch // cfg.accum_steps)
+        self.batches_per_epoch = -(-self.n_shard // self.micro_batch)
+        self.steps_per_epoch = -(-self.batches_per_epoch // cfg.accum_steps)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.scheduler = _scheduler(cfg, self.optimizer, self.steps_per_epoch)
+        # fp16 on CUDA: scale the loss against underflow; unscale_ before clipping, step, update.
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision.use_scaler else None
+
+        self.epoch = 0          # completed epochs
+        self.batch = 0          # micro-batches done in the current epoch
+        self.global_step = 0    # optimizer steps done
+        self.last_loss: float | None = None
+        self.best: float | None = None  # best test accuracy (classification) or lowest test loss
+        self.history: list[dict] = []   # epoch events so far
+        self._acc = {"loss_sum": 0.0, "correct": 0, "seen": 0}
+        self._order: torch.Tensor | None = None
+        self._train_summary: dict = {"train_loss": None, "train_acc": None}  # of the last finished epoch
+        self._cpu_rng = torch.Generator().manual_seed(derive_seed(cfg.seed, "torch", self.dist.rank)).get_state()
+        self._cuda_rng: torch.Tensor | None = None
+        if self.device.type == "cuda":
+            with torch.random.fork_rng(devices=[self.device], device_type="cuda"):
+                torch.cuda.manual_seed(derive_seed(cfg.seed, "cuda", self.dist.rank))
+                self._cuda_rng = torch.cuda.get_rng_state(self.device)
+        self.aug_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "augment", self.dist.rank))
+
+    # ---------------------------------------------------------------- helpers
+    @property
+    def finished(self) -> bool:
+        return self.epoch >= self.config.epochs
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    @contextmanager
+    def _rng(self) -> Iterator[None]:
+        """Run with this trainer's own RNG state (dropout), isolated from other code."""
+        cuda = self.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.device] if cuda else [], device_type="cuda"):
+            torch.set_rng_state(self._cpu_rng)
+            if cuda:
+                torch.cuda.set_rng_state(self._cuda_rng, self.device)
+            yield
+            self._cpu_rng = torch.get_rng_state()
+            if cuda:
+                self._cuda_rng = torch.cuda.get_rng_state(self.device)
+
+    def _autocast(self):
+        p = self.precision
+        if p.dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=p.autocast_device, dtype=p.dtype)
+
+    def _epoch_order(self) -> torch.Tensor:
+        if self._order is None:
+            n = len(self.data.train_x)
+            gen = torch.Generator().manual_seed(derive_seed(self.config.seed, "shuffle", self.epoch))
+            order = torch.randperm(n, generator=gen)
+            if self.dist.distributed:
+                order = order[self.dist.rank:self.n_shard * self.dist.world_size:self.dist.world_size]
+            self._order = order.to(self.data.train_x.device)
+        return self._order
+
+    def _targets(self, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_name == "bce_with_logits":
+            return F.one_hot(y, self.data.outputs).to(torch.float32)
+        return y
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ---------------------------------------------------------------- training
+    def step(self) -> dict:
+        """One optimizer step over ``accum_steps`` micro-batches; returns its record."""
+        if self.finished:
+            raise RuntimeError(f"the run is complete ({self.config.epochs} epochs); start a new one to train more")
+        t0 = time.perf_counter()
+        cfg, data = self.config, self.data
+        order = self._epoch_order()
+        first = self.batch
+        last = min(self.batch + cfg.accum_steps, self.batches_per_epoch)
+        slices = [order[b * self.micro_batch:(b + 1) * self.micro_batch] for b in range(first, last)]
+        total = sum(len(s) for s in slices)
+        lr = self.current_lr()
+        if not self.core.training:  # evaluation and the step mode's evaluation restore train mode on the whole model;
+            self.model.train()      # walking every module each step costs ~0.1 ms (1-2% of a small CNN's step)
+        self.optimizer.zero_grad(set_to_none=True)
+        # Loss and correct counts stay tensors until every micro-batch is queued (no GPU sync in between),
+        # with as few extra ops as possible: each costs ~10 µs on a CPU, a few % of a small model's step
+        # ("Trainer overhead" in BENCHMARKS.md).
+        losses: list[torch.Tensor] = []
+        corrects: list[torch.Tensor] = []
+        with self._rng():
+            for i, idx in enumerate(slices):
+                x, y = data.train_x[idx], data.train_y[idx]
+                if cfg.augment:
+                    x = augment_batch(x, self.aug_gen)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                sync = (self.model.no_sync() if self.dist.distributed and i < len(slices) - 1 else nullcontext())
+                with sync:
+                    with self._autocast():
+                        out = self.model(x)
+                    loss = self.loss_fn(out.float(), self._targets(y))
+                    scaled = loss if len(slices) == 1 else loss * (len(idx) / total)
+                    if self.scaler is not None:
+                        self.scaler.scale(scaled).backward()
+                    else:
+                        scaled.backward()
+                losses.append(loss.detach())
+                if self.task == "classification":
+                    corrects.append((out.argmax(1) == y).sum())  # argmax is not differentiable: no graph
+        loss_value = sum(float(lo) * len(idx) for lo, idx in zip(losses, slices)) / total
+        correct = sum(int(c) for c in corrects)
+        skipped = False
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # true gradients before measuring or clipping them
+        if cfg.grad_clip > 0:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+        else:
+            grad_norm = float(_total_norm(self.params))
+        if self.scaler is not None:
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)  # skips the step when gradients hold inf/NaN
+            self.scaler.update()
+            skipped = self.scaler.get_scale() < scale
+        else:
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(f"the loss became {loss_value} at step {self.global_step + 1}: training "
+                                       "diverged; lower the learning rate or turn on gradient clipping")
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.global_step += 1
+        self.batch = last
+        self.last_loss = loss_value
+        self._acc["loss_sum"] += loss_value * total
+        self._acc["correct"] += int(correct)
+        self._acc["seen"] += total
+        seconds = time.perf_counter() - t0
+        record = {
+            "kind": "step", "step": self.global_step, "epoch": self.epoch + 1, "batch": self.batch,
+            "batches": self.batches_per_epoch, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
+            "samples": total * self.dist.world_size, "seconds": seconds,
+            "samples_per_s": total * self.dist.world_size / max(seconds, 1e-9), "skipped": skipped,
+            "epoch_end": self.batch >= self.batches_per_epoch,
+        }
+        if self.task == "classification":
+            record["acc"] = int(correct) / total
+        if record["epoch_end"]:
+            self._train_summary = self._close_epoch()
+        return record
+
+    def _close_epoch(self) -> dict:
+        acc = self._acc
+        stats = torch.tensor([acc["loss_sum"], float(acc["correct"]), float(acc["seen"])], dtype=torch.float64)
+        if self.dist.distributed:
+            import torch.distributed as dist
+
+            stats = stats.to(self.device)  # NCCL reduces CUDA tensors only
+            dist.all_reduce(stats)
+        loss_sum, correct, seen = stats.cpu().tolist()
+        summary = {"train_loss": loss_sum / max(seen, 1),
+                   "train_acc": correct / max(seen, 1) if self.task == "classification" else None}
+        self.epoch += 1
+        self.batch = 0
+        self._order = None
+        self._acc = {"loss_sum": 0.0, "correct": 0, "seen": 0}
+        return summary
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "test", batch_size: int = 1000) -> dict:
+        """Mean loss and accuracy (classification) over a whole split, in eval mode."""
+        if split not in ("test", "train"):
+            raise ValueError("split must be 'test' or 'train'")
+        x_all = self.data.test_x if split == "test" else self.data.train_x
+        y_all = self.data.test_y if split == "test" else self.data.train_y
+        self.core.eval()
+        loss_sum, correct, n = 0.0, 0, len(x_all)
+        for start in range(0, n, batch_size):
+            x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                out = self.core(x)
+            loss_sum += float(self.loss_fn(out.float(), self._targets(y))) * len(x)
+            if self.task == "classification":
+                correct += int((out.argmax(1) == y).sum())
+        self.core.train()
+        return {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1) if self.task == "classification" else None,
+                "n": n}
+
+    def _epoch_event(self, seconds: float) -> dict:
+        event = {"kind": "epoch", "epoch": self.epoch, "step": self.global_step, **self._train_summary,
+                 "test_loss": None, "test_acc": None, "lr": self.current_lr(), "seconds": seconds, "best": False}
+        if self.is_main:
+            ev = self.evaluate("test")
+            event["test_loss"], event["test_acc"] = ev["loss"], ev["acc"]
+            score = ev["acc"] if self.task == "classification" else -ev["loss"]
+            if score is not None and math.isfinite(score) and (self.best is None or score > self.best):
+                self.best = score
+                event["best"] = True
+        self.history.append({k: v for k, v in event.items() if k != "kind"})
+        return event
+
+    def run_epoch(self, stop: Callable[[], bool] | None = None) -> Iterator[dict]:
+        """Steps to the end of the current epoch (yielding each), then the epoch event.
+
+        ``stop`` is polled after every step; when it says so, a ``{"kind": "stopped"}``
+        event ends the loop (the trainer can be checkpointed and resumed there).
+        """
+        t0 = time.perf_counter()
+        while not self.finished:
+            record = self.step()
+            yield record
+            if record["epoch_end"]:
+                yield self._epoch_event(time.perf_counter() - t0)
+                return
+            if self._should_stop(stop):
+                yield {"kind": "stopped", "epoch": self.epoch, "batch": self.batch, "step": self.global_step}
+                return
+
+    def run(self, stop: Callable[[], bool] | None = None) -> Iterator[dict]:
+        """All remaining epochs: step and epoch events, then ``{"kind": "done"}`` (or ``stopped``)."""
+        while not self.finished:
+            for event in self.run_epoch(stop):
+                yield event
+                if event["kind"] == "stopped":
+                    return
+            if not self.finished and self._should_stop(stop):
+                yield {"kind": "stopped", "epoch": self.epoch, "batch": self.batch, "step": self.global_step}
+                return
+        yield {"kind": "done", "epoch": self.epoch, "step": self.global_step, "best": self.best,
+               "last": self.history[-1] if self.history else None}
+
+    def _should_stop(self, stop: Callable[[], bool] | None) -> bool:
+        flag = bool(stop()) if (stop is not None and self.is_main) else False
+        if self.dist.distributed:
+            import torch.distributed as dist
+
+            t = torch.tensor([int(flag)], dtype=torch.int32)
+            if self.device.type == "cuda":
+                t = t.to(self.device)
+            dist.broadcast(t, 0)
+            flag = bool(t.item())
+        return flag
+
+    # ---------------------------------------------------------------- checkpoints
+    def checkpoint(self) -> dict:
+        """The tutorials' checkpoint dict plus what an exact resume needs (weights_only-loadable)."""
+        rng: dict[str, Any] = {"torch": self._cpu_rng.clone(), "augment": self.aug_gen.get_state()}
+        if self._cuda_rng is not None:
+            rng["cuda"] = self._cuda_rng.cpu().clone()
+        return {
+            "epoch": self.epoch,
+            "model_state_dict": self.core.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "loss": self.last_loss,
+            "config": self.config.to_dict(),
+            "scheduler_state_dict": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "scaler_state_dict": self.scaler.state_dict() if self.scaler is not None else {},
+            "step": self.global_step,
+            "progress": {"batch": self.batch, "loss_sum": self._acc["loss_sum"], "correct": self._acc["correct"],
+                         "seen": self._acc["seen"], "best": self.best, "world_size": self.dist.world_size,
+                         "history": [{k: v for k, v in h.items()} for h in self.history]},
+            "rng": rng,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(self.checkpoint(), path)
+
+    def load_checkpoint(self, ckpt: dict | str | Path, max_bytes: int | None = None) -> None:
+        """Continue from a checkpoint made by a trainer with the same config."""
+        if not isinstance(ckpt, dict):
+            ckpt = load_checkpoint(ckpt, max_bytes=max_bytes)
+        saved = ckpt.get("config")
+        if not isinstance(saved, dict):
+            raise CheckpointError("the checkpoint has no lab config; it cannot be resumed here")
+        mine = self.config.to_dict()
+        diff = sorted(k for k in set(mine) | set(saved) if mine.get(k) != saved.get(k))
+        if diff:
+            raise CheckpointError("the checkpoint was made with a different config (" + ", ".join(
+                f"{k}: {saved.get(k)!r} vs {mine.get(k)!r}" for k in diff[:5]) + ")")
+        try:
+            self.core.load_state_dict(ckpt["model_state_dict"])
+            self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+            if self.scheduler is not None and ckpt.get("scheduler_state_dict"):
+                self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
+            if self.scaler is not None and ckpt.get("scaler_state_dict"):
+                self.scaler.load_state_dict(ckpt["scaler_state_dict"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"the checkpoint does not fit this model: {str(exc).splitlines()[0][:300]}") from None
+        progress = ckpt.get("progress") or {}
+        self.epoch = int(ckpt["epoch"])
+        self.global_step = int(ckpt.get("step", 0))
+        self.batch = int(progress.get("batch", 0))
+        if not 0 <= self.batch < self.batches_per_epoch:
+            raise CheckpointError(f"the checkpoint's position in the epoch ({self.batch}) does not fit this data")
+        self.last_loss = None if ckpt["loss"] is None else float(ckpt["loss"])
+        self._acc = {"loss_sum": float(progress.get("loss_sum", 0.0)), "correct": int(progress.get("correct", 0)),
+                     "seen": int(progress.get("seen", 0))}
+        self.best = progress.get("best")
+        self.history = list(progress.get("history", []))
+        self._order = None
+        rng = ckpt.get("rng") or {}
+        same_world = int(progress.get("world_size", 1)) == self.dist.world_size == 1
+        if same_world and isinstance(rng.get("torch"), torch.Tensor):
+            self._cpu_rng = rng["torch"].clone()
+            self.aug_gen.set_state(rng["augment"])
+            if self._cuda_rng is not None and isinstance(rng.get("cuda"), torch.Tensor):
+                self._cuda_rng = rng["cuda"].clone()
+        else:  # another process layout: fresh, still seeded, generators per rank
+            tag = ("resume", self.global_step, self.dist.rank)
+            self._cpu_rng = torch.Generator().manual_seed(derive_seed(self.config.seed, "torch", *tag)).get_state()
+            self.aug_gen.manual_seed(derive_seed(self.config.seed, "augment", *tag))

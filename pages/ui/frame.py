@@ -1,0 +1,105 @@
+"""The lab's frame: the page list, navigation, the sidebar's language, seed and environment."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from core.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
+from core.ml.env import env_facts
+from pages.ui.state import SEED_MAX
+from pages.ui.text import tr
+
+# (section key, page key, script, url path, icon); the one list the frame and Home use.
+PAGES = [
+    ("section.basics", "page.home", "pages/home.py", "home", ":material/home:"),
+    ("section.basics", "page.tensors", "pages/tensors.py", "tensors", ":material/grid_on:"),
+    ("section.basics", "page.autograd", "pages/autograd.py", "autograd", ":material/functions:"),
+    ("section.models", "page.builder", "pages/builder.py", "builder", ":material/account_tree:"),
+    ("section.models", "page.data", "pages/data.py", "data", ":material/dataset:"),
+    ("section.training", "page.train", "pages/train.py", "train", ":material/model_training:"),
+    ("section.training", "page.runs", "pages/runs.py", "runs", ":material/monitoring:"),
+    ("section.tools", "page.profiler", "pages/profiler.py", "profiler", ":material/speed:"),
+    ("section.tools", "page.export", "pages/export.py", "export", ":material/download:"),
+    ("section.tools", "page.predict", "pages/predict.py", "predict", ":material/draw:"),
+]
+
+
+_RUN = threading.local()  # per script thread: is app.py driving this run?
+
+
+@contextmanager
+def framed() -> Iterator[None]:
+    """app.py runs the chosen page inside this: the page's ``frame()`` then knows the lab's frame drives it."""
+    _RUN.framed = True
+    try:
+        yield
+    finally:
+        _RUN.framed = False
+
+
+def frame() -> None:
+    """Run at the top of every page: make sure the lab's frame (app.py) drives this run.
+
+    Streamlit decides per server process, on its first session, whether the app uses
+    the legacy ``pages/`` folder; until some run has called ``st.navigation`` it treats
+    ``pages/*.py`` as legacy pages and runs a deep-linked page (``/data``) alone, without
+    app.py. Streamlit 1.67 has no public option to turn that mode off and no public way
+    to ask for it, so app.py marks its own runs (``framed``, a thread-local flag: each
+    session's script runs in its own thread, and a run that began in legacy mode stays
+    legacy even after another session's ``st.navigation`` switched the process over).
+    A page that runs unmarked registers the lab's navigation, which turns the legacy
+    mode off for the process, and reruns, so app.py runs the page instead. Public API
+    only (``st.navigation``, ``st.rerun``); call it at a page's top level, never in a
+    fragment. Covered by tests/e2e/test_app.py (deep link on a fresh server) and
+    tests/e2e/test_load_e2e.py (sessions opening a fresh server together).
+    """
+    if not getattr(_RUN, "framed", False):
+        st.navigation(navigation_pages(), position="hidden")
+        st.rerun()
+
+
+def language_and_seed() -> None:
+    """The sidebar's global controls; both are bound to the URL so a shared link keeps them."""
+    # The label is drawn before the widget reads the URL: take the language from the URL then.
+    from_url = {name: code for code, name in LANGUAGES.items()}.get(st.query_params.get("lang", ""))
+    label_lang = st.session_state.get("lang") or from_url or DEFAULT_LANGUAGE
+    with st.sidebar:
+        st.segmented_control(
+            t("sidebar.language", label_lang), list(LANGUAGES), format_func=LANGUAGES.__getitem__,
+            default=DEFAULT_LANGUAGE, key="lang", bind="query-params", required=True,
+        )
+        st.number_input(
+            tr("sidebar.seed"), min_value=0, max_value=SEED_MAX, value=0, step=1,
+            key="seed", bind="query-params", help=tr("sidebar.seed_help"),
+        )
+
+
+def env_rows() -> list[tuple[str, str]]:
+    facts = env_facts()
+    cuda = (tr("env.cuda_yes", count=facts.cuda_device_count, name=facts.cuda_device_name)
+            if facts.cuda_available else tr("env.cuda_no"))
+    bf16 = tr("env.bf16_yes" if facts.fast_bf16 else "env.bf16_no", reason=facts.fast_bf16_reason)
+    return [
+        (tr("env.torch"), facts.torch_version),
+        (tr("env.python"), facts.python_version),
+        (tr("env.cuda"), cuda),
+        (tr("env.threads"), tr("env.threads_value", threads=facts.cpu_threads, cores=facts.cpu_count)),
+        (tr("env.cpu"), f"{facts.cpu_model} ({facts.cpu_capability})"),
+        (tr("env.bf16"), bf16),
+    ]
+
+
+def sidebar_environment(container=None) -> None:
+    with (container or st.sidebar).expander(tr("sidebar.environment"), expanded=False):
+        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in env_rows()))
+
+
+def navigation_pages() -> dict[str, list]:
+    sections: dict[str, list] = {}
+    for section, page, script, url, icon in PAGES:
+        sections.setdefault(tr(section), []).append(
+            st.Page(script, title=tr(page), url_path=url, icon=icon, default=(url == "home")))
+    return sections

@@ -1,0 +1,149 @@
+import json
+
+import pytest
+import torch
+
+from core.ml.modules import ShapeError, build_model, count_parameters, infer_shapes, parameter_count
+from core.ml.spec import SpecError, spec_from_json, spec_to_json, validate_spec
+from core.ml.zoo import PRESETS, preset_spec, zoo_rows
+
+TUTORIAL_COUNTS = {  # SEED_EXAMPLES M1-M7
+    "linear": 2, "neural_net": 241, "mlp_sequential": 1591, "neural_network": 669_706,
+    "cnn": 31_530, "simple_cnn": 50_186, "cnn_rgb16": 31_818,
+}
+
+
+@pytest.mark.parametrize("key", list(PRESETS))
+def test_every_preset_builds_and_counts(key):
+    preset = PRESETS[key]
+    model = build_model(preset.spec)
+    assert count_parameters(model) == preset.params == parameter_count(preset.spec)
+    x = torch.randn(3, *preset.spec["input_shape"])
+    out = model.eval()(x)
+    assert tuple(out.shape) == infer_shapes(preset.spec, batch=3)[-1].output_shape
+
+
+@pytest.mark.parametrize("key,count", TUTORIAL_COUNTS.items())
+def test_tutorial_parameter_counts(key, count):
+    assert parameter_count(PRESETS[key].spec) == count
+
+
+def test_m4_repr_and_logits():
+    model = build_model(preset_spec("neural_network"))
+    assert repr(model) == (
+        "NeuralNetwork(\n"
+        "  (flatten): Flatten(start_dim=1, end_dim=-1)\n"
+        "  (linear_relu_stack): Sequential(\n"
+        "    (0): Linear(in_features=784, out_features=512, bias=True)\n"
+        "    (1): ReLU()\n"
+        "    (2): Linear(in_features=512, out_features=512, bias=True)\n"
+        "    (3): ReLU()\n"
+        "    (4): Linear(in_features=512, out_features=10, bias=True)\n"
+        "  )\n"
+        ")")
+    assert model(torch.rand(64, 1, 28, 28)).shape == (64, 10)
+
+
+def test_m7_only_fits_16x16():
+    spec = preset_spec("cnn_rgb16")
+    assert infer_shapes(spec)[-1].output_shape == (2, 10)
+    spec["input_shape"] = [3, 28, 28]
+    with pytest.raises(ShapeError, match=r"layer 3 \(Linear\).*set in_features=10816") as err:
+        infer_shapes(spec)
+    assert err.value.got == (2, 10816)
+
+
+def test_m9_output_shapes():
+    shapes = {k: infer_shapes(PRESETS[k].spec, batch=4)[-1].output_shape
+              for k in ("conv2d_rgb", "conv1d", "lstm_seq", "gru_seq")}
+    assert shapes == {"conv2d_rgb": (4, 64, 32, 32), "conv1d": (4, 32, 96),
+                      "lstm_seq": (4, 5, 20), "gru_seq": (4, 5, 20)}
+
+
+def test_m8_resblock_has_identity_skip():
+    model = build_model(preset_spec("resblock_net"))
+    block = model.resblock
+    assert isinstance(block.bn1, torch.nn.BatchNorm2d)
+    with torch.no_grad():  # zero residual branch -> the block is relu(identity)
+        block.bn2.weight.zero_()
+        block.bn2.bias.zero_()
+    x = torch.randn(2, 16, 8, 8)
+    assert torch.equal(block.eval()(x), torch.relu(x))
+
+
+@pytest.mark.parametrize("output,shape", [("last", (2, 20)), ("sequence", (2, 7, 20)), ("hidden", (2, 20))])
+def test_recurrent_output_choice(output, shape):
+    spec = {"name": "R", "input_shape": [7, 5],
+            "layers": [{"type": "LSTM", "args": {"input_size": 5, "hidden_size": 20, "output": output}}]}
+    model = build_model(spec)
+    assert tuple(model(torch.randn(2, 7, 5)).shape) == shape
+    assert repr(model).count("LSTM(5, 20, batch_first=True, output=" + output + ")") == 1
+
+
+def test_row_rnn_classifiers_read_images_row_by_row():
+    for key in ("lstm_mnist", "gru_mnist"):
+        steps = infer_shapes(PRESETS[key].spec)
+        assert steps[0].output_shape == (2, 28, 28) and steps[-1].output_shape == (2, 10)
+
+
+def test_same_seed_same_weights():
+    a = build_model(preset_spec("cnn"), seed=7)
+    b = build_model(preset_spec("cnn"), seed=7)
+    c = build_model(preset_spec("cnn"), seed=8)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.conv1.weight, c.conv1.weight)
+
+
+def test_spec_json_round_trip():
+    spec = preset_spec("neural_network")
+    assert spec_from_json(spec_to_json(spec)) == validate_spec(spec)
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("not a dict", "must be an object"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "Evil"}]}, "unknown layer type 'Evil'"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "Linear", "args": {"in_features": -3, "out_features": 1}}]},
+     "between 1 and"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "Linear", "args": {"in_features": "__import__('os')",
+                                                                               "out_features": 1}}]},
+     "must be an integer"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "Linear", "args": {"in_features": 1}}]},
+     "out_features is required"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "Linear", "args": {"in_features": 1, "out_features": 1,
+                                                                               "device": "cuda"}}]},
+     "unknown argument"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "Dropout", "args": {"p": float("nan")}}]}, "finite"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "Dropout", "args": {"p": 2}}]}, "between 0.0 and 1.0"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "ReLU", "args": {}, "name": "__class__"}]}, "identifier"),
+    ({"name": "os.system", "input_shape": [1], "layers": []}, "identifier"),
+    ({"name": "M", "input_shape": [0], "layers": []}, "input_shape"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "LSTM", "args": {"input_size": 1, "hidden_size": 1,
+                                                                             "output": "all"}}]}, "one of"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "ReLU", "layers": []}]}, "only Sequential"),
+    ({"name": "M", "input_shape": [1], "layers": [{"type": "Linear", "args": {"in_features": True,
+                                                                               "out_features": 1}}]}, "integer"),
+])
+def test_bad_specs_are_refused_with_a_message(spec, message):
+    with pytest.raises(SpecError, match=message):
+        validate_spec(spec)
+
+
+def test_oversized_model_refused_before_allocation():
+    spec = {"name": "Huge", "input_shape": [4096],
+            "layers": [{"type": "Linear", "args": {"in_features": 65536, "out_features": 65536}}] * 4}
+    # 4 x 4.3e9 parameters would need 68 GB; the meta-device count refuses it instantly.
+    with pytest.raises(SpecError, match="over the cap"):
+        build_model(spec)
+
+
+def test_bad_json():
+    with pytest.raises(SpecError, match="not valid JSON"):
+        spec_from_json("{")
+    with pytest.raises(SpecError, match="too long"):
+        spec_from_json(" " * 300_000)
+    assert spec_from_json(json.dumps(preset_spec("linear")))["name"] == "LinearModel"
+
+
+def test_zoo_rows():
+    rows = {r["preset"]: r for r in zoo_rows()}
+    assert rows["neural_network"]["params"] == 669_706 and rows["neural_network"]["output"] == "(1, 10)"

@@ -1,0 +1,290 @@
+import io
+import os
+import sqlite3
+import threading
+
+import pytest
+import torch
+
+from core.ml import checkpoint as C
+from core.runs.store import MIGRATIONS, SCHEMA_VERSION, RunStore, StoreError, check_run_id, new_run_id, pid_alive
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = RunStore(tmp_path / "home")
+    yield s
+    s.close()
+
+
+# --------------------------------------------------------------------------- run ids
+def test_run_ids_are_generated_unique_and_valid():
+    ids = {new_run_id() for _ in range(50)}
+    assert len(ids) == 50
+    for rid in ids:
+        assert check_run_id(rid) == rid
+
+
+@pytest.mark.parametrize("bad", ["", "../etc", "a/b", "..", ".hidden", "a" * 65, "x y", None, 5, "run\n", "-x"])
+def test_bad_run_ids_are_refused(bad, store):
+    with pytest.raises(ValueError, match="invalid run id"):
+        check_run_id(bad)
+    with pytest.raises(ValueError):
+        store.run_dir(bad)
+
+
+# --------------------------------------------------------------------------- schema
+def test_schema_wal_and_integrity(store):
+    assert store.schema_version == SCHEMA_VERSION == len(MIGRATIONS)
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    assert store.integrity_check() == "ok"
+    # Reopening an up-to-date store runs no migration and keeps the data.
+    rid = store.create_run({"a": 1})
+    again = RunStore(store.home)
+    assert again.get_run(rid)["config"] == {"a": 1}
+    again.close()
+
+
+def test_migrates_an_old_schema(tmp_path):
+    home = tmp_path / "old"
+    home.mkdir()
+    conn = sqlite3.connect(home / "runs.sqlite3")
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    for sql in MIGRATIONS[0]:
+        conn.execute(sql)
+    conn.execute("INSERT INTO runs (id, name, created, status, config) VALUES ('old1', 'x', 1.0, 'completed', '{}')")
+    conn.commit()
+    conn.close()
+    s = RunStore(home)
+    assert s.schema_version == SCHEMA_VERSION
+    run = s.get_run("old1")
+    assert run["kind"] == "cli" and run["stop_requested"] is False and run["status"] == "completed"
+    s.close()
+
+
+def test_newer_schema_is_refused(tmp_path):
+    home = tmp_path / "new"
+    home.mkdir()
+    conn = sqlite3.connect(home / "runs.sqlite3")
+    conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO schema_version VALUES (999)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        RunStore(home)
+
+
+# --------------------------------------------------------------------------- runs
+def test_run_lifecycle(store):
+    rid = store.create_run({"lr": 0.1}, name="first", tags=["b", "a", "a"], status="running", kind="cli",
+                           device="cpu", precision="fp32")
+    run = store.get_run(rid)
+    assert run["name"] == "first" and run["tags"] == ["a", "b"] and run["status"] == "running"
+    assert run["config"] == {"lr": 0.1} and run["heartbeat"] is not None
+    store.update_run(rid, last_metrics={"test_acc": 0.9, "epoch": 2, "bad": float("nan")},
+                     best_metrics={"test_acc": 0.95})
+    run = store.get_run(rid)
+    assert run["last_metrics"] == {"test_acc": 0.9, "epoch": 2, "bad": None}
+    assert run["best_metrics"]["test_acc"] == 0.95
+    store.rename_run(rid, "renamed")
+    store.set_tags(rid, ["x"])
+    store.request_stop(rid)
+    assert store.stop_requested(rid)
+    store.finish_run(rid, "stopped")
+    run = store.get_run(rid)
+    assert (run["name"], run["tags"], run["status"], run["stop_requested"]) == ("renamed", ["x"], "stopped", False)
+    df = store.list_runs()
+    assert list(df["id"]) == [rid] and df.loc[0, "status"] == "stopped"
+    assert store.list_runs(status="running").empty
+    with pytest.raises(ValueError, match="cannot update"):
+        store.update_run(rid, id="other")
+    with pytest.raises(ValueError, match="status"):
+        store.update_run(rid, status="weird")
+    with pytest.raises(KeyError, match="no run"):
+        store.update_run("missing", status="failed")
+    run_dir = store.run_dir(rid, create=True)
+    (run_dir / "last.pt").write_bytes(b"x")
+    store.log_metrics(rid, [(1, 1, "loss", 0.5)])
+    store.delete_run(rid)
+    assert store.get_run(rid) is None and not run_dir.exists() and store.metrics(rid).empty
+
+
+def test_metrics_batch_and_query(store):
+    rid = store.create_run({})
+    n = store.log_metrics(rid, [(s, 1, "loss", 1.0 / s) for s in range(1, 11)]
+                          + [{"step": 10, "epoch": 1, "name": "test_acc", "value": 0.8}]
+                          + [(11, 2, "loss", float("inf"))])
+    assert n == 12
+    df = store.metrics(rid)
+    assert list(df.columns) == ["run_id", "step", "epoch", "name", "value", "wall"] and len(df) == 12
+    loss = store.metrics(rid, names=["loss"])
+    assert list(loss["step"]) == list(range(1, 12)) and loss["value"].isna().sum() == 1
+    wide = store.metrics_wide(rid)
+    assert {"step", "epoch", "loss", "test_acc"} <= set(wide.columns)
+    store.truncate_metrics(rid, 5)
+    assert store.metrics(rid)["step"].max() == 5
+    assert store.metrics(rid, names=[]).empty
+
+
+def test_job_slots_respect_the_cap(store):
+    ids = [store.create_run({}, kind="job") for _ in range(3)]
+    first = store.claim_launches(cap=2)
+    assert first == ids[:2]
+    assert store.claim_launches(cap=2) == []
+    assert store.claim_run(ids[0], os.getpid(), cap=2)
+    assert store.get_run(ids[0])["status"] == "running"
+    assert not store.claim_run(ids[0], os.getpid(), cap=2)  # not queued any more
+    store.finish_run(ids[0], "completed")
+    assert store.claim_launches(cap=2) == [ids[2]]
+    # A worker cannot claim beyond the cap even when launched by someone else.
+    assert store.claim_run(ids[1], 1, cap=2) and not store.claim_run(ids[2], 1, cap=1)
+    store.release_launch(ids[2])
+    assert store.get_run(ids[2])["launched"] is None
+
+
+def test_concurrent_writers_and_a_reader(store):
+    rids = [store.create_run({"i": i}, status="running") for i in range(4)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+    reads = [0]
+
+    def writer(rid):
+        try:
+            for step in range(1, 61):
+                store.log_metrics(rid, [(step, 1, "loss", 1.0 / step), (step, 1, "lr", 0.1)])
+                store.heartbeat(rid, epoch=1, step=step)
+                if step % 20 == 0:
+                    store.update_run(rid, last_metrics={"step": step})
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    def reader():
+        try:
+            while not stop.is_set():
+                store.list_runs()
+                for rid in rids:
+                    store.metrics(rid, names=["loss"])
+                reads[0] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(rid,)) for rid in rids]
+    r = threading.Thread(target=reader)
+    r.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stop.set()
+    r.join(60)
+    assert not errors, errors
+    assert reads[0] > 0
+    for rid in rids:
+        assert len(store.metrics(rid)) == 120
+        assert store.get_run(rid)["step"] == 60
+    # A second store object on the same file (another process's view) sees it all.
+    other = RunStore(store.home)
+    assert len(other.metrics(rids[0], names=["lr"])) == 60
+    other.close()
+
+
+def test_connections_of_finished_threads_are_closed(store):
+    rid = store.create_run({})
+    for i in range(20):
+        t = threading.Thread(target=store.log_metrics, args=(rid, [(i, 0, "loss", 1.0)]))
+        t.start()
+        t.join()
+    store.get_run(rid)  # any new connection prunes the dead threads' ones
+    assert len(store._all) <= 2
+    assert len(store.metrics(rid)) == 20
+
+
+def test_pid_alive():
+    assert pid_alive(os.getpid())
+    assert not pid_alive(None) and not pid_alive(0) and not pid_alive(-5)
+    assert not pid_alive(2**22 + 12345)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _ckpt():
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    return {"epoch": 3, "model_state_dict": model.state_dict(), "optimizer_state_dict": opt.state_dict(),
+            "loss": 0.25, "config": {"lr": 0.1, "spec": {"layers": [1, 2]}}, "rng": {"torch": torch.get_rng_state()}}
+
+
+def test_checkpoint_round_trip(tmp_path):
+    path = tmp_path / "run" / "last.pt"
+    ck = _ckpt()
+    C.save_checkpoint(ck, path)
+    assert path.exists() and not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    back = C.load_checkpoint(path)
+    assert back["epoch"] == 3 and back["loss"] == 0.25 and back["config"] == ck["config"]
+    assert torch.equal(back["model_state_dict"]["weight"], ck["model_state_dict"]["weight"])
+    # The same file loads with plain torch.load(weights_only=True), as the tutorials do.
+    assert set(torch.load(path, weights_only=True)) == set(ck)
+    # Bytes (an upload) and file objects work too.
+    data = path.read_bytes()
+    assert C.load_checkpoint(data)["epoch"] == 3
+    assert C.load_checkpoint(io.BytesIO(data))["epoch"] == 3
+
+
+def test_checkpoint_save_is_atomic_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    C.save_checkpoint(_ckpt(), path)
+    before = path.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError, match="disk full"):
+        C.save_checkpoint({**_ckpt(), "epoch": 9}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    with pytest.raises(C.CheckpointError, match="missing"):
+        C.save_checkpoint({"epoch": 1}, tmp_path / "x.pt")
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_load_refuses_bad_files(tmp_path):
+    with pytest.raises(C.CheckpointError, match="no checkpoint"):
+        C.load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(C.CheckpointError, match="empty"):
+        C.load_checkpoint(tmp_path / "empty.pt")
+    (tmp_path / "text.pt").write_text("hello, not a checkpoint")
+    with pytest.raises(C.CheckpointError, match="not a valid PyTorch checkpoint"):
+        C.load_checkpoint(tmp_path / "text.pt")
+    evil = tmp_path / "evil.pt"
+    torch.save({"epoch": 1, "model_state_dict": {}, "optimizer_state_dict": {}, "loss": Evil()}, evil)
+    with pytest.raises(C.CheckpointError, match="weights_only"):
+        C.load_checkpoint(evil)
+    bare = tmp_path / "bare.pt"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), bare)
+    with pytest.raises(C.CheckpointError, match="state_dict"):
+        C.load_checkpoint(bare)
+    tensor = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), tensor)
+    with pytest.raises(C.CheckpointError, match="not a checkpoint dict"):
+        C.load_checkpoint(tensor)
+    big = tmp_path / "big.pt"
+    C.save_checkpoint(_ckpt(), big)
+    with pytest.raises(C.CheckpointError, match="size cap"):
+        C.load_checkpoint(big, max_bytes=100)
+    with pytest.raises(C.CheckpointError, match="size cap"):
+        C.load_checkpoint(big.read_bytes(), max_bytes=100)
+
+
+def test_checkpoint_size_cap_from_env():
+    assert C.max_bytes_from_env({}) == C.DEFAULT_MAX_BYTES
+    assert C.max_bytes_from_env({"PYTORCH_LAB_MAX_CHECKPOINT_MB": "5"}) == 5 * 1024 * 1024
+    assert C.max_bytes_from_env({"PYTORCH_LAB_MAX_CHECKPOINT_MB": "nan"}) == C.DEFAULT_MAX_BYTES
+    assert C.max_bytes_from_env({"PYTORCH_LAB_MAX_CHECKPOINT_MB": "x"}) == C.DEFAULT_MAX_BYTES

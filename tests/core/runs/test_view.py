@@ -1,0 +1,104 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.runs import view as V
+
+
+def test_ema_is_debiased_like_tensorboard():
+    values = [10.0] * 5
+    assert np.allclose(V.ema(values, 0.9), 10.0)  # no pull towards 0 at the start
+    out = V.ema([0.0, 10.0], 0.5)
+    assert out[0] == 0.0 and out[1] == pytest.approx(10 * 0.5 / 0.75)
+    assert np.allclose(V.ema([1, 2, 3], 0.0), [1, 2, 3])
+    with pytest.raises(ValueError):
+        V.ema([1], 1.0)
+
+
+def test_downsample_keeps_last_point():
+    frame = pd.DataFrame({"x": range(10_001), "value": range(10_001)})
+    small = V.downsample(frame, 2000)
+    assert len(small) <= 2001 and small["x"].iloc[-1] == 10_000
+
+
+def _metrics(run_id, n=50):
+    rows = [(run_id, s, 1 + s // 25, "loss", 2.0 / (s + 1), 1000.0 + s) for s in range(1, n + 1)]
+    rows += [(run_id, 25, 1, "test_acc", 0.95, 1025.0), (run_id, 50, 2, "test_acc", 0.985, 1050.0)]
+    return pd.DataFrame(rows, columns=["run_id", "step", "epoch", "name", "value", "wall"])
+
+
+def test_curves_and_summary():
+    metrics = {"a": _metrics("a"), "b": _metrics("b", 30)}
+    fig = V.curves_figure(metrics, "loss", x="wall", smoothing=0.6, log_y=True)
+    assert len(fig.data) == 4 and fig.layout.yaxis.type == "log"
+    assert V.series(metrics["a"], "test_acc", "epoch")["x"].tolist() == [1, 2]
+    runs = [{"id": "a", "name": "A", "status": "finished", "started": 1000.0, "finished": 1060.0}]
+    summary = V.summary_rows(runs, metrics, target_acc=0.98).iloc[0]
+    assert summary["best acc"] == 0.985 and summary["s to 98.0%"] == 50.0 and summary["duration s"] == 60.0
+
+
+def test_config_table_only_differences():
+    runs = [{"id": "a", "name": "A", "config": {"lr": 0.1, "epochs": 2, "model_spec": None}},
+            {"id": "b", "name": "B", "config": {"lr": 0.01, "epochs": 2, "model_spec": {"name": "X", "layers": [1]}}}]
+    full = V.config_table(runs)
+    diff = V.config_table(runs, only_differences=True)
+    assert "epochs" in full.index and "epochs" not in diff.index
+    assert set(diff.index) == {"lr", "model_spec"}
+
+
+def test_evaluate_model_confusion():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.eye(3, 4) * 10)
+        model[1].bias.zero_()
+    x = torch.eye(4)[[0, 1, 2, 0]].view(4, 1, 2, 2)
+    y = torch.tensor([0, 1, 2, 1])
+    result = V.evaluate_model(model, x, y, classes=3)
+    assert result["accuracy"] == 0.75
+    assert result["confusion"].tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+    assert result["wrong"].tolist() == [3]
+    assert len(V.confusion_figure(result["confusion"], ["0", "1", "2"]).data) == 1
+
+
+def test_progress_eta():
+    import time
+
+    run = {"step": 50, "started": time.time() - 10, "status": "running"}
+    p = V.progress(run, 100)
+    assert p["fraction"] == 0.5 and 8 < p["eta_s"] < 12
+
+
+def test_metrics_follower_reads_only_new_rows_and_rereads_after_a_resume(tmp_path, monkeypatch):
+    from core.runs.store import RunStore
+
+    store = RunStore(tmp_path)
+    run_id = store.create_run({"dataset": "digits8k"}, status="running")
+    names = ("loss", "test_acc")
+    store.log_metrics(run_id, [(s, 1, n, s / 10) for s in range(1, 6) for n in ("loss", "grad_norm")])
+    follower = V.MetricsFollower(run_id, names)
+    first = follower.update(store, started=1.0)
+    assert first["step"].tolist() == [1, 2, 3, 4, 5] and set(first["name"]) == {"loss"}
+    # A later tick asks only for the rows after the last one it holds.
+    store.log_metrics(run_id, [(6, 1, "loss", 0.6), (6, 1, "test_acc", 0.9), (6, 1, "grad_norm", 1.0)])
+    asked, since = [], store.metrics_since
+    monkeypatch.setattr(store, "metrics_since", lambda rid, after, n: asked.append(after) or since(rid, after, n))
+    held = follower.last
+    second = follower.update(store, started=1.0)
+    assert asked == [held] and held > 0
+    pd.testing.assert_frame_equal(second, store.metrics(run_id, names))
+    assert follower.update(store, started=1.0) is second  # nothing new: the same frame
+    # A resume deletes the rows after its checkpoint and logs those steps again: the follower
+    # notices (fewer rows than it holds + the new ones) and reads everything again.
+    store.truncate_metrics(run_id, 3)
+    store.log_metrics(run_id, [(4, 1, "loss", 0.04)])
+    asked.clear()
+    again = follower.update(store, started=1.0)
+    assert len(asked) == 2 and asked[0] > 0 and asked[1] == 0
+    assert again["value"].tolist() == [0.1, 0.2, 0.3, 0.04]
+    pd.testing.assert_frame_equal(again, store.metrics(run_id, names))
+    # A new start time (the worker restarted) also starts over.
+    asked.clear()
+    follower.update(store, started=2.0)
+    assert asked == [0]
+    store.close()
