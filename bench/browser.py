@@ -24,9 +24,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -223,7 +223,7 @@ class LabServer:
         if not self._log.closed:
             self._log.close()
 
-    def __enter__(self) -> "LabServer":
+    def __enter__(self) -> LabServer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -23,8 +23,9 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/x.py` runs with bench/ on the path, not the repo
@@ -113,7 +114,7 @@ class Contention:
         self.load: float | None = None
         self.seconds = 0.0
 
-    def __enter__(self) -> "Contention":
+    def __enter__(self) -> Contention:
         self._t0, self._psi0 = time.perf_counter(), _psi_cpu_some_us()
         return self
 

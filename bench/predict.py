@@ -50,7 +50,7 @@ def measure(preset: str, canvas: np.ndarray, repeats: int = 50) -> dict:
         times_pre.append((t1 - t0) * 1000)
         times_fwd.append((t2 - t1) * 1000)
     return {"preset": preset, "pre": median(times_pre), "fwd": median(times_fwd),
-            "total": median(a + b for a, b in zip(times_pre, times_fwd))}
+            "total": median(a + b for a, b in zip(times_pre, times_fwd, strict=False))}
 
 
 def section(quick: bool = False, command: str = "python -m bench") -> str:

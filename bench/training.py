@@ -185,7 +185,7 @@ def _overhead_case(name: str, config: TrainConfig, repeats: int, warmup: int) ->
 
     runs = interleave({"lab": lab, "bare": plain}, repeats=repeats, warmup=warmup)
     lab_sps, bare_sps = median(runs["lab"]), median(runs["bare"])
-    ratios = [a / b for a, b in zip(runs["lab"], runs["bare"])]
+    ratios = [a / b for a, b in zip(runs["lab"], runs["bare"], strict=False)]
     _log(f"overhead {name}: lab {lab_sps:.0f} vs bare {bare_sps:.0f} samples/s")
     extras = trainer_extras_us(trainer, calls=20 if repeats < 3 else 300)
     return {"extras": extras, "step_ms": config.batch_size / bare_sps * 1000, "name": name, "config": config,

@@ -1,54 +1,159 @@
-"""Lab-wide settings read from environment variables (documented in README.md).
+"""The lab's one settings module: every ``PYTORCH_LAB_*`` environment variable is read here.
 
-Every setting has a default that works offline on a fresh clone.
+``load_settings()`` reads the environment (or a given mapping) into a typed, frozen
+``Settings``. Each field documents its variable, default and range; README's
+configuration table is checked against ``SETTINGS_TABLE`` by a test, so the two cannot
+drift. A value out of its range is clamped into it and a value that does not parse falls
+back to the default: a typo in an operator's environment must not stop the lab from
+starting (``Settings.notes`` says what was adjusted, and the Home page shows it).
 """
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSETS = ROOT / "assets"
 BUNDLED_DIGITS = ASSETS / "mnist_digits_8k.npz"
+PREFIX = "PYTORCH_LAB_"
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
-class Settings:
-    # Where runs, checkpoints and the SQLite run store live.
+class Setting:
+    """One environment variable: its field, type, default (a value or a callable), range and README text."""
+
+    field: str
+    kind: type
+    default: Any
+    doc: str
+    readme_default: str
+    lo: float | None = None
+    hi: float | None = None
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.field.upper()
+
+
+SETTINGS_TABLE: tuple[Setting, ...] = (
+    Setting("home", Path, lambda: Path.home() / ".pytorch_lab", "the lab's home: the SQLite run store "
+            "(`runs.sqlite3`) and `runs/<id>/` with checkpoints and logs", "`~/.pytorch_lab`"),
+    Setting("data_root", Path, None, "where torchvision datasets are looked for and downloaded to",
+            "`$PYTORCH_LAB_HOME/data`"),
+    Setting("download", bool, True, "`0` never tries a download (offline machines, CI)", "`1`"),
+    Setting("download_timeout", float, 8.0, "seconds a download may take before the lab gives up", "`8`", 1, 120),
+    Setting("job_cap", int, lambda: max(1, _cpus() // 4), "training jobs that run at once; more wait in a queue",
+            "one per 4 CPU cores, at least 1", 1, 64),
+    Setting("worker_threads", int, None, "torch threads per training job (default: the cores the server leaves, "
+            "shared among the jobs)", "(cores - 1) / job cap, at least 1", 1, 256),
+    Setting("heartbeat_s", float, 2.0, "seconds between a worker's heartbeats (a silent worker is marked failed)",
+            "`2`", 0.05, 60),
+    Setting("max_epochs", int, 200, "most epochs a training config may ask for", "`200`", 1, 100_000),
+    Setting("max_batch", int, 4096, "largest batch size of a training config", "`4096`", 1, 1_000_000),
+    Setting("max_params", int, 20_000_000, "most parameters a trained model may have", "`20000000`", 1, 50_000_000),
+    Setting("max_checkpoint_mb", float, 200.0, "largest checkpoint loaded (uploads are also capped by Streamlit at "
+            "25 MB)", "`200`", 1, 100_000),
+)
+BY_FIELD = {s.field: s for s in SETTINGS_TABLE}
+
+
+def _number(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+def readme_row(setting: Setting) -> str:
+    """The setting's row in README's configuration table (a test keeps README equal to these rows)."""
+    span = f" ({_number(setting.lo)}–{_number(setting.hi)})" if setting.lo is not None and setting.hi is not None else ""
+    return f"| `{setting.env}` | {setting.readme_default} | {setting.doc}{span} |"
+
+
+class Settings(BaseModel):
+    """Lab-wide settings (see ``SETTINGS_TABLE`` for each one's variable, default and range)."""
+
+    model_config = ConfigDict(frozen=True)
+
     home: Path
-    # Where torchvision's MNIST / FashionMNIST files are looked for (and downloaded to).
     data_root: Path
-    # Try torchvision downloads when the files are not on disk (off: offline machines).
-    allow_download: bool
-    # Seconds a download attempt may take before the lab gives up and says so.
+    download: bool
     download_timeout: float
+    job_cap: int
+    worker_threads: int | None
+    heartbeat_s: float
+    max_epochs: int
+    max_batch: int
+    max_params: int
+    max_checkpoint_mb: float
+    notes: tuple[str, ...] = ()  # settings that were clamped or ignored, for the operator
+
+    @property
+    def allow_download(self) -> bool:
+        return self.download
+
+    @property
+    def max_checkpoint_bytes(self) -> int:
+        return int(self.max_checkpoint_mb * 1024 * 1024)
 
 
-def _flag(value: str | None, default: bool) -> bool:
-    if value is None or value.strip() == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def _flag(text: str) -> bool | None:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    return None
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
-    home = Path(env.get("PYTORCH_LAB_HOME") or Path.home() / ".pytorch_lab").expanduser()
-    data_root = Path(env.get("PYTORCH_LAB_DATA_ROOT") or home / "data").expanduser()
+def _parse(setting: Setting, text: str) -> tuple[Any, str | None]:
+    """(value, note): the parsed value clamped into range, or (None, why) when it does not parse."""
+    if setting.kind is Path:
+        return Path(text).expanduser(), None
+    if setting.kind is bool:
+        flag = _flag(text)
+        return (flag, None) if flag is not None else (None, f"{setting.env}={text!r} is not 0/1; using the default")
     try:
-        timeout = float(env.get("PYTORCH_LAB_DOWNLOAD_TIMEOUT", "8"))
+        number = float(text)
+        if not math.isfinite(number):
+            raise ValueError
+        value: Any = int(number) if setting.kind is int else number
+        if setting.kind is int and number != int(number):
+            raise ValueError
     except ValueError:
-        timeout = 8.0
-    timeout = min(max(timeout, 1.0), 120.0)
-    return Settings(
-        home=home,
-        data_root=data_root,
-        allow_download=_flag(env.get("PYTORCH_LAB_DOWNLOAD"), True),
-        download_timeout=timeout,
-    )
+        return None, f"{setting.env}={text!r} is not a {'whole ' if setting.kind is int else ''}number; using the default"
+    lo, hi = setting.lo, setting.hi
+    clamped = min(max(value, lo if lo is not None else value), hi if hi is not None else value)
+    note = None if clamped == value else f"{setting.env}={text} is outside {lo:g}..{hi:g}; using {clamped:g}"
+    return (setting.kind(clamped), note)
 
 
-def scratch_dir(environ: dict[str, str] | None = None) -> Path:
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from ``environ`` (default: the process environment); never raises for a bad value."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    notes: list[str] = []
+    for setting in SETTINGS_TABLE:
+        raw = env.get(setting.env, "")
+        value, note = _parse(setting, raw) if raw.strip() else (None, None)
+        if note:
+            notes.append(note)
+        if value is None:
+            value = setting.default() if callable(setting.default) else setting.default
+        values[setting.field] = value
+    if values["data_root"] is None:
+        values["data_root"] = values["home"] / "data"
+    return Settings(**values, notes=tuple(notes))
+
+
+def scratch_dir(environ: Mapping[str, str] | None = None) -> Path:
     """A folder for short-lived work files (export round trips, profiler traces) inside the
     lab home, so the lab writes nowhere else on the machine."""
     folder = load_settings(environ).home / "tmp"

@@ -44,7 +44,7 @@ def labels(*keys: str) -> dict:
 st.title(tr("autograd.title"))
 st.write(tr("autograd.intro"))
 st.markdown(f"**{tr('autograd.examples')}**")
-for col, example in zip(st.columns(7), EXAMPLES):
+for col, example in zip(st.columns(7), EXAMPLES, strict=False):
     col.button(example, key=f"ag_ex_{example}", on_click=pick_example, args=(example,), width="stretch",
                help=tr(f"autograd.ex.{example}"))
 view = url_choice(st.segmented_control, tr("autograd.view"), VIEWS, "ag_view", "derivative",

@@ -46,7 +46,7 @@ st.title(tr("builder.title"))
 st.write(tr("builder.intro"))
 st.markdown(f"**{tr('builder.examples')}**")
 cols = st.columns(len(EXAMPLES))
-for col, example in zip(cols, EXAMPLES):
+for col, example in zip(cols, EXAMPLES, strict=False):
     col.button(example, key=f"bld_ex_{example}", on_click=load_example, args=(example,), width="stretch",
                help=PRESETS[EXAMPLES[example]].title if EXAMPLES[example] else tr(f"builder.example.{example}"))
 

@@ -62,7 +62,7 @@ st.caption(tr("data.summary", train=len(data.train_labels), test=len(data.test_l
 
 st.markdown(f"**{tr('data.examples')}**")
 cols = st.columns(len(EXAMPLES))
-for col, example in zip(cols, EXAMPLES):
+for col, example in zip(cols, EXAMPLES, strict=False):
     col.button(tr(f"data.example.{example}"), key=f"data_ex_{example}", on_click=show_example,
                args=(example,), width="stretch")
 

@@ -14,7 +14,7 @@ st.subheader(tr("home.pages"))
 cards = [p for p in PAGES if p[3] != "home"]
 for row_start in range(0, len(cards), 3):
     cols = st.columns(3)
-    for col, (_, page_key, script, url, icon) in zip(cols, cards[row_start:row_start + 3]):
+    for col, (_, page_key, script, url, icon) in zip(cols, cards[row_start:row_start + 3], strict=False):
         with col.container(border=True):
             st.markdown(f"#### {tr(page_key)}")
             st.write(tr(f"home.card.{url}"))

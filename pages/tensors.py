@@ -87,7 +87,7 @@ st.write(tr("tensors.intro"))
 st.markdown(f"**{tr('tensors.examples')}**")
 examples = list(EXAMPLES)
 for row in (examples[:3], examples[3:]):
-    for col, example in zip(st.columns(3), row):
+    for col, example in zip(st.columns(3), row, strict=False):
         col.button(tr(f"tensors.ex.{example}"), key=f"ten_ex_{example}", on_click=pick_example, args=(example,),
                    width="stretch")
 view = url_choice(st.segmented_control, tr("tensors.view"), VIEWS, "ten_view", "create",

@@ -138,7 +138,7 @@ def test_no_import_cycles():
             if nxt == node:
                 continue
             if state[nxt] == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append([*stack[stack.index(nxt):], nxt])
             elif state[nxt] == 0:
                 visit(nxt)
         stack.pop()

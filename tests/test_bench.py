@@ -22,7 +22,7 @@ NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?(e[+-]\d+)?[×%]?$")
 def tables(markdown: str) -> list[tuple[list[str], list[list[str]]]]:
     """Every markdown table as (header cells, data rows)."""
     found, block = [], []
-    for line in markdown.splitlines() + [""]:
+    for line in [*markdown.splitlines(), ""]:
         if line.startswith("|"):
             block.append([c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]])
         elif block:

@@ -22,7 +22,8 @@ import re
 import threading
 import time
 import warnings
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 import torch
@@ -247,11 +248,11 @@ def derivative_figure(result: Mapping[str, Any], labels: Mapping[str, str] | Non
         fig.add_trace(go.Scatter(x=[x0], y=[v], name=lab["point"], mode="markers", marker=dict(size=10)))
         finite = [u for u in result["f"] if u is not None]
         if finite:  # keep the view on f, not on a steep tangent
-            top, bottom = max(finite + [v]), min(finite + [v])
+            top, bottom = max([*finite, v]), min([*finite, v])
             pad = 0.1 * (top - bottom or 1.0)
             others = [u for key in ("df", "d2f") for u in result[key] if u is not None]
-            top = max([top] + others) + pad
-            bottom = min([bottom] + others) - pad
+            top = max([top, *others]) + pad
+            bottom = min([bottom, *others]) - pad
             fig.update_yaxes(range=[bottom, top])
     fig.update_layout(height=380, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=lab["x"], yaxis_title=lab["y"],
                       legend=dict(orientation="h", y=1.02, yanchor="bottom"))
@@ -401,7 +402,7 @@ def _arrow_segments(xs, ys, us, vs, scale: float) -> tuple[list, list]:
     """Line coordinates (with None breaks) for arrows from (x, y) along (u, v) * scale."""
     px: list[float | None] = []
     py: list[float | None] = []
-    for x, y, u, v in zip(xs, ys, us, vs):
+    for x, y, u, v in zip(xs, ys, us, vs, strict=False):
         if None in (x, y, u, v) or (u == 0 and v == 0):
             continue
         ex, ey = x + u * scale, y + v * scale
@@ -436,7 +437,7 @@ def contour_figure(
     fig.add_trace(go.Contour(x=d["w0"], y=d["w1"], z=d["z"], colorscale="Viridis", name=lab["g"],
                              colorbar=dict(title=lab["g"]), contours=dict(showlabels=True)))
     q = d["arrows"]
-    norms = [math.hypot(u, v) for u, v in zip(q["g0"], q["g1"]) if u is not None and v is not None]
+    norms = [math.hypot(u, v) for u, v in zip(q["g0"], q["g1"], strict=False) if u is not None and v is not None]
     biggest = max(norms, default=0.0)
     n_side = max(2, round(math.sqrt(len(q["w0"]))))
     cell = 2 * d["span"] / (n_side - 1)

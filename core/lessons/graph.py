@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -328,7 +329,7 @@ def _leaf_from(name: str, spec: object) -> tuple[torch.Tensor, object]:
             leaf = values.detach().clone().to(torch.float32)
         else:
             leaf = torch.tensor(values, dtype=torch.float32)
-    except Exception as exc:  # noqa: BLE001 - ragged lists and the like
+    except Exception as exc:
         raise ValueError(f"variable '{name}': {_message(exc)}") from exc
     if leaf.numel() > MAX_VARIABLE_ELEMENTS:
         raise ValueError(f"variable '{name}' has {leaf.numel():,} elements (max {MAX_VARIABLE_ELEMENTS:,})")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 import operator
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -636,7 +637,7 @@ def apply_op(x: torch.Tensor, op: str, **params: Any) -> tuple[torch.Tensor, str
         return x.t(), "y = x.t()"
     except ValueError:
         raise
-    except Exception as exc:  # noqa: BLE001 - torch's refusal, as the user would see it
+    except Exception as exc:
         raise ValueError(_torch_message(exc)) from exc
 
 

@@ -16,17 +16,20 @@ size first (default cap 200 MB) and turns anything that is not a checkpoint into
 """
 from __future__ import annotations
 
+import contextlib
 import io
-import math
 import os
 import pickle
 import re
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import torch
+
+from core.settings import load_settings
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 REQUIRED_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "loss")
@@ -37,16 +40,9 @@ class CheckpointError(ValueError):
     """A file that is not a valid lab checkpoint (or is too large to load)."""
 
 
-def max_bytes_from_env(environ: dict[str, str] | None = None) -> int:
+def max_bytes_from_env(environ: Mapping[str, str] | None = None) -> int:
     """The size cap: ``PYTORCH_LAB_MAX_CHECKPOINT_MB`` (default 200), at least 1 MB."""
-    env = os.environ if environ is None else environ
-    try:
-        mb = float(env.get("PYTORCH_LAB_MAX_CHECKPOINT_MB", "") or DEFAULT_MAX_BYTES / 1024 / 1024)
-    except ValueError:
-        mb = DEFAULT_MAX_BYTES / 1024 / 1024
-    if not math.isfinite(mb):
-        mb = DEFAULT_MAX_BYTES / 1024 / 1024
-    return int(max(1.0, mb) * 1024 * 1024)
+    return load_settings(environ).max_checkpoint_bytes
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -93,10 +89,8 @@ def _remove_dead_temps(path: Path) -> None:
             continue
         pid = name[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and _pid_dead(int(pid)):
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(entry.path)
-            except OSError:
-                pass
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -116,10 +110,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     _fsync_dir(path.parent)
     return path

@@ -60,9 +60,8 @@ def layer_call(layer: dict) -> str:
     schema = SCHEMAS[kind]
     parts = [_literal(args[name]) for name in POSITIONAL.get(kind, []) if name in args]
     for name in schema:
-        if name in args and name not in POSITIONAL.get(kind, []):
-            if args[name] != schema[name].default:
-                parts.append(f"{name}={_literal(args[name])}")
+        if name in args and name not in POSITIONAL.get(kind, []) and args[name] != schema[name].default:
+            parts.append(f"{name}={_literal(args[name])}")
     if kind in ("LSTM", "GRU"):
         parts.append("batch_first=True")
         return f"{kind}({', '.join(parts)})"
@@ -99,7 +98,7 @@ def module_code(spec: dict) -> str:
     if helpers:
         lines += [helpers, ""]
     lines += [f"class {name}(nn.Module):", "    def __init__(self):", "        super().__init__()"]
-    for attr, layer in zip(_names(layers), layers):
+    for attr, layer in zip(_names(layers), layers, strict=False):
         call = layer_call(layer).replace("\n", "\n        ")
         lines.append(f"        self.{attr} = {call}")
     lines += ["", "    def forward(self, x):"]
@@ -122,7 +121,7 @@ def sequential_code(spec: dict) -> str:
     if helpers:
         lines += [helpers, ""]
     lines.append("model = nn.Sequential(OrderedDict([")
-    for attr, layer in zip(_names(layers), layers):
+    for attr, layer in zip(_names(layers), layers, strict=False):
         call = layer_call(layer).replace("\n", "\n    ")
         lines.append(f"    ({attr!r}, {call}),")
     lines += ["]))",

@@ -35,8 +35,9 @@ import time
 import traceback
 import warnings
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -246,7 +247,7 @@ def _max_diff(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
     if len(got) != len(want):
         raise RuntimeError(f"the reloaded model returned {len(got)} outputs, eager returned {len(want)}")
     diff = 0.0
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=False):
         g = torch.as_tensor(g).detach().cpu()
         if tuple(g.shape) != tuple(w.shape):
             raise RuntimeError(f"the reloaded model returned shape {tuple(g.shape)}, eager returned {tuple(w.shape)}")
@@ -562,7 +563,7 @@ def export_model(model: nn.Module, input_shape: Sequence[int], fmt: str, *, name
                 worst = 0.0
                 static = info.get("dynamic_batch") is False  # e.g. torch.export fell back to a static batch
                 info["verified_batches"] = [b for b in batches if not static or b == EXAMPLE_BATCH]
-                for x, ref in zip(checks, refs):
+                for x, ref in zip(checks, refs, strict=False):
                     if static and x.shape[0] != EXAMPLE_BATCH:
                         continue
                     try:

@@ -73,7 +73,7 @@ class SpecModel(nn.Sequential):
     as PyTorch users know them.
     """
 
-    def __init__(self, name: str, modules: "OrderedDict[str, nn.Module]") -> None:
+    def __init__(self, name: str, modules: OrderedDict[str, nn.Module]) -> None:
         super().__init__(modules)
         self.spec_name = name
 
@@ -98,7 +98,7 @@ def _build_layer(layer: dict) -> nn.Module:
     return getattr(nn, kind)(**a)
 
 
-def _children(layers: list[dict]) -> "OrderedDict[str, nn.Module]":
+def _children(layers: list[dict]) -> OrderedDict[str, nn.Module]:
     children: OrderedDict[str, nn.Module] = OrderedDict()
     for i, layer in enumerate(layers):
         children[layer.get("name", str(i))] = _build_layer(layer)

@@ -92,7 +92,7 @@ def preprocess(grey: np.ndarray) -> Prepared:
     if total > 0:  # shift so the centre of mass sits at the centre, as MNIST did
         rows, cols = np.indices(frame.shape)
         cy, cx = (rows * frame).sum() / total, (cols * frame).sum() / total
-        dy, dx = int(round(13.5 - cy)), int(round(13.5 - cx))
+        dy, dx = round(13.5 - cy), round(13.5 - cx)
         frame = np.roll(np.roll(frame, dy, axis=0), dx, axis=1)
     frame = np.clip(frame / 255.0, 0.0, 1.0)
     tensor = torch.from_numpy((frame - MNIST_MEAN) / MNIST_STD).view(1, 1, 28, 28).float()

@@ -17,8 +17,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 import plotly.express as px

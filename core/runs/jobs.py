@@ -26,7 +26,7 @@ worker gets ``thread_plan()``'s share through ``OMP_NUM_THREADS`` / ``--threads`
 """
 from __future__ import annotations
 
-import math
+import contextlib
 import os
 import signal
 import socket
@@ -34,34 +34,24 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from core.runs.store import FINISHED, RunStore, check_run_id, pid_alive
-from core.settings import ROOT
+from core.settings import ROOT, load_settings
 from core.training.config import TrainConfig
 
 LOG_NAME = "worker.log"
 
 
-def _env_number(name: str, default: float, lo: float, hi: float, environ=None) -> float:
-    env = os.environ if environ is None else environ
-    try:
-        value = float(env.get(name, "") or default)
-    except ValueError:
-        return default
-    if not math.isfinite(value):
-        return default
-    return min(max(value, lo), hi)
-
-
-def default_cap(environ: dict[str, str] | None = None) -> int:
+def default_cap(environ: Mapping[str, str] | None = None) -> int:
     """Concurrent jobs: ``PYTORCH_LAB_JOB_CAP``, else 1 per 4 cores (at least 1)."""
-    cpus = os.cpu_count() or 1
-    return int(_env_number("PYTORCH_LAB_JOB_CAP", max(1, cpus // 4), 1, 64, environ))
+    return load_settings(environ).job_cap
 
 
-def thread_plan(cpu_count: int | None = None, cap: int = 1, environ: dict[str, str] | None = None) -> tuple[int, int]:
+def thread_plan(cpu_count: int | None = None, cap: int = 1,
+                environ: Mapping[str, str] | None = None) -> tuple[int, int]:
     """(server threads, threads per worker) so that server + ``cap`` workers fit the cores.
 
     One core stays with the server (the page's own stepping, plotting); the rest are split
@@ -71,10 +61,8 @@ def thread_plan(cpu_count: int | None = None, cap: int = 1, environ: dict[str, s
     cpus = cpu_count or os.cpu_count() or 1
     server = 1
     worker = max(1, (cpus - server) // max(1, cap))
-    env = os.environ if environ is None else environ
-    if env.get("PYTORCH_LAB_WORKER_THREADS"):
-        worker = int(_env_number("PYTORCH_LAB_WORKER_THREADS", worker, 1, 256, env))
-    return server, worker
+    override = load_settings(environ).worker_threads
+    return server, override if override is not None else worker
 
 
 def configure_server_threads(cap: int | None = None) -> int:
@@ -102,8 +90,6 @@ class JobManager:
                  launch_timeout: float = 120.0, python: str | None = None) -> None:
         if store is None:
             if home is None:
-                from core.settings import load_settings
-
                 home = load_settings().home
             store = RunStore(home)
         self.store = store
@@ -111,7 +97,7 @@ class JobManager:
         self.cap = int(cap) if cap is not None else default_cap()
         if self.cap < 1:
             raise ValueError("the job cap must be at least 1")
-        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else _env_number("PYTORCH_LAB_HEARTBEAT_S", 2, 0.05, 60)
+        self.heartbeat_s = heartbeat_s if heartbeat_s is not None else load_settings().heartbeat_s
         # A live worker beats every heartbeat_s; many missed beats mean it is hung or gone.
         self.stale_after = stale_after if stale_after is not None else max(30.0, 15 * self.heartbeat_s)
         self.launch_timeout = launch_timeout
@@ -286,10 +272,8 @@ class JobManager:
                 with self._lock:
                     proc = self._procs.pop(run_id, None)
                 if proc is not None:
-                    try:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        pass
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} is still {status} after {timeout:.0f} s")

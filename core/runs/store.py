@@ -26,9 +26,10 @@ import socket
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import pandas as pd
 
@@ -179,7 +180,7 @@ class RunStore:
         self._migrate()
 
     @classmethod
-    def open_default(cls) -> "RunStore":
+    def open_default(cls) -> RunStore:
         from core.settings import load_settings
 
         return cls(load_settings().home)
@@ -209,11 +210,9 @@ class RunStore:
                     if thread.is_alive():
                         keep.append((thread, other))
                     else:
-                        try:
+                        with suppress(sqlite3.Error):
                             other.close()
-                        except sqlite3.Error:
-                            pass
-                self._all = keep + [(me, conn)]
+                self._all = [*keep, (me, conn)]
         return conn
 
     @contextmanager
@@ -234,10 +233,8 @@ class RunStore:
         with self._all_lock:
             conns, self._all = self._all, []
         for _, conn in conns:
-            try:
+            with suppress(sqlite3.Error):
                 conn.close()
-            except sqlite3.Error:
-                pass
         self._local = threading.local()
 
     # ---------------------------------------------------------------- schema

@@ -1,8 +1,8 @@
 """The worker: drives a trainer for one stored run, writing metrics and checkpoints to the run store."""
 from __future__ import annotations
 
+import contextlib
 import json
-import math
 import os
 import signal
 import sys
@@ -11,6 +11,7 @@ import time
 import traceback
 
 from core.ml.checkpoint import BEST, LAST, CheckpointError, save_checkpoint
+from core.settings import load_settings
 from core.training.config import TrainConfig
 from core.training.console import Progress, epoch_line
 from core.training.trainer import Trainer
@@ -160,7 +161,7 @@ def execute(trainer: Trainer, store, run_id: str | None, args) -> int:
                       f"{trainer.precision.name}, world size {trainer.dist.world_size}")
     code = 0
     try:
-        status = train_run(trainer, store, run_id, progress, heartbeat_s=_heartbeat_s(),
+        status = train_run(trainer, store, run_id, progress, heartbeat_s=load_settings().heartbeat_s,
                            external_stop=external_stop)
         if store is not None:
             store.finish_run(run_id, status)
@@ -171,10 +172,8 @@ def execute(trainer: Trainer, store, run_id: str | None, args) -> int:
             print(json.dumps(summary))
     except BaseException as exc:  # recorded as "failed" with the reason, then re-raised for the exit code
         if store is not None:
-            try:
+            with contextlib.suppress(Exception):
                 store.finish_run(run_id, "failed", error=_error_text(exc))
-            except Exception:
-                pass
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         traceback.print_exc()
@@ -188,14 +187,6 @@ def execute(trainer: Trainer, store, run_id: str | None, args) -> int:
             if dist.is_initialized():
                 dist.destroy_process_group()
     return code
-
-
-def _heartbeat_s() -> float:
-    try:
-        value = float(os.environ.get("PYTORCH_LAB_HEARTBEAT_S", "2"))
-    except ValueError:
-        value = 2.0
-    return min(max(value, 0.05), 60.0) if math.isfinite(value) else 2.0
 
 
 def run_stored(args) -> int:

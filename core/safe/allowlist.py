@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -250,35 +251,35 @@ class _Op:
 
 
 # Wrappers so that no in-place flag is reachable, and softmax has a default dim.
-def softmax(input, dim=-1, dtype=None):  # noqa: A002 - torch's own argument name
+def softmax(input, dim=-1, dtype=None):
     return torch.softmax(input, dim, dtype=dtype)
 
 
-def log_softmax(input, dim=-1, dtype=None):  # noqa: A002
+def log_softmax(input, dim=-1, dtype=None):
     return torch.log_softmax(input, dim, dtype=dtype)
 
 
-def norm(input, p="fro", dim=None, keepdim=False, dtype=None):  # noqa: A002 - no positional out=
+def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     return torch.norm(input, p, dim, keepdim, dtype=dtype)
 
 
-def leaky_relu(input, negative_slope=0.01):  # noqa: A002
+def leaky_relu(input, negative_slope=0.01):
     return F.leaky_relu(input, negative_slope)
 
 
-def elu(input, alpha=1.0):  # noqa: A002
+def elu(input, alpha=1.0):
     return F.elu(input, alpha)
 
 
-def silu(input):  # noqa: A002
+def silu(input):
     return F.silu(input)
 
 
-def gelu(input):  # noqa: A002
+def gelu(input):
     return F.gelu(input)
 
 
-def softplus(input, beta=1.0, threshold=20.0):  # noqa: A002
+def softplus(input, beta=1.0, threshold=20.0):
     return F.softplus(input, beta, threshold)
 
 
@@ -392,7 +393,7 @@ def _pre_m_sizes(kind: str) -> Callable[..., None]:
             n = math.prod(max(d, 0) for d in dims) * t.numel()
         else:  # expand: -1 keeps the existing size of that dimension
             shape = [1] * (len(dims) - t.dim()) + list(t.shape)
-            n = math.prod(max(s if d == -1 else d, 0) for d, s in zip(dims, shape))
+            n = math.prod(max(s if d == -1 else d, 0) for d, s in zip(dims, shape, strict=False))
         too_large(n, limits)
 
     return precheck

@@ -31,7 +31,8 @@ import math
 import operator
 import re
 import time
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -489,7 +490,7 @@ class _Evaluator:
     def compare(self, node: ast.Compare) -> object:
         left = self.visit(node.left)
         acc: object = True
-        for op, part in zip(node.ops, node.comparators):
+        for op, part in zip(node.ops, node.comparators, strict=False):
             right = self.visit(part)
             check_broadcast((left, right), self.limits)
             result = _CMPOPS[type(op)](left, right)

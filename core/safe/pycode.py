@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import ast
-from typing import Sequence
+from collections.abc import Sequence
 
 from core.safe.allowlist import ALLOWED_FUNCTIONS, DTYPES, Limits
 from core.safe.expr import check

@@ -27,7 +27,7 @@ class TrainData:
     outputs: int
     classes: list[str] | None = None
 
-    def to(self, device: torch.device) -> "TrainData":
+    def to(self, device: torch.device) -> TrainData:
         return dataclasses.replace(self, train_x=self.train_x.to(device), train_y=self.train_y.to(device),
                                    test_x=self.test_x.to(device), test_y=self.test_y.to(device))
 

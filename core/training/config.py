@@ -4,13 +4,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from core.ml.modules import infer_shapes, parameter_count
-from core.ml.spec import DEFAULT_PARAM_CAP, SpecError, validate_spec
+from core.ml.spec import SpecError, validate_spec
 from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
+from core.settings import load_settings
 
 # --------------------------------------------------------------------------- choices
 TASKS = ("auto", "classification", "regression")
@@ -43,14 +44,6 @@ SYNTHETIC_N, SYNTHETIC_TEST = 512, 64
 
 
 # --------------------------------------------------------------------------- limits
-def _env_int(env: dict, key: str, default: int, lo: int, hi: int) -> int:
-    try:
-        value = int(env.get(key, "") or default)
-    except ValueError:
-        return default
-    return min(max(value, lo), hi)
-
-
 @dataclass(frozen=True)
 class Limits:
     """Caps an operator sets for everyone (env ``PYTORCH_LAB_MAX_*``), not per config."""
@@ -60,13 +53,9 @@ class Limits:
     max_params: int = 20_000_000   # PYTORCH_LAB_MAX_PARAMS
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Limits":
-        env = os.environ if environ is None else environ
-        return cls(
-            max_epochs=_env_int(env, "PYTORCH_LAB_MAX_EPOCHS", cls.max_epochs, 1, 100_000),
-            max_batch_size=_env_int(env, "PYTORCH_LAB_MAX_BATCH", cls.max_batch_size, 1, 1_000_000),
-            max_params=_env_int(env, "PYTORCH_LAB_MAX_PARAMS", cls.max_params, 1, DEFAULT_PARAM_CAP),
-        )
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:
+        s = load_settings(environ)
+        return cls(max_epochs=s.max_epochs, max_batch_size=s.max_batch, max_params=s.max_params)
 
 
 # --------------------------------------------------------------------------- config
@@ -170,7 +159,7 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "TrainConfig":
+    def from_dict(cls, data: Any) -> TrainConfig:
         """A config from a plain dict (e.g. a JSON file); unknown keys are refused by name."""
         if isinstance(data, TrainConfig):
             return dataclasses.replace(data)
@@ -183,7 +172,7 @@ class TrainConfig:
         return cls(**data)
 
     @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
+    def from_json(cls, text: str) -> TrainConfig:
         if len(text) > 500_000:
             raise ValueError("the config JSON is too long (max 500,000 characters)")
         try:
@@ -194,7 +183,7 @@ class TrainConfig:
             raise ValueError("the config JSON is nested too deeply") from None
         return cls.from_dict(data)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     # ---------------------------------------------------------------- resolved values
@@ -215,7 +204,7 @@ class TrainConfig:
         return preset_spec(self.preset)
 
     # ---------------------------------------------------------------- validation
-    def validate(self, limits: Limits | None = None) -> "TrainConfig":
+    def validate(self, limits: Limits | None = None) -> TrainConfig:
         """Check every value; raise ``ValueError`` naming the setting and the fix. Returns self."""
         limits = limits or Limits.from_env()
         for name, rule in _RULES.items():

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -261,7 +262,7 @@ class Trainer:
                 losses.append(loss.detach())
                 if self.task == "classification":
                     corrects.append((out.argmax(1) == y).sum())  # argmax is not differentiable: no graph
-        loss_value = sum(float(lo) * len(idx) for lo, idx in zip(losses, slices)) / total
+        loss_value = sum(float(lo) * len(idx) for lo, idx in zip(losses, slices, strict=False)) / total
         correct = sum(int(c) for c in corrects)
         skipped = False
         if self.scaler is not None:

@@ -184,7 +184,7 @@ def pick_model(key: str):
 
     runs = trained_runs(lab_store())
     names = {r["id"]: f"{r['name'] or r['id']} · {r['status']}" for r in runs}
-    source = url_choice(st.selectbox, tr("tools.model"), ["current"] + list(names), key, "current",
+    source = url_choice(st.selectbox, tr("tools.model"), ["current", *list(names)], key, "current",
                         lambda o: tr("predict.current") if o == "current" else names.get(o, o),
                         stale="predict.unknown_run")  # e.g. ?ex_model=../../etc/passwd is said to be ignored
     if source == "current":

@@ -1,10 +1,9 @@
 """UI text in the page's language, and user text shown literally (never as Markdown)."""
 from __future__ import annotations
 
-import re
-
 import streamlit as st
 
+from core.errors import Code, LabError, code_span, escape_markdown
 from core.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
 
 
@@ -13,15 +12,31 @@ def lang() -> str:
     return value if value in LANGUAGES else DEFAULT_LANGUAGE
 
 
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$])")
-
-
 def plain(text) -> str:
     """Text shown literally where Streamlit renders Markdown: user input and error messages
     (which quote user input) must not become bold, links or images."""
-    return _MARKDOWN.sub(r"\\\1", str(text))
+    return escape_markdown(str(text))
 
 
 def tr(key: str, **values) -> str:
-    """UI text in the current language; inserted values are shown literally (see ``plain``)."""
-    return t(key, lang(), **{k: v if isinstance(v, (int, float)) else plain(v) for k, v in values.items()})
+    """UI text in the current language; inserted values are shown literally (see ``plain``), an
+    error in the page's language (``tr_error``), ``core.errors.Code`` as code."""
+    return t(key, lang(), **{k: _shown(v) for k, v in values.items()})
+
+
+def _shown(value):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    if isinstance(value, BaseException):
+        return tr_error(value)
+    if isinstance(value, Code):
+        return code_span(value)
+    return plain(value)
+
+
+def tr_error(exc: BaseException) -> str:
+    """An exception as the page shows it: a ``LabError`` in the page's language (its code parts as
+    code), anything else literally."""
+    if isinstance(exc, LabError):
+        return exc.message(lang(), markdown=True)
+    return plain(str(exc))

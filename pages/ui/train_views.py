@@ -186,7 +186,7 @@ def watch(run_ids: list[str]) -> None:
     c[1].plotly_chart(curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240,
                                       labels={"y": tr("train.chart.speed")}), key="tr_c_speed")
     if len(runs) == 2:
-        st.dataframe(summary_rows(runs, {r["id"]: metrics[k] for r, k in zip(runs, metrics)}), hide_index=True)
+        st.dataframe(summary_rows(runs, {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}), hide_index=True)
 
 
 def controls(run_id: str) -> None:
@@ -210,7 +210,7 @@ def controls(run_id: str) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _evaluation(run_id: str, stamp: float, dataset: str) -> dict:
-    model, spec, _ = load_run_model(lab_store(), run_id)
+    model, _spec, _ = load_run_model(lab_store(), run_id)
     data = load_data(TrainConfig(dataset=dataset))
     return {**evaluate_model(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y}
 

@@ -195,8 +195,8 @@ def test_parse_values(text):
 
 
 @FUZZ
-@given(kind=st.sampled_from(KINDS + ("empty", "__class__")), shape=shape_text,
-       dtype=st.sampled_from((None,) + DTYPE_NAMES + ("complex64", "object", "float")),
+@given(kind=st.sampled_from((*KINDS, "empty", "__class__")), shape=shape_text,
+       dtype=st.sampled_from((None, *DTYPE_NAMES, "complex64", "object", "float")),
        values=st.one_of(st.none(), token_soup, st.text(max_size=80)),
        numbers=st.tuples(*[st.floats(allow_nan=True, allow_infinity=True)] * 3), steps=st.integers(-5, 10**7),
        requires_grad=st.booleans())
@@ -286,7 +286,7 @@ def arg_value(arg) -> st.SearchStrategy:
 
 @st.composite
 def layers(draw, depth: int = 0):
-    kind = draw(st.sampled_from(LAYER_TYPES + ("Module", "__class__", "os.system", "")))
+    kind = draw(st.sampled_from((*LAYER_TYPES, "Module", "__class__", "os.system", "")))
     schema = SCHEMAS.get(kind, {})
     args = {name: draw(arg_value(arg)) for name, arg in schema.items() if draw(st.booleans())}
     if draw(st.integers(0, 9)) == 0:

@@ -270,7 +270,7 @@ def test_predict_page_refuses_hostile_images(lab, name):
 
 def test_a_good_upload_after_hostile_ones_still_works(lab):
     """The refusals leave the page usable: a real checkpoint and a real image then go through."""
-    tmp, home, marker = lab
+    _tmp, _home, marker = lab
     at = open_page("pages/train.py")
     at.file_uploader(key="tr_upload").upload("evil.pt", CHECKPOINTS["pickle-exec"][0](marker)).run()
     assert at.error

@@ -448,7 +448,7 @@ def test_train_form_never_takes_values_outside_its_widgets(lab, key, value):
 
 def test_run_names_are_shown_literally(lab):
     """A run name is text anyone can set; on the Runs page it must not become an image beacon or a link."""
-    tmp, home, marker = lab
+    _tmp, home, _marker = lab
     run_id = seed_run(home)
     payload = "![t](https://evil.example/t.png) [click](javascript:alert(1)) **bold** <img src=x onerror=alert(1)>"
     at = AppTest.from_file(APP, default_timeout=60)

@@ -283,10 +283,10 @@ def test_graph_grad_norm_for_big_leaves_and_given_grads():
     a = torch.ones(100, requires_grad=True)
     y = (a * 3).sum()
     y.backward()
-    leaf = [n for n in graph_from_tensor(y, {"a": a})["nodes"] if n["kind"] == "leaf"][0]
+    leaf = next(n for n in graph_from_tensor(y, {"a": a})["nodes"] if n["kind"] == "leaf")
     assert leaf["grad"] is None and leaf["grad_norm"] == pytest.approx(30.0)
-    leaf = [n for n in graph_from_tensor(y, {"a": a}, grads={"a": torch.full((100,), 2.0)})["nodes"]
-            if n["kind"] == "leaf"][0]
+    leaf = next(n for n in graph_from_tensor(y, {"a": a}, grads={"a": torch.full((100,), 2.0)})["nodes"]
+            if n["kind"] == "leaf")
     assert leaf["grad_norm"] == pytest.approx(20.0)
 
 
@@ -300,7 +300,7 @@ def test_graph_saved_tensors_and_freed():
     assert any(e["kind"] == "saved" for e in g["edges"])
     y.backward()  # frees the saved tensors
     g = graph_from_tensor(y, {"x": x}, show_saved=True)
-    mul = [n for n in g["nodes"] if n["grad_fn"] == "MulBackward0"][0]
+    mul = next(n for n in g["nodes"] if n["grad_fn"] == "MulBackward0")
     assert mul["saved_freed"] is True
     assert not [n for n in g["nodes"] if n["kind"] == "saved"]
     assert "saved tensors freed" in graph_to_dot(g)
@@ -393,7 +393,7 @@ def test_dot_escapes_hostile_names():
 def test_dot_long_names_are_shortened():
     x = torch.ones(1, requires_grad=True)
     g = graph_from_tensor(x * 2, {"n" * 500: x})
-    leaf = [n for n in g["nodes"] if n["kind"] == "leaf"][0]
+    leaf = next(n for n in g["nodes"] if n["kind"] == "leaf")
     assert len(leaf["label"]) == 40 and leaf["label"].endswith("…")
 
 

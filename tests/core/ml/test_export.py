@@ -25,7 +25,7 @@ EXPECTED_FAILURES = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exported(key: str) -> dict[str, E.ExportResult]:
     spec = PRESETS[key].spec
     model = build_model(spec)

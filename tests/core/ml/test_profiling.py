@@ -167,5 +167,5 @@ def test_model_failure_is_a_clear_profiling_error():
         P.profile_model(Broken(), [4], P.ProfileConfig(mode="inference", batch_size=2))
     assert "detail" not in str(info.value)
     # the profiler is usable again afterwards
-    model, shape, task = preset("linear")
+    model, shape, _task = preset("linear")
     assert P.profile_model(model, shape, P.ProfileConfig(batch_size=2))["trace"]

@@ -6,6 +6,7 @@ Crashes here are real process deaths (SIGKILL), either sent from outside or sent
 to itself at a chosen point (a patched ``os.fsync`` / ``os.replace`` / ``save_checkpoint`` inside
 a child process), never an exception raised in the test process.
 """
+import contextlib
 import json
 import os
 import random
@@ -141,10 +142,8 @@ def kill_workers(store: RunStore) -> None:
     for run in store.runs():
         pid = run["pid"]
         if pid and pid_alive(pid) and run["id"] in J._cmdline(pid):
-            try:
+            with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ def manager(tmp_path):
     jm = J.JobManager(tmp_path / "home", cap=1, heartbeat_s=HB)
     yield jm
     # End only the workers this test started (each leads its own session).
-    for run_id, proc in list(jm._procs.items()):
+    for _run_id, proc in list(jm._procs.items()):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)

@@ -90,8 +90,8 @@ CASES = [
     # comparisons, logic, conditional
     ("1 < 2 < 3", lambda x, y: True),
     ("3 < 2 < x", lambda x, y: False),
-    ("0 < x < 5", lambda x, y: (0 < x) & (x < 5)),
-    ("-1 < y <= x", lambda x, y: (-1 < y) & (y <= x)),
+    ("0 < x < 5", lambda x, y: (x > 0) & (x < 5)),
+    ("-1 < y <= x", lambda x, y: (y > -1) & (y <= x)),
     ("x <= 4 == True", lambda x, y: torch.zeros(3, 4, dtype=torch.bool)),  # 4 == True is False
     ("(x > 2) & ~(y > 0) | (x == 0)", lambda x, y: (x > 2) & ~(y > 0) | (x == 0)),
     ("where(x > 5, x, -y)", lambda x, y: torch.where(x > 5, x, -y)),

@@ -60,8 +60,9 @@ PAGE_PARAMS = {
 
 
 def deep_stack() -> dict:
-    conv = lambda i, o, k: L("Conv2d", f"conv{o}", in_channels=i, out_channels=o, kernel_size=k, stride=1,
-                             padding=k // 2, bias=False)
+    def conv(i, o, k):
+        return L("Conv2d", f"conv{o}", in_channels=i, out_channels=o, kernel_size=k, stride=1,
+                                 padding=k // 2, bias=False)
     layers = [conv(1, 32, 5), L("BatchNorm2d", "bn32", num_features=32), L("ReLU", "relu1"),
               L("MaxPool2d", "pool1", kernel_size=2),
               conv(32, 64, 3), L("BatchNorm2d", "bn64", num_features=64), L("ReLU", "relu2"),

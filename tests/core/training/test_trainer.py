@@ -1,4 +1,5 @@
 import dataclasses
+import itertools
 import json
 import math
 from types import SimpleNamespace
@@ -60,7 +61,7 @@ def test_default_config_is_the_valid_default_recipe():
     assert cfg.validate() is cfg
     assert cfg.preset == DEFAULT_PRESET == "lab_cnn" and cfg.dataset == "digits8k"
     assert cfg.resolved_task == "classification" and cfg.resolved_loss == "cross_entropy"
-    for name, rc in RECIPES.items():
+    for _name, rc in RECIPES.items():
         rc.validate()
     assert recipe("r1").resolved_task == "regression" and recipe("r1").resolved_loss == "mse"
     with pytest.raises(ValueError, match="unknown recipe"):
@@ -204,7 +205,7 @@ def test_grad_scaler_path_unscales_before_clipping():
     a, b = plain.step(), scaled.step()
     # grad_norm is measured on unscaled gradients, and clipping saw the same gradients.
     assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
-    for p, q in zip(plain.core.parameters(), scaled.core.parameters()):
+    for p, q in zip(plain.core.parameters(), scaled.core.parameters(), strict=False):
         assert torch.allclose(p, q, atol=1e-6)
     ck = scaled.checkpoint()
     assert ck["scaler_state_dict"]["scale"] == scaled.scaler.get_scale()
@@ -241,7 +242,7 @@ def test_gradient_accumulation_is_one_step_over_micro_batches():
     assert r2["samples"] == 64 and r2["batch"] == 4
     assert r2["loss"] == pytest.approx(r1["loss"], rel=1e-5)
     assert r2["grad_norm"] == pytest.approx(r1["grad_norm"], rel=1e-4)
-    for p, q in zip(one.core.parameters(), acc.core.parameters()):
+    for p, q in zip(one.core.parameters(), acc.core.parameters(), strict=False):
         assert torch.allclose(p, q, atol=1e-6)
 
 
@@ -253,7 +254,7 @@ def test_gradient_clipping_bounds_the_update():
     rec = trainer.step()
     assert rec["grad_norm"] > 0.01  # reported before clipping
     change = torch.linalg.vector_norm(torch.stack(
-        [torch.linalg.vector_norm(p.detach() - b) for p, b in zip(trainer.core.parameters(), before)]))
+        [torch.linalg.vector_norm(p.detach() - b) for p, b in zip(trainer.core.parameters(), before, strict=False)]))
     assert float(change) == pytest.approx(0.01, rel=1e-3)
 
 
@@ -310,7 +311,7 @@ def test_r2_loss_falls():
     events = [e for e in trainer.run() if e["kind"] == "epoch"]
     test = [e["test_loss"] for e in events]
     assert test[-1] < 0.1 * test[0]
-    assert sum(b < a for a, b in zip(test, test[1:])) > 90  # falling nearly every epoch
+    assert sum(b < a for a, b in itertools.pairwise(test)) > 90  # falling nearly every epoch
 
 
 def test_regression_l1_loss():
@@ -338,7 +339,7 @@ def test_limit_and_model_init_match_build_model():
     cfg = tiny()
     trainer = Trainer(cfg)
     ref = build_model(TINY_SPEC, seed=cfg.seed)
-    for p, q in zip(ref.parameters(), trainer.core.parameters()):
+    for p, q in zip(ref.parameters(), trainer.core.parameters(), strict=False):
         assert torch.equal(p, q)
     assert len(trainer.data.train_x) == 192 and len(trainer.data.test_x) == 96
 
@@ -451,7 +452,7 @@ def test_cli_resumes_a_stopped_run(tmp_path, capsys):
     (["--config", "/nonexistent/x.json"], "cannot read the config file"),
 ])
 def test_cli_invalid_config_exits_2(argv, match, capsys):
-    assert main(argv + ["--no-store"]) == 2
+    assert main([*argv, "--no-store"]) == 2
     assert "invalid config" in (err := capsys.readouterr().err) and match.split(".*")[0] in err
 
 
