@@ -50,7 +50,7 @@ def _latency(model: torch.nn.Module, shape: tuple[int, ...], results: dict, batc
     for b in batches:
         x = torch.randn(b, *shape, generator=gen)
 
-        def block(run, n=calls[b]):
+        def block(run, n=calls[b], x=x):
             def once() -> float:
                 times = []
                 for _ in range(n):
@@ -77,12 +77,12 @@ def section(quick: bool = False) -> str:
         for preset in presets:
             spec = preset_spec(preset)
             model = build_model(spec, seed=0)
-            shape = tuple(spec["input_shape"])
+            shape = spec.input_shape
             seconds: dict[str, list[float]] = {f: [] for f in FORMATS}
             total: dict[str, list[float]] = {f: [] for f in FORMATS}
             last: dict[str, E.ExportResult] = {}
 
-            def exporter(fmt):
+            def exporter(fmt, model=model, shape=shape, preset=preset, last=last, seconds=seconds, total=total):
                 def once() -> float:
                     r = E.export_model(model, shape, fmt, name=preset)
                     last[fmt] = r

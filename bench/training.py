@@ -27,6 +27,7 @@ from bench.common import Contention, interleave, md_table, median
 from core.ml.data import TensorLoader, load_bundled, load_torchvision
 from core.ml.env import env_facts
 from core.ml.modules import build_model
+from core.ml.spec import ModelSpec
 from core.settings import Settings
 from core.training.batches import load_data
 from core.training.config import TrainConfig, recipe
@@ -390,10 +391,10 @@ def peak_gflops(dtype: torch.dtype, quick: bool) -> tuple[float, str]:
     return rates[best], f"{best}×{best}"
 
 
-def train_flops_per_sample(spec: dict, batch: int = 64) -> tuple[float, dict[str, float]]:
+def train_flops_per_sample(spec: ModelSpec, batch: int = 64) -> tuple[float, dict[str, float]]:
     """Forward + loss + backward FLOPs per sample, counted by torch.utils.flop_counter."""
     model = build_model(spec, seed=0)
-    x = torch.randn(batch, *spec["input_shape"])
+    x = torch.randn(batch, *spec.input_shape)
     y = torch.zeros(batch, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
         F.cross_entropy(model(x), y).backward()

@@ -13,7 +13,7 @@ from core.lessons.builder import (
 )
 from core.ml.codegen import module_code, sequential_code
 from core.ml.modules import ShapeError, build_model, infer_shapes
-from core.ml.spec import SpecError, spec_to_json
+from core.ml.spec import SequentialLayer, SpecError
 from core.ml.zoo import PRESETS, preset_spec
 from pages.ui.frame import frame
 from pages.ui.model_state import (
@@ -53,11 +53,12 @@ for col, example in zip(cols, EXAMPLES, strict=False):
 spec = current_spec()
 left, mid, right = st.columns([3, 2, 1], vertical_alignment="bottom")
 preset = left.selectbox(tr("builder.preset"), list(PRESETS), key="bld_preset",
-                        format_func=lambda k: f"{PRESETS[k].example + ' · ' if PRESETS[k].example else ''}{PRESETS[k].title}")
+                        format_func=lambda k: (f"{PRESETS[k].example} · " if PRESETS[k].example else "")
+                        + PRESETS[k].title)
 mid.button(tr("builder.load"), key="bld_load", width="stretch", on_click=lambda: load_spec(preset_spec(preset)))
 right.button(tr("builder.empty"), key="bld_empty", width="stretch",
-             on_click=lambda: load_spec({**current_spec(), "name": "Model", "layers": []}))
-st.text_input(tr("builder.input_shape"), value=", ".join(map(str, spec["input_shape"])), key="bld_shape",
+             on_click=lambda: load_spec(current_spec().edit(name="Model", layers=())))
+st.text_input(tr("builder.input_shape"), value=", ".join(map(str, spec.input_shape)), key="bld_shape",
               help=tr("builder.input_help"), on_change=set_input_shape, args=("bld_shape",))
 if "bld_error" in st.session_state:
     st.error(tr("error.bad_value", reason=st.session_state["bld_error"]))
@@ -68,18 +69,18 @@ try:
     shapes = [s.output_shape for s in infer_shapes(spec, batch=1)]
 except ShapeError as exc:
     error, shapes = exc, []
-rows = [{"#": i, tr("builder.col.name"): layer.get("name", ""), tr("builder.col.type"): layer["type"],
-         tr("builder.col.args"): args_label(layer) if layer["type"] != "Sequential" else
-         f"{len(layer['layers'])} layers", tr("builder.col.output"): str(shapes[i]) if i < len(shapes) else
-         ("✗" if error is not None and str(i) == error.index else "")} for i, layer in enumerate(spec["layers"])]
-st.markdown(f"**{tr('builder.stack', name=spec['name'], n=len(spec['layers']))}**")
+rows = [{"#": i, tr("builder.col.name"): layer.name or "", tr("builder.col.type"): layer.type,
+         tr("builder.col.args"): f"{len(layer.layers)} layers" if isinstance(layer, SequentialLayer) else
+         args_label(layer), tr("builder.col.output"): str(shapes[i]) if i < len(shapes) else
+         ("✗" if error is not None and str(i) == error.index else "")} for i, layer in enumerate(spec.layers)]
+st.markdown(f"**{tr('builder.stack', name=spec.name, n=len(spec.layers))}**")
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 else:
     st.info(tr("builder.empty_stack"))
 if error is not None:
-    st.error(tr("builder.shape_error", message=str(error)))
-note = next((p.note for p in PRESETS.values() if p.spec["name"] == spec["name"] and p.note), "")
+    st.error(tr("builder.shape_error", message=error))
+note = next((p.note for p in PRESETS.values() if p.spec.name == spec.name and p.note), "")
 if note:
     st.caption(note)
 
@@ -89,15 +90,15 @@ if index is not None:
 stack_controls(spec, index)
 
 with st.expander(tr("builder.json")):
-    st.text_area(tr("builder.json_label"), value=spec_to_json(spec), height=240, key="bld_json")
+    st.text_area(tr("builder.json_label"), value=spec.to_json(), height=240, key="bld_json")
     c1, c2 = st.columns(2)
     c1.button(tr("builder.json_apply"), key="bld_json_apply", on_click=apply_json, args=("bld_json",))
-    c2.download_button(tr("builder.json_download"), spec_to_json(spec), file_name=f"{spec['name']}.json",
+    c2.download_button(tr("builder.json_download"), spec.to_json(), file_name=f"{spec.name}.json",
                        mime="application/json", key="bld_json_dl")
 
 tab = url_choice(st.segmented_control, tr("builder.view"), TABS, "bld_tab", "summary",
                  lambda v: tr(f"builder.tab.{v}"), required=True)
-if error is not None or not spec["layers"]:
+if error is not None or not spec.layers:
     st.info(tr("builder.fix_first"))
 else:
     model = build_model(spec)  # the spec in session state has passed checked_spec (param cap)
@@ -123,7 +124,7 @@ else:
                         format_func=lambda k: tr(f"builder.code.{k}"))
         code = module_code(spec) if kind == "module" else sequential_code(spec)
         st.code(code, language="python")
-        st.download_button(tr("builder.code_download"), code, file_name=f"{spec['name'].lower()}.py",
+        st.download_button(tr("builder.code_download"), code, file_name=f"{spec.name.lower()}.py",
                            mime="text/x-python", key="bld_code_dl")
     elif tab == "forward":
         batch = st.number_input(tr("builder.batch"), 1, 1024, 64, key="bld_batch", bind="query-params")

@@ -23,7 +23,8 @@ if chosen is not None:
     c = st.columns(3, vertical_alignment="bottom")
     opset = c[0].selectbox(tr("export.opset"), [None, *ONNX_OPSETS], key="ex_opset", bind="query-params",
                            format_func=lambda o: tr("export.default") if o is None else str(o))
-    c[1].text_input(tr("export.names"), "input, output", key="ex_names", bind="query-params", help=tr("export.names_help"))
+    c[1].text_input(tr("export.names"), "input, output", key="ex_names", bind="query-params",
+                    help=tr("export.names_help"))
     dynamic = c[2].checkbox(tr("export.dynamic"), value=True, key="ex_dynamic", bind="query-params")
     st.button(tr("export.run"), type="primary", key="ex_run", on_click=lambda: st.session_state.update(ex_go=True))
     key = (name, repr(spec), tuple(formats), opset, dynamic, st.session_state.get("ex_names"))
@@ -31,7 +32,7 @@ if chosen is not None:
         names = [n.strip() for n in st.session_state.get("ex_names", "").split(",") if n.strip()]
         try:
             with st.spinner(tr("export.working")):
-                results = [export_model(model, spec["input_shape"], f, name=name, opset=opset,
+                results = [export_model(model, spec.input_shape, f, name=name, opset=opset,
                                           dynamic_batch=dynamic, input_names=names[:1] or ("input",),
                                           output_names=names[1:2] or ("output",)) for f in formats]
             st.session_state["ex_results"] = (key, results)
@@ -58,9 +59,9 @@ if chosen is not None:
                     st.error(plain(result.error))
         with st.expander(tr("export.speed")):
             if st.toggle(tr("export.measure"), key="ex_speed"):
-                st.dataframe(speed_table(model, spec["input_shape"], results), hide_index=True, width="stretch")
+                st.dataframe(speed_table(model, spec.input_shape, results), hide_index=True, width="stretch")
     view = url_choice(st.segmented_control, tr("export.examples"), ["E1", "E2", "E3"], "ex_example", "E1",
                       lambda e: tr(f"export.ex.{e}"), required=True)
-    st.code(saving_examples_code(tuple(spec["input_shape"]), name)[view], language="python")
+    st.code(saving_examples_code(spec.input_shape, name)[view], language="python")
     if view == "E1":
         st.info(tr("export.e1_note"))

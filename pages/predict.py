@@ -46,8 +46,8 @@ def choose_model():
             st.error(tr("error.bad_value", reason=exc))
             return None
         st.caption(tr("predict.loaded", file=info["file"], epoch=info["epoch"]))
-    if spec["input_shape"] != [1, 28, 28]:
-        st.error(tr("predict.wrong_model", shape=spec["input_shape"]))
+    if spec.input_shape != (1, 28, 28):
+        st.error(tr("predict.wrong_model", shape=list(spec.input_shape)))
         return None
     return model, spec
 

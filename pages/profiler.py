@@ -17,10 +17,10 @@ def run_profile(config: ProfileConfig) -> None:
     try:
         model, spec, _ = chosen
         check_batch(spec, config.batch_size)  # the batch's activations, counted before allocating them
-        st.session_state["pf_result"] = profile_model(model, spec["input_shape"], config)
+        st.session_state["pf_result"] = profile_model(model, spec.input_shape, config)
         st.session_state.pop("pf_error", None)
     except (ValueError, ProfilingError) as exc:
-        st.session_state["pf_error"] = str(exc)
+        st.session_state["pf_error"] = exc
 
 
 st.title(tr("profiler.title"))
@@ -31,14 +31,15 @@ if chosen is not None:
     st.button(tr("profiler.p1"), key="pf_p1", help=tr("profiler.p1_help"),
               on_click=lambda: st.session_state.update(pf_p1_show=True))
     if st.session_state.get("pf_p1_show"):
-        example = p1_example(chosen[0], chosen[1]["input_shape"])
+        example = p1_example(chosen[0], chosen[1].input_shape)
         st.code(example["code"], language="python")
         st.dataframe(example["table"], hide_index=True, width="stretch")
     mode = url_choice(st.segmented_control, tr("profiler.mode"), MODES, "pf_mode", "inference",
                       lambda m: tr(f"profiler.mode.{m}"), required=True)
     c = st.columns(5)
     batch = c[0].number_input(tr("profiler.batch"), 1, 1024, 32, key="pf_batch", bind="query-params")
-    steps = c[1].number_input(tr("profiler.steps"), 1, 50, 5, key="pf_steps", bind="query-params", disabled=mode != "train_steps")
+    steps = c[1].number_input(tr("profiler.steps"), 1, 50, 5, key="pf_steps", bind="query-params",
+                              disabled=mode != "train_steps")
     wait = c[2].number_input("wait", 0, 10, 1, key="pf_wait", bind="query-params", disabled=mode != "train_steps")
     warmup = c[3].number_input("warmup", 0, 10, 1, key="pf_warmup", bind="query-params", disabled=mode != "train_steps")
     active = c[4].number_input("active", 1, 50, 3, key="pf_active", bind="query-params", disabled=mode != "train_steps")

@@ -2,7 +2,6 @@
 graph, parameters and the .train()/.eval() demo. Pages call these and render the results."""
 from __future__ import annotations
 
-import copy
 import math
 
 import pandas as pd
@@ -10,7 +9,7 @@ import torch
 from torch import nn
 
 from core.ml.modules import build_model, check_batch, infer_shapes
-from core.ml.spec import SCHEMAS, validate_spec
+from core.ml.spec import LAYER_ARGS, Layer, ModelSpec, SequentialLayer
 
 # Arguments a newly added layer starts with (the editor then fixes sizes to fit).
 NEW_LAYER_ARGS: dict[str, dict] = {
@@ -27,7 +26,7 @@ NEW_LAYER_ARGS: dict[str, dict] = {
     "GRU": {"input_size": 28, "hidden_size": 64, "output": "last"},
     "ResBlock": {"channels": 16},
 }
-EDITABLE_TYPES = [k for k in SCHEMAS if k != "Sequential"]
+EDITABLE_TYPES = list(LAYER_ARGS)
 
 
 def fitted_args(kind: str, input_shape: tuple[int, ...] | None) -> dict:
@@ -46,50 +45,46 @@ def fitted_args(kind: str, input_shape: tuple[int, ...] | None) -> dict:
     return args
 
 
-def add_layer(spec: dict, kind: str, position: int | None = None) -> dict:
-    """A copy of ``spec`` with a new layer inserted (at the end by default), sized to fit."""
+def add_layer(spec: ModelSpec, kind: str, position: int | None = None) -> ModelSpec:
+    """A new spec with a new layer inserted (at the end by default), sized to fit (``SpecError``
+    if the spec would break a rule, e.g. its layer count)."""
     if kind not in EDITABLE_TYPES:
         raise ValueError(f"unknown layer type {kind!r}")
-    spec = copy.deepcopy(spec)
-    layers = spec["layers"]
+    layers: list[Layer | dict] = list(spec.layers)
     position = len(layers) if position is None else max(0, min(position, len(layers)))
-    shape: tuple[int, ...] | None = (2, *spec["input_shape"])
+    shape: tuple[int, ...] | None = (2, *spec.input_shape)
     if position:
         try:
-            shape = infer_shapes({**spec, "layers": layers[:position]})[-1].output_shape
+            shape = infer_shapes(spec.head(position))[-1].output_shape
         except ValueError:
             shape = None
     layers.insert(position, {"type": kind, "args": fitted_args(kind, shape)})
-    return spec
+    return spec.edit(layers=layers)
 
 
-def remove_layer(spec: dict, index: int) -> dict:
-    spec = copy.deepcopy(spec)
-    if not 0 <= index < len(spec["layers"]):
+def remove_layer(spec: ModelSpec, index: int) -> ModelSpec:
+    if not 0 <= index < len(spec.layers):
         raise ValueError(f"there is no layer {index}")
-    del spec["layers"][index]
-    return spec
+    return spec.edit(layers=spec.layers[:index] + spec.layers[index + 1:])
 
 
-def move_layer(spec: dict, index: int, offset: int) -> dict:
-    spec = copy.deepcopy(spec)
-    layers = spec["layers"]
+def move_layer(spec: ModelSpec, index: int, offset: int) -> ModelSpec:
+    layers = list(spec.layers)
     target = index + offset
     if not (0 <= index < len(layers) and 0 <= target < len(layers)):
         return spec
     layers[index], layers[target] = layers[target], layers[index]
-    return spec
+    return spec.edit(layers=layers)
 
 
-def summary(spec: dict, depth: int = 3, batch: int = 1) -> tuple[pd.DataFrame, dict]:
+def summary(spec: ModelSpec, depth: int = 3, batch: int = 1) -> tuple[pd.DataFrame, dict]:
     """torchinfo's summary as a table plus totals (params, trainable, MACs, MB)."""
     from torchinfo import summary as torchinfo_summary
 
-    spec = validate_spec(spec)
     if not 1 <= depth <= 8:
         raise ValueError("depth must be between 1 and 8")
     model = build_model(spec)
-    stats = torchinfo_summary(model, input_size=(batch, *spec["input_shape"]), depth=depth, verbose=0,
+    stats = torchinfo_summary(model, input_size=(batch, *spec.input_shape), depth=depth, verbose=0,
                               col_names=("output_size", "num_params", "mult_adds", "trainable"),
                               device="cpu", mode="eval")
     rows = []
@@ -138,14 +133,13 @@ def parameters_table(model: nn.Module) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "shape", "count", "norm", "trainable"])
 
 
-def forward_demo(spec: dict, batch: int = 64, seed: int = 0) -> dict:
+def forward_demo(spec: ModelSpec, batch: int = 64, seed: int = 0) -> dict:
     """A forward pass on a random batch: input and output shapes, output statistics."""
     if not 1 <= batch <= 1024:
         raise ValueError("batch must be between 1 and 1024")
-    spec = validate_spec(spec)
     check_batch(spec, batch)  # activations of the whole batch, counted before allocating them
     model = build_model(spec, seed=seed).eval()
-    x = torch.randn(batch, *spec["input_shape"], generator=torch.Generator().manual_seed(seed))
+    x = torch.randn(batch, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         y = model(x)
     return {"input_shape": tuple(x.shape), "output_shape": tuple(y.shape),
@@ -177,41 +171,42 @@ def _esc(text: str) -> str:
     return str(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def args_label(layer: dict, per_line: int = 0) -> str:
+def args_label(layer: Layer, per_line: int = 0) -> str:
     """``in_features=784, out_features=10``; with ``per_line``, a newline after every n arguments."""
-    parts = [f"{k}={v}" for k, v in layer["args"].items()]
+    parts = [f"{k}={v}" for k, v in layer.args.model_dump(mode="json").items()]
     if not per_line:
         return ", ".join(parts)
     return "\n".join(", ".join(parts[i:i + per_line]) for i in range(0, len(parts), per_line))
 
 
-def architecture_dot(spec: dict) -> str:
+def architecture_dot(spec: ModelSpec) -> str:
     """Graphviz DOT of the layer stack with tensor shapes on the edges.
 
     A ResBlock is drawn with its inner path and the identity skip as a dashed edge
     into the addition. A stack with a shape error is drawn up to the failing layer,
     which is marked red.
     """
-    spec = validate_spec(spec)
-    layers = spec["layers"]
+    layers = spec.layers
+    shapes: list[tuple[int, ...]]
     try:
         shapes = [s.output_shape for s in infer_shapes(spec, batch=1)]
         failed = None
     except ValueError as exc:
         index = getattr(exc, "index", None)
         failed = int(index) if index is not None and str(index).isdigit() else len(layers)
-        shapes = [s.output_shape for s in infer_shapes({**spec, "layers": layers[:failed]}, batch=1)] if failed else []
+        shapes = [s.output_shape for s in infer_shapes(spec.head(failed), batch=1)] if failed else []
     lines = ["digraph model {", '  rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#f7f7f7", '
              'fontname="Helvetica", fontsize=11]; edge [fontname="Helvetica", fontsize=10];',
-             f'  input [label="input\\n{_esc(str((1, *spec["input_shape"])))}", shape=oval, fillcolor="#dbeafe"];']
-    prev, prev_shape = "input", (1, *spec["input_shape"])
+             f'  input [label="input\\n{_esc(str((1, *spec.input_shape)))}", shape=oval, fillcolor="#dbeafe"];']
+    prev = "input"
+    prev_shape: tuple[int, ...] | None = (1, *spec.input_shape)
     for i, layer in enumerate(layers):
         node = f"l{i}"
-        title = layer.get("name", "") + (": " if layer.get("name") else "") + layer["type"]
-        color = "#fecaca" if failed == i else ("#fde68a" if layer["type"] in ("ResBlock", "Sequential") else "#f7f7f7")
+        title = (f"{layer.name}: " if layer.name else "") + layer.type
+        color = "#fecaca" if failed == i else ("#fde68a" if layer.type in ("ResBlock", "Sequential") else "#f7f7f7")
         edge_label = _esc(str(prev_shape)) if prev_shape is not None else ""
-        if layer["type"] == "ResBlock":
-            ch = layer["args"]["channels"]
+        if layer.type == "ResBlock":
+            ch = layer.args.model_dump()["channels"]
             lines += [f'  subgraph cluster_{i} {{ label="{_esc(title)}"; style=rounded; color="#b45309";',
                       f'    {node}_c1 [label="Conv2d({ch},{ch},3,p=1) + BN + ReLU"];',
                       f'    {node}_c2 [label="Conv2d({ch},{ch},3,p=1) + BN"];',
@@ -221,12 +216,13 @@ def architecture_dot(spec: dict) -> str:
                       f'  {prev} -> {node}_add [label="identity", style=dashed, color="#b45309"];']
             node = f"{node}_add"
         else:
-            detail = args_label(layer, 2) if layer["type"] != "Sequential" else f"{len(layer['layers'])} layers"
+            detail = f"{len(layer.layers)} layers" if isinstance(layer, SequentialLayer) else args_label(layer, 2)
             label = _esc(title + ("\n" + detail if detail else ""))
             lines.append(f'  {node} [label="{label}", fillcolor="{color}"];')
             lines.append(f'  {prev} -> {node} [label="{edge_label}"];')
         if failed == i:
-            lines.append(f'  err [label="shape error here", shape=note, fillcolor="#fecaca"]; {node} -> err [style=dotted];')
+            lines.append(f'  err [label="shape error here", shape=note, fillcolor="#fecaca"]; '
+                         f'{node} -> err [style=dotted];')
             break
         prev, prev_shape = node, shapes[i] if i < len(shapes) else None
     else:

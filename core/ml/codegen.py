@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 
 from core.ml.modules import ResBlock
-from core.ml.spec import SCHEMAS, validate_spec
+from core.ml.spec import ARG_INFO, Layer, ModelSpec, SequentialLayer
 
 # The generated ResBlock is the lab's own class, so the two can never drift apart.
 RESBLOCK_CODE = inspect.getsource(ResBlock)
@@ -46,18 +46,17 @@ POSITIONAL = {
 
 
 def _literal(value) -> str:
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "(" + ", ".join(map(repr, value)) + ("," if len(value) == 1 else "") + ")"
     return repr(value)
 
 
-def layer_call(layer: dict) -> str:
-    """``nn.Conv2d(1, 16, 3, padding=1)`` for one (validated) layer; Sequential nests."""
-    kind, args = layer["type"], layer["args"]
-    if kind == "Sequential":
-        inner = ",\n".join("    " + layer_call(x).replace("\n", "\n    ") for x in layer["layers"])
+def layer_call(layer: Layer) -> str:
+    """``nn.Conv2d(1, 16, 3, padding=1)`` for one layer; Sequential nests."""
+    if isinstance(layer, SequentialLayer):
+        inner = ",\n".join("    " + layer_call(x).replace("\n", "\n    ") for x in layer.layers)
         return f"nn.Sequential(\n{inner},\n)"
-    schema = SCHEMAS[kind]
+    kind, args, schema = layer.type, layer.args.given(), ARG_INFO[layer.type]
     parts = [_literal(args[name]) for name in POSITIONAL.get(kind, []) if name in args]
     for name in schema:
         if name in args and name not in POSITIONAL.get(kind, []) and args[name] != schema[name].default:
@@ -69,30 +68,29 @@ def layer_call(layer: dict) -> str:
     return f"{prefix}{kind}({', '.join(parts)})"
 
 
-def _uses(layers: list[dict]) -> set[str]:
+def _uses(layers: tuple[Layer, ...]) -> set[str]:
     kinds = set()
     for layer in layers:
-        kinds.add(layer["type"])
-        if layer["type"] == "Sequential":
-            kinds |= _uses(layer["layers"])
+        kinds.add(layer.type)
+        if isinstance(layer, SequentialLayer):
+            kinds |= _uses(layer.layers)
     return kinds
 
 
-def _helpers(spec: dict) -> str:
-    kinds = _uses(spec["layers"])
+def _helpers(spec: ModelSpec) -> str:
+    kinds = _uses(spec.layers)
     blocks = [RESBLOCK_CODE] if "ResBlock" in kinds else []
     blocks += [RNN_CODE.format(kind=k) for k in ("LSTM", "GRU") if k in kinds]
     return "\n\n".join(blocks)
 
 
-def _names(layers: list[dict]) -> list[str]:
-    return [layer.get("name") or f"layer{i}" for i, layer in enumerate(layers)]
+def _names(layers: tuple[Layer, ...]) -> list[str]:
+    return [layer.name or f"layer{i}" for i, layer in enumerate(layers)]
 
 
-def module_code(spec: dict) -> str:
+def module_code(spec: ModelSpec) -> str:
     """A complete script defining ``class <Name>(nn.Module)`` with ``__init__`` and ``forward``."""
-    spec = validate_spec(spec)
-    name, layers = spec["name"], spec["layers"]
+    name, layers = spec.name, spec.layers
     lines = ["import torch", "from torch import nn", "", ""]
     helpers = _helpers(spec)
     if helpers:
@@ -106,16 +104,15 @@ def module_code(spec: dict) -> str:
         lines.append(f"        x = self.{attr}(x)")
     lines += ["        return x", "", "",
               f"model = {name}()",
-              f"x = torch.randn(1, {', '.join(map(str, spec['input_shape']))})",
+              f"x = torch.randn(1, {', '.join(map(str, spec.input_shape))})",
               "print(model)",
               "print(model(x).shape)", ""]
     return "\n".join(lines)
 
 
-def sequential_code(spec: dict) -> str:
+def sequential_code(spec: ModelSpec) -> str:
     """The same model as one ``nn.Sequential`` (named children kept through an OrderedDict)."""
-    spec = validate_spec(spec)
-    layers = spec["layers"]
+    layers = spec.layers
     lines = ["from collections import OrderedDict", "", "import torch", "from torch import nn", "", ""]
     helpers = _helpers(spec)
     if helpers:
@@ -125,7 +122,7 @@ def sequential_code(spec: dict) -> str:
         call = layer_call(layer).replace("\n", "\n    ")
         lines.append(f"    ({attr!r}, {call}),")
     lines += ["]))",
-              f"x = torch.randn(1, {', '.join(map(str, spec['input_shape']))})",
+              f"x = torch.randn(1, {', '.join(map(str, spec.input_shape))})",
               "print(model)",
               "print(model(x).shape)", ""]
     return "\n".join(lines)

@@ -1,14 +1,31 @@
 """The ``nn.Module``s a spec builds, and what is checked before building: parameters, activations, shapes."""
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from core.ml.spec import DEFAULT_PARAM_CAP, MAX_BATCH_ACTIVATIONS, MAX_SAMPLE_ACTIVATIONS, SpecError, validate_spec
+from core.errors import Code, LabError, first_line
+from core.ml.spec import (
+    DEFAULT_PARAM_CAP,
+    MAX_BATCH_ACTIVATIONS,
+    MAX_SAMPLE_ACTIVATIONS,
+    BatchNormArgs,
+    ConvArgs,
+    Layer,
+    LayerNormArgs,
+    LinearArgs,
+    ModelSpec,
+    RecurrentArgs,
+    ResBlockArgs,
+    SequentialLayer,
+    SpecError,
+)
 
 
 # --------------------------------------------------------------------------- modules
@@ -38,8 +55,8 @@ class _RecurrentOutput:
 
     output: str
 
-    def forward(self, x):  # type: ignore[override]
-        out, state = super().forward(x)
+    def forward(self, input: torch.Tensor, hx: Any = None) -> torch.Tensor:
+        out, state = cast(Any, super()).forward(input, hx)
         if self.output == "sequence":
             return out
         if self.output == "last":
@@ -48,20 +65,20 @@ class _RecurrentOutput:
         return h[-1]
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", output={self.output}"
+        return cast(Any, super()).extra_repr() + f", output={self.output}"
 
     def _get_name(self) -> str:
         return type(self).__mro__[2].__name__  # print as LSTM / GRU, as PyTorch does
 
 
-class LSTM(_RecurrentOutput, nn.LSTM):
-    def __init__(self, *args, output: str = "last", **kwargs) -> None:
+class LSTM(_RecurrentOutput, nn.LSTM):  # type: ignore[misc]  # forward(input, hx) overrides overloads
+    def __init__(self, *args: Any, output: str = "last", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.output = output
 
 
-class GRU(_RecurrentOutput, nn.GRU):
-    def __init__(self, *args, output: str = "last", **kwargs) -> None:
+class GRU(_RecurrentOutput, nn.GRU):  # type: ignore[misc]  # forward(input, hx) overrides overloads
+    def __init__(self, *args: Any, output: str = "last", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.output = output
 
@@ -81,13 +98,10 @@ class SpecModel(nn.Sequential):
         return self.spec_name
 
 
-def _build_layer(layer: dict) -> nn.Module:
-    kind, a = layer["type"], dict(layer["args"])
-    for key in ("kernel_size", "stride", "padding", "output_size", "normalized_shape"):
-        if isinstance(a.get(key), list):
-            a[key] = tuple(a[key])
-    if kind == "Sequential":
-        return nn.Sequential(_children(layer["layers"]))
+def _build_layer(layer: Layer) -> nn.Module:
+    if isinstance(layer, SequentialLayer):
+        return nn.Sequential(_children(layer.layers))
+    kind, a = layer.type, layer.args.given()
     if kind in ("LSTM", "GRU"):
         if a.get("dropout", 0.0) and a.get("num_layers", 1) == 1:
             a["dropout"] = 0.0  # PyTorch warns: dropout only acts between stacked layers
@@ -95,13 +109,14 @@ def _build_layer(layer: dict) -> nn.Module:
         return cls(batch_first=True, **a)
     if kind == "ResBlock":
         return ResBlock(**a)
-    return getattr(nn, kind)(**a)
+    module: nn.Module = getattr(nn, kind)(**a)
+    return module
 
 
-def _children(layers: list[dict]) -> OrderedDict[str, nn.Module]:
+def _children(layers: tuple[Layer, ...]) -> OrderedDict[str, nn.Module]:
     children: OrderedDict[str, nn.Module] = OrderedDict()
     for i, layer in enumerate(layers):
-        children[layer.get("name", str(i))] = _build_layer(layer)
+        children[layer.name or str(i)] = _build_layer(layer)
     return children
 
 
@@ -109,19 +124,17 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def parameter_count(spec: dict) -> int:
+def parameter_count(spec: ModelSpec) -> int:
     """Parameters of a spec, counted on the meta device (no memory is allocated)."""
-    spec = validate_spec(spec)
     with torch.device("meta"):
-        model = SpecModel(spec["name"], _children(spec["layers"]))
+        model = SpecModel(spec.name, _children(spec.layers))
     return count_parameters(model)
 
 
-def activation_count(spec: dict) -> int:
+def activation_count(spec: ModelSpec) -> int:
     """Elements of one sample's input plus every leaf layer's output, from a meta-device
     forward pass (no memory is allocated). A stack with a shape error counts up to it."""
-    spec = validate_spec(spec)
-    counts = [math.prod(spec["input_shape"])]
+    counts = [math.prod(spec.input_shape)]
 
     def hook(module, inputs, output) -> None:
         for t in output if isinstance(output, (tuple, list)) else (output,):
@@ -131,46 +144,41 @@ def activation_count(spec: dict) -> int:
     if counts[0] > MAX_SAMPLE_ACTIVATIONS:
         return counts[0]
     with torch.device("meta"):
-        model = SpecModel(spec["name"], _children(spec["layers"]))
+        model = SpecModel(spec.name, _children(spec.layers))
         for module in model.modules():
             if next(module.children(), None) is None:
                 module.register_forward_hook(hook)
-        try:
-            model(torch.empty(1, *spec["input_shape"]))
-        except Exception:  # a shape error: infer_shapes reports it; count what ran
-            pass
+        # A shape error (torch raises several types) stops the count there; infer_shapes reports it.
+        with contextlib.suppress(Exception):
+            model(torch.empty(1, *spec.input_shape))
     return sum(counts)
 
 
-def check_batch(spec: dict, batch: int) -> None:
+def check_batch(spec: ModelSpec, batch: int) -> None:
     """Refuse (SpecError) a batch whose activations would pass ``MAX_BATCH_ACTIVATIONS``."""
     n = activation_count(spec)
     if batch * n > MAX_BATCH_ACTIVATIONS:
-        raise SpecError(f"a batch of {batch:,} would put {batch * n:,} activation elements through the model, "
-                        f"over the cap of {MAX_BATCH_ACTIVATIONS:,}; use a batch of at most "
-                        f"{max(1, MAX_BATCH_ACTIVATIONS // n):,}")
+        raise SpecError("spec.batch_cap", batch=batch, total=batch * n, cap=MAX_BATCH_ACTIVATIONS,
+                        fit=max(1, MAX_BATCH_ACTIVATIONS // n))
 
 
-def checked_spec(spec: dict, param_cap: int = DEFAULT_PARAM_CAP) -> dict:
-    """``validate_spec`` plus the parameter and activation caps, checked before any allocation."""
-    spec = validate_spec(spec)
+def checked_spec(spec: ModelSpec, param_cap: int = DEFAULT_PARAM_CAP) -> ModelSpec:
+    """The spec, after the parameter and activation caps are checked (before any allocation)."""
     n = parameter_count(spec)
     if n > param_cap:
-        raise SpecError(f"the model has {n:,} parameters, over the cap of {param_cap:,}; make layers smaller")
+        raise SpecError("spec.param_cap", n=n, cap=param_cap)
     acts = activation_count(spec)
     if acts > MAX_SAMPLE_ACTIVATIONS:
-        raise SpecError(f"one sample would put {acts:,} activation elements through the model (its input and "
-                        f"every layer's output), over the cap of {MAX_SAMPLE_ACTIVATIONS:,}; use a smaller "
-                        "input shape, fewer channels or more pooling")
+        raise SpecError("spec.activation_cap", n=acts, cap=MAX_SAMPLE_ACTIVATIONS)
     return spec
 
 
-def build_model(spec: dict, seed: int | None = 0, param_cap: int = DEFAULT_PARAM_CAP) -> nn.Module:
-    """Build the ``nn.Module`` of a spec after validation and the parameter cap check."""
+def build_model(spec: ModelSpec, seed: int | None = 0, param_cap: int = DEFAULT_PARAM_CAP) -> nn.Module:
+    """Build the ``nn.Module`` of a spec after the parameter and activation caps are checked."""
     spec = checked_spec(spec, param_cap)
     if seed is not None:
         torch.manual_seed(seed)
-    return SpecModel(spec["name"], _children(spec["layers"]))
+    return SpecModel(spec.name, _children(spec.layers))
 
 
 @dataclass
@@ -181,61 +189,69 @@ class ShapeStep:
 
 
 class ShapeError(SpecError):
-    def __init__(self, message: str, index: str, layer_type: str, got: tuple[int, ...]):
-        super().__init__(message)
-        self.index, self.layer_type, self.got = index, layer_type, got
+    """A layer that cannot take the shape it gets: ``index``, ``layer_type`` and the shape ``got``."""
+
+    @property
+    def index(self) -> str:
+        return str(self.params["layer"])
+
+    @property
+    def layer_type(self) -> str:
+        return str(self.params["kind"])
+
+    @property
+    def got(self) -> tuple[int, ...]:
+        return tuple(self.params["dims"])
 
 
-def _suggest(layer: dict, got: tuple[int, ...]) -> str:
-    kind, a = layer["type"], layer["args"]
-    if kind == "Linear":
-        if len(got) > 2 and got[-1] != a["in_features"]:
-            flat = math.prod(got[1:])
-            return (f"Linear expects {a['in_features']} input features but gets shape {got}: add a Flatten "
-                    f"before it and set in_features={flat}, or set in_features={got[-1]}")
-        return f"Linear expects {a['in_features']} inputs: set in_features={got[-1]}"
-    if kind in ("Conv1d", "Conv2d"):
+def _fix(layer: Layer, got: tuple[int, ...]) -> LabError:
+    """What to change so ``layer`` takes input of shape ``got`` (a message in the page's language)."""
+    kind, a, shape = layer.type, layer.args, Code(str(got))
+    if isinstance(a, LinearArgs):
+        if len(got) > 2 and got[-1] != a.in_features:
+            return LabError("spec.fix.linear_flatten", n=a.in_features, shape=shape, flat=math.prod(got[1:]),
+                            last=got[-1])
+        return LabError("spec.fix.linear_features", n=a.in_features, last=got[-1])
+    if isinstance(a, ConvArgs):
         dims = 3 if kind == "Conv1d" else 4
         if len(got) not in (dims - 1, dims):
-            return f"{kind} needs input (N, C, {'L' if dims == 3 else 'H, W'}), got {got}"
-        if len(got) == dims and got[1] != a["in_channels"]:
-            return f"{kind} expects {a['in_channels']} input channels: set in_channels={got[1]}"
-        return f"{kind} kernel is larger than its input {got}: use padding or a smaller kernel"
-    if kind in ("BatchNorm1d", "BatchNorm2d"):
-        return f"{kind} expects {a['num_features']} features: set num_features={got[1] if len(got) > 1 else got}"
-    if kind == "LayerNorm":
-        return f"LayerNorm normalizes the last dims {a['normalized_shape']}: set normalized_shape={got[-1]}"
-    if kind in ("LSTM", "GRU"):
+            expected = Code(f"(N, C, {'L' if dims == 3 else 'H, W'})")
+            return LabError("spec.fix.conv_input", kind=Code(kind), expected=expected, shape=shape)
+        if len(got) == dims and got[1] != a.in_channels:
+            return LabError("spec.fix.conv_channels", kind=Code(kind), n=a.in_channels, got=got[1])
+        return LabError("spec.fix.conv_kernel", kind=Code(kind), shape=shape)
+    if isinstance(a, BatchNormArgs):
+        return LabError("spec.fix.norm_features", kind=Code(kind), n=a.num_features,
+                        got=got[1] if len(got) > 1 else Code(str(got)))
+    if isinstance(a, LayerNormArgs):
+        return LabError("spec.fix.layer_norm", dims=Code(str(a.normalized_shape)), got=got[-1])
+    if isinstance(a, RecurrentArgs):
         if len(got) != 3:
-            return f"{kind} needs input (N, T, features), got {got}: use Flatten(start_dim=1, end_dim=2) on images"
-        return f"{kind} expects {a['input_size']} features per step: set input_size={got[-1]}"
-    if kind == "ResBlock":
-        return f"ResBlock needs (N, {a['channels']}, H, W): set channels={got[1] if len(got) > 1 else got}"
+            return LabError("spec.fix.rnn_input", kind=Code(kind), shape=shape)
+        return LabError("spec.fix.rnn_features", kind=Code(kind), n=a.input_size, got=got[-1])
+    if isinstance(a, ResBlockArgs):
+        return LabError("spec.fix.resblock", n=a.channels, got=got[1] if len(got) > 1 else Code(str(got)))
     if kind in ("MaxPool2d", "AvgPool2d"):
-        return f"{kind} kernel is larger than its input {got}: use a smaller kernel_size"
-    return f"{kind} cannot take input of shape {got}"
+        return LabError("spec.fix.pool_kernel", kind=Code(kind), shape=shape)
+    return LabError("spec.fix.other", kind=Code(kind), shape=shape)
 
 
-def infer_shapes(spec: dict, batch: int = 2) -> list[ShapeStep]:
+def infer_shapes(spec: ModelSpec, batch: int = 2) -> list[ShapeStep]:
     """Output shape of every top-level layer for a batch of the spec's input shape.
 
     Runs on the meta device, so nothing is allocated. A mismatch raises ``ShapeError``
     naming the layer, the shape it got, and the fix.
     """
-    spec = validate_spec(spec)
-    x = torch.empty(batch, *spec["input_shape"], device="meta")
+    x = torch.empty(batch, *spec.input_shape, device="meta")
     steps: list[ShapeStep] = []
     with torch.device("meta"):
-        for i, layer in enumerate(spec["layers"]):
+        for i, layer in enumerate(spec.layers):
             module = _build_layer(layer)
             got = tuple(x.shape)
             try:
                 x = module(x)
-            except Exception as exc:  # torch's shape errors vary by op; we re-word them
-                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-                raise ShapeError(
-                    f"layer {i} ({layer['type']}) got input shape {got}: {_suggest(layer, got)}. "
-                    f"PyTorch says: {first}",
-                    str(i), layer["type"], got) from None
-            steps.append(ShapeStep(str(i), layer["type"], tuple(x.shape)))
+            except Exception as exc:  # noqa: BLE001 - torch's shape errors vary by op; we re-word them
+                raise ShapeError("spec.shape", layer=str(i), kind=Code(layer.type), shape=Code(str(got)),
+                                 fix=_fix(layer, got), torch=Code(first_line(exc)), dims=got) from None
+            steps.append(ShapeStep(str(i), layer.type, tuple(x.shape)))
     return steps

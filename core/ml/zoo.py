@@ -1,12 +1,12 @@
-"""The tutorials' model zoo: every model of the tutorials as a spec (data, not code)."""
+"""The tutorials' model zoo: every model of the tutorials as a spec (data, not code), validated once at import."""
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any
 
+from core.errors import Code
 from core.ml.modules import infer_shapes, parameter_count
-from core.ml.spec import SpecError
+from core.ml.spec import ModelSpec, SpecError
 
 
 # --------------------------------------------------------------------------- zoo
@@ -25,14 +25,14 @@ class Preset:
     example: str  # SEED_EXAMPLES id, "" for the lab's own
     title: str
     task: str  # "classification", "regression" or "shapes" (a shape demo, not trained)
-    spec: dict
+    spec: ModelSpec
     params: int  # the count the tutorials state (checked by the tests)
     note: str = ""
 
 
 def _preset(key, example, title, task, name, input_shape, layers, params, note=""):
-    return Preset(key, example, title, task, {"name": name, "input_shape": input_shape, "layers": layers},
-                  params, note)
+    return Preset(key, example, title, task,
+                  ModelSpec.parse({"name": name, "input_shape": input_shape, "layers": layers}), params, note)
 
 
 _MNIST = [1, 28, 28]
@@ -102,10 +102,11 @@ PRESETS: dict[str, Preset] = {p.key: p for p in [
 DEFAULT_PRESET = "lab_cnn"
 
 
-def preset_spec(key: str) -> dict:
+def preset_spec(key: str) -> ModelSpec:
+    """A preset's spec (frozen, so shared: an edit makes a new one)."""
     if key not in PRESETS:
-        raise SpecError(f"unknown preset {key!r}; choose one of {', '.join(PRESETS)}")
-    return copy.deepcopy(PRESETS[key].spec)
+        raise SpecError("spec.unknown_preset", preset=Code(repr(key)), presets=Code(", ".join(PRESETS)))
+    return PRESETS[key].spec
 
 
 def zoo_rows() -> list[dict]:
@@ -114,6 +115,6 @@ def zoo_rows() -> list[dict]:
     for key, p in PRESETS.items():
         steps = infer_shapes(p.spec, batch=1)
         rows.append({"preset": key, "example": p.example or "—", "title": p.title,
-                     "input": str(tuple([1, *p.spec["input_shape"]])),
+                     "input": str((1, *p.spec.input_shape)),
                      "output": str(steps[-1].output_shape), "params": parameter_count(p.spec)})
     return rows

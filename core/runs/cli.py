@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import os
 import sys
 
@@ -43,10 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _set_threads(n: int) -> None:
     if n and n > 0:
         torch.set_num_threads(n)
-        try:
+        with contextlib.suppress(RuntimeError):  # already set once in this process
             torch.set_num_interop_threads(1)
-        except RuntimeError:
-            pass  # already set once in this process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,11 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _set_threads(args.threads)
     if args.run_id:
-        given = [f.name for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)]
-        if args.config or args.recipe or given:
+        given = [name for name in TrainConfig.model_fields if hasattr(args, name)]
+        given += (["--config"] if args.config else []) + (["--recipe"] if args.recipe else [])
+        if given:
             print("error: --run-id trains the run's stored config; --config, --recipe and config flags "
-                  f"cannot change it (got {', '.join(given + (['--config'] if args.config else []) + (['--recipe'] if args.recipe else []))})",
-                  file=sys.stderr)
+                  f"cannot change it (got {', '.join(given)})", file=sys.stderr)
             return 2
         return run_stored(args)
     try:

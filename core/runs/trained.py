@@ -12,7 +12,7 @@ from torch import nn
 
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from core.ml.modules import build_model
-from core.ml.spec import SpecError
+from core.ml.spec import ModelSpec, SpecError
 from core.runs.store import RunStore
 from core.training.config import TrainConfig
 
@@ -33,13 +33,13 @@ def trained_runs(store: RunStore) -> list[dict]:
     return sorted(runs, key=lambda r: r.get("created") or 0, reverse=True)
 
 
-def model_from_checkpoint(ckpt: dict) -> tuple[nn.Module, dict]:
+def model_from_checkpoint(ckpt: dict) -> tuple[nn.Module, ModelSpec]:
     """Rebuild the model of a checkpoint from its config's spec and load its weights (eval mode)."""
     config = ckpt.get("config")
     if not isinstance(config, dict):
         raise CheckpointError("the checkpoint has no training config, so its model cannot be rebuilt")
     try:
-        spec = TrainConfig.from_dict(config).spec()
+        spec = TrainConfig.model_of(config)
         model = build_model(spec, seed=None)
         model.load_state_dict(ckpt["model_state_dict"])
     except (ValueError, SpecError, RuntimeError, KeyError, TypeError) as exc:
@@ -47,7 +47,7 @@ def model_from_checkpoint(ckpt: dict) -> tuple[nn.Module, dict]:
     return model.eval(), spec
 
 
-def load_run_model(store: RunStore, run_id: str, which: str = "best") -> tuple[nn.Module, dict, dict]:
+def load_run_model(store: RunStore, run_id: str, which: str = "best") -> tuple[nn.Module, ModelSpec, dict]:
     """(model, spec, checkpoint summary) of a stored run."""
     path = checkpoint_path(store, run_id, which)
     if path is None:

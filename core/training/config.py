@@ -1,27 +1,45 @@
-"""The training config: choices, caps, the validated ``TrainConfig`` and the named recipes."""
+"""The training config: choices, caps, the validated ``TrainConfig`` and the named recipes.
+
+A ``TrainConfig`` is validated when it is made (``TrainConfig(...)``, ``from_dict``,
+``from_json``, ``replace``): every field's type and range, then how the fields fit together
+(task, loss, dataset, model, the operator's caps). It is frozen, so a config that exists is
+valid, and is passed on as it is. Its errors are ``ConfigError`` with codes ``config.*``.
+"""
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+
+from core.errors import Code, LabError
 from core.ml.modules import infer_shapes, parameter_count
-from core.ml.spec import SpecError, validate_spec
+from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
 from core.settings import load_settings
 
 # --------------------------------------------------------------------------- choices
-TASKS = ("auto", "classification", "regression")
-LOSSES = ("auto", "cross_entropy", "bce_with_logits", "mse", "l1")
+Task = Literal["auto", "classification", "regression"]
+Loss = Literal["auto", "cross_entropy", "bce_with_logits", "mse", "l1"]
+Optimizer = Literal["sgd", "adam", "adamw", "rmsprop", "adadelta"]
+Scheduler = Literal["none", "step", "cosine", "onecycle"]
+Device = Literal["auto", "cpu", "cuda", "mps"]
+PrecisionName = Literal["fp32", "bf16", "fp16"]
+DatasetName = Literal["digits8k", "mnist", "fashion_mnist", "linear", "synthetic"]
+TASKS: tuple[str, ...] = get_args(Task)
+LOSSES: tuple[str, ...] = get_args(Loss)
 CLASSIFICATION_LOSSES = ("cross_entropy", "bce_with_logits")
 REGRESSION_LOSSES = ("mse", "l1")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
-SCHEDULERS = ("none", "step", "cosine", "onecycle")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+DEVICES: tuple[str, ...] = get_args(Device)
+PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
+
+
+class ConfigError(LabError):
+    """A training config that cannot run; the message names the setting and the fix (codes ``config.*``)."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +57,8 @@ DATASETS: dict[str, DatasetInfo] = {
     "linear": DatasetInfo("regression", (1,), 1, "R1: inputs [1, 2, 3] -> targets [2, 4, 6]"),
     "synthetic": DatasetInfo("regression", (10,), 1, "R2: y = x @ w + b + noise, 10 features (448 / 64)"),
 }
+assert tuple(DATASETS) == get_args(DatasetName)
 SYNTHETIC_N, SYNTHETIC_TEST = 512, 64
-
 
 
 # --------------------------------------------------------------------------- limits
@@ -59,40 +77,13 @@ class Limits:
 
 
 # --------------------------------------------------------------------------- config
-# name -> (kind, lo, hi); kind: "int", "float", "bool", "str", "choice", "spec"
-_RULES: dict[str, tuple] = {
-    "preset": ("str",),
-    "model_spec": ("spec",),
-    "dataset": ("choice", tuple(DATASETS)),
-    "task": ("choice", TASKS),
-    "loss": ("choice", LOSSES),
-    "label_smoothing": ("float", 0.0, 0.99),
-    "optimizer": ("choice", OPTIMIZERS),
-    "lr": ("float", 1e-8, 10.0),
-    "momentum": ("float", 0.0, 0.999),
-    "nesterov": ("bool",),
-    "weight_decay": ("float", 0.0, 1.0),
-    "scheduler": ("choice", SCHEDULERS),
-    "step_size": ("int", 1, 100_000),
-    "gamma": ("float", 1e-6, 1.0),
-    "warmup_pct": ("float", 0.01, 0.99),
-    "batch_size": ("int", 1, 100_000_000),  # and Limits.max_batch_size
-    "epochs": ("int", 1, 1_000_000),        # and Limits.max_epochs
-    "augment": ("bool",),
-    "grad_clip": ("float", 0.0, 1e6),
-    "accum_steps": ("int", 1, 1024),
-    "seed": ("int", 0, 2**32 - 1),
-    "device": ("choice", DEVICES),
-    "precision": ("choice", PRECISIONS),
-    "allow_slow_bf16": ("bool",),
-    "limit_train": ("int", 0, 100_000_000),
-    "limit_test": ("int", 0, 100_000_000),
-}
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Flag = Annotated[bool, Strict()]
 
 
-@dataclass
-class TrainConfig:
-    """One training run, as data; ``validate()`` checks it.
+class TrainConfig(BaseModel):
+    """One training run, as data, validated when it is made (see the module doc).
 
     ``TrainConfig()`` is the lab's default MNIST recipe: preset lab_cnn on the bundled
     digits, AdamW with a OneCycle schedule (peak lr 5e-3), batch 128, 8 epochs, light
@@ -100,91 +91,194 @@ class TrainConfig:
     (numbers in BENCHMARKS.md, measured by ``python bench/recipe.py``).
     """
 
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
     # Model: a preset key of core.ml.zoo.PRESETS, or a full spec (then the preset is ignored).
-    preset: str = DEFAULT_PRESET
-    model_spec: dict | None = None
+    preset: Annotated[str, Strict(), Field(min_length=1, max_length=100)] = DEFAULT_PRESET
+    model_spec: ModelSpec | None = None
     # Data: digits8k (bundled), mnist, fashion_mnist, linear (R1), synthetic (R2).
-    dataset: str = "digits8k"
+    dataset: DatasetName = "digits8k"
     # classification or regression; auto follows the dataset.
-    task: str = "auto"
+    task: Task = "auto"
     # cross_entropy or bce_with_logits (classification), mse or l1 (regression); auto picks
     # cross_entropy / mse.
-    loss: str = "auto"
+    loss: Loss = "auto"
     # Label smoothing of cross_entropy (0 = off).
-    label_smoothing: float = 0.0
+    label_smoothing: Annotated[Float, Field(ge=0.0, le=0.99)] = 0.0
     # sgd, adam, adamw, rmsprop, adadelta.
-    optimizer: str = "adamw"
+    optimizer: Optimizer = "adamw"
     # Learning rate (the peak rate under onecycle).
-    lr: float = 5e-3
+    lr: Annotated[Float, Field(ge=1e-8, le=10.0)] = 5e-3
     # Momentum of sgd and rmsprop (ignored by the other optimizers).
-    momentum: float = 0.9
+    momentum: Annotated[Float, Field(ge=0.0, le=0.999)] = 0.9
     # Nesterov momentum (sgd with momentum > 0 only).
-    nesterov: bool = False
+    nesterov: Flag = False
     # Weight decay: decoupled for adamw, L2 for the others.
-    weight_decay: float = 5e-4
+    weight_decay: Annotated[Float, Field(ge=0.0, le=1.0)] = 5e-4
     # none, step (StepLR), cosine (to 0 over the run), onecycle (warm-up then anneal).
-    scheduler: str = "onecycle"
+    scheduler: Scheduler = "onecycle"
     # StepLR: multiply the lr by gamma every step_size epochs.
-    step_size: int = 1
-    gamma: float = 0.5
+    step_size: Annotated[Int, Field(ge=1, le=100_000)] = 1
+    gamma: Annotated[Float, Field(ge=1e-6, le=1.0)] = 0.5
     # OneCycle: fraction of the steps spent warming up.
-    warmup_pct: float = 0.2
+    warmup_pct: Annotated[Float, Field(ge=0.01, le=0.99)] = 0.2
     # Samples per optimizer step (the global batch; under DDP each process takes its share).
-    batch_size: int = 128
+    batch_size: Annotated[Int, Field(ge=1, le=100_000_000)] = 128  # and Limits.max_batch_size
     # Passes over the training data.
-    epochs: int = 8
+    epochs: Annotated[Int, Field(ge=1, le=1_000_000)] = 8  # and Limits.max_epochs
     # Light random affine (rotation, scale, shift) of image batches while training.
-    augment: bool = True
+    augment: Flag = True
     # Clip the gradient norm to this value (0 = off).
-    grad_clip: float = 0.0
+    grad_clip: Annotated[Float, Field(ge=0.0, le=1e6)] = 0.0
     # Micro-batches accumulated into one optimizer step (each of batch_size / accum_steps).
-    accum_steps: int = 1
+    accum_steps: Annotated[Int, Field(ge=1, le=1024)] = 1
     # Seeds the weights, the shuffling, augmentation and dropout: same seed, same numbers on CPU.
-    seed: int = 0
+    seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 0
     # auto (cuda, then mps, then cpu), cpu, cuda, mps.
-    device: str = "auto"
+    device: Device = "auto"
     # fp32, bf16 (autocast where natively supported), fp16 (CUDA autocast + GradScaler).
-    precision: str = "fp32"
+    precision: PrecisionName = "fp32"
     # Allow bf16 on a CPU without native bf16 (4-6x slower; benchmarks and tests only).
-    allow_slow_bf16: bool = False
+    allow_slow_bf16: Flag = False
     # Use only the first N training / test samples (0 = all): quick experiments and tests.
-    limit_train: int = 0
-    limit_test: int = 0
+    limit_train: Annotated[Int, Field(ge=0, le=100_000_000)] = 0
+    limit_test: Annotated[Int, Field(ge=0, le=100_000_000)] = 0
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error(exc) from None
+
+    # ---------------------------------------------------------------- validation
+    @field_validator("model_spec", mode="before")
+    @classmethod
+    def _model_spec(cls, value: Any) -> Any:
+        """A spec as data is validated here (a typed ``ModelSpec`` passes as it is)."""
+        if value is None or isinstance(value, ModelSpec):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError("config.model_spec_type", name=Code("model_spec"), got=Code(type(value).__name__))
+        try:
+            return ModelSpec.parse(value)
+        except SpecError as exc:
+            raise ConfigError("config.model", error=exc) from None
+
+    @model_validator(mode="after")
+    def _fits(self) -> TrainConfig:
+        """How the fields fit together: caps, task, loss, options, and the model against the data."""
+        limits = Limits.from_env()
+        self._check_run_caps(limits)
+        if self.batch_size < self.accum_steps:
+            raise ConfigError("config.accum", batch=self.batch_size, accum=self.accum_steps)
+        info = DATASETS[self.dataset]
+        task = self.resolved_task
+        if task != info.task:
+            raise ConfigError("config.task_mismatch", dataset=Code(repr(self.dataset)), kind=Code(info.task),
+                              task=Code(repr(self.task)))
+        loss = self.resolved_loss
+        fits = CLASSIFICATION_LOSSES if task == "classification" else REGRESSION_LOSSES
+        if loss not in fits:
+            raise ConfigError("config.loss_mismatch", loss=Code(repr(loss)), task=Code(task),
+                              losses=Code(", ".join(fits)))
+        if self.label_smoothing and loss != "cross_entropy":
+            raise ConfigError("config.label_smoothing")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
+            raise ConfigError("config.nesterov")
+        if self.augment and len(info.input_shape) != 3:
+            raise ConfigError("config.augment", dataset=Code(repr(self.dataset)))
+        # The model: a known, trainable preset or a valid spec, matching the data, under the cap.
+        if self.model_spec is None:
+            if self.preset not in PRESETS:
+                raise ConfigError("config.unknown_preset", preset=Code(repr(self.preset)),
+                                  presets=Code(", ".join(PRESETS)))
+            preset = PRESETS[self.preset]
+            if preset.task == "shapes":
+                raise ConfigError("config.shape_demo", preset=Code(repr(self.preset)))
+            if preset.task != task:
+                fitting = [k for k, d in DATASETS.items() if d.task == preset.task]
+                raise ConfigError("config.preset_task", preset=Code(repr(self.preset)), kind=Code(preset.task),
+                                  dataset=Code(repr(self.dataset)), task=Code(task), datasets=Code(", ".join(fitting)))
+        spec = self.spec()
+        if spec.input_shape != info.input_shape:
+            raise ConfigError("config.input_shape", shape=Code(str(list(spec.input_shape))),
+                              dataset=Code(repr(self.dataset)), expected=Code(str(list(info.input_shape))))
+        try:
+            out_shape = infer_shapes(spec, batch=2)[-1].output_shape if spec.layers else (2, *spec.input_shape)
+        except SpecError as exc:
+            raise ConfigError("config.model", error=exc) from None
+        if tuple(out_shape) != (2, info.outputs):
+            code = "config.outputs_classes" if task == "classification" else "config.outputs_targets"
+            raise ConfigError(code, shape=Code(str(tuple(out_shape[1:]))), dataset=Code(repr(self.dataset)),
+                              n=info.outputs)
+        self._check_params(parameter_count(spec), limits)
+        return self
+
+    def _check_run_caps(self, limits: Limits) -> None:
+        if self.epochs > limits.max_epochs:
+            raise ConfigError("config.epochs_cap", epochs=self.epochs, cap=limits.max_epochs,
+                              var=Code("PYTORCH_LAB_MAX_EPOCHS"))
+        if self.batch_size > limits.max_batch_size:
+            raise ConfigError("config.batch_cap", batch=self.batch_size, cap=limits.max_batch_size,
+                              var=Code("PYTORCH_LAB_MAX_BATCH"))
+
+    @staticmethod
+    def _check_params(params: int, limits: Limits) -> None:
+        if params > limits.max_params:
+            raise ConfigError("config.params_cap", n=params, cap=limits.max_params, var=Code("PYTORCH_LAB_MAX_PARAMS"))
+        if params == 0:
+            raise ConfigError("config.no_params")
+
+    def validate(self, limits: Limits | None = None) -> TrainConfig:  # type: ignore[override]
+        """Returns self: a config is validated when it is made, under the environment's caps;
+        other ``limits`` (a test's, a trainer's) are checked here."""
+        if limits is not None:
+            self._check_run_caps(limits)
+            self._check_params(parameter_count(self.spec()), limits)
+        return self
 
     # ---------------------------------------------------------------- (de)serialization
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
     def from_dict(cls, data: Any) -> TrainConfig:
-        """A config from a plain dict (e.g. a JSON file); unknown keys are refused by name."""
+        """A config from a plain dict (e.g. a JSON file), validated; unknown keys are refused by name.
+        A ``TrainConfig`` passes as it is (it is frozen and already valid)."""
         if isinstance(data, TrainConfig):
-            return dataclasses.replace(data)
+            return data
         if not isinstance(data, dict):
-            raise ValueError("a training config must be a JSON object of setting: value")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(map(str, data)) - set(names))
+            raise ConfigError("config.not_object")
+        unknown = sorted(str(k) for k in data if not isinstance(k, str))
         if unknown:
-            raise ValueError(f"unknown config key(s): {', '.join(unknown)}; known keys: {', '.join(names)}")
+            raise ConfigError("config.unknown_keys", keys=Code(", ".join(unknown)), known=Code(", ".join(FIELDS)))
         return cls(**data)
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
         if len(text) > 500_000:
-            raise ValueError("the config JSON is too long (max 500,000 characters)")
+            raise ConfigError("config.json_too_long", n=500_000)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"the config is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+            raise ConfigError("config.json_invalid", reason=Code(exc.msg), line=exc.lineno, column=exc.colno) from None
         except RecursionError:  # json.loads recurses once per [ or {
-            raise ValueError("the config JSON is nested too deeply") from None
+            raise ConfigError("config.json_too_deep") from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
+        """A new config with some fields changed, validated (the model spec is not checked again)."""
+        return self.from_dict({**{name: getattr(self, name) for name in type(self).model_fields}, **changes})
+
+    @staticmethod
+    def model_of(config: Mapping[str, Any]) -> ModelSpec:
+        """The model spec of a stored config (its ``model_spec``, else its preset's), without checking the
+        rest of it: a checkpoint's model can be rebuilt even if the lab's caps changed since."""
+        spec = config.get("model_spec")
+        return ModelSpec.parse(spec) if spec is not None else preset_spec(config.get("preset", DEFAULT_PRESET))
 
     # ---------------------------------------------------------------- resolved values
     @property
@@ -197,123 +291,78 @@ class TrainConfig:
             return self.loss
         return "cross_entropy" if self.resolved_task == "classification" else "mse"
 
-    def spec(self) -> dict:
-        """The validated model spec (``model_spec`` if given, else the preset's)."""
+    def spec(self) -> ModelSpec:
+        """The model spec (``model_spec`` if given, else the preset's)."""
         if self.model_spec is not None:
-            return validate_spec(self.model_spec)
+            return self.model_spec
         return preset_spec(self.preset)
 
-    # ---------------------------------------------------------------- validation
-    def validate(self, limits: Limits | None = None) -> TrainConfig:
-        """Check every value; raise ``ValueError`` naming the setting and the fix. Returns self."""
-        limits = limits or Limits.from_env()
-        for name, rule in _RULES.items():
-            _check_field(name, getattr(self, name), rule, limits)
-        if self.epochs > limits.max_epochs:
-            raise ValueError(f"epochs is {self.epochs}, over the cap of {limits.max_epochs} (PYTORCH_LAB_MAX_EPOCHS)")
-        if self.batch_size > limits.max_batch_size:
-            raise ValueError(f"batch_size is {self.batch_size}, over the cap of {limits.max_batch_size} "
-                             "(PYTORCH_LAB_MAX_BATCH)")
-        if self.batch_size < self.accum_steps:
-            raise ValueError(f"batch_size ({self.batch_size}) must be at least accum_steps ({self.accum_steps}): "
-                             "each step is split into accum_steps micro-batches")
-        info = DATASETS[self.dataset]
-        task = self.resolved_task
-        if task != info.task:
-            raise ValueError(f"dataset {self.dataset!r} is a {info.task} dataset but task is {self.task!r}; "
-                             f"set task to {info.task} or auto")
-        loss = self.resolved_loss
-        fits = CLASSIFICATION_LOSSES if task == "classification" else REGRESSION_LOSSES
-        if loss not in fits:
-            raise ValueError(f"loss {loss!r} does not fit {task}; choose one of {', '.join(fits)}")
-        if self.label_smoothing and loss != "cross_entropy":
-            raise ValueError("label_smoothing applies to the cross_entropy loss only; set it to 0")
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum <= 0):
-            raise ValueError("nesterov needs the sgd optimizer with momentum > 0")
-        if self.augment and len(info.input_shape) != 3:
-            raise ValueError(f"augment works on images; dataset {self.dataset!r} is not an image dataset, "
-                             "set augment to false (--no-augment)")
-        # The model: a known, trainable preset or a valid spec, matching the data, under the cap.
-        if self.model_spec is None:
-            if self.preset not in PRESETS:
-                raise ValueError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-            preset = PRESETS[self.preset]
-            if preset.task == "shapes":
-                raise ValueError(f"preset {self.preset!r} is a shape demo, not a trainable model")
-            if preset.task != task:
-                fitting = [k for k, d in DATASETS.items() if d.task == preset.task]
-                raise ValueError(f"preset {self.preset!r} is a {preset.task} model but dataset {self.dataset!r} is "
-                                 f"for {task}; pick a {preset.task} dataset ({', '.join(fitting)}) or another model")
-        try:
-            spec = self.spec()
-            if list(spec["input_shape"]) != list(info.input_shape):
-                raise ValueError(f"the model takes input of shape {spec['input_shape']} but dataset {self.dataset!r} "
-                                 f"gives {list(info.input_shape)}")
-            out_shape = infer_shapes(spec, batch=2)[-1].output_shape if spec["layers"] else (2, *spec["input_shape"])
-            if tuple(out_shape) != (2, info.outputs):
-                what = "classes" if task == "classification" else "target values"
-                raise ValueError(f"the model outputs shape {tuple(out_shape[1:])} per sample but dataset "
-                                 f"{self.dataset!r} needs {info.outputs} {what}: end with "
-                                 f"Linear(..., {info.outputs})")
-            params = parameter_count(spec)
-        except SpecError as exc:
-            raise ValueError(f"model: {exc}") from None
-        if params > limits.max_params:
-            raise ValueError(f"the model has {params:,} parameters, over the cap of {limits.max_params:,} "
-                             "(PYTORCH_LAB_MAX_PARAMS)")
-        if params == 0:
-            raise ValueError("the model has no parameters to train")
-        return self
+
+FIELDS: tuple[str, ...] = tuple(TrainConfig.model_fields)
 
 
-def _check_field(name: str, value: Any, rule: tuple, limits: Limits) -> None:
-    kind = rule[0]
-    if kind == "choice":
-        if not isinstance(value, str) or value not in rule[1]:
-            raise ValueError(f"{name} must be one of {', '.join(rule[1])}, got {value!r}")
-    elif kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false, got {value!r}")
-    elif kind == "str":
-        if not isinstance(value, str) or not value or len(value) > 100:
-            raise ValueError(f"{name} must be a non-empty name, got {value!r}")
-    elif kind == "spec":
-        if value is not None and not isinstance(value, dict):
-            raise ValueError(f"{name} must be a model spec object or null, got {type(value).__name__}")
-    elif kind == "int":
-        lo, hi = rule[1], rule[2]
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be a whole number, got {value!r}")
-        if not lo <= value <= hi:
-            raise ValueError(f"{name} must be between {lo:,} and {hi:,}, got {value:,}")
-    elif kind == "float":
-        lo, hi = rule[1], rule[2]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ValueError(f"{name} must be a finite number, got {value}")
-        if not lo <= value <= hi:
-            raise ValueError(f"{name} must be between {lo:g} and {hi:g}, got {value:g}")
+def field_default(name: str) -> Any:
+    """A setting's default value (what ``TrainConfig()`` holds)."""
+    return TrainConfig.model_fields[name].default
 
 
-RECIPES: dict[str, TrainConfig] = {
+def _bounds(name: str) -> tuple[Any, Any]:
+    meta = TrainConfig.model_fields[name].metadata
+    return (next(m.ge for m in meta if hasattr(m, "ge")), next(m.le for m in meta if hasattr(m, "le")))
+
+
+def config_error(exc: ValidationError) -> ConfigError | LabError:
+    """One error in the lab's words for pydantic's errors about a config."""
+    errors = exc.errors(include_url=False)
+    unknown = sorted(str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden")
+    if unknown:
+        return ConfigError("config.unknown_keys", keys=Code(", ".join(unknown)), known=Code(", ".join(FIELDS)))
+    err = errors[0]
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, LabError):
+        return cause
+    if not err["loc"] or err["loc"][0] not in TrainConfig.model_fields:
+        return ConfigError("config.not_object")
+    name, kind, value = str(err["loc"][0]), err["type"], err.get("input")
+    field = TrainConfig.model_fields[name]
+    where = Code(name)
+    if kind == "literal_error":
+        return ConfigError("config.choice", name=where, choices=Code(", ".join(get_args(field.annotation))),
+                           got=Code(repr(value)))
+    if kind == "bool_type":
+        return ConfigError("config.bool", name=where, got=Code(repr(value)))
+    if kind.startswith("string_"):
+        return ConfigError("config.name", name=where, got=Code(repr(value)))
+    if kind in ("greater_than_equal", "less_than_equal"):
+        lo, hi = _bounds(name)
+        return ConfigError("config.int_range" if field.annotation is int else "config.float_range",
+                           name=where, lo=lo, hi=hi, value=value)
+    if kind == "finite_number":
+        return ConfigError("config.finite", name=where, value=value)
+    if field.annotation is int:
+        return ConfigError("config.int", name=where, got=Code(repr(value)))
+    return ConfigError("config.number", name=where, got=Code(repr(value)))
+
+
+# Named recipes: the settings that differ from TrainConfig()'s (made, and checked, by ``recipe``).
+RECIPES: dict[str, dict[str, Any]] = {
     # The lab's default: fast MNIST on the bundled digits (>= 98.5% test accuracy).
-    "default": TrainConfig(),
+    "default": {},
     # R1: y = 2x, Linear(1, 1), MSELoss, SGD lr .01, 100 epochs on [1, 2, 3] -> [2, 4, 6].
-    "r1": TrainConfig(preset="linear", dataset="linear", loss="mse", optimizer="sgd", lr=0.01, momentum=0.0,
-                      weight_decay=0.0, scheduler="none", batch_size=3, epochs=100, augment=False),
+    "r1": dict(preset="linear", dataset="linear", loss="mse", optimizer="sgd", lr=0.01, momentum=0.0,
+               weight_decay=0.0, scheduler="none", batch_size=3, epochs=100, augment=False),
     # R2: NeuralNet(10, 20, 1), MSELoss, Adam lr .001, 100 epochs on synthetic data.
-    "r2": TrainConfig(preset="neural_net", dataset="synthetic", loss="mse", optimizer="adam", lr=1e-3,
-                      weight_decay=0.0, scheduler="none", batch_size=64, epochs=100, augment=False),
+    "r2": dict(preset="neural_net", dataset="synthetic", loss="mse", optimizer="adam", lr=1e-3,
+               weight_decay=0.0, scheduler="none", batch_size=64, epochs=100, augment=False),
     # R3: the tutorials' CNN (M5), Adam lr 1e-3, CrossEntropyLoss, batch 64. On the 7,000 bundled
     # digits a constant lr plateaus at 96.5-97.2% (train accuracy ~99.9%); cosine decay and label
     # smoothing 0.1 keep it over 97% (97.3-97.6% over seeds 0-2, bench/recipe.py).
-    "r3": TrainConfig(preset="cnn", optimizer="adam", lr=1e-3, weight_decay=0.0, scheduler="cosine",
-                      label_smoothing=0.1, batch_size=64, epochs=10, augment=False),
+    "r3": dict(preset="cnn", optimizer="adam", lr=1e-3, weight_decay=0.0, scheduler="cosine",
+               label_smoothing=0.1, batch_size=64, epochs=10, augment=False),
 }
 
 
 def recipe(name: str) -> TrainConfig:
     if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPES)}")
-    return dataclasses.replace(RECIPES[name])
+        raise ConfigError("config.unknown_recipe", recipe=Code(repr(name)), recipes=Code(", ".join(RECIPES)))
+    return TrainConfig(**RECIPES[name])

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
-from core.ml.spec import SpecError, spec_from_json
+from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import PRESETS
-from core.training.config import _RULES, TrainConfig, recipe
+from core.training.config import ConfigError, TrainConfig, recipe
 
 
 # --------------------------------------------------------------------------- CLI
@@ -60,26 +59,26 @@ def epoch_line(ev: dict, epochs: int) -> str:
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, typed from the field: choices from its Literal, --x/--no-x
+    for a bool, N for an int, X for a float; the model spec as JSON or @file."""
     group = parser.add_argument_group("config (override the recipe / --config file)")
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        rule = _RULES[f.name]
-        if rule[0] == "bool":
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
-        elif rule[0] == "choice":
-            group.add_argument(flag, dest=f.name, choices=rule[1], default=argparse.SUPPRESS)
-        elif rule[0] == "int":
-            group.add_argument(flag, dest=f.name, type=int, default=argparse.SUPPRESS, metavar="N")
-        elif rule[0] == "float":
-            group.add_argument(flag, dest=f.name, type=float, default=argparse.SUPPRESS, metavar="X")
-        elif rule[0] == "spec":
-            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS, metavar="JSON|@FILE",
+    for name, field in TrainConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        kind = field.annotation
+        if kind is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS)
+        elif get_origin(kind) is Literal:
+            group.add_argument(flag, dest=name, choices=get_args(kind), default=argparse.SUPPRESS)
+        elif kind is int:
+            group.add_argument(flag, dest=name, type=int, default=argparse.SUPPRESS, metavar="N")
+        elif kind is float:
+            group.add_argument(flag, dest=name, type=float, default=argparse.SUPPRESS, metavar="X")
+        elif ModelSpec in get_args(kind):
+            group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar="JSON|@FILE",
                                help="a model spec as JSON, or @path to a JSON file")
         else:
-            group.add_argument(flag, dest=f.name, default=argparse.SUPPRESS,
+            group.add_argument(flag, dest=name, default=argparse.SUPPRESS,
                                help=f"one of {', '.join(k for k, p in PRESETS.items() if p.task != 'shapes')}")
-
-
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -91,7 +90,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         except OSError as exc:
             raise ValueError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
         base = TrainConfig.from_json(text)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    overrides = {name: getattr(args, name) for name in TrainConfig.model_fields if hasattr(args, name)}
     if isinstance(overrides.get("model_spec"), str):
         text = overrides["model_spec"]
         if text.startswith("@"):
@@ -100,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             except OSError as exc:
                 raise ValueError(f"cannot read the model spec file {text[1:]}: {exc.strerror or exc}") from None
         try:
-            overrides["model_spec"] = spec_from_json(text)
+            overrides["model_spec"] = ModelSpec.from_json(text)
         except SpecError as exc:
-            raise ValueError(f"model_spec: {exc}") from None
+            raise ConfigError("config.model_spec_json", error=exc) from None
     return base.replace(**overrides)

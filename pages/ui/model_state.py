@@ -1,31 +1,33 @@
-"""The lab's current model (a spec in session state) and the Builder's layer editor widgets."""
+"""The lab's current model (a ``ModelSpec`` in session state) and the Builder's layer editor widgets."""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import streamlit as st
 
 from core.lessons.builder import EDITABLE_TYPES, add_layer, move_layer, remove_layer
 from core.ml.modules import checked_spec
-from core.ml.spec import SCHEMAS, SpecError, spec_from_json
+from core.ml.spec import ModelSpec, SpecError, arg_info, parse_input_shape
 from core.ml.zoo import DEFAULT_PRESET, preset_spec
 from pages.ui.text import tr
 
 SPEC_KEY = "current_spec"
 
 
-def current_spec() -> dict:
+def current_spec() -> ModelSpec:
     """The model the Builder built; Train, Profiler and Export use the same one."""
     if SPEC_KEY not in st.session_state:
         st.session_state[SPEC_KEY] = preset_spec(DEFAULT_PRESET)
     return st.session_state[SPEC_KEY]
 
 
-def set_spec(spec: dict) -> bool:
-    """Make ``spec`` the current model if it passes checked_spec (sizes, caps); else keep the
-    old one, remember why, and return False."""
+def set_spec(edited: Callable[[], ModelSpec]) -> bool:
+    """Make the spec ``edited()`` makes the current model if it is valid and passes checked_spec
+    (caps); else keep the old one, remember why, and return False."""
     try:
-        spec = checked_spec(spec)
+        spec = checked_spec(edited())
     except SpecError as exc:  # e.g. a 201st layer, or removing a pooling layer makes activations huge
-        st.session_state["bld_error"] = str(exc)
+        st.session_state["bld_error"] = exc
         return False
     st.session_state[SPEC_KEY] = spec
     st.session_state.pop("bld_error", None)
@@ -38,54 +40,46 @@ def set_spec(spec: dict) -> bool:
     return True
 
 
-def parse_shape(text: str) -> list[int]:
-    """'1, 28, 28' -> [1, 28, 28]; refused with a clear message otherwise."""
-    parts = [p.strip() for p in text.replace("×", ",").replace("x", ",").split(",") if p.strip()]
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 5 for p in parts):
-        raise SpecError(tr("builder.shape_invalid", text=text[:40]))
-    return [int(p) for p in parts]
-
-
 def _parse_ints(text: str):
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if parts and all(p.lstrip("-").isdigit() and len(p) < 7 for p in parts):
         return [int(p) for p in parts] if len(parts) > 1 else int(parts[0])
-    return text  # refused by validate_spec with a message naming the argument
+    return text  # refused by the spec's validation with a message naming the argument
 
 
 def _on_arg_change(index: int, name: str, key: str, is_text: bool) -> None:
     spec = current_spec()
-    layer = spec["layers"][index]
+    layer = spec.layers[index].to_dict()
     value = st.session_state[key]
-    args = {**layer["args"], name: _parse_ints(value) if is_text else value}
-    edited = {**spec, "layers": list(spec["layers"])}
-    edited["layers"][index] = {**layer, "args": args}
-    _apply(edited)
+    layer["args"] = {**layer["args"], name: _parse_ints(value) if is_text else value}
+    layers = [*spec.layers[:index], layer, *spec.layers[index + 1:]]
+    _apply(lambda: spec.edit(layers=layers))
 
 
-def _apply(edited: dict) -> None:
-    """Make ``edited`` the current spec, or keep the old one and remember the refusal."""
+def _apply(edited: Callable[[], ModelSpec]) -> None:
+    """Make the spec ``edited()`` makes the current one, or keep the old one and remember the refusal."""
     try:
-        st.session_state[SPEC_KEY] = checked_spec(edited)
+        st.session_state[SPEC_KEY] = checked_spec(edited())
         st.session_state.pop("bld_error", None)
     except SpecError as exc:
-        st.session_state["bld_error"] = str(exc)
+        st.session_state["bld_error"] = exc
 
 
-def layer_editor(spec: dict, index: int) -> None:
+def layer_editor(spec: ModelSpec, index: int) -> None:
     """Argument widgets for one top-level layer; each change updates the current spec."""
-    layer = spec["layers"][index]
-    kind = layer["type"]
+    layer = spec.layers[index]
+    kind = layer.type
     if kind == "Sequential":
         st.info(tr("builder.sequential_json"))
         return
-    schema = SCHEMAS[kind]
+    schema = arg_info(kind)
     if not schema:
         st.caption(tr("builder.no_args", kind=kind))
         return
+    given = layer.args.model_dump(mode="json")
     cols = st.columns(min(4, len(schema)))
     for i, (name, arg) in enumerate(schema.items()):
-        value = layer["args"].get(name, arg.default)
+        value = given.get(name, arg.default)
         key = f"bld_arg_{st.session_state.get('bld_ver', 0)}_{index}_{kind}_{name}"
         is_text = arg.kind == "ints" and (isinstance(value, list) or value is None)
         common = dict(key=key, on_change=_on_arg_change, args=(index, name, key, is_text))
@@ -112,39 +106,39 @@ def _select(index: int) -> None:
 
 def _add(kind_key: str, position) -> None:
     spec = current_spec()
-    if set_spec(add_layer(spec, st.session_state[kind_key], position)):
-        _select(len(spec["layers"]) if position is None else position)
+    if set_spec(lambda: add_layer(spec, st.session_state[kind_key], position)):
+        _select(len(spec.layers) if position is None else position)
 
 
 def _move(index: int, offset: int) -> None:
-    if set_spec(move_layer(current_spec(), index, offset)):
+    if set_spec(lambda: move_layer(current_spec(), index, offset)):
         _select(index + offset)
 
 
 def _remove(index: int) -> None:
-    if set_spec(remove_layer(current_spec(), index)):
+    if set_spec(lambda: remove_layer(current_spec(), index)):
         _select(max(0, index - 1))
 
 
-def layer_choice(spec: dict) -> int | None:
+def layer_choice(spec: ModelSpec) -> int | None:
     """The 'layer to edit' selectbox; its value survives reruns and follows add/move/remove."""
-    n = len(spec["layers"])
+    n = len(spec.layers)
     if not n:
         return None
     if not isinstance(st.session_state.get("bld_sel"), int) or not 0 <= st.session_state["bld_sel"] < n:
         st.session_state["bld_sel"] = n - 1 if st.session_state.get("bld_sel", 0) else 0
     return st.selectbox(tr("builder.edit"), range(n), key="bld_sel",
-                        format_func=lambda i: f"{i}: {spec['layers'][i].get('name', '')} {spec['layers'][i]['type']}")
+                        format_func=lambda i: f"{i}: {spec.layers[i].name or ''} {spec.layers[i].type}")
 
 
-def stack_controls(spec: dict, index: int | None) -> None:
+def stack_controls(spec: ModelSpec, index: int | None) -> None:
     """Add / move / remove buttons under the layer list."""
     cols = st.columns([2, 1, 1, 1, 1])
     cols[0].selectbox(tr("builder.add_type"), EDITABLE_TYPES, key="bld_add_type", label_visibility="collapsed")
     position = None if index is None else index + 1
     cols[1].button(tr("builder.add"), key="bld_add", width="stretch", type="primary", on_click=_add,
                    args=("bld_add_type", position))
-    last = len(spec["layers"]) - 1
+    last = len(spec.layers) - 1
     cols[2].button(tr("builder.up"), key="bld_up", width="stretch", disabled=index is None or index == 0,
                    on_click=_move, args=(index, -1))
     cols[3].button(tr("builder.down"), key="bld_down", width="stretch", disabled=index is None or index == last,
@@ -153,25 +147,18 @@ def stack_controls(spec: dict, index: int | None) -> None:
                    on_click=_remove, args=(index,))
 
 
-def load_spec(spec: dict) -> None:
-    if set_spec(spec):
+def load_spec(spec: ModelSpec) -> None:
+    if set_spec(lambda: spec):
         _select(0)
 
 
 def apply_json(key: str) -> None:
-    try:
-        load_spec(spec_from_json(st.session_state[key]))
-    except SpecError as exc:
-        st.session_state["bld_error"] = str(exc)
+    if set_spec(lambda: ModelSpec.from_json(st.session_state[key])):
+        _select(0)
 
 
 def set_input_shape(key: str) -> None:
-    try:
-        shape = parse_shape(st.session_state[key])
-    except SpecError as exc:
-        st.session_state["bld_error"] = str(exc)
-        return
-    _apply({**current_spec(), "input_shape": shape})
+    _apply(lambda: current_spec().edit(input_shape=parse_input_shape(st.session_state[key])))
 
 
 def pick_model(key: str):
@@ -189,10 +176,10 @@ def pick_model(key: str):
                         stale="predict.unknown_run")  # e.g. ?ex_model=../../etc/passwd is said to be ignored
     if source == "current":
         spec = current_spec()
-        return build_model(spec, seed=0).eval(), spec, spec["name"]
+        return build_model(spec, seed=0).eval(), spec, spec.name
     try:
         model, spec, _ = load_run_model(lab_store(), source)
     except CheckpointError as exc:
         st.error(tr("error.bad_value", reason=exc))
         return None
-    return model, spec, f"{spec['name']}_{source}"
+    return model, spec, f"{spec.name}_{source}"

@@ -5,11 +5,10 @@ import streamlit as st
 
 from pages.ui.state import shared_extras
 from pages.ui.text import tr
+from pages.ui.train_form import RANGES as FORM_RANGES
+from pages.ui.train_form import SHARED as TRAIN_FIELDS
 
 SHARE_PARAM = "s"  # the token's URL parameter (core.share.PARAM; share_url leaves an old one out)
-# The Train page's form fields that a share link carries (their widget keys are "tr_" + name).
-TRAIN_FIELDS = ("dataset", "optimizer", "lr", "scheduler", "loss", "batch_size", "epochs", "augment", "device",
-                "precision", "momentum", "weight_decay", "label_smoothing", "source", "preset")
 
 
 def _train_form_state() -> dict | None:
@@ -29,9 +28,7 @@ def _restore_train_form(values) -> None:
     if source not in ("current", "preset"):
         raise ValueError("the shared training settings are damaged")
     config = {k: v for k, v in values.items() if k not in ("source",)}
-    TrainConfig.from_dict(config).validate()
-    from pages.ui.train_views import FORM_RANGES
-
+    TrainConfig.from_dict(config)  # validated as it is made
     for key, (lo, hi) in FORM_RANGES.items():  # the form's widgets would clamp anything outside silently
         if key in values and not lo <= values[key] <= hi:
             raise ValueError(f"the shared {key} {values[key]:g} is outside the form's range {lo:g} to {hi:g}")
@@ -44,7 +41,7 @@ def _restore_train_form(values) -> None:
 def restore_shared_state() -> None:
     """Once per session: apply the state a share link carries (``?s=...``), or say why not."""
     from core.ml.modules import checked_spec
-    from core.ml.spec import SpecError
+    from core.ml.spec import ModelSpec, SpecError
     from core.ml.zoo import DEFAULT_PRESET, preset_spec
     from core.safe.share import ShareError, decode_state
 
@@ -58,7 +55,7 @@ def restore_shared_state() -> None:
     try:
         state = decode_state(token)
         if "model" in state:
-            st.session_state["current_spec"] = checked_spec(state["model"])
+            st.session_state["current_spec"] = checked_spec(ModelSpec.parse(state["model"]))
         if "train" in state:
             _restore_train_form(state["train"])
         extras = {k: v for k, v in state.items() if k not in ("model", "train") and isinstance(k, str)
@@ -66,7 +63,7 @@ def restore_shared_state() -> None:
         shared_extras().update(extras)
         st.session_state["shared_in"] = extras  # what the link brought, for pages to apply once
     except (ShareError, SpecError, ValueError) as exc:
-        st.session_state["share_notice"] = str(exc)
+        st.session_state["share_notice"] = exc
         st.session_state.setdefault("current_spec", preset_spec(DEFAULT_PRESET))
 
 
@@ -81,7 +78,7 @@ def share_control() -> None:
         state = dict(shared_extras())
         spec = st.session_state.get("current_spec")
         if spec is not None and spec != preset_spec(DEFAULT_PRESET):
-            state["model"] = spec
+            state["model"] = spec.to_dict()
         if (train := _train_form_state()) is not None:
             state["train"] = train
         # get_all: a multiselect bound to the URL repeats its parameter (?ex_formats=a&ex_formats=b).

@@ -1,8 +1,6 @@
 """Train page pieces: the config form, the live run watcher, evaluation and the step mode."""
 from __future__ import annotations
 
-import dataclasses
-
 import pandas as pd
 import streamlit as st
 
@@ -21,18 +19,23 @@ from core.runs.view import (
     total_steps,
 )
 from core.training.batches import load_data
-from core.training.config import DATASETS, DEVICES, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig, recipe
+from core.training.config import (
+    DATASETS,
+    DEVICES,
+    LOSSES,
+    OPTIMIZERS,
+    PRECISIONS,
+    RECIPES,
+    SCHEDULERS,
+    TrainConfig,
+    field_default,
+)
 from core.training.trainer import Trainer
 from pages.ui.model_state import current_spec
 from pages.ui.state import lab_store, seed
 from pages.ui.text import plain, tr
-
-FIELDS = ("dataset", "optimizer", "lr", "scheduler", "loss", "batch_size", "epochs", "augment", "device",
-          "precision", "momentum", "weight_decay", "label_smoothing")
-# The form's number widgets: (min, max). Narrower than TrainConfig's own rules for some fields;
-# a shared link is checked against these too, so Streamlit never clamps a shared value silently.
-FORM_RANGES = {"lr": (1e-6, 10.0), "batch_size": (1, 4096), "epochs": (1, 1000), "momentum": (0.0, 0.999),
-               "weight_decay": (0.0, 1.0), "label_smoothing": (0.0, 0.5)}
+from pages.ui.train_form import FIELDS
+from pages.ui.train_form import RANGES as FORM_RANGES
 
 
 @st.cache_resource
@@ -48,21 +51,20 @@ def lab_jobs():
 
 
 def apply_recipe(name: str) -> None:
-    """Fill the form with a tutorial recipe (one click)."""
-    cfg = recipe(name)
+    """Fill the form with a tutorial recipe (one click); the form's config is made from it."""
+    changes = RECIPES[name]
     s = st.session_state
     s["tr_source"] = "preset"
-    s["tr_preset"] = cfg.preset
-    for f in FIELDS:
-        s[f"tr_{f}"] = getattr(cfg, f)
+    for f in ("preset", *FIELDS):
+        s[f"tr_{f}"] = changes.get(f, field_default(f))
 
 
 def form() -> TrainConfig | None:
     """The trainer config widgets; returns a validated config or None (after showing why)."""
-    d, s = TrainConfig(), st.session_state
+    s = st.session_state
     for f in FIELDS:
-        s.setdefault(f"tr_{f}", getattr(d, f))
-    s.setdefault("tr_preset", d.preset)
+        s.setdefault(f"tr_{f}", field_default(f))
+    s.setdefault("tr_preset", field_default("preset"))
     c = st.columns([1, 2, 2])
     source = c[0].radio(tr("train.model"), ["current", "preset"], key="tr_source",
                         format_func=lambda k: tr(f"train.model.{k}"))
@@ -93,14 +95,23 @@ def form() -> TrainConfig | None:
 
 
 def config_from_state() -> TrainConfig:
-    """The validated config the form's widgets hold (also used by the buttons' callbacks)."""
+    """The validated config the form's widgets hold (also used by the buttons' callbacks).
+
+    Validated once per change of the form: the same values give back the config made from them
+    (a Start click and the rerun after it validate nothing new)."""
     s = st.session_state
-    values = {f: s.get(f"tr_{f}", getattr(TrainConfig, f)) for f in FIELDS}
+    values = {f: s.get(f"tr_{f}", field_default(f)) for f in FIELDS}
     if s.get("tr_source", "current") == "current":
-        values.update(model_spec=current_spec(), preset=TrainConfig.preset)
+        values.update(model_spec=current_spec(), preset=field_default("preset"))
     else:
-        values.update(preset=s.get("tr_preset", TrainConfig.preset))
-    return TrainConfig(**values, seed=seed()).validate()
+        values.update(preset=s.get("tr_preset", field_default("preset")))
+    values["seed"] = seed()
+    made = s.get("tr_config")
+    if made is not None and made[0] == values:
+        return made[1]
+    config = TrainConfig(**values)
+    s["tr_config"] = (values, config)
+    return config
 
 
 def on_start(ab: bool = False) -> None:
@@ -111,14 +122,14 @@ def on_start(ab: bool = False) -> None:
         name = s.get("tr_name", "")
         if ab:
             reduced = fastest_reduced()
-            first = start(dataclasses.replace(config, precision="fp32"), f"{name or 'A/B'} fp32")
-            second = start(dataclasses.replace(config, precision=reduced), f"{name or 'A/B'} {reduced}")
+            first = start(config.replace(precision="fp32"), f"{name or 'A/B'} fp32")
+            second = start(config.replace(precision=reduced), f"{name or 'A/B'} {reduced}")
             s["tr_watch"] = f"{first},{second}"
         else:
             s["tr_watch"] = start(config, name)
         s.pop("tr_start_error", None)
     except ValueError as exc:
-        s["tr_start_error"] = str(exc)
+        s["tr_start_error"] = exc
 
 
 def on_stop(run_id: str) -> None:
@@ -131,7 +142,7 @@ def on_resume(run_id: str) -> None:
         # The watcher fragment's refresh rate was fixed when the run was stopped: rerun the page.
         st.session_state["tr_full_rerun"] = True
     except ValueError as exc:
-        st.session_state["tr_start_error"] = str(exc)
+        st.session_state["tr_start_error"] = exc
 
 
 def start(config: TrainConfig, name: str = "") -> str:
@@ -186,7 +197,8 @@ def watch(run_ids: list[str]) -> None:
     c[1].plotly_chart(curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240,
                                       labels={"y": tr("train.chart.speed")}), key="tr_c_speed")
     if len(runs) == 2:
-        st.dataframe(summary_rows(runs, {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}), hide_index=True)
+        by_run = {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}
+        st.dataframe(summary_rows(runs, by_run), hide_index=True)
 
 
 def controls(run_id: str) -> None:
@@ -253,11 +265,11 @@ def uploaded_checkpoint() -> None:
     try:
         ckpt = load_checkpoint(upload.getvalue())
         model, spec = model_from_checkpoint(ckpt)
-        config = TrainConfig.from_dict(ckpt["config"]).validate()
+        config = TrainConfig.from_dict(ckpt["config"])
     except (CheckpointError, ValueError) as exc:
         st.error(tr("train.bad_checkpoint", reason=exc))
         return
-    st.success(tr("train.checkpoint_ok", name=spec["name"], epoch=ckpt.get("epoch"), loss=ckpt.get("loss") or 0))
+    st.success(tr("train.checkpoint_ok", name=spec.name, epoch=ckpt.get("epoch"), loss=ckpt.get("loss") or 0))
     c = st.columns(2)
     evaluate = c[0].toggle(tr("train.evaluate"), key="tr_up_eval",
                            disabled=DATASETS[config.dataset].task != "classification")
@@ -279,15 +291,16 @@ def _resume_upload(ckpt: dict, config: TrainConfig, filename: str) -> None:
     st.session_state["tr_watch"] = run_id
 
 
-def _step_reset(config_json: str) -> None:
+def _step_reset(config: TrainConfig) -> None:
     s = st.session_state
     try:
-        config = TrainConfig.from_json(config_json)
-        s["tr_step_trainer"] = Trainer(dataclasses.replace(config, device="cpu", precision="fp32"))
-        s["tr_step_key"], s["tr_step_result"] = config_json, None
+        on_cpu = config if (config.device, config.precision) == ("cpu", "fp32") else config.replace(
+            device="cpu", precision="fp32")
+        s["tr_step_trainer"] = Trainer(on_cpu)
+        s["tr_step_key"], s["tr_step_result"] = config.to_json(), None
         s.pop("tr_step_error", None)
     except ValueError as exc:
-        s["tr_step_error"] = str(exc)
+        s["tr_step_error"] = exc
 
 
 def _step_one() -> None:
@@ -297,7 +310,7 @@ def _step_one() -> None:
     try:
         s["tr_step_result"] = teaching_step(s["tr_step_trainer"])
     except ValueError as exc:
-        s["tr_step_error"] = str(exc)
+        s["tr_step_error"] = exc
 
 
 def step_mode(config: TrainConfig) -> None:
@@ -305,7 +318,7 @@ def step_mode(config: TrainConfig) -> None:
     key = config.to_json()
     s = st.session_state
     if s.get("tr_step_key") != key:  # a new config: a fresh trainer
-        _step_reset(key)
+        _step_reset(config)
     if s.get("tr_step_error"):
         st.error(tr("error.bad_value", reason=s.pop("tr_step_error")))
     if "tr_step_trainer" not in s:
@@ -314,7 +327,7 @@ def step_mode(config: TrainConfig) -> None:
     c = st.columns([1, 1, 3])
     c[0].button(tr("train.step_one"), key="tr_step_one", type="primary", on_click=_step_one,
                 disabled=trainer.finished)
-    c[1].button(tr("train.step_reset"), key="tr_step_reset", on_click=_step_reset, args=(key,))
+    c[1].button(tr("train.step_reset"), key="tr_step_reset", on_click=_step_reset, args=(config,))
     c[2].caption(tr("train.step_caption", step=trainer.global_step, epoch=trainer.epoch + 1,
                     batch=trainer.batch, batches=trainer.batches_per_epoch))
     result = s.get("tr_step_result")

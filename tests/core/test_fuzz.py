@@ -42,7 +42,7 @@ from core.lessons.tensors import (
 from core.ml.checkpoint import CheckpointError, check_checkpoint, load_checkpoint
 from core.ml.modules import activation_count, checked_spec, infer_shapes
 from core.ml.predict import ImageError, load_image
-from core.ml.spec import LAYER_TYPES, MAX_SAMPLE_ACTIVATIONS, SCHEMAS, SpecError, spec_from_json, validate_spec
+from core.ml.spec import ARG_INFO, LAYER_TYPES, MAX_SAMPLE_ACTIVATIONS, ModelSpec, SpecError
 from core.ml.zoo import preset_spec
 from core.runs.store import RUN_ID_RE, RunStore, check_run_id
 from core.safe.allowlist import ExprError, Limits
@@ -287,7 +287,7 @@ def arg_value(arg) -> st.SearchStrategy:
 @st.composite
 def layers(draw, depth: int = 0):
     kind = draw(st.sampled_from((*LAYER_TYPES, "Module", "__class__", "os.system", "")))
-    schema = SCHEMAS.get(kind, {})
+    schema = ARG_INFO.get(kind, {})
     args = {name: draw(arg_value(arg)) for name, arg in schema.items() if draw(st.booleans())}
     if draw(st.integers(0, 9)) == 0:
         args[draw(st.sampled_from(["__init__", "inplace", "device", "x"]))] = draw(json_scalar)
@@ -316,7 +316,7 @@ specs = st.fixed_dictionaries({
 def test_model_spec_structures(spec):
     with no_hang():
         try:
-            clean = checked_spec(spec)
+            clean = checked_spec(ModelSpec.parse(spec))
         except Exception as exc:  # noqa: BLE001
             refused(exc, SpecError)
             return
@@ -335,7 +335,7 @@ def test_model_spec_structures(spec):
 def test_model_spec_json_text(text):
     with no_hang():
         try:
-            validate_spec(spec_from_json(text))
+            ModelSpec.from_json(text)
         except Exception as exc:  # noqa: BLE001
             refused(exc, SpecError)
 
@@ -345,7 +345,7 @@ def pack(raw: bytes) -> str:
     return "1." + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
 
 
-GOOD_TOKEN = encode_state({"model": preset_spec("cnn"), "runs": ["r20260101-000000-abcdef"], "expr": "x @ y"})
+GOOD_TOKEN = encode_state({"model": preset_spec("cnn").to_dict(), "runs": ["r20260101-000000-abcdef"], "expr": "x @ y"})
 
 
 @FUZZ
@@ -419,7 +419,7 @@ def test_run_id_validation_never_leaves_the_runs_folder(run_id, store):
 
 
 # --------------------------------------------------------------------------- training configs
-FIELD_NAMES = [f for f in TrainConfig.__dataclass_fields__]
+FIELD_NAMES = list(TrainConfig.model_fields)
 hostile_numbers = st.sampled_from([float("nan"), float("inf"), -float("inf"), -1, 0, 1e-300, 1e300, 10**100,
                                    -(10**30), 2**63, 0.5, 4096, 4097, True])
 

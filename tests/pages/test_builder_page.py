@@ -28,9 +28,9 @@ def test_examples_load_with_the_tutorials_parameter_counts(builder, example, par
     assert not at.exception and not at.error
     at.button_group(key="bld_tab").set_value("summary").run()
     assert metric(at, EN["builder.total_params"]) == f"{params:,}"
-    assert at.session_state["current_spec"]["name"] == PRESETS[
+    assert at.session_state["current_spec"].name == PRESETS[
         {"M1": "linear", "M2": "neural_net", "M3": "mlp_sequential", "M4": "neural_network", "M5": "cnn",
-         "M6": "simple_cnn", "M7": "cnn_rgb16", "M8": "resblock_net", "M9": "lstm_seq"}[example]].spec["name"]
+         "M6": "simple_cnn", "M7": "cnn_rgb16", "M8": "resblock_net", "M9": "lstm_seq"}[example]].spec.name
 
 
 def test_m4_forward_and_repr(builder):
@@ -73,13 +73,13 @@ def test_graph_and_code_views(builder):
 def test_build_a_cnn_layer_by_layer(builder):
     at = builder
     at.button(key="bld_empty").click().run()
-    assert at.session_state["current_spec"]["layers"] == []
+    assert at.session_state["current_spec"].layers == ()
     for kind in ("Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"):
         at.selectbox(key="bld_add_type").set_value(kind).run()
         at.button(key="bld_add").click().run()
         assert not at.exception
     spec = at.session_state["current_spec"]
-    assert [x["type"] for x in spec["layers"]] == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
+    assert [x.type for x in spec.layers] == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"]
     assert not at.error
     # Break it: Linear in_features 100 -> a shape error naming the fix; then mend it.
     at.selectbox(key="bld_sel").set_value(4).run()
@@ -92,9 +92,9 @@ def test_build_a_cnn_layer_by_layer(builder):
     assert metric(at, EN["builder.total_params"]) == f"{16 * 9 + 16 + 3136 * 10 + 10:,}"
     # Move and remove
     at.button(key="bld_up").click().run()
-    assert at.session_state["current_spec"]["layers"][3]["type"] == "Linear"
+    assert at.session_state["current_spec"].layers[3].type == "Linear"
     at.button(key="bld_remove").click().run()
-    assert len(at.session_state["current_spec"]["layers"]) == 4
+    assert len(at.session_state["current_spec"].layers) == 4
 
 
 @pytest.mark.parametrize("text,message", [
@@ -135,4 +135,21 @@ def test_current_model_is_kept_across_pages(builder):
     at.button(key="bld_ex_M5").click().run()
     at.switch_page("pages/data.py").run()
     at.switch_page("pages/builder.py").run()
-    assert at.session_state["current_spec"]["name"] == "CNN"
+    assert at.session_state["current_spec"].name == "CNN"
+
+
+def test_errors_show_in_the_pages_language(app):
+    at = app("pages/builder.py", lang="简体中文")
+    at.text_area(key="bld_json").set_value(json.dumps({"name": "M", "input_shape": [1], "layers": [
+        {"type": "Linear", "args": {"in_features": -3, "out_features": 1}}]})).run()
+    at.button(key="bld_json_apply").click().run()
+    assert not at.exception
+    text = shown(at.error[0].value)
+    assert "第 0 层" in text and "必须介于 1 和 65536 之间" in text and "in_features" in text
+    assert "must be" not in text
+    at.button(key="bld_ex_M7").click().run()
+    at.text_input(key="bld_shape").set_value("3, 28, 28").run()
+    text = shown(at.error[0].value)
+    assert "形状错误" in text and "请设置 in_features=10816" in text and "PyTorch" in text
+    at.text_input(key="bld_shape").set_value("1, y").run()
+    assert "不是有效的输入形状" in shown(at.error[0].value)

@@ -82,16 +82,16 @@ def test_current_model_stays_in_its_session(home):
     alice.text_area(key="bld_json").set_value(json.dumps(SECRET)).run()
     alice.button(key="bld_json_apply").click().run()
     assert not alice.exception and not alice.error
-    assert alice.session_state["current_spec"]["name"] == "SecretNet"
+    assert alice.session_state["current_spec"].name == "SecretNet"
     bob.run()
     assert bob.session_state["current_spec"] == preset_spec(DEFAULT_PRESET)
     assert "SecretNet" not in bob.text_area(key="bld_json").value
     # Bob edits his own model: Alice's stays as she left it (no shared, mutated spec object).
     bob.button(key="bld_remove").click().run()
-    assert len(bob.session_state["current_spec"]["layers"]) == len(preset_spec(DEFAULT_PRESET)["layers"]) - 1
+    assert len(bob.session_state["current_spec"].layers) == len(preset_spec(DEFAULT_PRESET).layers) - 1
     alice.run()
-    assert alice.session_state["current_spec"]["name"] == "SecretNet"
-    assert len(alice.session_state["current_spec"]["layers"]) == 2
+    assert alice.session_state["current_spec"].name == "SecretNet"
+    assert len(alice.session_state["current_spec"].layers) == 2
     # The other pages that use "the current model" follow each session's own.
     alice.switch_page("pages/export.py").run()
     bob.switch_page("pages/export.py").run()
@@ -128,6 +128,6 @@ def test_tensors_and_shared_links_stay_in_their_session(home):
     from core.safe.share import encode_state
 
     carol = session("pages/builder.py", s=encode_state({"model": SECRET}))
-    assert carol.session_state["current_spec"]["name"] == "SecretNet"
+    assert carol.session_state["current_spec"].name == "SecretNet"
     bob.switch_page("pages/builder.py").run()
-    assert bob.session_state["current_spec"]["name"] != "SecretNet"
+    assert bob.session_state["current_spec"].name != "SecretNet"

@@ -6,6 +6,7 @@ import torch
 from core.lessons import builder as B
 from core.ml.codegen import module_code, sequential_code
 from core.ml.modules import build_model, count_parameters, infer_shapes
+from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import PRESETS, preset_spec
 
 
@@ -29,7 +30,7 @@ def test_generated_code_builds_the_same_model(key, style, tmp_path, capsys):
     gen_keys = list(generated.state_dict())
     assert len(gen_keys) == len(ours_state)
     generated.load_state_dict(dict(zip(gen_keys, ours_state.values(), strict=False)))
-    x = torch.randn(4, *spec["input_shape"])
+    x = torch.randn(4, *spec.input_shape)
     torch.testing.assert_close(generated.eval()(x), ours.eval()(x))
     assert "torch.Size" in capsys.readouterr().out
 
@@ -68,36 +69,39 @@ def test_train_eval_demo_m10():
 
 
 def test_editing_keeps_shapes_fitting():
-    spec = {"name": "Built", "input_shape": [1, 28, 28], "layers": []}
+    spec = ModelSpec.parse({"name": "Built", "input_shape": [1, 28, 28], "layers": []})
     for kind in ("Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear"):
         spec = B.add_layer(spec, kind)
     steps = infer_shapes(spec)
     assert steps[-1].output_shape == (2, 10)
-    assert spec["layers"][-1]["args"]["in_features"] == 16 * 14 * 14
+    assert spec.layers[-1].args.in_features == 16 * 14 * 14
     moved = B.move_layer(spec, 4, -1)
-    assert [x["type"] for x in moved["layers"]][-2:] == ["Linear", "Flatten"]
+    assert [x.type for x in moved.layers][-2:] == ["Linear", "Flatten"]
     assert B.move_layer(spec, 0, -1) == spec
     removed = B.remove_layer(spec, 1)
-    assert len(removed["layers"]) == 4
+    assert len(removed.layers) == 4 and len(spec.layers) == 5  # edits make new specs
     with pytest.raises(ValueError):
         B.remove_layer(spec, 9)
     with pytest.raises(ValueError):
         B.add_layer(spec, "Evil")
+    full = spec.edit(layers=[{"type": "ReLU"}] * 200)
+    with pytest.raises(SpecError, match="at most 200 layers"):  # an edit is checked like any spec
+        B.add_layer(full, "ReLU")
 
 
 def test_architecture_graph_has_shapes_and_residual_skip():
     dot = B.architecture_dot(preset_spec("resblock_net"))
     assert dot.startswith("digraph") and "(1, 16, 28, 28)" in dot
     assert 'label="identity", style=dashed' in dot
-    broken = preset_spec("simple_cnn")
-    broken["layers"][-1]["args"]["in_features"] = 100
-    assert "shape error here" in B.architecture_dot(broken)
+    spec = preset_spec("simple_cnn").to_dict()
+    spec["layers"][-1]["args"]["in_features"] = 100
+    assert "shape error here" in B.architecture_dot(ModelSpec.parse(spec))
 
 
 def test_graph_labels_are_escaped():
-    spec = preset_spec("linear")
+    spec = preset_spec("linear").to_dict()
     spec["layers"][0]["name"] = "evil_name"
     spec["name"] = "Quote"
-    dot = B.architecture_dot(spec)
+    dot = B.architecture_dot(ModelSpec.parse(spec))
     assert dot.count("{") == dot.count("}")
     assert B._esc('a"b\\c\nd') == 'a\\"b\\\\c\\nd'

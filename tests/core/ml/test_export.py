@@ -29,7 +29,7 @@ EXPECTED_FAILURES = {
 def exported(key: str) -> dict[str, E.ExportResult]:
     spec = PRESETS[key].spec
     model = build_model(spec)
-    return {r.format: r for r in E.export_all(model, spec["input_shape"], name=key)}
+    return {r.format: r for r in E.export_all(model, spec.input_shape, name=key)}
 
 
 def eager_out(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +78,7 @@ def test_recurrent_preset_exports_or_fails_cleanly():
     spec = PRESETS["lstm_seq"].spec
     model = build_model(spec)
     for fmt in ("torchscript_trace", "torchscript_script", "onnx", "torch_export"):
-        check_result("lstm_seq", fmt, E.export_model(model, spec["input_shape"], fmt, name="lstm_seq"))
+        check_result("lstm_seq", fmt, E.export_model(model, spec.input_shape, fmt, name="lstm_seq"))
 
 
 def test_expected_failures_are_listed_for_known_presets():
@@ -302,6 +302,6 @@ def test_export_work_files_stay_in_the_lab_home(tmp_path, monkeypatch):
 
     monkeypatch.setattr(E.tempfile, "TemporaryDirectory", spy)
     spec = preset_spec("neural_network")
-    assert E.export_model(build_model(spec), spec["input_shape"], "onnx").data
+    assert E.export_model(build_model(spec), spec.input_shape, "onnx").data
     assert seen and all(str(p).startswith(str(tmp_path / "tmp")) for p in seen)
     assert list((tmp_path / "tmp").iterdir()) == []

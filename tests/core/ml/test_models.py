@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.ml.modules import ShapeError, build_model, count_parameters, infer_shapes, parameter_count
-from core.ml.spec import SpecError, spec_from_json, spec_to_json, validate_spec
+from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import PRESETS, preset_spec, zoo_rows
 
 TUTORIAL_COUNTS = {  # SEED_EXAMPLES M1-M7
@@ -18,7 +18,7 @@ def test_every_preset_builds_and_counts(key):
     preset = PRESETS[key]
     model = build_model(preset.spec)
     assert count_parameters(model) == preset.params == parameter_count(preset.spec)
-    x = torch.randn(3, *preset.spec["input_shape"])
+    x = torch.randn(3, *preset.spec.input_shape)
     out = model.eval()(x)
     assert tuple(out.shape) == infer_shapes(preset.spec, batch=3)[-1].output_shape
 
@@ -47,7 +47,7 @@ def test_m4_repr_and_logits():
 def test_m7_only_fits_16x16():
     spec = preset_spec("cnn_rgb16")
     assert infer_shapes(spec)[-1].output_shape == (2, 10)
-    spec["input_shape"] = [3, 28, 28]
+    spec = spec.edit(input_shape=[3, 28, 28])
     with pytest.raises(ShapeError, match=r"layer 3 \(Linear\).*set in_features=10816") as err:
         infer_shapes(spec)
     assert err.value.got == (2, 10816)
@@ -73,8 +73,8 @@ def test_m8_resblock_has_identity_skip():
 
 @pytest.mark.parametrize("output,shape", [("last", (2, 20)), ("sequence", (2, 7, 20)), ("hidden", (2, 20))])
 def test_recurrent_output_choice(output, shape):
-    spec = {"name": "R", "input_shape": [7, 5],
-            "layers": [{"type": "LSTM", "args": {"input_size": 5, "hidden_size": 20, "output": output}}]}
+    lstm = {"type": "LSTM", "args": {"input_size": 5, "hidden_size": 20, "output": output}}
+    spec = ModelSpec.parse({"name": "R", "input_shape": [7, 5], "layers": [lstm]})
     model = build_model(spec)
     assert tuple(model(torch.randn(2, 7, 5)).shape) == shape
     assert repr(model).count("LSTM(5, 20, batch_first=True, output=" + output + ")") == 1
@@ -96,7 +96,7 @@ def test_same_seed_same_weights():
 
 def test_spec_json_round_trip():
     spec = preset_spec("neural_network")
-    assert spec_from_json(spec_to_json(spec)) == validate_spec(spec)
+    assert ModelSpec.from_json(spec.to_json()) == spec
 
 
 @pytest.mark.parametrize("spec,message", [
@@ -125,12 +125,12 @@ def test_spec_json_round_trip():
 ])
 def test_bad_specs_are_refused_with_a_message(spec, message):
     with pytest.raises(SpecError, match=message):
-        validate_spec(spec)
+        ModelSpec.parse(spec)
 
 
 def test_oversized_model_refused_before_allocation():
-    spec = {"name": "Huge", "input_shape": [4096],
-            "layers": [{"type": "Linear", "args": {"in_features": 65536, "out_features": 65536}}] * 4}
+    spec = ModelSpec.parse({"name": "Huge", "input_shape": [4096],
+                            "layers": [{"type": "Linear", "args": {"in_features": 65536, "out_features": 65536}}] * 4})
     # 4 x 4.3e9 parameters would need 68 GB; the meta-device count refuses it instantly.
     with pytest.raises(SpecError, match="over the cap"):
         build_model(spec)
@@ -138,10 +138,10 @@ def test_oversized_model_refused_before_allocation():
 
 def test_bad_json():
     with pytest.raises(SpecError, match="not valid JSON"):
-        spec_from_json("{")
+        ModelSpec.from_json("{")
     with pytest.raises(SpecError, match="too long"):
-        spec_from_json(" " * 300_000)
-    assert spec_from_json(json.dumps(preset_spec("linear")))["name"] == "LinearModel"
+        ModelSpec.from_json(" " * 300_000)
+    assert ModelSpec.from_json(json.dumps(preset_spec("linear").to_dict())).name == "LinearModel"
 
 
 def test_zoo_rows():

@@ -11,7 +11,7 @@ from core.ml.zoo import PRESETS
 
 def preset(key):
     p = PRESETS[key]
-    return build_model(p.spec), p.spec["input_shape"], p.task
+    return build_model(p.spec), p.spec.input_shape, p.task
 
 
 # --------------------------------------------------------------------------- config caps

@@ -6,12 +6,13 @@ import pytest
 import torch
 
 from core.ml.modules import checked_spec
+from core.ml.spec import ModelSpec
 from core.ml.zoo import L, preset_spec
 from core.safe.share import MAX_ENCODED, MAX_URL, ShareError, decode_state, encode_state, share_url
 
 
 def test_round_trip_and_size_of_the_largest_preset():
-    state = {"model": preset_spec("lab_cnn"), "runs": ["r20261122-0001abcd"] * 5, "expr": "x @ y + sin(x)"}
+    state = {"model": preset_spec("lab_cnn").to_dict(), "runs": ["r20261122-0001abcd"] * 5, "expr": "x @ y + sin(x)"}
     token = encode_state(state)
     assert token.startswith("1.") and decode_state(token) == state
     assert len(token) < 1500  # the longest realistic link stays well under ~2,000 characters
@@ -69,7 +70,8 @@ def deep_stack() -> dict:
               L("MaxPool2d", "pool2", kernel_size=2),
               L("Flatten", "flatten"), L("Linear", "fc1", in_features=64 * 7 * 7, out_features=256),
               L("Dropout", "drop", p=0.35), L("Linear", "fc2", in_features=256, out_features=10)]
-    return checked_spec({"name": "MyDeepMnistNet", "input_shape": [1, 28, 28], "layers": layers})
+    return checked_spec(ModelSpec.parse({"name": "MyDeepMnistNet", "input_shape": [1, 28, 28],
+                                         "layers": layers})).to_dict()
 
 
 def worst_state(tensor_shape=(4, 4)) -> dict:

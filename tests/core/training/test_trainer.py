@@ -1,4 +1,3 @@
-import dataclasses
 import itertools
 import json
 import math
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 
 from core.ml.checkpoint import CheckpointError, load_checkpoint
 from core.ml.modules import build_model
+from core.ml.spec import ModelSpec
 from core.ml.zoo import DEFAULT_PRESET
 from core.runs.cli import main
 from core.runs.store import RunStore
@@ -61,8 +61,9 @@ def test_default_config_is_the_valid_default_recipe():
     assert cfg.validate() is cfg
     assert cfg.preset == DEFAULT_PRESET == "lab_cnn" and cfg.dataset == "digits8k"
     assert cfg.resolved_task == "classification" and cfg.resolved_loss == "cross_entropy"
-    for _name, rc in RECIPES.items():
-        rc.validate()
+    for name in RECIPES:
+        rc = recipe(name)
+        assert rc.validate() is rc
     assert recipe("r1").resolved_task == "regression" and recipe("r1").resolved_loss == "mse"
     with pytest.raises(ValueError, match="unknown recipe"):
         recipe("nope")
@@ -100,8 +101,10 @@ def test_default_config_is_the_valid_default_recipe():
     ({"dataset": "linear", "preset": "linear"}, "augment works on images"),
     ({"model_spec": {"name": "X", "input_shape": [10], "layers": []}}, "input of shape"),
     ({"model_spec": {"name": "X", "input_shape": [1, 28, 28], "layers": [
-        {"type": "Flatten"}, {"type": "Linear", "args": {"in_features": 784, "out_features": 7}}]}}, "needs 10 classes"),
-    ({"model_spec": {"name": "X", "input_shape": [1, 28, 28], "layers": [{"type": "Bogus"}]}}, "model: .*unknown layer"),
+        {"type": "Flatten"}, {"type": "Linear", "args": {"in_features": 784, "out_features": 7}}]}},
+     "needs 10 classes"),
+    ({"model_spec": {"name": "X", "input_shape": [1, 28, 28], "layers": [{"type": "Bogus"}]}},
+     r"model: .*unknown layer"),
     ({"model_spec": [1, 2]}, "model_spec must be a model spec object"),
 ])
 def test_invalid_configs_raise_clear_errors(changes, match):
@@ -122,7 +125,7 @@ def test_caps_are_configurable():
 
 
 def test_unknown_keys_and_json():
-    with pytest.raises(ValueError, match="unknown config key.*bogus, lrr"):
+    with pytest.raises(ValueError, match=r"unknown config key.*bogus, lrr"):
         TrainConfig.from_dict({"lr": 0.1, "lrr": 0.1, "bogus": 1})
     with pytest.raises(ValueError, match="not valid JSON"):
         TrainConfig.from_json("{lr: 1")
@@ -138,7 +141,7 @@ _values = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from([f.name for f in dataclasses.fields(TrainConfig)]), _values, max_size=4))
+@given(st.dictionaries(st.sampled_from(list(TrainConfig.model_fields)), _values, max_size=4))
 def test_any_config_values_validate_or_raise_valueerror(changes):
     try:
         TrainConfig.from_dict(changes).validate()
@@ -338,7 +341,7 @@ def test_same_seed_same_numbers_and_isolated_rng():
 def test_limit_and_model_init_match_build_model():
     cfg = tiny()
     trainer = Trainer(cfg)
-    ref = build_model(TINY_SPEC, seed=cfg.seed)
+    ref = build_model(ModelSpec.parse(TINY_SPEC), seed=cfg.seed)
     for p, q in zip(ref.parameters(), trainer.core.parameters(), strict=False):
         assert torch.equal(p, q)
     assert len(trainer.data.train_x) == 192 and len(trainer.data.test_x) == 96
@@ -385,7 +388,7 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
     trainer = Trainer(tiny(epochs=1))
     path = trainer.save(tmp_path / "a.pt")
     other = Trainer(tiny(epochs=1, lr=1e-2))
-    with pytest.raises(CheckpointError, match="different config.*lr"):
+    with pytest.raises(CheckpointError, match=r"different config.*lr"):
         other.load_checkpoint(path)
 
 
