@@ -132,3 +132,36 @@ def test_share_link_carries_the_training_config(app):
     assert fresh.selectbox(key="tr_preset").value == "neural_net"
     tampered = app(None, s=token[:-6] + "AAAAAA")  # the notice shows on the first page the link opens
     assert any("ignored" in w.value for w in tampered.sidebar.warning)
+
+
+def test_a_start_click_validates_the_config_once(train, monkeypatch):
+    """The form's config is validated once when the form changes; Start, JobManager.start and the
+    rerun after the click use that config as it is (the worker process validates its own copy)."""
+    from core.ml.spec import ModelSpec
+    from core.training.config import TrainConfig
+    from pages.ui.train_views import lab_jobs
+
+    counts = {"config": 0, "spec": 0}
+
+    class Counting:
+        def __init__(self, inner, key):
+            self.inner, self.key = inner, key
+
+        def validate_python(self, *args, **kwargs):
+            counts[self.key] += 1
+            return self.inner.validate_python(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    monkeypatch.setattr(TrainConfig, "__pydantic_validator__", Counting(TrainConfig.__pydantic_validator__, "config"))
+    monkeypatch.setattr(ModelSpec, "__pydantic_validator__", Counting(ModelSpec.__pydantic_validator__, "spec"))
+    at = train
+    at.button(key="tr_ex_R1").click().run()  # the form changes: its config is made (and validated) once
+    assert counts == {"config": 1, "spec": 0}
+    at.button(key="tr_start").click().run()
+    assert not at.exception and not at.error
+    assert counts == {"config": 1, "spec": 0}
+    run_id = at.query_params["run"][0] if isinstance(at.query_params["run"], list) else at.query_params["run"]
+    lab_jobs().stop(run_id)
+    lab_jobs().wait(run_id, timeout=120)
