@@ -1,5 +1,10 @@
 """Datasets of the lab: the bundled MNIST digits, torchvision's MNIST/FashionMNIST, synthetic data.
 
+``DATASETS`` is the one registry of them (``DatasetInfo``: title, task, shapes, classes,
+sizes, torchvision class): the training config, the trainer's data loading, the run
+views' progress and the Data and Train pages all read it. ``MNIST_MEAN`` / ``MNIST_STD``
+are the one copy of the tutorials' MNIST statistics.
+
 The training path is tensor-resident: a whole split is normalized once into one float
 tensor and batches are taken by index (``TensorLoader``). A per-sample PIL pipeline
 through ``DataLoader`` costs far more per epoch on 2 cores. The ``torch.utils.data``
@@ -24,16 +29,44 @@ FASHION_CLASSES = [
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
 
-# name -> (title, classes, torchvision class name or None for the bundled file)
-DATASETS: dict[str, tuple[str, list[str], str | None]] = {
-    "digits8k": ("MNIST digits, bundled, 8k", DIGIT_CLASSES, None),
-    "mnist": ("MNIST (torchvision, 70k)", DIGIT_CLASSES, "MNIST"),
-    "fashion_mnist": ("FashionMNIST (torchvision, 70k)", FASHION_CLASSES, "FashionMNIST"),
-}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset the lab can train on: what it is, its shapes and its size."""
+
+    key: str                        # the config's ``dataset`` value
+    title: str                      # a short description for pickers
+    task: str                       # "classification" or "regression"
+    input_shape: tuple[int, ...]    # one sample as the model takes it: (C, H, W) for images
+    outputs: int                    # classes (classification) or target values per sample (regression)
+    train_size: int                 # training samples
+    test_size: int                  # test samples (R1 has no test split: it evaluates on its training data)
+    classes: tuple[str, ...] = ()   # class names, index = label (classification)
+    torchvision: str | None = None  # the ``torchvision.datasets`` class; None: bundled file or generated here
+
+    @property
+    def image(self) -> bool:
+        """An image dataset (shown on the Data page; augmentation applies)."""
+        return len(self.input_shape) == 3
+
+
+DATASETS: dict[str, DatasetInfo] = {d.key: d for d in (
+    DatasetInfo("digits8k", "MNIST digits, bundled, 8k", "classification", (1, 28, 28), 10, 7_000, 1_000,
+                tuple(DIGIT_CLASSES)),
+    DatasetInfo("mnist", "MNIST (torchvision, 70k)", "classification", (1, 28, 28), 10, 60_000, 10_000,
+                tuple(DIGIT_CLASSES), "MNIST"),
+    DatasetInfo("fashion_mnist", "FashionMNIST (torchvision, 70k)", "classification", (1, 28, 28), 10, 60_000,
+                10_000, tuple(FASHION_CLASSES), "FashionMNIST"),
+    DatasetInfo("linear", "R1: inputs [1, 2, 3] -> targets [2, 4, 6]", "regression", (1,), 1, 3, 3),
+    DatasetInfo("synthetic", "R2: y = x @ w + b + noise, 10 features (448 / 64)", "regression", (10,), 1, 448, 64),
+)}
+IMAGE_DATASETS = tuple(k for k, d in DATASETS.items() if d.image)  # what ``load_dataset`` loads
 DEFAULT_DATASET = "digits8k"
 
-# The tutorials' normalization constants (D2, D3).
+# The tutorials' normalization constants (D2, D3): the one copy of the MNIST statistics.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_NORMALIZE = f"Normalize(({MNIST_MEAN},), ({MNIST_STD},))"  # the tutorials' call, as a label
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -58,7 +91,7 @@ class ImageData:
     std: float = field(init=False)
 
     def __post_init__(self) -> None:
-        # Statistics of the training split, as the tutorials' (0.1307,), (0.3081,) for MNIST.
+        # Statistics of the training split (for MNIST, close to the tutorials' MNIST_MEAN and MNIST_STD).
         x = self.train_images.float().div_(255.0)
         self.mean = float(x.mean())
         self.std = float(x.std())
@@ -107,11 +140,11 @@ def load_bundled(path: Path = BUNDLED_DIGITS, test_fraction: float = 0.125, seed
     if images.dtype != np.uint8 or images.ndim != 3 or len(images) != len(labels):
         raise ValueError(f"{path} is not an MNIST digits file (images uint8 (N,28,28), labels (N,))")
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
-    title, classes, _ = DATASETS["digits8k"]
+    info = DATASETS["digits8k"]
     return ImageData(
         name="digits8k",
-        title=title,
-        classes=classes,
+        title=info.title,
+        classes=list(info.classes),
         train_images=torch.from_numpy(images[train_idx]),
         train_labels=torch.from_numpy(labels[train_idx].astype(np.int64)),
         test_images=torch.from_numpy(images[test_idx]),
@@ -132,7 +165,7 @@ def _torchvision_split(cls, root: Path, train: bool, download: bool, timeout: fl
     def work() -> None:
         try:
             result["ds"] = cls(str(root), train=train, download=True)
-        except BaseException as exc:  # reported to the caller below
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which reports it
             result["error"] = exc
 
     # torchvision's downloader has no timeout of its own; a daemon thread bounds the wait
@@ -156,9 +189,10 @@ def load_torchvision(name: str, settings: Settings) -> ImageData:
     """
     import torchvision.datasets as tvd
 
-    if name not in DATASETS or DATASETS[name][2] is None:
+    info = DATASETS.get(name)
+    if info is None or info.torchvision is None:
         raise ValueError(f"unknown torchvision dataset {name!r}")
-    title, classes, cls_name = DATASETS[name]
+    cls_name = info.torchvision
     cls = getattr(tvd, cls_name)
     root = settings.data_root
     try:
@@ -184,8 +218,8 @@ def load_torchvision(name: str, settings: Settings) -> ImageData:
             ) from None
     return ImageData(
         name=name,
-        title=title,
-        classes=classes,
+        title=info.title,
+        classes=list(info.classes),
         train_images=train.data.to(torch.uint8),
         train_labels=train.targets.to(torch.int64),
         test_images=test.data.to(torch.uint8),
@@ -197,8 +231,8 @@ def load_torchvision(name: str, settings: Settings) -> ImageData:
 def load_dataset(name: str, settings: Settings) -> ImageData:
     if name == "digits8k":
         return load_bundled()
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name not in IMAGE_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(IMAGE_DATASETS)}")
     return load_torchvision(name, settings)
 
 
@@ -292,7 +326,7 @@ def normalization_table(images: torch.Tensor) -> pd.DataFrame:
         "raw uint8 pixels": raw,
         "ToTensor(): [0, 1]": to_tensor(raw),
         "Normalize((0.5,), (0.5,))": T.Compose([to_tensor, T.Normalize((0.5,), (0.5,))])(raw),
-        "Normalize((0.1307,), (0.3081,))": T.Compose([to_tensor, T.Normalize((MNIST_MEAN,), (MNIST_STD,))])(raw),
+        MNIST_NORMALIZE: T.Compose([to_tensor, T.Normalize((MNIST_MEAN,), (MNIST_STD,))])(raw),
     }
     rows = [{"step": name, **value_stats(x)} for name, x in steps.items()]
     return pd.DataFrame(rows)

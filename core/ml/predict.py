@@ -12,9 +12,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from core.ml.data import MNIST_MEAN, MNIST_STD
+
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
 class ImageError(ValueError):
@@ -83,7 +84,7 @@ def preprocess(grey: np.ndarray) -> Prepared:
     h, w = crop.shape
     scale = 20.0 / max(h, w)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    small = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize((new_w, new_h), Image.LANCZOS),
+    small = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize((new_w, new_h), Image.Resampling.LANCZOS),
                        dtype=np.float32)
     frame = np.zeros((28, 28), np.float32)
     top, left = (28 - new_h) // 2, (28 - new_w) // 2
@@ -122,8 +123,8 @@ def saliency(model: nn.Module, x: torch.Tensor, target: int | None = None) -> np
         cls = int(logits.argmax()) if target is None else target
         # Gradient with respect to the input only: a shared model's .grad stays untouched.
         (grad,) = torch.autograd.grad(logits[0, cls], inp)
-    grad = grad.abs()[0].amax(dim=0).numpy()
-    return grad / grad.max() if grad.max() > 0 else grad
+    per_pixel = grad.abs()[0].amax(dim=0).numpy()
+    return per_pixel / per_pixel.max() if per_pixel.max() > 0 else per_pixel
 
 
 def feature_maps(model: nn.Module, x: torch.Tensor, max_channels: int = 16) -> list[tuple[str, np.ndarray]]:

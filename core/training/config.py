@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.ml.data import DATASETS
 from core.ml.modules import infer_shapes, parameter_count
 from core.ml.spec import SpecError, validate_spec
 from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
@@ -22,25 +23,6 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adadelta")
 SCHEDULERS = ("none", "step", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    task: str
-    input_shape: tuple[int, ...]
-    outputs: int  # classes for classification, target size for regression
-    title: str
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "digits8k": DatasetInfo("classification", (1, 28, 28), 10, "MNIST digits, bundled (7,000 train / 1,000 test)"),
-    "mnist": DatasetInfo("classification", (1, 28, 28), 10, "MNIST (torchvision, 60,000 / 10,000)"),
-    "fashion_mnist": DatasetInfo("classification", (1, 28, 28), 10, "FashionMNIST (torchvision, 60,000 / 10,000)"),
-    "linear": DatasetInfo("regression", (1,), 1, "R1: inputs [1, 2, 3] -> targets [2, 4, 6]"),
-    "synthetic": DatasetInfo("regression", (10,), 1, "R2: y = x @ w + b + noise, 10 features (448 / 64)"),
-}
-SYNTHETIC_N, SYNTHETIC_TEST = 512, 64
-
 
 
 # --------------------------------------------------------------------------- limits
