@@ -13,7 +13,7 @@ from torch import nn
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from core.ml.modules import build_model
 from core.ml.spec import SpecError
-from core.runs.store import RunStore
+from core.runs.store import RunRow, RunStore
 from core.training.config import TrainConfig
 
 
@@ -27,7 +27,7 @@ def checkpoint_path(store: RunStore, run_id: str, which: str = "best") -> Path |
     return None
 
 
-def trained_runs(store: RunStore) -> list[dict]:
+def trained_runs(store: RunStore) -> list[RunRow]:
     """Runs that have a checkpoint on disk, newest first."""
     runs = [r for r in store.runs() if checkpoint_path(store, r["id"]) is not None]
     return sorted(runs, key=lambda r: r.get("created") or 0, reverse=True)

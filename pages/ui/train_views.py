@@ -7,9 +7,11 @@ import pandas as pd
 import streamlit as st
 
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
+from core.ml.data import DATASETS
 from core.ml.env import env_facts
 from core.ml.plots import image_grid
 from core.ml.zoo import PRESETS
+from core.runs.store import RunRow
 from core.runs.trained import checkpoint_path, load_run_model, model_from_checkpoint
 from core.runs.view import (
     MetricsFollower,
@@ -21,7 +23,7 @@ from core.runs.view import (
     total_steps,
 )
 from core.training.batches import load_data
-from core.training.config import DATASETS, DEVICES, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig, recipe
+from core.training.config import DEVICES, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULERS, TrainConfig, recipe
 from core.training.trainer import Trainer
 from pages.ui.model_state import current_spec
 from pages.ui.state import lab_store, seed
@@ -186,7 +188,8 @@ def watch(run_ids: list[str]) -> None:
     c[1].plotly_chart(curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240,
                                       labels={"y": tr("train.chart.speed")}), key="tr_c_speed")
     if len(runs) == 2:
-        st.dataframe(summary_rows(runs, {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}), hide_index=True)
+        st.dataframe(summary_rows(runs, {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}),
+                     hide_index=True)
 
 
 def controls(run_id: str) -> None:
@@ -215,7 +218,7 @@ def _evaluation(run_id: str, stamp: float, dataset: str) -> dict:
     return {**evaluate_model(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y}
 
 
-def evaluation(run: dict) -> None:
+def evaluation(run: RunRow) -> None:
     """Confusion matrix, per-class accuracy and misclassified digits of a finished classification run."""
     if DATASETS[run["config"]["dataset"]].task != "classification" or checkpoint_path(lab_store(), run["id"]) is None:
         return
