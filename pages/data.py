@@ -33,12 +33,12 @@ EXAMPLES = {"D1": ("custom", None), "D2": ("normalize", None), "D3": ("augment",
 
 
 @st.cache_resource(show_spinner=True)
-def get_dataset(name: str) -> tuple[ImageData | None, str | None]:
-    """The dataset or the reason it is unavailable; shared read-only by all sessions."""
+def get_dataset(name: str) -> tuple[ImageData | None, DataUnavailable | None]:
+    """The dataset or why it is unavailable (shown in each reader's language); shared read-only by all sessions."""
     try:
         return load_dataset(name, load_settings()), None
     except DataUnavailable as exc:
-        return None, str(exc)
+        return None, exc
 
 
 def show_example(example: str) -> None:

@@ -5,7 +5,7 @@ import streamlit as st
 from core.ml.export import FORMATS, ONNX_OPSETS, export_model, results_table, saving_examples_code, speed_table
 from pages.ui.frame import frame
 from pages.ui.model_state import pick_model
-from pages.ui.text import plain, tr
+from pages.ui.text import plain, tr, tr_error
 from pages.ui.widgets import url_choice
 
 frame()
@@ -23,7 +23,8 @@ if chosen is not None:
     c = st.columns(3, vertical_alignment="bottom")
     opset = c[0].selectbox(tr("export.opset"), [None, *ONNX_OPSETS], key="ex_opset", bind="query-params",
                            format_func=lambda o: tr("export.default") if o is None else str(o))
-    c[1].text_input(tr("export.names"), "input, output", key="ex_names", bind="query-params", help=tr("export.names_help"))
+    c[1].text_input(tr("export.names"), "input, output", key="ex_names", bind="query-params",
+                    help=tr("export.names_help"))
     dynamic = c[2].checkbox(tr("export.dynamic"), value=True, key="ex_dynamic", bind="query-params")
     st.button(tr("export.run"), type="primary", key="ex_run", on_click=lambda: st.session_state.update(ex_go=True))
     key = (name, repr(spec), tuple(formats), opset, dynamic, st.session_state.get("ex_names"))
@@ -54,8 +55,8 @@ if chosen is not None:
                     if result.format == "onnx":
                         st.caption(tr("export.onnx_info", exporter=result.info.get("exporter"),
                                       opset=result.info.get("opset"), nodes=result.info.get("nodes")))
-                else:
-                    st.error(plain(result.error))
+                else:  # why, in the page's language (the table's error column is the English text)
+                    st.error(tr_error(result.failure) if result.failure is not None else plain(result.error))
         with st.expander(tr("export.speed")):
             if st.toggle(tr("export.measure"), key="ex_speed"):
                 st.dataframe(speed_table(model, spec["input_shape"], results), hide_index=True, width="stretch")

@@ -237,14 +237,14 @@ def run_stored(args) -> int:
     try:
         config = TrainConfig.from_dict(run["config"]).validate()
         trainer = Trainer(config)
+    except DataUnavailable as exc:  # before ValueError: it is a LabError, hence a ValueError, too
+        store.finish_run(run_id, "failed", error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError) as exc:
         store.finish_run(run_id, "failed", error=f"invalid config: {exc}")
         print(f"error: invalid config: {exc}", file=sys.stderr)
         return 2
-    except DataUnavailable as exc:
-        store.finish_run(run_id, "failed", error=str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except BaseException as exc:
         store.finish_run(run_id, "failed", error=_error_text(exc))
         raise

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import Code, first_line
 from core.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.ml.modules import build_model
 from core.training.batches import TrainData, augment_batch, derive_seed, load_data
@@ -468,12 +469,12 @@ class Trainer:
             ckpt = load_checkpoint(ckpt, max_bytes=max_bytes)
         saved = ckpt.get("config")
         if not isinstance(saved, dict):
-            raise CheckpointError("the checkpoint has no lab config; it cannot be resumed here")
+            raise CheckpointError("checkpoint.no_lab_config")
         mine = self.config.to_dict()
         diff = sorted(k for k in set(mine) | set(saved) if mine.get(k) != saved.get(k))
         if diff:
-            raise CheckpointError("the checkpoint was made with a different config (" + ", ".join(
-                f"{k}: {saved.get(k)!r} vs {mine.get(k)!r}" for k in diff[:5]) + ")")
+            raise CheckpointError("checkpoint.config_differs", diff=Code(", ".join(
+                f"{k}: {saved.get(k)!r} vs {mine.get(k)!r}" for k in diff[:5])))
         try:
             self.core.load_state_dict(ckpt["model_state_dict"])
             self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
@@ -482,13 +483,13 @@ class Trainer:
             if self.scaler is not None and ckpt.get("scaler_state_dict"):
                 self.scaler.load_state_dict(ckpt["scaler_state_dict"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"the checkpoint does not fit this model: {str(exc).splitlines()[0][:300]}") from None
+            raise CheckpointError("checkpoint.does_not_fit", reason=Code(first_line(exc))) from None
         progress = ckpt.get("progress") or {}
         self.epoch = int(ckpt["epoch"])
         self.global_step = int(ckpt.get("step", 0))
         self.batch = int(progress.get("batch", 0))
         if not 0 <= self.batch < self.batches_per_epoch:
-            raise CheckpointError(f"the checkpoint's position in the epoch ({self.batch}) does not fit this data")
+            raise CheckpointError("checkpoint.bad_position", batch=self.batch)
         self.last_loss = None if ckpt["loss"] is None else float(ckpt["loss"])
         self._acc = {"loss_sum": float(progress.get("loss_sum", 0.0)), "correct": int(progress.get("correct", 0)),
                      "seen": int(progress.get("seen", 0))}
