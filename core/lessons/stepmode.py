@@ -10,6 +10,7 @@ from collections import defaultdict
 import pandas as pd
 import torch
 
+from core.errors import LabError
 from core.training.trainer import Trainer
 
 
@@ -40,14 +41,16 @@ def _layer(name: str) -> str:
 def teaching_step(trainer: Trainer, show: int = 8) -> dict:
     """Do one step and report what it did. Losses before/after are on the same batch, in eval mode."""
     if trainer.finished:
-        raise ValueError("this trainer has finished all its epochs: reset the step mode to start again")
+        raise LabError("stepmode.finished")
     x, y = next_batch(trainer)
     model = trainer.core
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loss_before, out_before = _look(trainer, x, y)
     record = trainer.step()
     loss_after, out_after = _look(trainer, x, y)
-    grads, updates, weights = defaultdict(float), defaultdict(float), defaultdict(float)
+    grads: defaultdict[str, float] = defaultdict(float)
+    updates: defaultdict[str, float] = defaultdict(float)
+    weights: defaultdict[str, float] = defaultdict(float)
     for name, p in model.named_parameters():
         layer = _layer(name)
         if p.grad is not None:
