@@ -53,7 +53,8 @@ for col, example in zip(cols, EXAMPLES, strict=False):
 spec = current_spec()
 left, mid, right = st.columns([3, 2, 1], vertical_alignment="bottom")
 preset = left.selectbox(tr("builder.preset"), list(PRESETS), key="bld_preset",
-                        format_func=lambda k: f"{PRESETS[k].example + ' · ' if PRESETS[k].example else ''}{PRESETS[k].title}")
+                        format_func=lambda k: f"{PRESETS[k].example + ' · ' if PRESETS[k].example else ''}"
+                                              f"{PRESETS[k].title}")
 mid.button(tr("builder.load"), key="bld_load", width="stretch", on_click=lambda: load_spec(preset_spec(preset)))
 right.button(tr("builder.empty"), key="bld_empty", width="stretch",
              on_click=lambda: load_spec({**current_spec(), "name": "Model", "layers": []}))
@@ -78,7 +79,7 @@ if rows:
 else:
     st.info(tr("builder.empty_stack"))
 if error is not None:
-    st.error(tr("builder.shape_error", message=str(error)))
+    st.error(tr("builder.shape_error", message=error))
 note = next((p.note for p in PRESETS.values() if p.spec["name"] == spec["name"] and p.note), "")
 if note:
     st.caption(note)

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.errors import Code, LabError
 from core.ml.modules import build_model, check_batch, infer_shapes
 from core.ml.spec import SCHEMAS, validate_spec
 
@@ -46,10 +47,18 @@ def fitted_args(kind: str, input_shape: tuple[int, ...] | None) -> dict:
     return args
 
 
+def parse_input_shape(text: str) -> list[int]:
+    """The Builder's input shape as typed: '1, 28, 28' (or '1x28x28') -> [1, 28, 28]; 1 to 3 sizes."""
+    parts = [p.strip() for p in text.replace("×", ",").replace("x", ",").split(",") if p.strip()]
+    if not 1 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 5 for p in parts):
+        raise LabError("builder.input_shape", text=Code(text[:40]))
+    return [int(p) for p in parts]
+
+
 def add_layer(spec: dict, kind: str, position: int | None = None) -> dict:
     """A copy of ``spec`` with a new layer inserted (at the end by default), sized to fit."""
     if kind not in EDITABLE_TYPES:
-        raise ValueError(f"unknown layer type {kind!r}")
+        raise LabError("builder.layer_type", kind=Code(repr(kind)))
     spec = copy.deepcopy(spec)
     layers = spec["layers"]
     position = len(layers) if position is None else max(0, min(position, len(layers)))
@@ -66,7 +75,7 @@ def add_layer(spec: dict, kind: str, position: int | None = None) -> dict:
 def remove_layer(spec: dict, index: int) -> dict:
     spec = copy.deepcopy(spec)
     if not 0 <= index < len(spec["layers"]):
-        raise ValueError(f"there is no layer {index}")
+        raise LabError("builder.no_layer", index=index)
     del spec["layers"][index]
     return spec
 
@@ -87,7 +96,7 @@ def summary(spec: dict, depth: int = 3, batch: int = 1) -> tuple[pd.DataFrame, d
 
     spec = validate_spec(spec)
     if not 1 <= depth <= 8:
-        raise ValueError("depth must be between 1 and 8")
+        raise LabError("builder.depth")
     model = build_model(spec)
     stats = torchinfo_summary(model, input_size=(batch, *spec["input_shape"]), depth=depth, verbose=0,
                               col_names=("output_size", "num_params", "mult_adds", "trainable"),
@@ -141,7 +150,7 @@ def parameters_table(model: nn.Module) -> pd.DataFrame:
 def forward_demo(spec: dict, batch: int = 64, seed: int = 0) -> dict:
     """A forward pass on a random batch: input and output shapes, output statistics."""
     if not 1 <= batch <= 1024:
-        raise ValueError("batch must be between 1 and 1024")
+        raise LabError("builder.batch")
     spec = validate_spec(spec)
     check_batch(spec, batch)  # activations of the whole batch, counted before allocating them
     model = build_model(spec, seed=seed).eval()
@@ -204,7 +213,8 @@ def architecture_dot(spec: dict) -> str:
     lines = ["digraph model {", '  rankdir=TB; node [shape=box, style="rounded,filled", fillcolor="#f7f7f7", '
              'fontname="Helvetica", fontsize=11]; edge [fontname="Helvetica", fontsize=10];',
              f'  input [label="input\\n{_esc(str((1, *spec["input_shape"])))}", shape=oval, fillcolor="#dbeafe"];']
-    prev, prev_shape = "input", (1, *spec["input_shape"])
+    prev = "input"
+    prev_shape: tuple[int, ...] | None = (1, *spec["input_shape"])
     for i, layer in enumerate(layers):
         node = f"l{i}"
         title = layer.get("name", "") + (": " if layer.get("name") else "") + layer["type"]
@@ -226,7 +236,8 @@ def architecture_dot(spec: dict) -> str:
             lines.append(f'  {node} [label="{label}", fillcolor="{color}"];')
             lines.append(f'  {prev} -> {node} [label="{edge_label}"];')
         if failed == i:
-            lines.append(f'  err [label="shape error here", shape=note, fillcolor="#fecaca"]; {node} -> err [style=dotted];')
+            lines.append(f'  err [label="shape error here", shape=note, fillcolor="#fecaca"]; '
+                         f'{node} -> err [style=dotted];')
             break
         prev, prev_shape = node, shapes[i] if i < len(shapes) else None
     else:

@@ -11,6 +11,7 @@ from typing import NotRequired, TypedDict
 import pandas as pd
 import torch
 
+from core.errors import LabError
 from core.training.events import StepEvent
 from core.training.trainer import Trainer
 
@@ -49,7 +50,7 @@ def teaching_step(trainer: Trainer, show: int = 8) -> TeachingStep:
     The batch is ``trainer.next_batch()``: the samples the step takes (before augmentation).
     """
     if trainer.finished:
-        raise ValueError("this trainer has finished all its epochs: reset the step mode to start again")
+        raise LabError("stepmode.finished")
     x, y = trainer.next_batch()
     model = trainer.core
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.lessons.builder import EDITABLE_TYPES, add_layer, move_layer, remove_layer
+from core.errors import LabError
+from core.lessons.builder import EDITABLE_TYPES, add_layer, move_layer, parse_input_shape, remove_layer
 from core.ml.modules import checked_spec
 from core.ml.spec import SCHEMAS, SpecError, spec_from_json
 from core.ml.zoo import DEFAULT_PRESET, preset_spec
@@ -25,7 +26,7 @@ def set_spec(spec: dict) -> bool:
     try:
         spec = checked_spec(spec)
     except SpecError as exc:  # e.g. a 201st layer, or removing a pooling layer makes activations huge
-        st.session_state["bld_error"] = str(exc)
+        st.session_state["bld_error"] = exc  # the exception: the page renders it in its language
         return False
     st.session_state[SPEC_KEY] = spec
     st.session_state.pop("bld_error", None)
@@ -36,14 +37,6 @@ def set_spec(spec: dict) -> bool:
     for key in [k for k in st.session_state if str(k).startswith(("bld_arg_", "bld_json", "bld_shape"))]:
         del st.session_state[key]
     return True
-
-
-def parse_shape(text: str) -> list[int]:
-    """'1, 28, 28' -> [1, 28, 28]; refused with a clear message otherwise."""
-    parts = [p.strip() for p in text.replace("×", ",").replace("x", ",").split(",") if p.strip()]
-    if not 1 <= len(parts) <= 3 or not all(p.isdigit() and len(p) <= 5 for p in parts):
-        raise SpecError(tr("builder.shape_invalid", text=text[:40]))
-    return [int(p) for p in parts]
 
 
 def _parse_ints(text: str):
@@ -69,7 +62,7 @@ def _apply(edited: dict) -> None:
         st.session_state[SPEC_KEY] = checked_spec(edited)
         st.session_state.pop("bld_error", None)
     except SpecError as exc:
-        st.session_state["bld_error"] = str(exc)
+        st.session_state["bld_error"] = exc
 
 
 def layer_editor(spec: dict, index: int) -> None:
@@ -162,14 +155,14 @@ def apply_json(key: str) -> None:
     try:
         load_spec(spec_from_json(st.session_state[key]))
     except SpecError as exc:
-        st.session_state["bld_error"] = str(exc)
+        st.session_state["bld_error"] = exc
 
 
 def set_input_shape(key: str) -> None:
     try:
-        shape = parse_shape(st.session_state[key])
-    except SpecError as exc:
-        st.session_state["bld_error"] = str(exc)
+        shape = parse_input_shape(st.session_state[key])
+    except LabError as exc:
+        st.session_state["bld_error"] = exc
         return
     _apply({**current_spec(), "input_shape": shape})
 
