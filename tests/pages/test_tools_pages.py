@@ -135,8 +135,8 @@ def test_profiler_and_export_errors_are_shown_in_chinese(app):
     """Core refusals and failures reach a Chinese page in Chinese (their code-like parts as code)."""
     at = app("pages/profiler.py", lang="简体中文", pf_mode="train_steps", pf_steps="4", pf_active="10")
     assert not at.exception and at.error
-    shown_error = at.error[0].value
-    assert "调度要求 `wait + warmup + active <= steps`" in shown_error and "1 + 1 + 10 = 12 > 4" in shown_error
+    shown_error = shown(at.error[0].value)
+    assert "调度要求 wait + warmup + active <= steps" in shown_error and "1 + 1 + 10 = 12 > 4" in shown_error
     assert "the schedule needs" not in shown_error
     assert at.button(key="pf_run").disabled
     at = app("pages/builder.py")
@@ -153,5 +153,5 @@ def test_profiler_and_export_errors_are_shown_in_chinese(app):
     at.button_group(key="lang").set_value("zh").run()
     assert not at.exception
     shown_error = shown(at.error[0].value)
-    assert "在导出时失败" in shown_error and "提示：`torch.jit.script` 会编译" in shown_error
-    assert "`ValueError: Unknown type annotation" in shown_error and "Hint" not in shown_error
+    assert "在导出时失败" in shown_error and "提示：torch.jit.script 会编译" in shown_error
+    assert "ValueError: Unknown type annotation" in shown_error and "Hint" not in shown_error
