@@ -8,7 +8,6 @@ The API is small on purpose (other section modules import it):
 - ``interleave(cases, repeats, warmup=1) -> dict[name, list[float]]``: A/B(/C...) repeats
   in one process, alternating the order each round, so drift of a noisy machine hits all
   sides alike.
-- ``timed(fn) -> (seconds, result)``
 - ``md_table(headers, rows) -> str``
 - ``Contention()``: a context manager measuring how busy the machine was around a block;
   ``.note()`` is one sentence for a section (a warning when other work competed for cores).
@@ -33,8 +32,8 @@ if str(ROOT) not in sys.path:  # `python bench/x.py` runs with bench/ on the pat
 
 import torch  # noqa: E402
 
-from core.ml.checkpoint import atomic_write_bytes
-from core.ml.env import cpu_flags, env_facts
+from core.ml.checkpoint import atomic_write_bytes  # noqa: E402
+from core.ml.env import cpu_flags, env_facts  # noqa: E402
 
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 TITLE = "# Benchmarks"
@@ -62,13 +61,6 @@ def machine_facts() -> list[str]:
 
 def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(wall seconds, result) of one call."""
-    t0 = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - t0, result
 
 
 def interleave(cases: dict[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:

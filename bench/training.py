@@ -24,14 +24,15 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import Contention, interleave, md_table, median
-from core.ml.data import TensorLoader, load_bundled, load_torchvision
+from core.ml.data import MNIST_MEAN, MNIST_STD, TensorLoader, load_bundled, load_torchvision
 from core.ml.env import env_facts
 from core.ml.modules import build_model
 from core.ml.spec import ModelSpec
-from core.settings import Settings
+from core.settings import load_settings
 from core.training.batches import load_data
 from core.training.config import TrainConfig, recipe
-from core.training.trainer import Trainer
+from core.training.events import StepEvent
+from core.training.trainer import Trainer, grad_norm
 
 OVERHEAD_TARGET = 0.97
 DATA_TARGET = 30.0
@@ -126,8 +127,6 @@ def trainer_extras_us(trainer: Trainer, calls: int = 300) -> dict[str, float]:
     Measured on the trainer's own state after it has trained (its gradients exist), each
     piece called ``calls`` times in 5 blocks; the median block gives the per-call cost.
     """
-    from core.training.trainer import _total_norm
-
     batch = trainer.micro_batch
     out = torch.randn(batch, trainer.data.outputs)
     y = torch.randint(0, trainer.data.outputs, (batch,))
@@ -138,7 +137,7 @@ def trainer_extras_us(trainer: Trainer, calls: int = 300) -> dict[str, float]:
         sum(float(lo) * batch for lo in losses) / batch, sum(int(c) for c in corrects)
 
     def rng() -> None:
-        with trainer._rng():
+        with trainer.rng():
             pass
 
     def record() -> None:  # the train-mode check, the timer and the step's record dict
@@ -146,12 +145,12 @@ def trainer_extras_us(trainer: Trainer, calls: int = 300) -> dict[str, float]:
             trainer.model.train()
         t0 = time.perf_counter()
         seconds = time.perf_counter() - t0
-        {"kind": "step", "step": trainer.global_step, "epoch": trainer.epoch + 1, "batch": trainer.batch,
-         "batches": trainer.batches_per_epoch, "loss": 0.0, "lr": trainer.current_lr(), "grad_norm": 0.0,
-         "samples": batch, "seconds": seconds, "samples_per_s": batch / max(seconds, 1e-9), "skipped": False,
-         "epoch_end": False, "acc": 0.0}
+        StepEvent(kind="step", step=trainer.global_step, epoch=trainer.epoch + 1, batch=trainer.batch,
+                  batches=trainer.batches_per_epoch, loss=0.0, lr=trainer.current_lr(), grad_norm=0.0,
+                  samples=batch, seconds=seconds, samples_per_s=batch / max(seconds, 1e-9), skipped=False,
+                  epoch_end=False, acc=0.0)
 
-    pieces = {"gradient norm": lambda: float(_total_norm(trainer.params)), "RNG isolation": rng,
+    pieces = {"gradient norm": lambda: float(grad_norm(trainer.params)), "RNG isolation": rng,
               "loss/accuracy bookkeeping": bookkeeping, "record": record}
     result = {}
     for name, fn in pieces.items():
@@ -301,7 +300,8 @@ def data_section(quick: bool = False) -> str:
     with tempfile.TemporaryDirectory(prefix="lab_bench_mnist_") as tmp:
         root = Path(tmp)
         write_mnist_raw(root, n_train, n_test)
-        settings = Settings(home=root, data_root=root, allow_download=False, download_timeout=1.0)
+        settings = load_settings({"PYTORCH_LAB_HOME": str(root), "PYTORCH_LAB_DATA_ROOT": str(root),
+                                  "PYTORCH_LAB_DOWNLOAD": "0"})
         times: dict[str, list[tuple[float, float]]] = {"lab": [], "torchvision": []}
 
         def lab() -> float:
@@ -318,7 +318,7 @@ def data_section(quick: bool = False) -> str:
         def torchvision() -> float:
             t0 = time.perf_counter()
             ds = tvd.MNIST(str(root), train=True, download=False,
-                           transform=Compose([ToTensor(), Normalize((0.1307,), (0.3081,))]))
+                           transform=Compose([ToTensor(), Normalize((MNIST_MEAN,), (MNIST_STD,))]))
             loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=0)
             t1 = time.perf_counter()
             seen = sum(len(y) for _, y in loader)

@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 from bench.browser import CHROMIUM_ARGS, EN, LabServer, cpu_by_role, require_chromium, run_sessions  # noqa: E402
 from bench.common import interleave, md_table, median  # noqa: E402
 from core.runs import view as V  # noqa: E402
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig  # noqa: E402
 
 UNWATCHED, WATCHED = "no browser", "browser watching the Train page"
 TICK_TARGET_MS = 50.0
@@ -51,9 +51,9 @@ def samples_per_s(store, run_id: str) -> float:
     if run["status"] != "completed":
         raise RuntimeError(f"benchmark run {run_id} ended {run['status']}: {run.get('error')}")
     cfg = run["config"]
-    n = V.TRAIN_SIZES[cfg["dataset"]]
-    if cfg.get("limit_train"):
-        n = min(n, int(cfg["limit_train"]))
+    n = V.train_samples(cfg)
+    if n is None:
+        raise RuntimeError(f"benchmark run {run_id} trained on an unknown dataset {cfg['dataset']!r}")
     seconds = store.metrics(run_id, ["epoch_seconds"])["value"].sum()
     return n * int(cfg["epochs"]) / float(seconds)
 
@@ -112,7 +112,7 @@ def throughput(quick: bool) -> dict:
                 try:
                     page.get_by_text(EN["status.completed"]).first.wait_for(timeout=30_000)
                     watched_ok.append(True)
-                except Exception:
+                except Exception:  # noqa: BLE001 - any failure to see the end counts as "did not keep watching"
                     watched_ok.append(False)
                 ctx.close()
                 return samples_per_s(jobs.store, run_id)

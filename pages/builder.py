@@ -53,8 +53,8 @@ for col, example in zip(cols, EXAMPLES, strict=False):
 spec = current_spec()
 left, mid, right = st.columns([3, 2, 1], vertical_alignment="bottom")
 preset = left.selectbox(tr("builder.preset"), list(PRESETS), key="bld_preset",
-                        format_func=lambda k: (f"{PRESETS[k].example} · " if PRESETS[k].example else "")
-                        + PRESETS[k].title)
+                        format_func=lambda k: f"{PRESETS[k].example + ' · ' if PRESETS[k].example else ''}"
+                                              f"{PRESETS[k].title}")
 mid.button(tr("builder.load"), key="bld_load", width="stretch", on_click=lambda: load_spec(preset_spec(preset)))
 right.button(tr("builder.empty"), key="bld_empty", width="stretch",
              on_click=lambda: load_spec(current_spec().edit(name="Model", layers=())))

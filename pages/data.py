@@ -7,7 +7,9 @@ from core.ml.data import (
     AUGMENTATIONS,
     DATASETS,
     DEFAULT_DATASET,
+    IMAGE_DATASETS,
     MNIST_MEAN,
+    MNIST_NORMALIZE,
     MNIST_STD,
     DataUnavailable,
     ImageData,
@@ -31,12 +33,12 @@ EXAMPLES = {"D1": ("custom", None), "D2": ("normalize", None), "D3": ("augment",
 
 
 @st.cache_resource(show_spinner=True)
-def get_dataset(name: str) -> tuple[ImageData | None, str | None]:
-    """The dataset or the reason it is unavailable; shared read-only by all sessions."""
+def get_dataset(name: str) -> tuple[ImageData | None, DataUnavailable | None]:
+    """The dataset or why it is unavailable (shown in each reader's language); shared read-only by all sessions."""
     try:
         return load_dataset(name, load_settings()), None
     except DataUnavailable as exc:
-        return None, str(exc)
+        return None, exc
 
 
 def show_example(example: str) -> None:
@@ -49,11 +51,11 @@ def show_example(example: str) -> None:
 st.title(tr("data.title"))
 st.write(tr("data.intro"))
 
-name = st.selectbox(tr("data.dataset"), list(DATASETS), format_func=lambda k: DATASETS[k][0],
+name = st.selectbox(tr("data.dataset"), IMAGE_DATASETS, format_func=lambda k: DATASETS[k].title,
                     key="data_ds", bind="query-params")
 data, problem = get_dataset(name)
 if data is None:
-    st.error(tr("data.unavailable", title=DATASETS[name][0], reason=problem))
+    st.error(tr("data.unavailable", title=DATASETS[name].title, reason=problem))
     st.info(tr("data.fallback"))
     data, _ = get_dataset(DEFAULT_DATASET)
 h, w = data.train_images.shape[1:]
@@ -97,7 +99,7 @@ elif view == "normalize":
     st.markdown(f"**{tr('data.normalize.hist')}**")
     x01 = sample.float() / 255
     st.plotly_chart(value_histograms({"ToTensor()": x01, "Normalize((0.5,), (0.5,))": (x01 - 0.5) / 0.5,
-                                      "Normalize((0.1307,), (0.3081,))": (x01 - MNIST_MEAN) / MNIST_STD}))
+                                      MNIST_NORMALIZE: (x01 - MNIST_MEAN) / MNIST_STD}))
     code_block("from torchvision import transforms\n"
                "transform = transforms.Compose([\n"
                "    transforms.ToTensor(),\n"

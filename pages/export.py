@@ -5,7 +5,7 @@ import streamlit as st
 from core.ml.export import FORMATS, ONNX_OPSETS, export_model, results_table, saving_examples_code, speed_table
 from pages.ui.frame import frame
 from pages.ui.model_state import pick_model
-from pages.ui.text import plain, tr
+from pages.ui.text import plain, tr, tr_error
 from pages.ui.widgets import url_choice
 
 frame()
@@ -55,8 +55,8 @@ if chosen is not None:
                     if result.format == "onnx":
                         st.caption(tr("export.onnx_info", exporter=result.info.get("exporter"),
                                       opset=result.info.get("opset"), nodes=result.info.get("nodes")))
-                else:
-                    st.error(plain(result.error))
+                else:  # why, in the page's language (the table's error column is the English text)
+                    st.error(tr_error(result.failure) if result.failure is not None else plain(result.error))
         with st.expander(tr("export.speed")):
             if st.toggle(tr("export.measure"), key="ex_speed"):
                 st.dataframe(speed_table(model, spec.input_shape, results), hide_index=True, width="stretch")

@@ -5,7 +5,7 @@ from core.ml.modules import check_batch
 from core.ml.profiling import ProfileConfig, ProfilingError, breakdown_figure, p1_example, profile_model, top_ops_figure
 from pages.ui.frame import frame
 from pages.ui.model_state import pick_model
-from pages.ui.text import plain, tr
+from pages.ui.text import tr, tr_error
 from pages.ui.widgets import url_choice
 
 frame()
@@ -20,7 +20,7 @@ def run_profile(config: ProfileConfig) -> None:
         st.session_state["pf_result"] = profile_model(model, spec.input_shape, config)
         st.session_state.pop("pf_error", None)
     except (ValueError, ProfilingError) as exc:
-        st.session_state["pf_error"] = exc
+        st.session_state["pf_error"] = exc  # the exception: shown in the page's language when drawn
 
 
 st.title(tr("profiler.title"))
@@ -75,5 +75,5 @@ if chosen is not None:
             st.download_button(tr("profiler.trace"), result["trace"], file_name="trace.json", mime="application/json",
                                key="pf_trace")
             st.caption(tr("profiler.trace_help", mb=result["trace_size"] / 1e6))
-        elif result.get("trace_error"):
-            st.warning(plain(result["trace_error"]))
+        elif result.get("trace_failure") is not None:
+            st.warning(tr_error(result["trace_failure"]))

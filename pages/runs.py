@@ -21,15 +21,14 @@ def manage(action: str, run_id: str) -> None:
         elif action == "tags":
             store.set_tags(run_id, [t.strip() for t in s["rn_new_tags"].split(",") if t.strip()])
         elif action == "delete":
-            if store.run(run_id)["status"] in ("queued", "running"):  # stop it first, then delete
-                W.lab_jobs().stop(run_id)
-                W.lab_jobs().wait(run_id, timeout=60)
-            W.lab_jobs().delete(run_id)
+            # Never waits: an active run is stopped by its worker and deleted when that has ended.
+            if not W.lab_jobs().delete(run_id):
+                action = "deleting"
             s["rn_sel"] = [r for r in s.get("rn_sel", []) if r != run_id]
-        s["rn_msg"] = ("success", tr(f"runs.done.{action}"))
+        s["rn_msg"] = ("info" if action == "deleting" else "success", tr(f"runs.done.{action}"))
     except KeyError as exc:  # deleted meanwhile, by another session
         s["rn_msg"] = ("error", tr("error.bad_value", reason=exc.args[0] if exc.args else run_id))
-    except (ValueError, TimeoutError) as exc:
+    except ValueError as exc:
         s["rn_msg"] = ("error", tr("error.bad_value", reason=exc))
 
 

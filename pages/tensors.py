@@ -79,7 +79,7 @@ def create() -> None:
             code += f"\n{s['ten_target']} = {s['ten_target']}.to({s['ten_device']!r})"
         s[f"ten_{s['ten_target']}"], s["ten_code"], s["ten_err"] = t, code, None
     except (ValueError, RuntimeError) as exc:
-        s["ten_err"] = str(exc)
+        s["ten_err"] = exc  # the exception: shown in the page's language, also after a language switch
 
 
 st.title(tr("tensors.title"))

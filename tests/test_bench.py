@@ -14,7 +14,7 @@ from bench import common as C
 from bench import training as BT
 from core.ml.data import load_bundled, load_torchvision
 from core.ml.zoo import preset_spec
-from core.settings import Settings
+from core.settings import load_settings
 
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?(e[+-]\d+)?[×%]?$")
 
@@ -185,8 +185,9 @@ def test_mnist_raw_files_hold_the_bundled_digits_for_both_readers(tmp_path):
     np.testing.assert_array_equal(ds.data.numpy()[:8_000], everything)
     np.testing.assert_array_equal(ds.data.numpy()[8_000:], everything[:1_000])  # repeated to the size asked
     np.testing.assert_array_equal(ds.targets.numpy()[:8_000], labels)
-    lab = load_torchvision("mnist", Settings(home=tmp_path, data_root=tmp_path, allow_download=False,
-                                             download_timeout=1.0))
+    settings = load_settings({"PYTORCH_LAB_HOME": str(tmp_path), "PYTORCH_LAB_DATA_ROOT": str(tmp_path),
+                              "PYTORCH_LAB_DOWNLOAD": "0"})
+    lab = load_torchvision("mnist", settings)
     assert len(lab.train_images) == 9_000 and len(lab.test_images) == 50
     np.testing.assert_array_equal(lab.train_images.numpy(), ds.data.numpy())
 
@@ -198,7 +199,6 @@ def test_trimmed_step_bookkeeping_reports_the_batch_it_trained_on(accum_steps):
     import torch
     import torch.nn.functional as F
 
-    from core.lessons.stepmode import next_batch
     from core.training.config import TrainConfig
     from core.training.trainer import Trainer
 
@@ -207,7 +207,7 @@ def test_trimmed_step_bookkeeping_reports_the_batch_it_trained_on(accum_steps):
     trainer = Trainer(TrainConfig(model_spec=spec, augment=False, limit_train=200, limit_test=50, batch_size=60,
                                   accum_steps=accum_steps, epochs=1, device="cpu"))
     for _ in range(2):
-        x, y = next_batch(trainer)
+        x, y = trainer.next_batch()
         with torch.no_grad():
             out = trainer.core(x)
         record = trainer.step()

@@ -30,7 +30,8 @@ import torch
 from plotly.subplots import make_subplots
 from torch import nn
 
-from core.lessons.tensors import parse_values
+from core.errors import Code, LabError, Term, exception_text
+from core.lessons.tensors import finite_number, parse_values
 from core.safe.allowlist import DTYPES, Limits
 from core.safe.expr import evaluate
 from core.safe.pycode import imports_line, to_torch_code
@@ -58,34 +59,28 @@ def _op_label(class_name: str) -> str:
 
 
 def _finite(value: object, what: str) -> float:
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"{what} must be a number")
-    try:
-        number = float(value)
-    except Exception:
-        raise ValueError(f"{what} must be a number, not {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{what} must be a finite number, not {number}")
-    return number
+    """A finite float; ``what`` is the parameter's name (shown as code when refused)."""
+    return finite_number(value, Code(what))
 
 
 def _count(value: object, what: str, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (
         isinstance(value, float) and not value.is_integer()
     ):
-        raise ValueError(f"{what} must be a whole number")
+        raise LabError("autograd.not_whole", what=Code(what))
     value = int(value)
     if not lo <= value <= hi:
-        raise ValueError(f"{what} must be between {lo} and {hi:,}, got {value:,}")
+        raise LabError("autograd.between", what=Code(what), lo=lo, hi=hi, value=value)
     return value
 
 
 def _range(lo: object, hi: object) -> tuple[float, float]:
-    a, b = _finite(lo, "the lower end of the range"), _finite(hi, "the upper end of the range")
+    a = finite_number(lo, Term("autograd.range_lo"))
+    b = finite_number(hi, Term("autograd.range_hi"))
     if not a < b:
-        raise ValueError(f"the range needs lo < hi, got lo={a:g}, hi={b:g}")
+        raise LabError("autograd.range_order", lo=a, hi=b)
     if b - a > 1e12:
-        raise ValueError("the range is too wide (more than 1e12)")
+        raise LabError("autograd.range_wide")
     return a, b
 
 
@@ -93,19 +88,12 @@ def _float_dtype(dtype: object) -> torch.dtype:
     if isinstance(dtype, str):
         dtype = DTYPES.get(dtype.strip().removeprefix("torch."))
     if dtype not in (torch.float32, torch.float64):
-        raise ValueError("dtype must be float32 or float64")
-    return dtype  # type: ignore[return-value]
-
-
-def _message(exc: BaseException) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    return text or type(exc).__name__
+        raise LabError("autograd.dtype")
+    return dtype
 
 
 def _eval(expr_text: str, variables: Mapping[str, object]) -> object:
-    if not isinstance(expr_text, str):
-        raise ValueError("the expression must be text")
-    return evaluate(expr_text, variables, LIMITS)  # ExprError is a ValueError
+    return evaluate(expr_text, variables, LIMITS)  # refuses anything but text: ExprError, a ValueError
 
 
 def _as_float_tensor(value: object, like: torch.Tensor, what: str = "f") -> torch.Tensor:
@@ -115,9 +103,9 @@ def _as_float_tensor(value: object, like: torch.Tensor, what: str = "f") -> torc
         # makes it; full_like would raise "cannot be converted to type float without overflow".
         return torch.tensor(float(value), dtype=torch.float64).to(like.dtype).expand_as(like.detach()).clone()
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{what} must give a tensor or a number, not {type(value).__name__}")
+        raise LabError("autograd.result_type", what=Code(what), type=Code(type(value).__name__))
     if value.is_complex():
-        raise ValueError(f"{what} must give real numbers, not complex ones")
+        raise LabError("autograd.complex", what=Code(what))
     if not value.is_floating_point():
         value = value.to(like.dtype)  # e.g. a comparison: constant pieces, derivative 0
     return value
@@ -130,8 +118,18 @@ def _grad(output: torch.Tensor, inputs: torch.Tensor, create_graph: bool = False
     try:
         (g,) = torch.autograd.grad(output, inputs, create_graph=create_graph, allow_unused=True)
     except RuntimeError as exc:
-        raise ValueError(f"autograd could not differentiate this: {_message(exc)}") from exc
+        raise LabError("autograd.grad_failed", torch=Code(exception_text(exc))) from exc
     return torch.zeros_like(inputs.detach()) if g is None else g
+
+
+def _leaf_grad(x: torch.Tensor) -> torch.Tensor:
+    """``x.grad`` after a backward through ``x`` (the demos only call it then)."""
+    assert x.grad is not None, "backward did not reach x"
+    return x.grad
+
+
+def _grad_value(x: torch.Tensor) -> float:
+    return float(_leaf_grad(x))
 
 
 def _number(t: torch.Tensor) -> float:
@@ -170,7 +168,7 @@ def derivatives(
 
     Returns ``{"expr", "x0", "value", "d1", "d2", "x", "f", "df", "d2f", "dtype", "code"}``;
     value/d1/d2 are floats (possibly nan/inf); x/f/df/d2f are lists of floats with None where
-    a value is not finite. Raises ValueError (ExprError) for bad input or expressions.
+    a value is not finite. Raises a LabError (ExprError for the expression) for bad input.
     """
     x0 = _finite(x0, "x0")
     lo, hi = _range(lo, hi)
@@ -180,7 +178,7 @@ def derivatives(
     x = torch.tensor(x0, dtype=dt, requires_grad=True)
     y = _as_float_tensor(_eval(expr_text, {"x": x}), x)
     if y.numel() != 1:
-        raise ValueError(f"f(x) must give one number for one x, but gave shape {tuple(y.shape)}")
+        raise LabError("autograd.not_scalar_at", shape=Code(str(tuple(y.shape))))
     y = y.reshape(())
     d1 = _grad(y, x, create_graph=True)
     d2 = _grad(d1, x)
@@ -188,10 +186,7 @@ def derivatives(
     xs = torch.linspace(lo, hi, points, dtype=dt).requires_grad_(True)
     ys = _as_float_tensor(_eval(expr_text, {"x": xs}), xs)
     if tuple(ys.shape) != tuple(xs.shape):
-        raise ValueError(
-            f"f must work elementwise (one output per x): for x of shape ({points},) it gave shape "
-            f"{tuple(ys.shape)}"
-        )
+        raise LabError("autograd.not_elementwise_shape", points=points, shape=Code(str(tuple(ys.shape))))
     _check_elementwise(expr_text, xs, ys)
     dys = _grad(ys.sum(), xs, create_graph=True)
     d2ys = _grad(dys.sum(), xs)
@@ -222,10 +217,7 @@ def _check_elementwise(expr_text: str, xs: torch.Tensor, ys: torch.Tensor) -> No
         part_t = _as_float_tensor(part, base[:k])
         flip_t = _as_float_tensor(flipped, base)
     if not (_close(part_t, ys[:k]) and _close(flip_t.flip(0) if flip_t.dim() else flip_t, ys)):
-        raise ValueError(
-            "f must work elementwise: each output may depend only on its own x (no sums, means, "
-            "cumsum, flips or random numbers across the points)"
-        )
+        raise LabError("autograd.not_elementwise")
 
 
 def derivative_figure(result: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> go.Figure:
@@ -268,9 +260,9 @@ def _w_values(w_values: object) -> list[float]:
     if isinstance(w_values, (int, float)) and not isinstance(w_values, bool):
         w_values = [w_values]
     if not isinstance(w_values, (list, tuple)):
-        raise ValueError("w must be a list of numbers such as [3.14, 1.0]")
+        raise LabError("autograd.w_list")
     if not 1 <= len(w_values) <= MAX_VARIABLES:
-        raise ValueError(f"w must have between 1 and {MAX_VARIABLES} values, got {len(w_values)}")
+        raise LabError("autograd.w_count", max=MAX_VARIABLES, n=len(w_values))
     return [_finite(v, f"w{i}") for i, v in enumerate(w_values)]
 
 
@@ -307,13 +299,14 @@ def _value_and_grad(expr_text: str, values: list[float], dt: torch.dtype) -> tup
     w = torch.tensor(values, dtype=dt, requires_grad=True)
     y = _as_float_tensor(_eval(expr_text, _w_variables(w)), w[0], "g")
     if y.numel() != 1:
-        raise ValueError(f"g(w) must give one number, but gave shape {tuple(y.shape)}")
+        raise LabError("autograd.g_not_scalar", shape=Code(str(tuple(y.shape))))
     y = y.reshape(())
     g = _grad(y, w)
     return _number(y), [float(v) for v in g.detach().tolist()]
 
 
-def _grid_eval(expr_text: str, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+def _grid_eval(expr_text: str, a: torch.Tensor,
+               b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """g, dg/dw0, dg/dw1 on the grid a x b (rows follow b). Vectorized when g is elementwise."""
     B, A = torch.meshgrid(b, a, indexing="ij")
     W0 = A.clone().requires_grad_(True)
@@ -327,12 +320,10 @@ def _grid_eval(expr_text: str, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.
                 part = _as_float_tensor(_eval(expr_text, {"w": torch.stack([s0, s1]), "w0": s0, "w1": s1}), s0)
             if _close(part, z[:k]):
                 total = z.sum()
+                grads: tuple[torch.Tensor | None, ...] = (None, None)
                 if total.requires_grad:
-                    g0, g1 = torch.autograd.grad(total, (W0, W1), allow_unused=True)
-                else:
-                    g0 = g1 = None
-                g0 = torch.zeros_like(A) if g0 is None else g0
-                g1 = torch.zeros_like(A) if g1 is None else g1
+                    grads = torch.autograd.grad(total, (W0, W1), allow_unused=True)
+                g0, g1 = (torch.zeros_like(A) if g is None else g for g in grads)
                 return z.detach(), g0.detach(), g1.detach(), True
     except (ValueError, RuntimeError):
         pass  # e.g. w @ w or w.sum(): fall back to one point at a time
@@ -343,10 +334,8 @@ def _grid_eval(expr_text: str, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.
     start = time.monotonic()
     for i in range(n_b):
         if time.monotonic() - start > GRID_SECONDS:
-            raise ValueError(
-                f"evaluating g point by point took longer than {GRID_SECONDS:g} s; write it elementwise "
-                "with w0 and w1 (e.g. w0**2 + w1**2 instead of w @ w) so the grid is computed in one pass"
-            )
+            raise LabError("autograd.grid_slow", seconds=GRID_SECONDS, example=Code("w0**2 + w1**2"),
+                           instead=Code("w @ w"))
         for j in range(n_a):
             value, grad = _value_and_grad(expr_text, [float(a[j]), float(b[i])], a.dtype)
             z[i, j] = value
@@ -370,10 +359,10 @@ def contour_data(
     """
     values = _w_values(center)
     if len(values) != 2:
-        raise ValueError(f"the contour plot needs exactly 2 variables (w0, w1), got {len(values)}")
+        raise LabError("autograd.contour_vars", n=len(values))
     span = _finite(span, "span")
     if not 0 < span <= 1e6:
-        raise ValueError("span must be greater than 0 and at most 1e6")
+        raise LabError("autograd.span")
     points = _count(points, "points", 5, 201)
     arrows = _count(arrows, "arrows", 2, 31)
     at = gradient(expr_text, values)  # validates the expression on one point first
@@ -477,20 +466,20 @@ def demo_accumulation(expr_text: str = "x**2 + 2*x + 2", x0: float = 2.0) -> dic
     def forward() -> torch.Tensor:
         y = _as_float_tensor(_eval(expr_text, {"x": x}), x)
         if y.numel() != 1:
-            raise ValueError(f"f(x) must give one number, but gave shape {tuple(y.shape)}")
+            raise LabError("autograd.f_not_scalar", shape=Code(str(tuple(y.shape))))
         if not y.requires_grad:
-            raise ValueError("f does not depend on x, so there is no gradient to accumulate")
+            raise LabError("autograd.no_gradient")
         return y.reshape(())
 
     y = forward()
     y.backward()
-    first = float(x.grad)
+    first = _grad_value(x)
     forward().backward()
-    second = float(x.grad)
-    x.grad.zero_()
-    after_zero = float(x.grad)
+    second = _grad_value(x)
+    _leaf_grad(x).zero_()
+    after_zero = _grad_value(x)
     forward().backward()
-    after = float(x.grad)
+    after = _grad_value(x)
     source, imports = to_torch_code(expr_text, ["x"])
     code = (
         f"{imports_line(imports)}\n"
@@ -558,14 +547,14 @@ def demo_anomaly(expr_text: str = "sqrt(x) * 0", x0: float = 0.0) -> dict[str, A
     def forward(x: torch.Tensor) -> torch.Tensor:
         y = _as_float_tensor(_eval(expr_text, {"x": x}), x)
         if not y.requires_grad:
-            raise ValueError("f does not depend on x, so backward has nothing to do")
+            raise LabError("autograd.no_backward")
         return y if y.numel() == 1 else y.sum()
 
     x = torch.tensor(x0, requires_grad=True)
     y = forward(x)
     value = _number(y)
     y.backward()
-    grad_plain = float(x.grad)
+    grad_plain = _grad_value(x)
 
     error = op = first_line = None
     x = torch.tensor(x0, requires_grad=True)
@@ -575,7 +564,7 @@ def demo_anomaly(expr_text: str = "sqrt(x) * 0", x0: float = 0.0) -> dict[str, A
             with torch.autograd.detect_anomaly(check_nan=True):
                 forward(x).backward()
         except RuntimeError as exc:
-            error = _message(exc)
+            error = exception_text(exc, limit=10_000)
     match = re.search(r"Function '([A-Za-z0-9_]+)' returned nan", error or "")
     if match:
         op = match.group(1)
@@ -723,7 +712,7 @@ def run_example(example_id: str) -> dict[str, Any]:
     :func:`demo_anomaly` (A6) and :func:`activations` (A7).
     """
     if example_id not in EXAMPLES:
-        raise ValueError(f"unknown example {example_id!r}; choose one of {', '.join(EXAMPLES)}")
+        raise LabError("autograd.example_unknown", example=Code(repr(example_id)), choices=Code(", ".join(EXAMPLES)))
     ex = EXAMPLES[example_id]
     if example_id in ("A1", "A2"):
         result = derivatives(ex["expr"], ex["point"], ex["point"] - 3, ex["point"] + 3)

@@ -8,8 +8,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.errors import Code, LabError
 from core.ml.modules import build_model, check_batch, infer_shapes
-from core.ml.spec import LAYER_ARGS, Layer, ModelSpec, SequentialLayer
+from core.ml.spec import LAYER_ARGS, Layer, ModelSpec, SequentialLayer, check_input_shape
 
 # Arguments a newly added layer starts with (the editor then fixes sizes to fit).
 NEW_LAYER_ARGS: dict[str, dict] = {
@@ -45,11 +46,20 @@ def fitted_args(kind: str, input_shape: tuple[int, ...] | None) -> dict:
     return args
 
 
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """The Builder's input shape as typed: '1, 28, 28' (or '1x28x28') -> (1, 28, 28), under the
+    spec's one input-shape rule (``check_input_shape``: how many sizes, and how large)."""
+    parts = [p.strip() for p in text.replace("×", ",").replace("x", ",").split(",") if p.strip()]
+    if not parts or not all(p.isdecimal() and len(p) <= 5 for p in parts):
+        raise LabError("builder.input_shape", text=Code(text[:40]))
+    return check_input_shape([int(p) for p in parts])
+
+
 def add_layer(spec: ModelSpec, kind: str, position: int | None = None) -> ModelSpec:
     """A new spec with a new layer inserted (at the end by default), sized to fit (``SpecError``
     if the spec would break a rule, e.g. its layer count)."""
     if kind not in EDITABLE_TYPES:
-        raise ValueError(f"unknown layer type {kind!r}")
+        raise LabError("builder.layer_type", kind=Code(repr(kind)))
     layers: list[Layer | dict] = list(spec.layers)
     position = len(layers) if position is None else max(0, min(position, len(layers)))
     shape: tuple[int, ...] | None = (2, *spec.input_shape)
@@ -64,7 +74,7 @@ def add_layer(spec: ModelSpec, kind: str, position: int | None = None) -> ModelS
 
 def remove_layer(spec: ModelSpec, index: int) -> ModelSpec:
     if not 0 <= index < len(spec.layers):
-        raise ValueError(f"there is no layer {index}")
+        raise LabError("builder.no_layer", index=index)
     return spec.edit(layers=spec.layers[:index] + spec.layers[index + 1:])
 
 
@@ -82,7 +92,7 @@ def summary(spec: ModelSpec, depth: int = 3, batch: int = 1) -> tuple[pd.DataFra
     from torchinfo import summary as torchinfo_summary
 
     if not 1 <= depth <= 8:
-        raise ValueError("depth must be between 1 and 8")
+        raise LabError("builder.depth")
     model = build_model(spec)
     stats = torchinfo_summary(model, input_size=(batch, *spec.input_shape), depth=depth, verbose=0,
                               col_names=("output_size", "num_params", "mult_adds", "trainable"),
@@ -136,7 +146,7 @@ def parameters_table(model: nn.Module) -> pd.DataFrame:
 def forward_demo(spec: ModelSpec, batch: int = 64, seed: int = 0) -> dict:
     """A forward pass on a random batch: input and output shapes, output statistics."""
     if not 1 <= batch <= 1024:
-        raise ValueError("batch must be between 1 and 1024")
+        raise LabError("builder.batch")
     check_batch(spec, batch)  # activations of the whole batch, counted before allocating them
     model = build_model(spec, seed=seed).eval()
     x = torch.randn(batch, *spec.input_shape, generator=torch.Generator().manual_seed(seed))

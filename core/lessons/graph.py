@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from core.errors import Code, LabError, exception_text
 from core.lessons.autograd import (
     DOT_MAX_NODES,
     MAX_GRAPH_NODES,
@@ -17,7 +18,6 @@ from core.lessons.autograd import (
     SMALL_GRAD,
     _count,
     _eval,
-    _message,
     _op_label,
 )
 from core.lessons.tensors import describe, parse_values
@@ -42,7 +42,7 @@ def _name_lookup(names: Mapping[Any, Any] | None) -> dict[int, tuple[torch.Tenso
         elif isinstance(key, torch.Tensor):
             table[id(key)] = (key, _clean_name(value))
         else:
-            raise ValueError("names must map names to tensors (or tensors to names)")
+            raise LabError("autograd.names_mapping")
     return table
 
 
@@ -89,7 +89,7 @@ def graph_from_tensor(
     (leaf -> op -> output). At most *max_nodes* nodes; then ``truncated`` is True.
     """
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"expected a tensor, got {type(t).__name__}")
+        raise LabError("tensors.not_tensor", type=Code(type(t).__name__))
     max_nodes = _count(max_nodes, "max_nodes", 1, 1_000_000)
     table = _name_lookup(names)
     grad_table: dict[int, tuple[object, object]] = {}
@@ -115,7 +115,7 @@ def graph_from_tensor(
 
     def new_node(kind: str, label: str, **extra: Any) -> str:
         node_id = f"n{len(nodes)}"
-        node = {"id": node_id, "kind": kind, "label": label, "detail": "", "name": None, "shape": None,
+        node: dict[str, Any] = {"id": node_id, "kind": kind, "label": label, "detail": "", "name": None, "shape": None,
                 "grad_fn": None, "grad": None, "grad_norm": None, "saved": {}, "saved_freed": False,
                 "is_output": False}
         node.update(extra)
@@ -159,6 +159,8 @@ def graph_from_tensor(
         return nid, True
 
     root_id, _ = node_for(t.grad_fn)
+    if root_id is None:  # max_nodes leaves room for the output node alone
+        return {"nodes": nodes, "edges": edges, "output": output_id, "truncated": True}
     edges.append({"source": root_id, "target": output_id, "kind": "data"})
     queue: deque[tuple[object, str]] = deque([(t.grad_fn, root_id)])
     while queue:
@@ -168,13 +170,13 @@ def graph_from_tensor(
         for next_fn, _index in getattr(fn, "next_functions", ()):
             if next_fn is None:
                 continue
-            nid, expand = node_for(next_fn)
-            if nid is None:
+            child, expand = node_for(next_fn)
+            if child is None:
                 truncated = True
                 continue
-            edges.append({"source": nid, "target": fn_id, "kind": "data"})
+            edges.append({"source": child, "target": fn_id, "kind": "data"})
             if expand:
-                queue.append((next_fn, nid))
+                queue.append((next_fn, child))
     return {"nodes": nodes, "edges": edges, "output": output_id, "truncated": truncated}
 
 
@@ -257,7 +259,7 @@ def graph_to_dot(graph: Mapping[str, Any], max_nodes: int = DOT_MAX_NODES, rankd
     HTML). At most *max_nodes* nodes are drawn, then one "… N more" node stands for the rest.
     """
     if rankdir not in ("TB", "BT", "LR", "RL"):
-        raise ValueError("rankdir must be TB, BT, LR or RL")
+        raise LabError("autograd.rankdir")
     max_nodes = _count(max_nodes, "max_nodes", 1, 5000)
     nodes = list(graph.get("nodes", ()))
     # The output and (up to 20) leaves are always drawn; the rest in breadth-first order.
@@ -330,9 +332,9 @@ def _leaf_from(name: str, spec: object) -> tuple[torch.Tensor, object]:
         else:
             leaf = torch.tensor(values, dtype=torch.float32)
     except Exception as exc:
-        raise ValueError(f"variable '{name}': {_message(exc)}") from exc
+        raise LabError("autograd.variable_failed", name=Code(name), torch=Code(exception_text(exc))) from exc
     if leaf.numel() > MAX_VARIABLE_ELEMENTS:
-        raise ValueError(f"variable '{name}' has {leaf.numel():,} elements (max {MAX_VARIABLE_ELEMENTS:,})")
+        raise LabError("autograd.variable_too_large", name=Code(name), n=leaf.numel(), max=MAX_VARIABLE_ELEMENTS)
     return leaf.requires_grad_(bool(requires_grad)), values
 
 
@@ -353,21 +355,21 @@ def trace_expression(
     nothing requires grad), "code"}``.
     """
     if not isinstance(variables, Mapping):
-        raise ValueError("variables must map names to (values, requires_grad)")
+        raise LabError("autograd.variables_mapping")
     if not 1 <= len(variables) <= MAX_VARIABLES:
-        raise ValueError(f"give between 1 and {MAX_VARIABLES} variables, got {len(variables)}")
+        raise LabError("autograd.variables_count", max=MAX_VARIABLES, n=len(variables))
     leaves: dict[str, torch.Tensor] = {}
     for name, spec in variables.items():
         if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise ValueError(f"variable name {name!r} must be a letter followed by letters, digits or _ (max 31)")
+            raise LabError("autograd.variable_name", name=Code(repr(name)))
         if name in ALLOWED_FUNCTIONS or name in CONSTANTS or name in DTYPES:
-            raise ValueError(f"variable name {name!r} is already a function or constant name")
+            raise LabError("autograd.variable_taken", name=Code(repr(name)))
         leaves[name], _ = _leaf_from(name, spec)
     result = _eval(expr_text, leaves)
     if isinstance(result, (bool, int, float)):
         result = torch.tensor(float(result))
     if not isinstance(result, torch.Tensor):
-        raise ValueError(f"the expression must give a tensor, not {type(result).__name__}")
+        raise LabError("autograd.result_not_tensor", type=Code(type(result).__name__))
     backward = None
     if result.requires_grad:
         target = result if result.numel() == 1 else result.sum()
@@ -375,7 +377,7 @@ def trace_expression(
         try:
             target.backward(retain_graph=True)
         except RuntimeError as exc:
-            raise ValueError(f"backward failed: {_message(exc)}") from exc
+            raise LabError("autograd.backward_failed", torch=Code(exception_text(exc))) from exc
     graph = graph_from_tensor(result, names={**leaves, "y": result}, show_saved=show_saved)
     grads = {name: (leaf.grad.detach().clone() if leaf.grad is not None else None) for name, leaf in leaves.items()}
 

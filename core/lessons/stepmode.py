@@ -6,20 +6,27 @@ per-layer gradient norms and weight-update sizes, and how the predictions change
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import NotRequired, TypedDict
 
 import pandas as pd
 import torch
 
+from core.errors import LabError
+from core.training.events import StepEvent
 from core.training.trainer import Trainer
 
 
-def next_batch(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (un-augmented) samples the trainer's next step will use."""
-    order = trainer._epoch_order()
-    last = min(trainer.batch + trainer.config.accum_steps, trainer.batches_per_epoch)
-    idx = torch.cat([order[b * trainer.micro_batch:(b + 1) * trainer.micro_batch]
-                     for b in range(trainer.batch, last)])
-    return trainer.data.train_x[idx], trainer.data.train_y[idx]
+class TeachingStep(TypedDict):
+    """What ``teaching_step`` reports about the step it did."""
+
+    record: StepEvent           # the trainer's own record of the step
+    loss_before: float          # loss on the step's batch before the step (eval mode)
+    loss_after: float           # ... and after it
+    layers: pd.DataFrame        # per layer: grad norm, update norm, update / weight
+    x: torch.Tensor             # the first ``show`` inputs of the batch (CPU)
+    y: torch.Tensor             # ... and their labels
+    batch_size: int             # samples in the step
+    predictions: NotRequired[pd.DataFrame]  # classification: label, prediction and p(label) before/after
 
 
 @torch.no_grad()
@@ -28,7 +35,7 @@ def _look(trainer: Trainer, x: torch.Tensor, y: torch.Tensor) -> tuple[float, to
     was_training = model.training
     model.eval()
     out = model(x).float()
-    loss = float(trainer.loss_fn(out, trainer._targets(y)))
+    loss = float(trainer.loss_fn(out, trainer.targets(y)))
     model.train(was_training)
     return loss, out
 
@@ -37,17 +44,22 @@ def _layer(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
-def teaching_step(trainer: Trainer, show: int = 8) -> dict:
-    """Do one step and report what it did. Losses before/after are on the same batch, in eval mode."""
+def teaching_step(trainer: Trainer, show: int = 8) -> TeachingStep:
+    """Do one step and report what it did. Losses before/after are on the same batch, in eval mode.
+
+    The batch is ``trainer.next_batch()``: the samples the step takes (before augmentation).
+    """
     if trainer.finished:
-        raise ValueError("this trainer has finished all its epochs: reset the step mode to start again")
-    x, y = next_batch(trainer)
+        raise LabError("stepmode.finished")
+    x, y = trainer.next_batch()
     model = trainer.core
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loss_before, out_before = _look(trainer, x, y)
     record = trainer.step()
     loss_after, out_after = _look(trainer, x, y)
-    grads, updates, weights = defaultdict(float), defaultdict(float), defaultdict(float)
+    grads: defaultdict[str, float] = defaultdict(float)
+    updates: defaultdict[str, float] = defaultdict(float)
+    weights: defaultdict[str, float] = defaultdict(float)
     for name, p in model.named_parameters():
         layer = _layer(name)
         if p.grad is not None:
@@ -57,8 +69,8 @@ def teaching_step(trainer: Trainer, show: int = 8) -> dict:
     layers = pd.DataFrame([{"layer": k, "grad norm": grads[k] ** 0.5, "update norm": updates[k] ** 0.5,
                             "update / weight": (updates[k] / weights[k]) ** 0.5 if weights[k] else 0.0}
                            for k in updates])
-    result = {"record": record, "loss_before": loss_before, "loss_after": loss_after, "layers": layers,
-              "x": x[:show].cpu(), "y": y[:show].cpu(), "batch_size": len(x)}
+    result = TeachingStep(record=record, loss_before=loss_before, loss_after=loss_after, layers=layers,
+                          x=x[:show].cpu(), y=y[:show].cpu(), batch_size=len(x))
     if trainer.task == "classification":
         pb, pa = torch.softmax(out_before[:show], 1).cpu(), torch.softmax(out_after[:show], 1).cpu()
         yy = y[:show].cpu()

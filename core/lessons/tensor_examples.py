@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.lessons.tensors import _dtype_name, _shape, _torch_message, broadcast_explain
+from core.errors import Code, LabError, exception_text
+from core.lessons.tensors import _dtype_name, _shape, broadcast_explain
 
 # --------------------------------------------------------------------------- examples
 EXAMPLES: dict[str, dict[str, str]] = {
@@ -119,7 +120,7 @@ def _error_of(fn) -> str:
     try:
         fn()
     except Exception as exc:  # noqa: BLE001 - torch's message is the lesson
-        return _torch_message(exc)
+        return exception_text(exc, limit=10_000)
     raise AssertionError("expected torch to raise")  # pragma: no cover
 
 
@@ -276,6 +277,6 @@ def run_example(example_id: str) -> dict[str, Any]:
     ``values`` holds the key facts (e.g. ``values["mean"] == 3.85`` for T1).
     """
     if example_id not in _RUNNERS:
-        raise ValueError(f"unknown example {example_id!r}; choose one of {', '.join(_RUNNERS)}")
+        raise LabError("tensors.example_unknown", example=Code(repr(example_id)), choices=Code(", ".join(_RUNNERS)))
     out = _RUNNERS[example_id]()
     return {"id": example_id, **EXAMPLES[example_id], **out}

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import math
 import operator
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import torch
 
-from core.safe.allowlist import DTYPES, ExprError, Limits
+from core.errors import Code, LabError, Term, exception_text
+from core.safe.allowlist import DTYPES, ExprError, Limits, broadcast_shape, matmul_shape
 from core.safe.expr import evaluate
 
 MAX_ELEMENTS = 1_000_000
@@ -45,9 +45,14 @@ KINDS: tuple[str, ...] = ("tensor", "zeros", "ones", "rand", "randn", "arange", 
 
 
 # --------------------------------------------------------------------------- helpers
-def _torch_message(exc: BaseException) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    return text or type(exc).__name__
+# What a refusal calls a value: a parameter's name shown as code, a catalogue word (term.*), or a
+# phrase with a parameter (a LabError renders inside another error's text in the same language).
+What = Code | Term | LabError
+
+
+def torch_error(exc: BaseException) -> LabError:
+    """torch's own refusal (a shape error in an op, a bad dim) as a coded error carrying its text."""
+    return LabError("tensors.torch", torch=Code(exception_text(exc)))
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -75,50 +80,51 @@ def _resolve_dtype(dtype: object, default: torch.dtype | None = None) -> torch.d
         return default
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
-            raise ValueError(f"dtype {dtype} is not supported here")
+            raise LabError("tensors.dtype_unsupported", dtype=Code(str(dtype)))
         return dtype
     if isinstance(dtype, str):
         name = dtype.strip().removeprefix("torch.")
         if name in DTYPES:
             return DTYPES[name]
-    raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
+    raise LabError("tensors.dtype_unknown", dtype=Code(repr(dtype)), choices=Code(", ".join(DTYPE_NAMES)))
 
 
-def _int(value: object, what: str, lo: int | None = None, hi: int | None = None) -> int:
+def _int(value: object, what: What, lo: int | None = None, hi: int | None = None) -> int:
     if isinstance(value, bool):
-        raise ValueError(f"{what} must be a whole number, not {value!r}")
+        raise LabError("tensors.not_whole", what=what, value=Code(repr(value)))
     if isinstance(value, float):
         if not value.is_integer():
-            raise ValueError(f"{what} must be a whole number, not {value!r}")
+            raise LabError("tensors.not_whole", what=what, value=Code(repr(value)))
         value = int(value)
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_floating_point():
         value = int(value.item())
     if not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{what} must be a whole number, not {value!r}")
+        raise LabError("tensors.not_whole", what=what, value=Code(repr(value)))
     value = int(value)
     if lo is not None and value < lo:
-        raise ValueError(f"{what} must be at least {lo}, got {value}")
+        raise LabError("tensors.too_small", what=what, lo=lo, value=value)
     if hi is not None and value > hi:
-        raise ValueError(f"{what} must be at most {hi:,}, got {value:,}")
+        raise LabError("tensors.too_big", what=what, hi=hi, value=value)
     return value
 
 
-def _float(value: object, what: str) -> float:
+def finite_number(value: Any, what: What) -> float:
+    """``value`` (a number or a one-element tensor) as a finite float; ``what`` names it when refused."""
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"{what} must be a number")
+        raise LabError("tensors.not_number", what=what)
     try:
         number = float(value)  # numbers and one-element tensors
-    except Exception:
-        raise ValueError(f"{what} must be a number, not {value!r}") from None
+    except Exception:  # noqa: BLE001 - whatever float() refuses (TypeError, ValueError, torch's RuntimeError)
+        raise LabError("tensors.not_number_value", what=what, value=Code(repr(value))) from None
     if not math.isfinite(number):
-        raise ValueError(f"{what} must be a finite number, not {number}")
+        raise LabError("tensors.not_finite", what=what, value=number)
     return number
 
 
 def _check_numel(shape: Sequence[int], cap: int = MAX_ELEMENTS) -> int:
     n = math.prod(shape)
     if n > cap:
-        raise ValueError(f"a tensor of shape {_shape_text(shape)} has {n:,} elements; the limit is {cap:,}")
+        raise LabError("tensors.too_many_elements", shape=Code(_shape_text(shape)), n=n, max=cap)
     return n
 
 
@@ -135,18 +141,18 @@ def parse_shape(shape: object, *, max_dim_size: int = MAX_DIM_SIZE, allow_empty:
             try:
                 value = evaluate(text, {}, SHAPE_LIMITS)
             except ExprError as exc:
-                raise ValueError(f"could not read the shape {shape!r}: {exc}") from None
+                raise LabError("tensors.shape_unreadable", text=Code(repr(shape)), reason=exc) from None
     else:
         value = shape
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, (list, tuple, torch.Size)):
-        raise ValueError(f"a shape is a list of whole numbers such as (3, 2), not {shape!r}")
+        raise LabError("tensors.shape_invalid", value=Code(repr(shape)))
     if len(value) > MAX_DIMS:
-        raise ValueError(f"at most {MAX_DIMS} dimensions are allowed, got {len(value)}")
-    dims = tuple(_int(v, "every size in a shape", 0, max_dim_size) for v in value)
+        raise LabError("tensors.too_many_dims", max=MAX_DIMS, n=len(value))
+    dims = tuple(_int(v, Term("tensors.shape_size"), 0, max_dim_size) for v in value)
     if not dims and not allow_empty:
-        raise ValueError("the shape needs at least one dimension")
+        raise LabError("tensors.shape_empty")
     return dims
 
 
@@ -162,7 +168,7 @@ def _plain_values(value: object, depth: int = 0) -> object:
         return value.item()
     if isinstance(value, (list, tuple)) and depth < MAX_DIMS:
         return [_plain_values(v, depth + 1) for v in value]
-    raise ValueError("values must be a number or a (nested) list of numbers, e.g. [[1, 2], [3, 4]]")
+    raise LabError("tensors.values_not_numbers")
 
 
 def parse_values(text: str) -> object:
@@ -172,11 +178,11 @@ def parse_values(text: str) -> object:
     nested lists of numbers is refused with a ValueError.
     """
     if not isinstance(text, str):
-        raise ValueError("values must be typed as text such as [[1, 2], [3, 4]]")
+        raise LabError("tensors.values_not_text")
     try:
         value = evaluate(text, {}, VALUE_LIMITS)
     except ExprError as exc:
-        raise ValueError(f"could not read the values: {exc}") from None
+        raise LabError("tensors.values_unreadable", reason=exc) from None
     return _plain_values(value)
 
 
@@ -226,19 +232,20 @@ def make_tensor(
       ``torch.arange(5)``); ``linspace``: *start*, *end*, *steps*;
       ``eye``: *n* (or ``shape[0]``) and optional *m* (or ``shape[1]``).
 
-    At most MAX_ELEMENTS elements. Raises ValueError with a clear message (or torch's).
+    At most MAX_ELEMENTS elements. Raises a LabError (a ValueError) with a clear message, or
+    carrying torch's own (code ``tensors.torch``).
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise LabError("tensors.kind_unknown", kind=Code(repr(kind)), choices=Code(", ".join(KINDS)))
     torch_dtype = _resolve_dtype(dtype)
     dtype_arg = f", dtype={_code_dtype(torch_dtype)}" if torch_dtype is not None else ""
     if requires_grad and torch_dtype is not None and not (torch_dtype.is_floating_point or torch_dtype.is_complex):
-        raise ValueError("only tensors of a floating-point dtype can require gradients")
+        raise LabError("tensors.grad_needs_float")
     grad_arg = ", requires_grad=True" if requires_grad else ""
     try:
         if kind in ("tensor", "from_numpy"):
             if values_text is None or not str(values_text).strip():
-                raise ValueError("type the values, e.g. [[1, 2], [3, 4]]")
+                raise LabError("tensors.values_missing")
             values = parse_values(values_text)
             if kind == "tensor":
                 t = torch.tensor(values, dtype=torch_dtype)
@@ -247,11 +254,11 @@ def make_tensor(
                 np_dtype = None
                 if torch_dtype is not None:
                     if torch_dtype == torch.bfloat16:
-                        raise ValueError("NumPy has no bfloat16; choose another dtype for from_numpy")
+                        raise LabError("tensors.numpy_bfloat16")
                     np_dtype = torch.empty((), dtype=torch_dtype).numpy().dtype
                 arr = np.array(values, dtype=np_dtype)
                 if arr.dtype == object:
-                    raise ValueError("the rows must all have the same length")
+                    raise LabError("tensors.ragged")
                 t = torch.from_numpy(arr)
                 np_arg = f", dtype=np.{np_dtype}" if np_dtype is not None else ""
                 code = f"n = np.array({_literal(values)}{np_arg})\nt = torch.from_numpy(n)"
@@ -262,14 +269,14 @@ def make_tensor(
             dims = parse_shape(shape)
             _check_numel(dims)
             if kind in ("rand", "randn") and torch_dtype is not None and not torch_dtype.is_floating_point:
-                raise ValueError(f"{kind} needs a floating-point dtype, not {_dtype_name(torch_dtype)}")
+                raise LabError("tensors.random_needs_float", kind=Code(kind), dtype=Code(_dtype_name(torch_dtype)))
             prefix = ""
             if kind in ("zeros", "ones"):
                 t = getattr(torch, kind)(dims, dtype=torch_dtype)
             else:
                 gen = torch.Generator()
                 if seed is not None:
-                    seed = _int(seed, "the seed", 0, 2**63 - 1)
+                    seed = _int(seed, Term("tensors.seed"), 0, 2**63 - 1)
                     gen.manual_seed(seed)
                     prefix = f"torch.manual_seed({seed})\n"
                 else:
@@ -277,23 +284,23 @@ def make_tensor(
                 t = getattr(torch, kind)(dims, dtype=torch_dtype, generator=gen)
             code = f"{prefix}t = torch.{kind}({_args_text(dims)}{dtype_arg}{grad_arg})"
         elif kind == "arange":
-            a = _float(start, "start")
-            b = _float(end, "end") if end is not None else None
-            st = _float(step, "step")
+            a = finite_number(start, Code("start"))
+            b = finite_number(end, Code("end")) if end is not None else None
+            st = finite_number(step, Code("step"))
             if st == 0:
-                raise ValueError("step must not be zero")
+                raise LabError("tensors.step_zero")
             lo, hi = (0.0, a) if b is None else (a, b)
             count = max(math.ceil((hi - lo) / st), 0)
             if count > MAX_ELEMENTS:
-                raise ValueError(f"arange would make {count:,} elements; the limit is {MAX_ELEMENTS:,}")
+                raise LabError("tensors.arange_too_long", n=count, max=MAX_ELEMENTS)
             nums = [_num(v) for v in (lo, hi, st)]
             t = torch.arange(*nums, dtype=torch_dtype)
             shown = nums if st != 1 else nums[:2] if lo != 0 else nums[1:2]
             code = f"t = torch.arange({', '.join(_literal(v) for v in shown)}{dtype_arg}{grad_arg})"
         elif kind == "linspace":
-            a = _float(start, "start")
-            b = _float(end if end is not None else 1.0, "end")
-            k = _int(steps, "steps", 1, MAX_ELEMENTS)
+            a = finite_number(start, Code("start"))
+            b = finite_number(end if end is not None else 1.0, Code("end"))
+            k = _int(steps, Code("steps"), 1, MAX_ELEMENTS)
             t = torch.linspace(_num(a), _num(b), k, dtype=torch_dtype)
             code = f"t = torch.linspace({_literal(_num(a))}, {_literal(_num(b))}, {k}{dtype_arg}{grad_arg})"
         else:  # eye
@@ -301,20 +308,20 @@ def make_tensor(
             rows = n if n is not None else (dims[0] if dims else None)
             cols = m if m is not None else (dims[1] if len(dims) > 1 else None)
             if rows is None:
-                raise ValueError("eye needs the number of rows n")
-            rows = _int(rows, "n", 0, MAX_DIM_SIZE)
-            cols = rows if cols is None else _int(cols, "m", 0, MAX_DIM_SIZE)
+                raise LabError("tensors.eye_rows")
+            rows = _int(rows, Code("n"), 0, MAX_DIM_SIZE)
+            cols = rows if cols is None else _int(cols, Code("m"), 0, MAX_DIM_SIZE)
             _check_numel((rows, cols))
             t = torch.eye(rows, cols, dtype=torch_dtype)
             code = f"t = torch.eye({rows}{'' if cols == rows else f', {cols}'}{dtype_arg}{grad_arg})"
         if requires_grad:
             if not (t.dtype.is_floating_point or t.dtype.is_complex):
-                raise ValueError(f"only tensors of a floating-point dtype can require gradients, not {_dtype_name(t.dtype)}")
+                raise LabError("tensors.grad_needs_float_not", dtype=Code(_dtype_name(t.dtype)))
             t.requires_grad_(True)
-    except ValueError:
+    except LabError:
         raise
-    except Exception as exc:  # torch's own refusals
-        raise ValueError(_torch_message(exc)) from exc
+    except Exception as exc:  # torch's own refusals (its ValueErrors too: a ragged list)
+        raise torch_error(exc) from exc
     return t, code
 
 
@@ -330,7 +337,7 @@ def describe(t: torch.Tensor) -> dict[str, Any]:
     ``bytes`` is ``element_size() * numel()`` (the logical size, not the storage size).
     """
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"expected a tensor, got {type(t).__name__}")
+        raise LabError("tensors.not_tensor", type=Code(type(t).__name__))
     return {
         "shape": _shape(t),
         "ndim": t.dim(),
@@ -361,7 +368,7 @@ def to_frame(
     leading dimension (default all zeros). Large tensors are cut to *max_rows* x *max_cols*.
     """
     if not isinstance(t, torch.Tensor):
-        raise ValueError(f"expected a tensor, got {type(t).__name__}")
+        raise LabError("tensors.not_tensor", type=Code(type(t).__name__))
     t = t.detach().cpu()
     lead = max(t.dim() - 2, 0)
     if slice_index is None:
@@ -369,14 +376,14 @@ def to_frame(
     elif isinstance(slice_index, (int, np.integer)) and not isinstance(slice_index, bool):
         index = (int(slice_index),)
     else:
-        index = tuple(slice_index)
+        index = tuple(cast(Sequence[int], slice_index))
     if len(index) != lead:
-        raise ValueError(f"a tensor with {t.dim()} dimensions needs {lead} slice indices, got {len(index)}")
+        raise LabError("tensors.slice_count", ndim=t.dim(), lead=lead, n=len(index))
     for d, i in enumerate(index):
         size = t.shape[d]
-        i = _int(i, f"slice index {d}")
+        i = _int(i, LabError("tensors.phrase.slice_index", d=d))
         if not -size <= i < size:
-            raise ValueError(f"slice index {i} is out of range for dimension {d} of size {size}")
+            raise LabError("tensors.slice_range", i=i, d=d, size=size)
     if lead:
         t = t[tuple(int(i) for i in index)]
     if t.dtype in (torch.float16, torch.bfloat16):
@@ -420,9 +427,9 @@ def broadcast_explain(shape_a: object, shape_b: object) -> dict[str, Any]:
         result = None
         try:
             _virtual(a) + _virtual(b)  # fails before allocating: torch's usual a + b message
-            error = _torch_message(exc)
+            error = exception_text(exc)
         except Exception as op_exc:  # noqa: BLE001
-            error = _torch_message(op_exc)
+            error = exception_text(op_exc)
     conflicts = [d for d in range(ndim) if aligned_a[d] != aligned_b[d] and 1 not in (aligned_a[d], aligned_b[d])]
     expand_a = [d for d in range(ndim) if aligned_a[d] == 1 and aligned_b[d] != 1 and d not in conflicts]
     expand_b = [d for d in range(ndim) if aligned_b[d] == 1 and aligned_a[d] != 1 and d not in conflicts]
@@ -479,7 +486,7 @@ def _other_operand(other: object) -> tuple[object, str]:
     if isinstance(other, str):
         other = parse_values(other)
     if isinstance(other, bool) or other is None:
-        raise ValueError("the other operand must be a number or a tensor")
+        raise LabError("tensors.other_not_number")
     if isinstance(other, (int, float)):
         if isinstance(other, float) and math.isnan(other):
             return other, "float('nan')"
@@ -489,7 +496,7 @@ def _other_operand(other: object) -> tuple[object, str]:
     if isinstance(other, np.ndarray):
         other = torch.from_numpy(other)
     if not isinstance(other, torch.Tensor):
-        raise ValueError(f"the other operand must be a number or a tensor, not {type(other).__name__}")
+        raise LabError("tensors.other_type", type=Code(type(other).__name__))
     _check_numel(_shape(other))
     if other.numel() <= 24:
         return other, f"torch.tensor({_literal(_values_of(other))})"
@@ -503,27 +510,35 @@ def _dim_param(value: object, what: str = "dim") -> int | tuple[int, ...] | None
         value = _parse_int(value)
     if isinstance(value, (list, tuple)):
         if len(value) > MAX_DIMS:
-            raise ValueError(f"at most {MAX_DIMS} dimensions are allowed")
-        return tuple(_int(v, what, -MAX_DIMS, MAX_DIMS) for v in value)
-    return _int(value, what, -MAX_DIMS, MAX_DIMS)
+            raise LabError("tensors.too_many_dims_max", max=MAX_DIMS)
+        return tuple(_int(v, Code(what), -MAX_DIMS, MAX_DIMS) for v in value)
+    return _int(value, Code(what), -MAX_DIMS, MAX_DIMS)
+
+
+def _one_dim(op: str, value: object, what: str) -> int:
+    """One dimension index for ``op`` (transpose, flatten): not several, not none."""
+    dim = _dim_param(value, what)
+    if dim is None or isinstance(dim, tuple):
+        raise LabError("tensors.one_dim", op=Code(op))
+    return dim
 
 
 def _parse_int(text: str) -> object:
     try:
         return evaluate(text, {}, SHAPE_LIMITS)
     except ExprError as exc:
-        raise ValueError(f"could not read {text!r}: {exc}") from None
+        raise LabError("tensors.unreadable", text=Code(repr(text)), reason=exc) from None
 
 
-def _dims_list(value: object, what: str) -> tuple[int, ...]:
+def _dims_list(value: object, what: What) -> tuple[int, ...]:
     if isinstance(value, str):
         value = _parse_int(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, (list, tuple, torch.Size)):
-        raise ValueError(f"{what} must be a list of whole numbers such as (1, 0, 2)")
+        raise LabError("tensors.dims_invalid", what=what)
     if len(value) > MAX_DIMS:
-        raise ValueError(f"at most {MAX_DIMS} dimensions are allowed")
+        raise LabError("tensors.too_many_dims_max", max=MAX_DIMS)
     return tuple(_int(v, what, -MAX_ELEMENTS, MAX_ELEMENTS) for v in value)
 
 
@@ -541,36 +556,37 @@ def apply_op(x: torch.Tensor, op: str, **params: Any) -> tuple[torch.Tensor, str
     ``unsqueeze`` ``dim``; ``transpose`` ``dim0``/``dim1``; ``permute`` ``dims``;
     ``flatten`` ``start_dim``/``end_dim``. ``max``/``min`` with a dim return the values
     (code ``x.max(dim=1).values``). Results above MAX_ELEMENTS are refused. Every failure is
-    a ValueError; when torch refuses (``view`` on a non-contiguous tensor, a bad dim, a shape
-    mismatch) the message is torch's own.
+    a LabError (a ValueError); when torch refuses (``view`` on a non-contiguous tensor, a bad
+    dim, a shape mismatch) its code is ``tensors.torch`` and the message is torch's own.
     """
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"expected a tensor, got {type(x).__name__}")
+        raise LabError("tensors.not_tensor", type=Code(type(x).__name__))
     if op not in OPS:
-        raise ValueError(f"unknown operation {op!r}; choose one of {', '.join(OPS)}")
+        raise LabError("tensors.op_unknown", op=Code(repr(op)), choices=Code(", ".join(OPS)))
     allowed = set(OPS[op]["params"])
     unknown = sorted(set(params) - allowed)
+    if unknown and allowed:
+        raise LabError("tensors.op_params_takes", op=Code(op), unknown=Code(", ".join(unknown)),
+                       allowed=Code(", ".join(sorted(allowed))))
     if unknown:
-        raise ValueError(f"{op} does not take {', '.join(unknown)}" + (f"; it takes {', '.join(sorted(allowed))}" if allowed else ""))
+        raise LabError("tensors.op_params", op=Code(op), unknown=Code(", ".join(unknown)))
     try:
         if op in _UNARY:
             return getattr(torch, op)(x), f"y = torch.{op}(x)"
         if op in _BINARY or op == "matmul":
             if "other" not in params:
-                raise ValueError(f"{op} needs the other operand")
+                raise LabError("tensors.needs_other", op=Code(op))
             other, other_code = _other_operand(params["other"])
             if op == "matmul":
                 if not isinstance(other, torch.Tensor):
-                    raise ValueError("matmul needs a tensor as the other operand, not a number")
-                _check_matmul_size(x, other)
-                return torch.matmul(x, other), f"y = x @ {other_code}"
-            if isinstance(other, torch.Tensor):
-                try:
-                    out_shape = torch.broadcast_shapes(x.shape, other.shape)
-                except Exception:  # noqa: BLE001 - torch's a + b message below
-                    out_shape = None
+                    raise LabError("tensors.matmul_number")
+                out_shape = matmul_shape(x, other)  # None: torch refuses the operands with its own message
                 if out_shape is not None:
-                    _check_numel(tuple(out_shape))
+                    _check_numel(out_shape)
+                return torch.matmul(x, other), f"y = x @ {other_code}"
+            out_shape = broadcast_shape((x, other))  # None: torch's a + b message below
+            if out_shape is not None:
+                _check_numel(out_shape)
             symbol = _BINARY[op]
             if symbol is None:
                 if not isinstance(other, torch.Tensor):
@@ -578,7 +594,7 @@ def apply_op(x: torch.Tensor, op: str, **params: Any) -> tuple[torch.Tensor, str
                 return getattr(torch, op)(x, other), f"y = torch.{op}(x, {other_code})"
             fn = _SYMBOL_FNS[symbol]
             if symbol == "**" and isinstance(other, (int, float)) and abs(other) > 64:
-                raise ValueError("the exponent must be between -64 and 64 here")
+                raise LabError("tensors.exponent")
             return fn(x, other), f"y = x {symbol} {other_code}"
         if op in _REDUCE:
             dim = _dim_param(params.get("dim"))
@@ -592,16 +608,16 @@ def apply_op(x: torch.Tensor, op: str, **params: Any) -> tuple[torch.Tensor, str
                 kwargs["keepdim"] = True
             if op in ("max", "min") and dim is not None:
                 if isinstance(dim, tuple):
-                    raise ValueError(f"{op} with a dim takes one dimension; use amax/amin for several")
+                    raise LabError("tensors.reduce_one_dim", op=Code(op))
                 out = getattr(x, op)(**kwargs).values
                 return out, f"y = {_call_text(op, (), kwargs)}.values"
             if op in ("argmax", "argmin") and isinstance(dim, tuple):
-                raise ValueError(f"{op} takes one dimension")
+                raise LabError("tensors.one_dim", op=Code(op))
             return getattr(x, op)(**kwargs), f"y = {_call_text(op, (), kwargs)}"
         if op in ("view", "reshape"):
             if "shape" not in params:
-                raise ValueError(f"{op} needs a shape, e.g. (6, 4) or (-1, 4)")
-            shape = _dims_list(params["shape"], "the new shape")
+                raise LabError("tensors.needs_shape", op=Code(op))
+            shape = _dims_list(params["shape"], Term("tensors.new_shape"))
             result = getattr(x, op)(*shape)
             return result, f"y = x.{op}({_args_text(shape)})"
         if op == "squeeze":
@@ -611,44 +627,33 @@ def apply_op(x: torch.Tensor, op: str, **params: Any) -> tuple[torch.Tensor, str
             return x.squeeze(dim), f"y = x.squeeze({dim})"
         if op == "unsqueeze":
             if params.get("dim") is None:
-                raise ValueError("unsqueeze needs a dim")
+                raise LabError("tensors.unsqueeze_dim")
             dim = _dim_param(params["dim"])
+            if dim is None:
+                raise LabError("tensors.unsqueeze_dim")
             if isinstance(dim, tuple):
-                raise ValueError("unsqueeze takes one dim")
+                raise LabError("tensors.unsqueeze_one")
             if x.dim() >= MAX_DIMS:
-                raise ValueError(f"at most {MAX_DIMS} dimensions are allowed")
+                raise LabError("tensors.too_many_dims_max", max=MAX_DIMS)
             return x.unsqueeze(dim), f"y = x.unsqueeze({dim})"
         if op == "transpose":
-            d0 = _dim_param(params.get("dim0", 0), "dim0")
-            d1 = _dim_param(params.get("dim1", 1), "dim1")
+            d0 = _one_dim(op, params.get("dim0", 0), "dim0")
+            d1 = _one_dim(op, params.get("dim1", 1), "dim1")
             return x.transpose(d0, d1), f"y = x.transpose({d0}, {d1})"
         if op == "permute":
             if params.get("dims") is None:
-                raise ValueError("permute needs the new order of the dimensions, e.g. (1, 0, 2)")
-            dims = _dims_list(params["dims"], "dims")
+                raise LabError("tensors.permute_dims")
+            dims = _dims_list(params["dims"], Code("dims"))
             return x.permute(*dims), f"y = x.permute({_args_text(dims)})"
         if op == "flatten":
-            s = _dim_param(params.get("start_dim", 0), "start_dim")
-            e = _dim_param(params.get("end_dim", -1), "end_dim")
+            s = _one_dim(op, params.get("start_dim", 0), "start_dim")
+            e = _one_dim(op, params.get("end_dim", -1), "end_dim")
             code = "y = x.flatten()" if (s, e) == (0, -1) else f"y = x.flatten({s}, {e})"
             return x.flatten(s, e), code
         if op == "contiguous":
             return x.contiguous(), "y = x.contiguous()"
         return x.t(), "y = x.t()"
-    except ValueError:
+    except LabError:
         raise
-    except Exception as exc:
-        raise ValueError(_torch_message(exc)) from exc
-
-
-def _check_matmul_size(a: torch.Tensor, b: torch.Tensor) -> None:
-    sa, sb = _shape(a), _shape(b)
-    if not sa or not sb:
-        return  # torch refuses 0-D operands itself
-    rows = () if len(sa) == 1 else (sa[-2],)
-    cols = () if len(sb) == 1 else (sb[-1],)
-    try:
-        batch = tuple(torch.broadcast_shapes(sa[:-2], sb[:-2]))
-    except Exception:  # noqa: BLE001 - torch reports it
-        return
-    _check_numel(batch + rows + cols)
+    except Exception as exc:  # torch's own refusals (its ValueErrors too)
+        raise torch_error(exc) from exc

@@ -12,7 +12,8 @@ half-written one, even if the writer is killed (its temp file is removed by the 
 
 Loading (``load_checkpoint``) only ever uses ``torch.load(weights_only=True)``, checks the
 size first (default cap 200 MB) and turns anything that is not a checkpoint into a
-``CheckpointError`` with a message a page can show as it is.
+``CheckpointError``: a ``core.errors.LabError`` (code ``checkpoint.*``) that a page shows in its
+language.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from typing import Any, BinaryIO
 
 import torch
 
+from core.errors import Code, LabError, Term, first_line, strip_ansi
 from core.settings import load_settings
 
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
@@ -36,8 +38,8 @@ REQUIRED_KEYS = ("epoch", "model_state_dict", "optimizer_state_dict", "loss")
 LAST, BEST = "last.pt", "best.pt"
 
 
-class CheckpointError(ValueError):
-    """A file that is not a valid lab checkpoint (or is too large to load)."""
+class CheckpointError(LabError):
+    """A file that is not a valid lab checkpoint (or is too large to load): ``checkpoint.*`` codes."""
 
 
 def max_bytes_from_env(environ: Mapping[str, str] | None = None) -> int:
@@ -120,10 +122,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
     """Save a checkpoint dict atomically; it must have the tutorials' four keys."""
     if not isinstance(checkpoint, dict):
-        raise CheckpointError("a checkpoint must be a dict")
+        raise CheckpointError("checkpoint.not_a_dict")
     missing = [k for k in REQUIRED_KEYS if k not in checkpoint]
     if missing:
-        raise CheckpointError(f"a checkpoint needs the keys {', '.join(REQUIRED_KEYS)}; missing {', '.join(missing)}")
+        raise CheckpointError("checkpoint.needs_keys", keys=_keys(REQUIRED_KEYS), missing=_keys(missing))
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     return atomic_write_bytes(path, buffer.getvalue())
@@ -142,14 +144,19 @@ def _size_of(source: str | Path | bytes | bytearray | BinaryIO) -> int:
 
 
 def _describe(source) -> str:
-    return str(source) if isinstance(source, (str, Path)) else "the uploaded file"
+    """How messages name the source: its path (as code), or "the uploaded file" in the page's language."""
+    return Code(str(source)) if isinstance(source, (str, Path)) else Term("uploaded_file")
+
+
+def _keys(names) -> Code:
+    return Code(", ".join(names))
 
 
 def _unpickling_reason(exc: BaseException) -> str:
     """The part of a weights_only refusal that names the cause ("Unsupported global: GLOBAL
     posix.system ..."), without torch's advice to retry with the safe loading switched off or to allow-list
     the global, which is exactly what must not be done with an uploaded file."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    text = strip_ansi(str(exc))
     found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
     candidates = [found.group(1)] if found else []
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -178,11 +185,9 @@ def _check_archive(fh: BinaryIO, where: str) -> None:
         fh.seek(pos)
     names = [info.filename for info in infos]
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-        raise CheckpointError(f"{where} is a TorchScript archive (torch.jit.save); the lab never loads TorchScript "
-                              "from a file because it can run code. Upload a checkpoint saved with torch.save")
+        raise CheckpointError("checkpoint.torchscript", where=where)
     if any(info.compress_type != zipfile.ZIP_STORED for info in infos):
-        raise CheckpointError(f"{where} has compressed records, which torch.save never writes; it was refused "
-                              "(a small compressed file can expand to gigabytes in memory)")
+        raise CheckpointError("checkpoint.compressed", where=where)
 
 
 def load_checkpoint(source: str | Path | bytes | BinaryIO, max_bytes: int | None = None,
@@ -199,13 +204,13 @@ def load_checkpoint(source: str | Path | bytes | BinaryIO, max_bytes: int | None
     try:
         size = _size_of(source)
     except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {where}") from None
+        raise CheckpointError("checkpoint.no_file", where=where) from None
     except OSError as exc:
-        raise CheckpointError(f"cannot read {where}: {exc.strerror or exc}") from None
+        raise CheckpointError("checkpoint.unreadable", where=where, reason=Code(exc.strerror or str(exc))) from None
     if size > cap:
-        raise CheckpointError(f"{where} is {size / 1e6:.1f} MB, over the checkpoint size cap of {cap / 1e6:.1f} MB")
+        raise CheckpointError("checkpoint.too_large", where=where, mb=size / 1e6, cap=cap / 1e6)
     if size == 0:
-        raise CheckpointError(f"{where} is empty, not a PyTorch checkpoint")
+        raise CheckpointError("checkpoint.empty", where=where)
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
     if isinstance(source, (str, Path)):
@@ -213,7 +218,7 @@ def load_checkpoint(source: str | Path | bytes | BinaryIO, max_bytes: int | None
             with open(source, "rb") as fh:
                 _check_archive(fh, where)
         except OSError as exc:
-            raise CheckpointError(f"cannot read {where}: {exc.strerror or exc}") from None
+            raise CheckpointError("checkpoint.unreadable", where=where, reason=Code(exc.strerror or str(exc))) from None
     else:
         _check_archive(source, where)
     try:
@@ -221,42 +226,43 @@ def load_checkpoint(source: str | Path | bytes | BinaryIO, max_bytes: int | None
     except pickle.UnpicklingError as exc:
         reason = _unpickling_reason(exc)
         if "global" in reason.lower():
-            raise CheckpointError(
-                f"{where} holds Python objects other than tensors and plain containers; it was refused "
-                f"because loading it could run code (only weights_only=True loading is allowed). "
-                f"PyTorch says: {reason}") from None
-        raise CheckpointError(f"{where} is not a valid PyTorch checkpoint: {reason}") from None
+            raise CheckpointError("checkpoint.unsafe", where=where, reason=Code(reason)) from None
+        raise CheckpointError("checkpoint.not_a_checkpoint", where=where, reason=Code(reason)) from None
     except Exception as exc:  # noqa: BLE001 - damaged bytes make torch.load raise almost anything
         # (RuntimeError, zipfile.BadZipFile, EOFError, KeyError, struct.error from a 1-byte file, ...)
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{where} is not a valid PyTorch checkpoint: {first}") from None
+        raise CheckpointError("checkpoint.not_a_checkpoint", where=where, reason=Code(first_line(exc))) from None
     if require_keys:
         check_checkpoint(obj, where)
     return obj
 
 
-def check_checkpoint(obj: Any, where: str = "the file") -> None:
-    """Raise ``CheckpointError`` unless ``obj`` looks like a tutorials'-format checkpoint."""
+def check_checkpoint(obj: Any, where: str = Term("file")) -> None:
+    """Raise ``CheckpointError`` unless ``obj`` looks like a tutorials'-format checkpoint.
+
+    ``where`` names the file in messages: a ``Code`` path, a ``Term`` or plain text.
+    """
     if not isinstance(obj, dict):
-        kind = "a state_dict (model weights only)" if _is_state_dict(obj) else f"a {type(obj).__name__}"
-        raise CheckpointError(f"{where} holds {kind}, not a checkpoint dict with {', '.join(REQUIRED_KEYS)}")
+        if _is_state_dict(obj):
+            raise CheckpointError("checkpoint.holds_state_dict", where=where, keys=_keys(REQUIRED_KEYS))
+        raise CheckpointError("checkpoint.holds_other", where=where, kind=Code(type(obj).__name__),
+                              keys=_keys(REQUIRED_KEYS))
     missing = [k for k in REQUIRED_KEYS if k not in obj]
     if missing:
-        hint = " (it looks like a bare model state_dict)" if _is_state_dict(obj) else ""
-        raise CheckpointError(f"{where} is missing the checkpoint keys {', '.join(missing)}{hint}")
+        code = "checkpoint.missing_keys_state_dict" if _is_state_dict(obj) else "checkpoint.missing_keys"
+        raise CheckpointError(code, where=where, missing=_keys(missing))
     if not _is_state_dict(obj["model_state_dict"]):
-        raise CheckpointError(f"{where}: model_state_dict must map parameter names to tensors")
+        raise CheckpointError("checkpoint.bad_model_state", where=where)
     if not isinstance(obj["optimizer_state_dict"], dict):
-        raise CheckpointError(f"{where}: optimizer_state_dict must be a dict")
+        raise CheckpointError("checkpoint.bad_optimizer_state", where=where)
     epoch = obj["epoch"]
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-        raise CheckpointError(f"{where}: epoch must be a non-negative integer, got {epoch!r}")
+        raise CheckpointError("checkpoint.bad_epoch", where=where, epoch=Code(repr(epoch)))
     loss = obj["loss"]
     if loss is not None and not isinstance(loss, (int, float)) and not (
             isinstance(loss, torch.Tensor) and loss.numel() == 1):
-        raise CheckpointError(f"{where}: loss must be a number, got {type(loss).__name__}")
+        raise CheckpointError("checkpoint.bad_loss", where=where, kind=Code(type(loss).__name__))
     if "config" in obj and obj["config"] is not None and not isinstance(obj["config"], dict):
-        raise CheckpointError(f"{where}: config must be a dict")
+        raise CheckpointError("checkpoint.bad_config", where=where)
 
 
 def _is_state_dict(obj: Any) -> bool:

@@ -1,9 +1,20 @@
 """Datasets of the lab: the bundled MNIST digits, torchvision's MNIST/FashionMNIST, synthetic data.
 
+``DATASETS`` is the one registry of them (``DatasetInfo``: title, task, shapes, classes,
+sizes, torchvision class): the training config, the trainer's data loading, the run
+views' progress and the Data and Train pages all read it. ``MNIST_MEAN`` / ``MNIST_STD``
+are the one copy of the tutorials' MNIST statistics.
+
 The training path is tensor-resident: a whole split is normalized once into one float
-tensor and batches are taken by index (``TensorLoader``). A per-sample PIL pipeline
-through ``DataLoader`` costs far more per epoch on 2 cores. The ``torch.utils.data``
-view (``ArrayDataset`` + ``DataLoader``) stays for the tutorials' example D1.
+tensor (``ImageData.normalized``), and the trainer (``core.training``) takes each batch by
+indexing those whole tensors with its own seeded permutation; no loader object sits in
+between. A per-sample PIL pipeline through ``DataLoader`` costs far more per epoch on 2 cores.
+``TensorLoader`` is the same batching as an iterable, for the Data page's batch view and the
+benchmarks; the ``torch.utils.data`` view (``ArrayDataset`` + ``DataLoader``) stays for the
+tutorials' example D1.
+
+Refusals are ``core.errors.LabError``s (codes ``data.*``); ``DataUnavailable`` is the one for a
+dataset whose files are missing and cannot be downloaded.
 """
 from __future__ import annotations
 
@@ -16,6 +27,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from core.errors import Code, LabError, first_line
 from core.settings import BUNDLED_DIGITS, Settings
 
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -24,22 +36,54 @@ FASHION_CLASSES = [
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
 
-# name -> (title, classes, torchvision class name or None for the bundled file)
-DATASETS: dict[str, tuple[str, list[str], str | None]] = {
-    "digits8k": ("MNIST digits, bundled, 8k", DIGIT_CLASSES, None),
-    "mnist": ("MNIST (torchvision, 70k)", DIGIT_CLASSES, "MNIST"),
-    "fashion_mnist": ("FashionMNIST (torchvision, 70k)", FASHION_CLASSES, "FashionMNIST"),
-}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One dataset the lab can train on: what it is, its shapes and its size."""
+
+    key: str                        # the config's ``dataset`` value
+    title: str                      # a short description for pickers
+    task: str                       # "classification" or "regression"
+    input_shape: tuple[int, ...]    # one sample as the model takes it: (C, H, W) for images
+    outputs: int                    # classes (classification) or target values per sample (regression)
+    train_size: int                 # training samples
+    test_size: int                  # test samples (R1 has no test split: it evaluates on its training data)
+    classes: tuple[str, ...] = ()   # class names, index = label (classification)
+    torchvision: str | None = None  # the ``torchvision.datasets`` class; None: bundled file or generated here
+
+    @property
+    def image(self) -> bool:
+        """An image dataset (shown on the Data page; augmentation applies)."""
+        return len(self.input_shape) == 3
+
+
+DATASETS: dict[str, DatasetInfo] = {d.key: d for d in (
+    DatasetInfo("digits8k", "MNIST digits, bundled, 8k", "classification", (1, 28, 28), 10, 7_000, 1_000,
+                tuple(DIGIT_CLASSES)),
+    DatasetInfo("mnist", "MNIST (torchvision, 70k)", "classification", (1, 28, 28), 10, 60_000, 10_000,
+                tuple(DIGIT_CLASSES), "MNIST"),
+    DatasetInfo("fashion_mnist", "FashionMNIST (torchvision, 70k)", "classification", (1, 28, 28), 10, 60_000,
+                10_000, tuple(FASHION_CLASSES), "FashionMNIST"),
+    DatasetInfo("linear", "R1: inputs [1, 2, 3] -> targets [2, 4, 6]", "regression", (1,), 1, 3, 3),
+    DatasetInfo("synthetic", "R2: y = x @ w + b + noise, 10 features (448 / 64)", "regression", (10,), 1, 448, 64),
+)}
+IMAGE_DATASETS = tuple(k for k, d in DATASETS.items() if d.image)  # what ``load_dataset`` loads
 DEFAULT_DATASET = "digits8k"
 
-# The tutorials' normalization constants (D2, D3).
+# The tutorials' normalization constants (D2, D3): the one copy of the MNIST statistics.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_NORMALIZE = f"Normalize(({MNIST_MEAN},), ({MNIST_STD},))"  # the tutorials' call, as a label
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class DataUnavailable(RuntimeError):
-    """A dataset's files are not on disk and could not be downloaded."""
+class DataUnavailable(LabError, RuntimeError):
+    """A dataset's files are not on disk and could not be downloaded (``data.*`` codes).
+
+    A ``LabError``, hence a ``ValueError``, and still a ``RuntimeError`` as it always was: a
+    caller that tells it apart from a bad config catches it first.
+    """
 
 
 @dataclass
@@ -58,7 +102,7 @@ class ImageData:
     std: float = field(init=False)
 
     def __post_init__(self) -> None:
-        # Statistics of the training split, as the tutorials' (0.1307,), (0.3081,) for MNIST.
+        # Statistics of the training split (for MNIST, close to the tutorials' MNIST_MEAN and MNIST_STD).
         x = self.train_images.float().div_(255.0)
         self.mean = float(x.mean())
         self.std = float(x.std())
@@ -85,7 +129,7 @@ def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a reproducible, class-balanced train/test split."""
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+        raise LabError("data.test_fraction", value=test_fraction)
     rng = np.random.default_rng(seed)
     train, test = [], []
     for cls in np.unique(labels):
@@ -105,13 +149,13 @@ def load_bundled(path: Path = BUNDLED_DIGITS, test_fraction: float = 0.125, seed
     with np.load(path) as npz:
         images, labels = npz["images"], npz["labels"]
     if images.dtype != np.uint8 or images.ndim != 3 or len(images) != len(labels):
-        raise ValueError(f"{path} is not an MNIST digits file (images uint8 (N,28,28), labels (N,))")
+        raise LabError("data.not_digits_file", path=Code(str(path)))
     train_idx, test_idx = stratified_split(labels, test_fraction, seed)
-    title, classes, _ = DATASETS["digits8k"]
+    info = DATASETS["digits8k"]
     return ImageData(
         name="digits8k",
-        title=title,
-        classes=classes,
+        title=info.title,
+        classes=list(info.classes),
         train_images=torch.from_numpy(images[train_idx]),
         train_labels=torch.from_numpy(labels[train_idx].astype(np.int64)),
         test_images=torch.from_numpy(images[test_idx]),
@@ -132,7 +176,7 @@ def _torchvision_split(cls, root: Path, train: bool, download: bool, timeout: fl
     def work() -> None:
         try:
             result["ds"] = cls(str(root), train=train, download=True)
-        except BaseException as exc:  # reported to the caller below
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, which reports it
             result["error"] = exc
 
     # torchvision's downloader has no timeout of its own; a daemon thread bounds the wait
@@ -142,9 +186,10 @@ def _torchvision_split(cls, root: Path, train: bool, download: bool, timeout: fl
         worker.start()
         worker.join(timeout)
     if worker.is_alive():
-        raise DataUnavailable(f"download did not finish within {timeout:.0f} s")
-    if "error" in result:
-        raise DataUnavailable(f"download failed: {str(result['error']).splitlines()[0][:200]}")
+        raise DataUnavailable("data.download_timeout", seconds=timeout)
+    error = result.get("error")
+    if isinstance(error, BaseException):
+        raise DataUnavailable("data.download_failed", reason=Code(first_line(error, limit=200)))
     return result["ds"]
 
 
@@ -156,36 +201,34 @@ def load_torchvision(name: str, settings: Settings) -> ImageData:
     """
     import torchvision.datasets as tvd
 
-    if name not in DATASETS or DATASETS[name][2] is None:
-        raise ValueError(f"unknown torchvision dataset {name!r}")
-    title, classes, cls_name = DATASETS[name]
+    info = DATASETS.get(name)
+    if info is None or info.torchvision is None:
+        raise LabError("data.unknown_torchvision", name=Code(repr(name)))
+    cls_name = info.torchvision
     cls = getattr(tvd, cls_name)
     root = settings.data_root
     try:
         train = cls(str(root), train=True, download=False)
         test = cls(str(root), train=False, download=False)
     except RuntimeError as missing:
+        raw = Code(str(root / cls_name / "raw"))
         if not settings.allow_download:
-            raise DataUnavailable(
-                f"{cls_name} files are not under {root / cls_name / 'raw'} and downloads are off "
-                "(PYTORCH_LAB_DOWNLOAD=0)"
-            ) from missing
+            raise DataUnavailable("data.downloads_off", dataset=Code(cls_name), raw=raw,
+                                  setting=Code("PYTORCH_LAB_DOWNLOAD=0")) from missing
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DataUnavailable(f"cannot create the data root {root}: {exc}") from exc
+            raise DataUnavailable("data.no_root", root=Code(str(root)), reason=Code(str(exc))) from exc
         try:
             train = _torchvision_split(cls, root, True, True, settings.download_timeout)
             test = _torchvision_split(cls, root, False, True, settings.download_timeout)
         except DataUnavailable as exc:
-            raise DataUnavailable(
-                f"{cls_name} is not on disk under {root}, and its {exc}. "
-                f"Put the raw IDX files in {root / cls_name / 'raw'} or use the bundled digits."
-            ) from None
+            raise DataUnavailable("data.unavailable", dataset=Code(cls_name), root=Code(str(root)), reason=exc,
+                                  raw=raw) from None
     return ImageData(
         name=name,
-        title=title,
-        classes=classes,
+        title=info.title,
+        classes=list(info.classes),
         train_images=train.data.to(torch.uint8),
         train_labels=train.targets.to(torch.int64),
         test_images=test.data.to(torch.uint8),
@@ -197,13 +240,13 @@ def load_torchvision(name: str, settings: Settings) -> ImageData:
 def load_dataset(name: str, settings: Settings) -> ImageData:
     if name == "digits8k":
         return load_bundled()
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name not in IMAGE_DATASETS:
+        raise LabError("data.unknown_dataset", name=Code(repr(name)), choices=Code(", ".join(IMAGE_DATASETS)))
     return load_torchvision(name, settings)
 
 
 class TensorLoader:
-    """Batches of a tensor-resident dataset, taken by index.
+    """Batches of a tensor-resident dataset, taken by index (the Data page's batch view, the benchmarks).
 
     Iterating yields ``(inputs, targets)``; with ``shuffle`` the order is a permutation
     drawn from a generator seeded with ``seed + epoch``, so the same seed gives the same
@@ -213,9 +256,9 @@ class TensorLoader:
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int,
                  shuffle: bool = False, seed: int = 0, drop_last: bool = False) -> None:
         if len(inputs) != len(targets):
-            raise ValueError(f"inputs ({len(inputs)}) and targets ({len(targets)}) differ in length")
+            raise LabError("data.lengths_differ", inputs=len(inputs), targets=len(targets))
         if batch_size < 1:
-            raise ValueError(f"batch size must be at least 1, got {batch_size}")
+            raise LabError("data.batch_size", batch_size=batch_size)
         self.inputs, self.targets = inputs, targets
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.epoch = 0
@@ -244,7 +287,7 @@ class ArrayDataset(Dataset):
 
     def __init__(self, data: torch.Tensor, labels: torch.Tensor, transform=None) -> None:
         if len(data) != len(labels):
-            raise ValueError("data and labels must have the same length")
+            raise LabError("data.labels_length")
         self.data, self.labels, self.transform = data, labels, transform
 
     def __len__(self) -> int:
@@ -270,7 +313,7 @@ def custom_dataset_example(batch_size: int = 32, seed: int = 0) -> dict:
 
 
 def dataloader_batch(data: ImageData, batch_size: int = 64, seed: int = 0) -> dict:
-    """One batch of the tensor-resident training loader: shapes, dtypes, value range, labels."""
+    """One shuffled batch of the tensor-resident training split: shapes, dtypes, value range, labels."""
     loader = TensorLoader(data.normalized("train"), data.labels("train"), batch_size, shuffle=True, seed=seed)
     x, y = next(iter(loader))
     return {"x": x, "y": y, "x_shape": tuple(x.shape), "x_dtype": str(x.dtype),
@@ -292,7 +335,7 @@ def normalization_table(images: torch.Tensor) -> pd.DataFrame:
         "raw uint8 pixels": raw,
         "ToTensor(): [0, 1]": to_tensor(raw),
         "Normalize((0.5,), (0.5,))": T.Compose([to_tensor, T.Normalize((0.5,), (0.5,))])(raw),
-        "Normalize((0.1307,), (0.3081,))": T.Compose([to_tensor, T.Normalize((MNIST_MEAN,), (MNIST_STD,))])(raw),
+        MNIST_NORMALIZE: T.Compose([to_tensor, T.Normalize((MNIST_MEAN,), (MNIST_STD,))])(raw),
     }
     rows = [{"step": name, **value_stats(x)} for name, x in steps.items()]
     return pd.DataFrame(rows)
@@ -320,7 +363,7 @@ def augment_preview(images: torch.Tensor, kind: str, seed: int = 0) -> tuple[tor
     import torchvision.transforms.v2 as T
 
     if kind not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {kind!r}; choose one of {', '.join(AUGMENTATIONS)}")
+        raise LabError("data.unknown_augmentation", kind=Code(repr(kind)), choices=Code(", ".join(AUGMENTATIONS)))
     torch.manual_seed(seed)
     before = images.unsqueeze(1)
     if kind == "hflip":
@@ -365,7 +408,7 @@ def regression_synthetic(n: int = 512, features: int = 10, noise: float = 0.1, s
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """R2: y = x @ w + b + noise for NeuralNet(10, 20, 1), reproducible from the seed."""
     if not (1 <= n <= 1_000_000 and 1 <= features <= 10_000):
-        raise ValueError("n must be 1..1,000,000 and features 1..10,000")
+        raise LabError("data.synthetic_size")
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, features, generator=gen)
     w = torch.randn(features, 1, generator=gen)

@@ -1,4 +1,8 @@
-"""Facts about the machine the lab runs on (H1): torch, CUDA, CPU threads, fast bf16."""
+"""Facts about the machine the lab runs on (H1): torch, CUDA, CPU threads, fast bf16.
+
+Why bf16 is (not) fast here is a ``core.errors.LabError`` (``fast_bf16_note``, codes ``env.bf16_*``)
+so a page shows it in its language; ``fast_bf16_reason`` is the same in English (logs, the CLI).
+"""
 from __future__ import annotations
 
 import os
@@ -8,6 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from core.errors import Code, LabError
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class EnvFacts:
     fast_bf16: bool
     fast_bf16_reason: str
     python_version: str
+    fast_bf16_note: LabError  # fast_bf16_reason, for a page to show in its language
 
 
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
@@ -38,14 +45,20 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
     return set()
 
 
-def bf16_support(flags: set[str]) -> tuple[bool, str]:
-    """Whether bf16 autocast on this CPU is fast (native bf16 units) and why (not)."""
+def bf16_note(flags: set[str]) -> tuple[bool, LabError]:
+    """Whether bf16 autocast on this CPU is fast (native bf16 units) and why (not), as a coded text."""
     native = sorted(flags & {"avx512_bf16", "amx_bf16"})
     if native:
-        return True, "native bf16 instructions: " + ", ".join(native)
+        return True, LabError("env.bf16_native", flags=Code(", ".join(native)))
     if "avx2" in flags or "avx512f" in flags:
-        return False, "no AVX512-BF16/AMX: bf16 is emulated and runs 4-6x slower than fp32 here"
-    return False, "no native bf16 support detected on this CPU"
+        return False, LabError("env.bf16_emulated")
+    return False, LabError("env.bf16_none")
+
+
+def bf16_support(flags: set[str]) -> tuple[bool, str]:
+    """Whether bf16 autocast on this CPU is fast (native bf16 units) and why (not), in English."""
+    fast, note = bf16_note(flags)
+    return fast, str(note)
 
 
 def _cpu_model() -> str:
@@ -62,10 +75,10 @@ def _cpu_model() -> str:
 def env_facts() -> EnvFacts:
     cuda = torch.cuda.is_available()
     count = torch.cuda.device_count() if cuda else 0
-    fast, reason = bf16_support(cpu_flags())
+    fast, note = bf16_note(cpu_flags())
     try:
         capability = torch.backends.cpu.get_cpu_capability()
-    except Exception:  # older builds lack it; it is only informative
+    except Exception:  # noqa: BLE001 - older builds lack it; it is only informative
         capability = "unknown"
     return EnvFacts(
         torch_version=torch.__version__,
@@ -77,6 +90,7 @@ def env_facts() -> EnvFacts:
         cpu_model=_cpu_model(),
         cpu_capability=capability,
         fast_bf16=fast,
-        fast_bf16_reason=reason,
+        fast_bf16_reason=str(note),
         python_version=platform.python_version(),
+        fast_bf16_note=note,
     )

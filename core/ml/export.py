@@ -9,15 +9,18 @@ never touched), writes the file into a temporary folder, reads it back as bytes,
 those bytes (``torch.load(weights_only=True)``, ``torch.jit.load``, onnxruntime,
 ``torch.export.load``), runs the reloaded model on fresh random inputs (batch 2, and batch 3
 when the batch axis is dynamic) and reports the largest absolute difference from eager
-PyTorch. Any failure becomes ``ExportResult(ok=False)`` with a one-paragraph ``error`` (the
-full traceback is kept in ``detail``); the other formats are unaffected.
+PyTorch. Any failure becomes ``ExportResult(ok=False)`` with ``failure`` (a ``LabError`` a page
+renders in its language, see ``core.ml.failures``), its English text ``error`` for the results
+table, and the full traceback in ``detail``; the other formats are unaffected. Invalid
+arguments raise ``LabError`` (a ``ValueError``).
 
 Safety: the only files this module ever deserializes are the ones it has just written
 itself. Nothing here loads a user's upload. Every ``torch.load(..., weights_only=True)`` call
-is restricted to tensors and plain containers; the whole-model pickle of tutorial E1 (``torch.save(model)``) is
-produced for download by ``full_model_pickle`` but never unpickled: it is inspected with
-``pickletools`` (which reads opcodes and executes nothing) to show what loading it would
-import.
+is restricted to tensors and plain containers. ``full_model_pickle`` makes the whole-model
+pickle of tutorial E1 (``torch.save(model)``) as bytes but never unpickles them: it inspects
+them with ``pickletools`` (which reads opcodes and executes nothing) to show what loading
+them would import. The Export page does not offer that file: its E1 tab shows the tutorial's
+code and why a state_dict is the way to save.
 """
 from __future__ import annotations
 
@@ -32,7 +35,6 @@ import statistics
 import tempfile
 import threading
 import time
-import traceback
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
@@ -43,6 +45,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.errors import Code, LabError, first_line
+from core.ml.failures import describe, failure, summarize_error, traceback_text
 from core.ml.spec import check_input_shape
 from core.settings import scratch_dir
 
@@ -92,7 +96,6 @@ MAX_INPUT_ELEMENTS = 50_000_000
 # global too: exports run one at a time.
 _EXPORT_LOCK = threading.RLock()
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
-_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass
@@ -104,8 +107,9 @@ class ExportResult:
     size_bytes: int = 0
     seconds: float = 0.0  # export + serialization (including a failed first ONNX attempt)
     max_abs_diff: float | None = None  # over every verification batch
-    error: str = ""  # one paragraph, for the page
+    error: str = ""  # one paragraph in English, for the results table (failure's text)
     detail: str = ""  # the full traceback(s)
+    failure: LabError | None = None  # why it failed, for a page to show in its language
     info: dict = field(default_factory=dict)
 
     @property
@@ -140,77 +144,10 @@ def filename_for(fmt: str, name: str = "model") -> str:
     return f"{safe_name(name)}{f.suffix}{f.ext}"
 
 
-def _first_line(text: str) -> str:
-    for line in _ANSI_RE.sub("", text).splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Traceback", "File \"", "----", "====")):
-            line = re.sub(r"\s+at\s*$", "", line)  # TorchScript ends its first line with "at" + source
-            return line[:300] + ("…" if len(line) > 300 else "")
-    return ""
-
-
-def _describe(exc: BaseException) -> str:
-    text = _ANSI_RE.sub("", str(exc))
-    marker = "## Exception summary"  # torch.onnx puts the real cause under this heading
-    if marker in text:
-        inner = _first_line(text.split(marker, 1)[1])
-        inner = re.sub(r"^<class '(?:[\w.]+\.)?(\w+)'>:\s*", r"\1: ", inner)
-        head = _first_line(text).split(". ", 1)[0].rstrip(".") + "."
-        return f"{head} {inner}".strip()
-    line = _first_line(text)
-    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__
-
-
-_HINTS = [
-    ("data-dependent", "The forward branches on tensor values (like `if x.sum() > 0`); torch.export needs "
-                       "shape-only control flow or torch.cond."),
-    ("Unknown type annotation", "torch.jit.script compiles the forward's Python source and does not support "
-                                "everything Python does (here: a custom layer's attribute annotations and "
-                                "super().forward calls, as in the lab's LSTM/GRU wrappers). Use TorchScript trace "
-                                "or torch.export instead."),
-    ("Weights only load failed", "The file holds a value that is not a tensor, number, string, list or dict "
-                                 "(for a checkpoint, usually in config or checkpoint_extra), so it cannot be "
-                                 "loaded safely with weights_only=True; keep those values plain."),
-    ("Python builtin", "torch.jit.script cannot compile this Python construct; use TorchScript trace or "
-                       "torch.export instead."),
-]
-
-
-def summarize_error(exc: BaseException, fmt: str | None = None) -> str:
-    """One paragraph: the exception's first meaningful line, its root cause, and a hint when we know one."""
-    parts = [_describe(exc)]
-    root, seen = exc, {id(exc)}
-    while True:  # follow "raise ... from" (and implicit context) to the root cause
-        nxt = root.__cause__ or root.__context__
-        if nxt is None or id(nxt) in seen:
-            break
-        root = nxt
-        seen.add(id(root))
-    if root is not exc:
-        cause = _describe(root)
-        if cause.split(": ", 1)[-1] not in parts[0]:
-            parts.append(f"Caused by {cause}")
-    text = " ".join(parts)
-    full = _ANSI_RE.sub("", f"{exc}\n{root}")
-    for needle, hint in _HINTS:
-        if needle in full:
-            text += f" Hint: {hint}"
-            break
-    else:
-        if fmt == "torchscript_script":
-            text += " Hint: torch.jit.script supports only a subset of Python; try TorchScript trace or torch.export."
-    return text[:900]
-
-
-def _detail(exc: BaseException) -> str:
-    return _ANSI_RE.sub("", "".join(traceback.format_exception(exc)))
-
-
 def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     shape = check_input_shape(input_shape)
     if 64 * math.prod(shape) > MAX_INPUT_ELEMENTS:
-        raise ValueError(f"input_shape {shape} is too large to export and time here "
-                         f"(batch 64 would hold {64 * math.prod(shape):,} values)")
+        raise LabError("export.input_too_large", shape=Code(str(shape)), n=64 * math.prod(shape))
     return shape
 
 
@@ -219,10 +156,9 @@ def _check_names(names: Sequence[str], what: str) -> list[str]:
         names = [names]
     names = list(names)
     if not names or any(not isinstance(n, str) or not _NAME_RE.match(n) for n in names):
-        raise ValueError(f"{what} must be names of letters, digits and _ (starting with a letter or _), "
-                         f"got {names!r}")
+        raise LabError("export.bad_names", what=what, names=Code(repr(names)))
     if len(set(names)) != len(names):
-        raise ValueError(f"{what} must be unique, got {names!r}")
+        raise LabError("export.names_not_unique", what=what, names=Code(repr(names)))
     return names
 
 
@@ -240,17 +176,17 @@ def _as_list(out: Any) -> list[torch.Tensor]:
         return flat
     if isinstance(out, dict):
         return _as_list(list(out.values()))
-    raise TypeError(f"the model returned {type(out).__name__}; only tensors (or tuples of tensors) can be compared")
+    raise LabError("export.output_not_tensor", kind=Code(type(out).__name__))
 
 
 def _max_diff(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
     if len(got) != len(want):
-        raise RuntimeError(f"the reloaded model returned {len(got)} outputs, eager returned {len(want)}")
+        raise LabError("export.output_count", got=len(got), want=len(want))
     diff = 0.0
     for g, w in zip(got, want, strict=False):
         g = torch.as_tensor(g).detach().cpu()
         if tuple(g.shape) != tuple(w.shape):
-            raise RuntimeError(f"the reloaded model returned shape {tuple(g.shape)}, eager returned {tuple(w.shape)}")
+            raise LabError("export.output_shape", got=Code(str(tuple(g.shape))), want=Code(str(tuple(w.shape))))
         if w.numel():
             diff = max(diff, float((g.double() - w.double()).abs().max()))
     return diff
@@ -270,7 +206,7 @@ class _Warnings:
 
     def __exit__(self, *exc):
         for w in self._log:
-            line = f"{w.category.__name__}: {_first_line(str(w.message))}"
+            line = f"{w.category.__name__}: {first_line(str(w.message))}"
             if line not in self.into and len(self.into) < 8:
                 self.into.append(line)
         return self._cm.__exit__(*exc)
@@ -304,6 +240,7 @@ class _Ctx:
 
 
 Runner = Callable[[torch.Tensor], Any]
+Loader = Callable[[], Runner]  # reloads the written bytes into a runner
 
 
 def _torch_runner(module: nn.Module) -> Runner:
@@ -313,7 +250,7 @@ def _torch_runner(module: nn.Module) -> Runner:
     return run
 
 
-def _export_state_dict(ctx: _Ctx) -> tuple[bytes, Runner]:
+def _export_state_dict(ctx: _Ctx) -> tuple[bytes, Loader]:
     path = os.path.join(ctx.tmp, "model.pt")
     torch.save(ctx.model.state_dict(), path)
     data = _read(path)
@@ -332,7 +269,7 @@ def _load_state_dict_runner(ctx: _Ctx, data: bytes) -> Runner:
     return _torch_runner(fresh.eval())
 
 
-def _export_checkpoint(ctx: _Ctx) -> tuple[bytes, Runner]:
+def _export_checkpoint(ctx: _Ctx) -> tuple[bytes, Loader]:
     extra = dict(ctx.extra or {})
     optimizer_state = extra.pop("optimizer_state_dict", None)
     if optimizer_state is None:  # the tutorials' optimizer, freshly made (no momentum buffers yet)
@@ -350,10 +287,10 @@ def _export_checkpoint(ctx: _Ctx) -> tuple[bytes, Runner]:
         ckpt = torch.load(buf, map_location="cpu", weights_only=True)
         missing = [k for k in ("epoch", "model_state_dict", "optimizer_state_dict", "loss") if k not in ckpt]
         if missing:
-            raise RuntimeError(f"the checkpoint lacks {', '.join(missing)}")
+            raise LabError("export.checkpoint_lacks", keys=Code(", ".join(missing)))
         opt = ckpt["optimizer_state_dict"]
         if not (isinstance(opt, dict) and "param_groups" in opt and "state" in opt):
-            raise RuntimeError("optimizer_state_dict is not an optimizer's state_dict")
+            raise LabError("export.not_optimizer_state")
         fresh = copy.deepcopy(ctx.model)
         _scramble(fresh)
         fresh.load_state_dict(ckpt["model_state_dict"], strict=True)
@@ -367,11 +304,11 @@ def _jit_ops(module) -> dict[str, int]:
     try:
         return _count(n.kind() for n in module.inlined_graph.nodes()
                       if not n.kind().startswith(("prim::Constant", "prim::GetAttr", "prim::ListConstruct")))
-    except Exception:  # op counts are a nicety
+    except Exception:  # noqa: BLE001 - op counts are a nicety
         return {}
 
 
-def _jit_loader(ctx: _Ctx, data: bytes) -> Callable[[], Runner]:
+def _jit_loader(ctx: _Ctx, data: bytes) -> Loader:
     def load() -> Runner:
         # torch.jit.load runs code from the archive: it is ONLY ever given bytes this module
         # has just produced itself in this call, never a file a user uploaded.
@@ -382,7 +319,7 @@ def _jit_loader(ctx: _Ctx, data: bytes) -> Callable[[], Runner]:
     return load
 
 
-def _export_trace(ctx: _Ctx) -> tuple[bytes, Runner]:
+def _export_trace(ctx: _Ctx) -> tuple[bytes, Loader]:
     with torch.no_grad():
         traced = torch.jit.trace(ctx.model, ctx.example)
     path = os.path.join(ctx.tmp, "model_traced.pt")
@@ -391,7 +328,7 @@ def _export_trace(ctx: _Ctx) -> tuple[bytes, Runner]:
     return data, _jit_loader(ctx, data)
 
 
-def _export_script(ctx: _Ctx) -> tuple[bytes, Runner]:
+def _export_script(ctx: _Ctx) -> tuple[bytes, Loader]:
     scripted = torch.jit.script(ctx.model)
     path = os.path.join(ctx.tmp, "model_scripted.pt")
     scripted.save(path)
@@ -403,12 +340,12 @@ def _batch_dim():
     return torch.export.Dim("batch", min=1)
 
 
-def _export_torch_export(ctx: _Ctx) -> tuple[bytes, Runner]:
+def _export_torch_export(ctx: _Ctx) -> tuple[bytes, Loader]:
     ep = None
     if ctx.dynamic:
         try:
             ep = torch.export.export(ctx.model, (ctx.example,), dynamic_shapes=({0: _batch_dim()},))
-        except Exception as exc:  # a constraint violation: retry with a static batch
+        except Exception as exc:  # noqa: BLE001 - a constraint violation: retry with a static batch
             ctx.info["dynamic_error"] = summarize_error(exc)
     if ep is None:
         ep = torch.export.export(ctx.model, (ctx.example,))
@@ -480,11 +417,11 @@ def _onnx_inspect(ctx: _Ctx, data: bytes) -> None:
         return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
     ctx.info["inputs"] = {v.name: dims(v) for v in proto.graph.input}
     ctx.info["outputs"] = {v.name: dims(v) for v in proto.graph.output}
-    first = next(iter(ctx.info["inputs"].values()), [])
+    first: list = next(iter(ctx.info["inputs"].values()), [])
     ctx.info["dynamic_batch"] = bool(first) and isinstance(first[0], str)
 
 
-def _export_onnx(ctx: _Ctx, verify: Callable[[Runner], float]) -> tuple[bytes, Runner]:
+def _export_onnx(ctx: _Ctx, verify: Callable[[Runner], float]) -> tuple[bytes, Loader]:
     try:
         t0 = time.perf_counter()
         data = _onnx_once(ctx, dynamo=True)
@@ -492,9 +429,10 @@ def _export_onnx(ctx: _Ctx, verify: Callable[[Runner], float]) -> tuple[bytes, R
         _onnx_inspect(ctx, data)
         verify(_onnx_runner(_onnx_session(data)))  # a wrong or unloadable file counts as a failure too
         ctx.info["exporter"] = "dynamo"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any dynamo failure: fall back to the legacy exporter
         ctx.info["dynamo_error"] = summarize_error(exc)
-        ctx.info["dynamo_detail"] = _detail(exc)
+        ctx.info["dynamo_failure"] = failure(exc)
+        ctx.info["dynamo_detail"] = traceback_text(exc)
         for key in ("checker", "opset", "ir_version", "op_counts", "nodes", "inputs", "outputs", "dynamic_batch"):
             ctx.info.pop(key, None)
         ctx.model = ctx.fresh()  # the failed attempt may have left export state on the old copy
@@ -523,22 +461,23 @@ def export_model(model: nn.Module, input_shape: Sequence[int], fmt: str, *, name
     ran on every verification batch with eager's output shapes, and stayed within
     ``tolerance * max(1, max|eager|)`` of eager; ``data`` is set only then.
 
-    Invalid arguments (unknown format, bad shape, names or opset) raise ``ValueError``; anything
-    that goes wrong while exporting or verifying is returned as ``ok=False`` with ``error``.
+    Invalid arguments (unknown format, bad shape, names or opset) raise ``LabError`` (a
+    ``ValueError``); anything that goes wrong while exporting or verifying is returned as
+    ``ok=False`` with ``failure`` (and its English text ``error``).
     ``checkpoint_extra`` may give the checkpoint's ``epoch``, ``loss``, ``optimizer_state_dict``
     and ``config`` (plain values only: the file must load with ``weights_only=True``).
     """
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise LabError("export.unknown_format", format=Code(repr(fmt)), choices=Code(", ".join(FORMATS)))
     shape = _check_input_shape(input_shape)
     in_names = _check_names(input_names, "input_names")
     out_names = _check_names(output_names, "output_names")
     if len(in_names) != 1:
-        raise ValueError("the lab's models take exactly one input: give one input name")
+        raise LabError("export.one_input")
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or not 7 <= opset <= 30):
-        raise ValueError(f"opset must be an ONNX opset version such as 17 or 18 (or None for the default), got {opset!r}")
+        raise LabError("export.bad_opset", opset=Code(repr(opset)))
     if not isinstance(model, nn.Module):
-        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+        raise LabError("export.not_a_module", kind=Code(type(model).__name__))
 
     result = ExportResult(format=fmt, ok=False, filename=filename_for(fmt, name))
     info: dict[str, Any] = {"warnings": []}
@@ -548,12 +487,12 @@ def export_model(model: nn.Module, input_shape: Sequence[int], fmt: str, *, name
     batches = [EXAMPLE_BATCH] + ([DYNAMIC_CHECK_BATCH] if dynamic_batch else [])
     checks = [torch.randn(b, *shape, generator=gen) for b in batches]
     info["verified_batches"] = batches
-    stage = "preparing the model"
+    stage = "preparing"  # the step that failed names the failure: "export.failed.<stage>"
     t0: float | None = None
     try:
         with _EXPORT_LOCK, _Warnings(info["warnings"]):
             eager = _eval_copy(model)
-            stage = "running the model in eager mode"
+            stage = "eager"
             with torch.no_grad():
                 refs = [[t.detach().clone() for t in _as_list(eager(x))] for x in checks]
             scale = max([1.0] + [float(t.abs().max()) for r in refs for t in r if t.numel()])
@@ -569,17 +508,16 @@ def export_model(model: nn.Module, input_shape: Sequence[int], fmt: str, *, name
                     try:
                         got = _as_list(run(x.clone()))
                     except Exception as exc:
-                        raise RuntimeError(f"the reloaded file failed on a batch of {x.shape[0]}: "
-                                           f"{_describe(exc)}") from exc
+                        raise LabError("export.batch_failed", batch=int(x.shape[0]), reason=describe(exc)) from exc
                     worst = max(worst, _max_diff(got, ref))
                 if not math.isfinite(worst) or worst > limit:
-                    raise RuntimeError(f"the reloaded file's outputs differ from eager by up to {worst:.3g} "
-                                       f"(allowed {limit:.3g})")
+                    raise LabError("export.outputs_differ", diff=worst, allowed=limit)
                 return worst
 
             with tempfile.TemporaryDirectory(prefix="lab_export_", dir=scratch_dir()) as tmp:
-                ctx = _Ctx(_eval_copy(model), lambda: _eval_copy(model), example, bool(dynamic_batch), opset, in_names, out_names, tmp,
-                           checkpoint_extra, info)
+                ctx = _Ctx(model=_eval_copy(model), fresh=lambda: _eval_copy(model), example=example,
+                           dynamic=bool(dynamic_batch), opset=opset, input_names=in_names, output_names=out_names,
+                           tmp=tmp, extra=checkpoint_extra, info=info)
                 stage = "exporting"
                 t0 = time.perf_counter()
                 if fmt == "onnx":
@@ -590,23 +528,25 @@ def export_model(model: nn.Module, input_shape: Sequence[int], fmt: str, *, name
                                   "torch_export": _export_torch_export}[fmt](ctx)
                 result.seconds = time.perf_counter() - t0
                 result.size_bytes = len(data)
-                stage = "reloading and verifying the file"
+                stage = "verifying"
                 t1 = time.perf_counter()
                 result.max_abs_diff = verify(load())
                 info["verify_seconds"] = round(time.perf_counter() - t1, 3)
         info.setdefault("dynamic_batch", bool(dynamic_batch) if fmt not in ("state_dict", "checkpoint") else True)
         result.ok, result.data = True, data
-    except Exception as exc:  # every exporter failure is reported, never raised
+    except Exception as exc:  # noqa: BLE001 - every exporter failure is reported, never raised
         if not result.seconds and t0 is not None:
             result.seconds = time.perf_counter() - t0
-        result.error = (f"{FORMATS[fmt].label} failed while {stage}: "
-                        f"{summarize_error(exc, fmt if stage == 'exporting' else None)}")
-        result.detail = _detail(exc)
-        if info.get("dynamo_error"):
-            result.error += f" (The dynamo exporter failed first: {info['dynamo_error']})"
+        result.failure = LabError(f"export.failed.{stage}", format=FORMATS[fmt].label,
+                                  reason=failure(exc, fmt if stage == "exporting" else None))
+        result.detail = traceback_text(exc)
+        if info.get("dynamo_failure") is not None:
+            result.failure = LabError("export.dynamo_failed_first", error=result.failure, dynamo=info["dynamo_failure"])
             result.detail = info.get("dynamo_detail", "") + "\n\n" + result.detail
+        result.error = str(result.failure)
         result.ok, result.data = False, None
     info.pop("dynamo_detail", None)
+    info.pop("dynamo_failure", None)
     return result
 
 
@@ -626,12 +566,12 @@ FULL_PICKLE_NOTE = (
 
 
 def full_model_pickle(model: nn.Module, *, name: str = "model") -> ExportResult:
-    """Tutorial E1's ``torch.save(model)``, for download and for showing why it is discouraged.
+    """Tutorial E1's ``torch.save(model)`` as bytes, to show what such a file holds and why it is discouraged.
 
-    The bytes are never unpickled. ``info`` lists the globals the pickle would import
-    (read with ``pickletools``, which executes nothing), what ``torch.load(weights_only=True)``
-    says about it, and ``verified: False``; ``max_abs_diff`` stays None. The state_dict format
-    is the verified way to save weights.
+    The Export page does not offer it (see the module doc). The bytes are never unpickled:
+    ``info`` lists the globals the pickle would import (read with ``pickletools``, which executes
+    nothing), what ``torch.load(weights_only=True)`` says about it, and ``verified: False``;
+    ``max_abs_diff`` stays None. The state_dict format is the verified way to save weights.
     """
     fname = f"{safe_name(name)}_full_model.pt"
     result = ExportResult(format="full_model", ok=False, filename=fname,
@@ -648,12 +588,13 @@ def full_model_pickle(model: nn.Module, *, name: str = "model") -> ExportResult:
                 buf = io.BytesIO(data)
                 torch.load(buf, map_location="cpu", weights_only=True)
                 result.info["weights_only_load"] = "accepted"
-            except Exception as exc:  # expected: the safe loader refuses arbitrary classes
-                result.info["weights_only_load"] = f"refused: {_first_line(str(exc))}"
+            except Exception as exc:  # noqa: BLE001 - expected: the safe loader refuses arbitrary classes
+                result.info["weights_only_load"] = f"refused: {first_line(exc)}"
         result.ok, result.data, result.size_bytes = True, data, len(data)
-    except Exception as exc:
-        result.error = f"torch.save(model) failed: {summarize_error(exc)}"
-        result.detail = _detail(exc)
+    except Exception as exc:  # noqa: BLE001 - reported in the result, never raised
+        result.failure = LabError("export.pickle_failed", reason=failure(exc))
+        result.error = str(result.failure)
+        result.detail = traceback_text(exc)
     return result
 
 
@@ -667,7 +608,7 @@ def pickle_globals(data: bytes) -> list[str]:
     for op, arg, _pos in pickletools.genops(raw):
         if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
             found.add(arg.replace(" ", "."))
-        elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE"):
+        elif op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE") and isinstance(arg, str):
             strings.append(arg)
         elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
             found.add(f"{strings[-2]}.{strings[-1]}")
@@ -718,9 +659,9 @@ def speed_table(model: nn.Module, input_shape: Sequence[int], results: Sequence[
     """
     shape = _check_input_shape(input_shape)
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 1024 for b in batches):
-        raise ValueError(f"batches must be sizes between 1 and 1024, got {batches!r}")
+        raise LabError("export.bad_batches", batches=Code(repr(batches)))
     if not 1 <= int(repeats) <= 1000 or not 0 < budget_seconds <= 120:
-        raise ValueError("repeats must be 1..1000 and budget_seconds in (0, 120]")
+        raise LabError("export.bad_timing")
     runnable = [r for r in results if r.ok and r.data and r.format in _RUNTIMES]
     gen = torch.Generator().manual_seed(int(seed))
     inputs = {b: torch.randn(b, *shape, generator=gen) for b in batches}
@@ -742,12 +683,12 @@ def speed_table(model: nn.Module, input_shape: Sequence[int], results: Sequence[
                 ms, runs = _time(eager, inputs[b], repeats, cell_budget)
                 eager_ms[b] = ms
                 add("eager", "PyTorch eager", b, ms, runs)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a cell of the table says why it has no time
                 add("eager", "PyTorch eager", b, note=f"failed: {summarize_error(exc)}")
         for r in runnable:
             try:
                 run = _runner_for(r)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the format's cells say why they have no time
                 for b in batches:
                     add(r.format, _RUNTIMES[r.format], b, note=f"could not load: {summarize_error(exc)}")
                 continue
@@ -760,7 +701,7 @@ def speed_table(model: nn.Module, input_shape: Sequence[int], results: Sequence[
                 try:
                     ms, runs = _time(run, inputs[b], repeats, cell_budget)
                     add(r.format, _RUNTIMES[r.format], b, ms, runs)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a cell of the table says why it has no time
                     add(r.format, _RUNTIMES[r.format], b, note=f"failed: {summarize_error(exc)}")
     table = pd.DataFrame(rows, columns=["format", "runtime", "batch", "median_ms", "per_sample_ms", "runs",
                                         "speedup_vs_eager", "note"])

@@ -1,6 +1,7 @@
 """Predicting a drawn or uploaded digit: MNIST-style preprocessing, probabilities, saliency and
 feature maps. Images from users are untrusted: size and pixel caps are checked on the header
-before any decoding (decompression bombs), and only PIL's image decoders ever see the bytes."""
+before any decoding (decompression bombs), and only PIL's image decoders ever see the bytes. A
+refused image raises ``ImageError`` (a ``core.errors.LabError``, codes ``image.*``)."""
 from __future__ import annotations
 
 import io
@@ -12,44 +13,47 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from core.errors import Code, LabError
+from core.ml.data import MNIST_MEAN, MNIST_STD
+
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_PIXELS = 4096 * 4096
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 
-class ImageError(ValueError):
-    """An image the lab refuses, with a message for the user."""
+class ImageError(LabError):
+    """An image the lab refuses, with a message for the user (``image.*`` codes)."""
 
 
 def load_image(data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an uploaded image to a grey uint8 array, refusing oversized or broken files."""
     if len(data) > max_bytes:
-        raise ImageError(f"the file has {len(data):,} bytes; the limit is {max_bytes:,}")
+        raise ImageError("image.file_too_large", size=len(data), limit=max_bytes)
     if not data:
-        raise ImageError("the file is empty")
+        raise ImageError("image.empty")
     try:
         with Image.open(io.BytesIO(data)) as img:  # reads the header only
             width, height = img.size
             if width * height > max_pixels:
-                raise ImageError(f"the image declares {width:,}×{height:,} pixels; the limit is {max_pixels:,} "
-                                 "pixels in all")
+                raise ImageError("image.too_large", width=width, height=height, limit=max_pixels)
             if img.format not in ("PNG", "JPEG", "GIF", "BMP", "WEBP"):
-                raise ImageError(f"{img.format or 'this'} images are not accepted: use PNG, JPEG, GIF, BMP or WebP")
+                if img.format:
+                    raise ImageError("image.format_refused", format=img.format)
+                raise ImageError("image.format_unknown")
             img.draft("L", (max(28, width // 8), max(28, height // 8)))  # cheap JPEG downscale when possible
             grey = img.convert("L")
             return np.asarray(grey, dtype=np.uint8).copy()
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"the image is too large to decode safely: {exc}") from None
+        raise ImageError("image.bomb", reason=Code(str(exc))) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"this is not a readable image ({type(exc).__name__})") from None
+        raise ImageError("image.unreadable", kind=Code(type(exc).__name__)) from None
 
 
 def from_canvas(rgba: np.ndarray) -> np.ndarray:
     """The drawable canvas gives RGBA (H, W, 4) with a transparent background: use the alpha-weighted ink."""
     if rgba is None or rgba.ndim != 3 or rgba.shape[2] < 3:
-        raise ImageError("the canvas sent no image")
+        raise ImageError("image.no_canvas")
     rgb = rgba[..., :3].astype(np.float32).mean(axis=2)
     alpha = rgba[..., 3].astype(np.float32) / 255.0 if rgba.shape[2] == 4 else np.ones(rgb.shape, np.float32)
     # Light strokes on a transparent (black) background are the ink.
@@ -68,7 +72,7 @@ def preprocess(grey: np.ndarray) -> Prepared:
     """The MNIST recipe: white digit on black, crop to the ink, scale the longer side to 20 px,
     and centre by centre of mass in a 28×28 frame."""
     if grey.ndim != 2:
-        raise ImageError("expected a grey image")
+        raise ImageError("image.not_grey")
     img = grey.astype(np.float32)
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
     inverted = bool(border.mean() > 127)  # dark digit on light paper: flip it
@@ -83,7 +87,7 @@ def preprocess(grey: np.ndarray) -> Prepared:
     h, w = crop.shape
     scale = 20.0 / max(h, w)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    small = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize((new_w, new_h), Image.LANCZOS),
+    small = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize((new_w, new_h), Image.Resampling.LANCZOS),
                        dtype=np.float32)
     frame = np.zeros((28, 28), np.float32)
     top, left = (28 - new_h) // 2, (28 - new_w) // 2
@@ -122,8 +126,8 @@ def saliency(model: nn.Module, x: torch.Tensor, target: int | None = None) -> np
         cls = int(logits.argmax()) if target is None else target
         # Gradient with respect to the input only: a shared model's .grad stays untouched.
         (grad,) = torch.autograd.grad(logits[0, cls], inp)
-    grad = grad.abs()[0].amax(dim=0).numpy()
-    return grad / grad.max() if grad.max() > 0 else grad
+    per_pixel = grad.abs()[0].amax(dim=0).numpy()
+    return per_pixel / per_pixel.max() if per_pixel.max() > 0 else per_pixel
 
 
 def feature_maps(model: nn.Module, x: torch.Tensor, max_channels: int = 16) -> list[tuple[str, np.ndarray]]:

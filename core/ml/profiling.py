@@ -12,23 +12,23 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import torch
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 from torch import nn
 from torch.profiler import ProfilerActivity, profile, record_function, schedule
 
-from core.ml.export import summarize_error
+from core.errors import Code, LabError
+from core.ml.failures import failure
 from core.ml.spec import check_input_shape
 from core.settings import scratch_dir
 
@@ -56,72 +56,89 @@ _LOCK = threading.Lock()  # torch.profiler is process-wide: one profile at a tim
 LOCK_TIMEOUT_S = 120
 
 
-class ProfilingError(RuntimeError):
-    """The model failed while being profiled, or another profile is running; the message says which."""
+class ProfilingError(LabError, RuntimeError):
+    """The model failed while being profiled, or another profile is running; the code says which."""
 
 
-@dataclass
-class ProfileConfig:
-    """What to profile. Invalid values raise ``ValueError`` when the config is made.
+def _whole(lo: int, hi: int) -> Any:
+    return Field(strict=True, ge=lo, le=hi)
+
+
+class ProfileConfig(BaseModel):
+    """What to profile, validated once when made: invalid values raise ``LabError`` (a ``ValueError``).
 
     ``mode``: "inference" (one forward under no_grad, labelled ``model_inference``),
     "train_step" (one step: data, forward + loss, backward, optimizer step) or "train_steps"
     (``steps`` steps under ``schedule(wait, warmup, active)``; only the ``active`` ones are
     recorded). ``steps`` is capped at ``MAX_STEPS`` (50), ``batch_size`` at 1..1024.
     ``group_by_input_shape`` needs ``record_shapes``. ``max_trace_mb`` caps the trace returned.
+    Numbers must be ints (``max_trace_mb`` a finite number) and switches bools: nothing is coerced.
     """
 
-    mode: str = "inference"
-    steps: int = 5
-    wait: int = 1
-    warmup: int = 1
-    active: int = 3
-    batch_size: int = 32
-    record_shapes: bool = False
-    profile_memory: bool = False
-    with_stack: bool = False
-    group_by_input_shape: bool = False
-    row_limit: int = 10
-    max_trace_mb: float = DEFAULT_TRACE_CAP_MB
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+    mode: Literal["inference", "train_step", "train_steps"] = "inference"
+    steps: Annotated[int, _whole(1, MAX_STEPS)] = 5
+    wait: Annotated[int, _whole(0, MAX_STEPS)] = 1
+    warmup: Annotated[int, _whole(0, MAX_STEPS)] = 1
+    active: Annotated[int, _whole(1, MAX_STEPS)] = 3
+    batch_size: Annotated[int, _whole(1, MAX_BATCH)] = 32
+    record_shapes: StrictBool = False
+    profile_memory: StrictBool = False
+    with_stack: StrictBool = False
+    group_by_input_shape: StrictBool = False
+    row_limit: Annotated[int, _whole(1, MAX_ROW_LIMIT)] = 10
+    max_trace_mb: Annotated[float, Field(strict=True, gt=0, le=MAX_TRACE_CAP_MB, allow_inf_nan=False)] = \
+        DEFAULT_TRACE_CAP_MB
 
-        def whole(name: str, lo: int, hi: int) -> int:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{name} must be a whole number, got {value!r}")
-            if not lo <= value <= hi:
-                raise ValueError(f"{name} must be between {lo} and {hi}, got {value}")
-            return value
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _config_error(exc) from None
 
-        if isinstance(self.steps, int) and not isinstance(self.steps, bool) and self.steps > MAX_STEPS:
-            raise ValueError(f"at most {MAX_STEPS} steps can be profiled, got {self.steps}: every op of every "
-                             f"step is recorded, so long runs make huge, slow traces. Profile fewer steps.")
-        whole("steps", 1, MAX_STEPS)
-        whole("wait", 0, MAX_STEPS)
-        whole("warmup", 0, MAX_STEPS)
-        whole("active", 1, MAX_STEPS)
-        whole("batch_size", 1, MAX_BATCH)
-        whole("row_limit", 1, MAX_ROW_LIMIT)
-        if self.mode == "train_steps" and self.wait + self.warmup + self.active > self.steps:
-            raise ValueError(f"the schedule needs wait + warmup + active <= steps, got {self.wait} + {self.warmup} "
-                             f"+ {self.active} = {self.wait + self.warmup + self.active} > {self.steps}")
-        for name in ("record_shapes", "profile_memory", "with_stack", "group_by_input_shape"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+    @model_validator(mode="after")
+    def _fits_together(self) -> ProfileConfig:
+        total = self.wait + self.warmup + self.active
+        if self.mode == "train_steps" and total > self.steps:
+            raise LabError("profile.schedule", wait=self.wait, warmup=self.warmup, active=self.active, total=total,
+                           steps=self.steps)
         if self.group_by_input_shape and not self.record_shapes:
-            raise ValueError("group_by_input_shape needs record_shapes=True (the profiler only knows the input "
-                             "shapes of ops when it records them)")
-        cap = self.max_trace_mb
-        if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not math.isfinite(cap) \
-                or not 0 < cap <= MAX_TRACE_CAP_MB:
-            raise ValueError(f"max_trace_mb must be a number of megabytes in (0, {MAX_TRACE_CAP_MB:g}], got {cap!r}")
+            raise LabError("profile.group_needs_shapes")
+        return self
 
     @property
     def profiled_steps(self) -> int:
         return self.active if self.mode == "train_steps" else 1
+
+
+def _config_error(exc: ValidationError) -> LabError:
+    """The first problem pydantic found, in the lab's words (``profile.*`` codes)."""
+    error = exc.errors()[0]
+    kind, value = error["type"], error.get("input")
+    name = str(error["loc"][0]) if error["loc"] else ""
+    if kind == "value_error" and isinstance(error.get("ctx", {}).get("error"), LabError):
+        return error["ctx"]["error"]  # raised by _fits_together
+    if name == "mode":
+        return LabError("profile.mode", choices=Code(", ".join(MODES)), value=Code(repr(value)))
+    if name == "steps" and kind == "less_than_equal":
+        return LabError("profile.too_many_steps", max=MAX_STEPS, steps=value)
+    if name == "max_trace_mb":
+        return LabError("profile.trace_cap", max=MAX_TRACE_CAP_MB, value=Code(repr(value)))
+    if kind == "bool_type":
+        return LabError("profile.not_bool", name=Code(name), value=Code(repr(value)))
+    if kind in ("greater_than_equal", "less_than_equal"):
+        lo, hi = _RANGES[name]
+        return LabError("profile.range", name=Code(name), lo=lo, hi=hi, value=value)
+    if kind == "int_type":
+        return LabError("profile.whole_number", name=Code(name), value=Code(repr(value)))
+    if kind == "extra_forbidden":
+        return LabError("profile.unknown_option", name=Code(name), choices=Code(", ".join(ProfileConfig.model_fields)))
+    return LabError("profile.bad_value", name=Code(name), reason=Code(error["msg"]))
+
+
+_RANGES = {"steps": (1, MAX_STEPS), "wait": (0, MAX_STEPS), "warmup": (0, MAX_STEPS), "active": (1, MAX_STEPS),
+           "batch_size": (1, MAX_BATCH), "row_limit": (1, MAX_ROW_LIMIT)}
 
 
 def _activities(device: str) -> list[ProfilerActivity]:
@@ -148,7 +165,7 @@ class _Step:
             probe = model(torch.zeros(2, *shape, device=device))
             model.train(was_training)
         if not isinstance(probe, torch.Tensor):
-            raise ValueError(f"the model returns {type(probe).__name__}; profiling a training step needs one tensor")
+            raise LabError("profile.output_not_tensor", kind=Code(type(probe).__name__))
         self.out_shape = tuple(probe.shape[1:])
         if task == "classification" and probe.ndim == 2 and probe.shape[1] >= 2 and probe.is_floating_point():
             self.loss_name = "cross_entropy"
@@ -257,17 +274,16 @@ def _memory_table(table: pd.DataFrame, cuda: bool) -> pd.DataFrame:
                                      kind="stable").reset_index(drop=True)
 
 
-def _export_trace(prof, cap_mb: float) -> tuple[bytes | None, int, str]:
+def _export_trace(prof, cap_mb: float) -> tuple[bytes | None, int, LabError | None]:
+    """The Chrome trace's bytes and size, or None and why it is withheld (over ``cap_mb``)."""
     with tempfile.TemporaryDirectory(prefix="lab_trace_", dir=scratch_dir()) as tmp:
         path = os.path.join(tmp, "trace.json")
         prof.export_chrome_trace(path)
         size = os.path.getsize(path)
         if size > cap_mb * _MB:
-            return None, size, (f"The Chrome trace is {size / _MB:.2f} MB, over the {cap_mb:g} MB cap, so it "
-                                f"is not offered for download. Profile fewer active steps or a smaller batch, or turn "
-                                f"off record shapes, profile memory and with stack, which all add to the trace.")
+            return None, size, LabError("profile.trace_too_large", mb=size / _MB, cap=cap_mb)
         with open(path, "rb") as fh:
-            return fh.read(), size, ""
+            return fh.read(), size, None
 
 
 def profile_model(model: nn.Module, input_shape: Sequence[int], config: ProfileConfig, *,
@@ -287,37 +303,42 @@ def profile_model(model: nn.Module, input_shape: Sequence[int], config: ProfileC
         (+ cuda_ms on CUDA).
       ``memory``: memory by operator (profile_memory only, else None).
       ``trace``: the Chrome trace JSON bytes, or None when over ``config.max_trace_mb``;
-      ``trace_size`` (bytes), ``trace_error`` ("" or why the trace is withheld).
+      ``trace_size`` (bytes), ``trace_failure`` (None, or a ``LabError`` saying why the trace is
+      withheld, for a page to show in its language) and ``trace_error`` (its English text, or "").
       ``steps`` (profiled steps), ``device``, ``activities``, ``mode``, ``loss`` ("cross_entropy",
-      "mse" or None), ``warmup_steps`` (unprofiled steps run first), ``wall_seconds``, ``config``.
+      "mse" or None), ``warmup_steps`` (unprofiled steps run first), ``wall_seconds``, ``config``
+      (the config as a dict).
+
+    Invalid arguments raise ``LabError`` (a ``ValueError``); a model that fails while being
+    profiled raises ``ProfilingError`` with ``core.ml.failures``' summary of what went wrong.
 
     Training uses SGD(lr=1e-3, momentum=0.9) and CrossEntropy on random labels when ``task`` is
     "classification" and the output is (N, classes), else MSE against a random target of the
     output's shape.
     """
     if not isinstance(config, ProfileConfig):
-        raise ValueError("config must be a ProfileConfig")
+        raise LabError("profile.not_a_config")
     if not isinstance(model, nn.Module):
-        raise ValueError(f"expected a torch.nn.Module, got {type(model).__name__}")
+        raise LabError("profile.not_a_module", kind=Code(type(model).__name__))
     shape = check_input_shape(input_shape)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        raise LabError("profile.bad_device", device=Code(repr(device)))
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("CUDA was asked for but no GPU is available")
+        raise LabError("profile.no_cuda")
     start = time.perf_counter()
     steps = config.profiled_steps
     kwargs = dict(activities=_activities(device), record_shapes=config.record_shapes,
                   profile_memory=config.profile_memory, with_stack=config.with_stack)
     if not _LOCK.acquire(timeout=LOCK_TIMEOUT_S):
-        raise ProfilingError("another profile is still running in this server; try again when it has finished")
+        raise ProfilingError("profile.busy")
     try:
         prof, loss_name, warmup_steps = _run(model, shape, config, device, task, num_classes, seed, kwargs)
     except ValueError:
         raise
     except Exception as exc:
-        raise ProfilingError(f"the model failed while being profiled: {summarize_error(exc)}") from exc
+        raise ProfilingError("profile.model_failed", reason=failure(exc)) from exc
     finally:
         _LOCK.release()
     return _results(prof, config, device, steps, kwargs, loss_name, warmup_steps, start)
@@ -363,11 +384,12 @@ def _results(prof, config, device, steps, kwargs, loss_name, warmup_steps, start
     plain = prof.key_averages() if config.group_by_input_shape else events
     breakdown = _breakdown(plain, config.mode, steps, cuda)
     memory = _memory_table(table, cuda) if config.profile_memory else None
-    trace, size, trace_error = _export_trace(prof, config.max_trace_mb)
+    trace, size, withheld = _export_trace(prof, config.max_trace_mb)
     return {"table": table, "top": top, "breakdown": breakdown, "memory": memory, "trace": trace,
-            "trace_size": size, "trace_error": trace_error, "steps": steps, "device": device,
-            "activities": [a.name for a in kwargs["activities"]], "mode": config.mode, "loss": loss_name,
-            "warmup_steps": warmup_steps, "wall_seconds": time.perf_counter() - start, "config": asdict(config)}
+            "trace_size": size, "trace_failure": withheld, "trace_error": "" if withheld is None else str(withheld),
+            "steps": steps, "device": device, "activities": [a.name for a in kwargs["activities"]],
+            "mode": config.mode, "loss": loss_name, "warmup_steps": warmup_steps,
+            "wall_seconds": time.perf_counter() - start, "config": config.model_dump()}
 
 
 def trace_is_valid(trace: bytes) -> bool:
@@ -428,13 +450,13 @@ def p1_example(model: nn.Module, input_shape: Sequence[int], batch: int = 5, see
     """
     shape = check_input_shape(input_shape)
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
-        raise ValueError(f"batch must be between 1 and {MAX_BATCH}, got {batch!r}")
+        raise LabError("profile.batch_range", max=MAX_BATCH, batch=Code(repr(batch)))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     m = copy.deepcopy(model).to(device).eval()
     inputs = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(int(seed))).to(device)
-    with profile(activities=_activities(device), record_shapes=True) as prof:  # as in P1: no no_grad
-        with record_function(INFERENCE_LABEL):
-            m(inputs)
+    # as in P1: no no_grad
+    with profile(activities=_activities(device), record_shapes=True) as prof, record_function(INFERENCE_LABEL):
+        m(inputs)
     table = _events_table(prof.key_averages(), cuda=device == "cuda", memory=False, shapes=False)
     code = P1_CODE.format(batch=batch, shape=", ".join(map(str, shape)))
     return {"code": code, "table": table.head(10).reset_index(drop=True)}

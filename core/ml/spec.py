@@ -127,16 +127,6 @@ def check_input_shape(value: Any) -> tuple[int, ...]:
         raise _shape_error(value) from None
 
 
-def parse_input_shape(text: str) -> tuple[int, ...]:
-    """A shape typed as text ('1, 28, 28' or '1x28x28') under the same rule, else ``SpecError``."""
-    parts = [p.strip() for p in str(text).replace("×", ",").replace("x", ",").split(",") if p.strip()]
-    try:
-        return check_input_shape([int(p) if p.isdecimal() and len(p) <= 6 else p for p in parts])
-    except SpecError:
-        raise SpecError("spec.input_shape_text", text=Code(str(text)[:40]), dims=MAX_INPUT_DIMS,
-                        size=MAX_INPUT_SIZE) from None
-
-
 def _shape_error(value: Any) -> SpecError:
     return SpecError("spec.input_shape", dims=MAX_INPUT_DIMS, size=MAX_INPUT_SIZE, got=_got(value))
 

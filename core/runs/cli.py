@@ -72,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         info = dist_from_env()
         trainer = Trainer(config, dist_info=info)
+    except DataUnavailable as exc:  # before ValueError: it is a LabError, hence a ValueError, too
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except DataUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     store, run_id = None, None
     if trainer.is_main and not args.no_store:
         store = open_store(args.home)

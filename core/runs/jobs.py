@@ -18,6 +18,9 @@ and writing everything to the run store. All job state lives in the store, so an
   still waiting in the queue is simply marked stopped.
 - ``resume(run_id)`` puts a stopped or failed run back in the queue; its worker continues
   from ``last.pt`` to the configured number of epochs.
+- ``delete(run_id)`` returns at once: a run no worker holds is deleted; an active one is
+  asked to stop and marked, and is deleted (rows and folder) as soon as it has finished,
+  by the next ``poll()`` of any manager (the finishing worker's own hand-off polls too).
 - ``reap()`` marks ``failed`` a running run whose worker process is gone (e.g. SIGKILL) or
   whose heartbeat is older than ``stale_after`` seconds.
 
@@ -36,9 +39,8 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-from core.runs.store import FINISHED, RunStore, check_run_id, pid_alive
+from core.runs.store import FINISHED, RunRow, RunStore, check_run_id, pid_alive
 from core.settings import ROOT, load_settings
 from core.training.config import TrainConfig
 
@@ -133,6 +135,8 @@ class JobManager:
     def resume(self, run_id: str) -> None:
         """Queue a stopped or failed run again; its worker continues from last.pt."""
         run = self.store.run(run_id)
+        if run["delete_requested"]:
+            raise ValueError(f"run {run_id} is being deleted")
         if run["status"] not in ("stopped", "failed"):
             raise ValueError(f"run {run_id} is {run['status']}; only a stopped or failed run can be resumed")
         if run["kind"] != "job":
@@ -141,20 +145,28 @@ class JobManager:
                               finished=None)
         self.poll()
 
-    def delete(self, run_id: str) -> None:
-        run = self.store.run(run_id)
-        if run["status"] == "running" or (run["status"] == "queued" and run["launched"] is not None):
-            raise ValueError(f"run {run_id} is active; stop it before deleting it")
-        self.store.delete_run(run_id)
+    def delete(self, run_id: str) -> bool:
+        """Delete a run without waiting for its worker: True if it is gone now.
+
+        A finished run, or a queued one no worker has taken yet, is deleted at once. A running
+        (or launched) run is asked to stop and marked for deletion (False): its worker finishes
+        the current step and ends, and the next ``poll()`` deletes it.
+        """
+        if self.store.delete_or_mark(run_id):
+            return True
+        self.poll()  # it may have finished meanwhile
+        return self.store.get_run(run_id) is None
 
     # ---------------------------------------------------------------- watching
     def poll(self) -> list[str]:
-        """Reap dead workers, then launch queued runs into free slots. Returns launched ids."""
+        """Reap dead workers, delete finished runs marked for deletion, then launch queued runs into
+        free slots. Returns launched ids."""
         with self._lock:
             for run_id, proc in list(self._procs.items()):
                 if proc.poll() is not None:
                     self._procs.pop(run_id, None)
         self.reap()
+        self.store.delete_marked()
         launched = []
         for run_id in self.store.claim_launches(self.cap):
             try:
@@ -188,7 +200,7 @@ class JobManager:
 
     def _is_worker(self, pid: int | None, run_id: str, kind: str = "job") -> bool:
         """The pid is alive and (for a job, where /proc tells) is the worker of this run, not a reused pid."""
-        if not pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             return False
         if kind != "job":
             return True  # a terminal run: any command line may have started it
@@ -210,7 +222,8 @@ class JobManager:
                 if local and pid is not None and not self._is_worker(pid, run_id, run["kind"]):
                     fresh = self.store.get_run(run_id)
                     if fresh and fresh["status"] == "queued" and fresh["launched"] is not None:
-                        self.store.finish_run(run_id, "failed", error=self._death_note(run_id, pid, "before it started"))
+                        self.store.finish_run(run_id, "failed",
+                                              error=self._death_note(run_id, pid, "before it started"))
                         failed.append(run_id)
                 elif pid is None and now - launched > self.launch_timeout:
                     self.store.release_launch(run_id)  # the launcher died between claim and spawn
@@ -250,13 +263,11 @@ class JobManager:
     def _kill(self, pid: int, run_id: str) -> None:
         if not self._is_worker(pid, run_id):
             return
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
             os.killpg(os.getpgid(pid), signal.SIGKILL)  # the worker leads its own session
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
 
     # ---------------------------------------------------------------- queries
-    def status(self, run_id: str) -> dict[str, Any]:
+    def status(self, run_id: str) -> RunRow:
         return self.store.run(run_id)
 
     def active(self) -> list[str]:

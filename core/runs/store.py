@@ -13,6 +13,12 @@ upgrades a read). The schema has a version number and a list of migrations.
 
 Run ids are generated (``r20250101-120000-3fa2c1``) and checked against a strict pattern
 wherever one is used to build a path, so a run id can never reach outside ``runs/``.
+
+What the store hands out has documented shapes: a run is a ``RunRow`` (its JSON columns
+parsed, its flags as bools), its summary metrics a ``RunMetrics``, and a metric value a
+``MetricRow`` (one row of ``metrics()``'s long frame; ``MetricPoint`` is what
+``log_metrics`` takes). They are TypedDicts: plain dicts at run time, so ``run["status"]``
+and ``run.get("started")`` read as before, and pandas builds frames from them directly.
 """
 from __future__ import annotations
 
@@ -29,20 +35,90 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, cast, get_args
 
 import pandas as pd
 
 DB_NAME = "runs.sqlite3"
 RUNS_DIR = "runs"
-STATUSES = ("queued", "running", "completed", "stopped", "failed")
-FINISHED = ("completed", "stopped", "failed")
-KINDS = ("job", "cli")
+Status = Literal["queued", "running", "completed", "stopped", "failed"]
+Kind = Literal["job", "cli"]  # a background job (JobManager) or a run started in a terminal
+STATUSES: tuple[Status, ...] = get_args(Status)
+FINISHED: tuple[Status, ...] = ("completed", "stopped", "failed")
+KINDS: tuple[Kind, ...] = get_args(Kind)
 BUSY_TIMEOUT_MS = 5000
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_NAME = 200
 MAX_TAGS = 32
 MAX_TAG = 40
+
+
+class RunMetrics(TypedDict, total=False):
+    """A run's ``last_metrics`` / ``best_metrics``: the worker's summary of an epoch (values may be None)."""
+
+    epoch: int
+    step: int
+    train_loss: float | None
+    train_acc: float | None
+    test_loss: float | None
+    test_acc: float | None
+    lr: float | None
+    seconds: float | None
+
+
+class RunRow(TypedDict):
+    """One run as the store returns it (``get_run``, ``run``, ``runs``); keys are the table's columns."""
+
+    id: str
+    name: str
+    created: float                    # time.time() when stored
+    status: Status
+    config: dict[str, Any]            # the run's TrainConfig as a dict (TrainConfig.to_dict())
+    device: str | None                # the device the worker trained on ("cpu", "cuda:0"), once known
+    precision: str | None             # fp32, bf16, fp16
+    best_metrics: RunMetrics | None   # the epoch with the best test score so far
+    last_metrics: RunMetrics | None   # the last finished epoch
+    tags: list[str]
+    kind: Kind                        # job (a background worker) or cli (a terminal)
+    pid: int | None                   # the worker process
+    host: str | None                  # the machine it runs on
+    heartbeat: float | None           # the worker's last sign of life
+    launched: float | None            # a job handed to a worker process, not yet claimed by it
+    started: float | None
+    finished: float | None
+    stop_requested: bool              # the worker stops at its next heartbeat
+    epoch: int                        # epochs completed
+    step: int                         # optimizer steps done
+    error: str | None                 # why a failed run failed
+    delete_requested: bool            # deleted as soon as its worker has stopped (JobManager.delete)
+
+
+class MetricRow(TypedDict):
+    """One stored metric value: a row of ``metrics()`` / ``metrics_since()`` (columns ``METRIC_COLUMNS``)."""
+
+    run_id: str
+    step: int            # optimizer steps done when it was measured
+    epoch: int           # 1-based for step metrics (the epoch in progress), epochs done for epoch metrics
+    name: str            # loss, lr, grad_norm, samples_per_s, train_loss, train_acc, test_loss, ...
+    value: float | None  # None when it was not finite
+    wall: float          # time.time() when logged
+
+
+class _MetricValue(TypedDict):
+    step: int
+    epoch: int
+    name: str
+    value: float | None
+
+
+class MetricPoint(_MetricValue, total=False):
+    """A metric value to store (``log_metrics``): step, epoch, name, value; ``wall`` defaults to now."""
+
+    wall: float
+
+
+MetricTuple = tuple[int, int, str, float | None] | tuple[int, int, str, float | None, float]
+"""``(step, epoch, name, value)`` or ``(step, epoch, name, value, wall)``: ``log_metrics``'s compact rows."""
 
 
 class StoreError(RuntimeError):
@@ -103,17 +179,19 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN error TEXT",
         "CREATE INDEX runs_status ON runs(status)",
     ],
+    [  # 3: delete a run once its worker has stopped (JobManager.delete)
+        "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 JSON_FIELDS = ("config", "best_metrics", "last_metrics", "tags")
+FLAGS = ("stop_requested", "delete_requested")
 UPDATABLE = {"name", "status", "device", "precision", "best_metrics", "last_metrics", "tags", "kind", "pid",
              "host", "heartbeat", "launched", "started", "finished", "stop_requested", "epoch", "step", "error",
-             "config"}
-METRIC_COLUMNS = ["run_id", "step", "epoch", "name", "value", "wall"]
-RUN_COLUMNS = ["id", "name", "created", "status", "config", "device", "precision", "best_metrics", "last_metrics",
-               "tags", "kind", "pid", "host", "heartbeat", "launched", "started", "finished", "stop_requested",
-               "epoch", "step", "error"]
+             "config", "delete_requested"}
+METRIC_COLUMNS = list(MetricRow.__annotations__)
+RUN_COLUMNS = list(RunRow.__annotations__)
 
 
 def _json(value: Any) -> str | None:
@@ -291,21 +369,21 @@ class RunStore:
                  now if status == "running" else None))
         return run_id
 
-    def _row(self, row: sqlite3.Row | None) -> dict | None:
-        if row is None:
-            return None
+    @staticmethod
+    def _row(row: sqlite3.Row) -> RunRow:
         out = dict(row)
         for key in JSON_FIELDS:
             if key in out and out[key] is not None:
                 out[key] = json.loads(out[key])
-        out["stop_requested"] = bool(out.get("stop_requested"))
-        return out
+        for key in FLAGS:
+            out[key] = bool(out.get(key))
+        return cast(RunRow, out)
 
-    def get_run(self, run_id: str) -> dict | None:
+    def get_run(self, run_id: str) -> RunRow | None:
         row = self._conn().execute("SELECT * FROM runs WHERE id = ?", (check_run_id(run_id),)).fetchone()
-        return self._row(row)
+        return None if row is None else self._row(row)
 
-    def run(self, run_id: str) -> dict:
+    def run(self, run_id: str) -> RunRow:
         """Like ``get_run`` but a missing run is a ``KeyError`` with a clear message."""
         found = self.get_run(run_id)
         if found is None:
@@ -331,7 +409,7 @@ class RunStore:
                 value = _json(value)
             elif key == "name":
                 value = _check_name(value)
-            elif key == "stop_requested":
+            elif key in FLAGS:
                 value = int(bool(value))
             values.append(value)
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -369,12 +447,54 @@ class RunStore:
     def delete_run(self, run_id: str, files: bool = True) -> None:
         """Delete a run, its metrics and (by default) its folder of checkpoints and logs."""
         with self._write() as conn:
-            conn.execute("DELETE FROM metrics WHERE run_id = ?", (check_run_id(run_id),))
-            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            self._delete_rows(conn, check_run_id(run_id))
         if files:
             shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
-    def runs(self, status: str | Iterable[str] | None = None, kind: str | None = None) -> list[dict]:
+    @staticmethod
+    def _delete_rows(conn: sqlite3.Connection, run_id: str) -> None:
+        conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+        conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+    def delete_or_mark(self, run_id: str) -> bool:
+        """Delete a run that no worker holds (True), else ask it to stop and mark it for deletion (False).
+
+        One transaction decides: a finished run, or a queued one not yet handed to a worker, is
+        deleted now; a running (or launched) one gets its stop and delete flags, and
+        ``delete_marked()`` removes it once it has finished. Unknown run: ``KeyError``.
+        """
+        with self._write() as conn:
+            row = conn.execute("SELECT status, launched FROM runs WHERE id = ?", (check_run_id(run_id),)).fetchone()
+            if row is None:
+                raise KeyError(f"no run {run_id!r} in {self.path}")
+            free = row["status"] in FINISHED or (row["status"] == "queued" and row["launched"] is None)
+            if free:
+                self._delete_rows(conn, run_id)
+            else:
+                conn.execute("UPDATE runs SET stop_requested = 1, delete_requested = 1 WHERE id = ?", (run_id,))
+        if free:
+            shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+        return free
+
+    def delete_marked(self, run_id: str | None = None) -> list[str]:
+        """Delete the finished runs marked for deletion (all, or just ``run_id``); returns their ids."""
+        sql = f"SELECT id FROM runs WHERE delete_requested = 1 AND status IN ({', '.join('?' * len(FINISHED))})"
+        args: list[str] = list(FINISHED)
+        if run_id is not None:
+            sql += " AND id = ?"
+            args.append(check_run_id(run_id))
+        conn = self._conn()
+        if conn.execute(sql + " LIMIT 1", args).fetchone() is None:  # the usual case: no write lock taken
+            return []
+        with self._write() as conn:
+            ids = [r[0] for r in conn.execute(sql, args).fetchall()]
+            for found in ids:
+                self._delete_rows(conn, found)
+        for found in ids:
+            shutil.rmtree(self.run_dir(found), ignore_errors=True)
+        return ids
+
+    def runs(self, status: str | Iterable[str] | None = None, kind: str | None = None) -> list[RunRow]:
         """All runs as dicts (config and metrics parsed), newest first."""
         sql, args = "SELECT * FROM runs", []
         where = []
@@ -444,11 +564,12 @@ class RunStore:
                          (check_run_id(run_id),))
 
     # ---------------------------------------------------------------- metrics
-    def log_metrics(self, run_id: str, rows: Iterable[tuple | dict]) -> int:
+    def log_metrics(self, run_id: str, rows: Iterable[MetricTuple | MetricPoint]) -> int:
         """Append metric rows in one transaction.
 
         A row is ``(step, epoch, name, value)`` or ``(step, epoch, name, value, wall)`` or a
-        dict with those keys. Non-finite values are stored as NULL. Returns rows written.
+        ``MetricPoint`` dict with those keys. Non-finite values are stored as NULL. Returns
+        rows written.
         """
         now = time.time()
         check_run_id(run_id)
@@ -474,8 +595,9 @@ class RunStore:
             conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (check_run_id(run_id), int(after_step)))
 
     def metrics(self, run_id: str, names: Iterable[str] | None = None) -> pd.DataFrame:
-        """A run's metrics as a long DataFrame: run_id, step, epoch, name, value, wall."""
-        sql, args = "SELECT run_id, step, epoch, name, value, wall FROM metrics WHERE run_id = ?", [check_run_id(run_id)]
+        """A run's metrics as a long DataFrame, one ``MetricRow`` per row: run_id, step, epoch, name, value, wall."""
+        sql = "SELECT run_id, step, epoch, name, value, wall FROM metrics WHERE run_id = ?"
+        args = [check_run_id(run_id)]
         if names is not None:
             names = list(names)
             if not names:
@@ -530,10 +652,8 @@ def pid_alive(pid: int | None) -> bool:
     """Whether a process with this pid exists on this machine and is not a zombie."""
     if not pid or pid <= 0:
         return False
-    try:
+    with suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)  # reap it if it is our own finished child
-    except (ChildProcessError, OSError):
-        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.errors import Code, first_line
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from core.ml.modules import build_model
 from core.ml.spec import ModelSpec, SpecError
-from core.runs.store import RunStore
+from core.runs.store import RunRow, RunStore
 from core.training.config import TrainConfig
 
 
@@ -27,7 +28,7 @@ def checkpoint_path(store: RunStore, run_id: str, which: str = "best") -> Path |
     return None
 
 
-def trained_runs(store: RunStore) -> list[dict]:
+def trained_runs(store: RunStore) -> list[RunRow]:
     """Runs that have a checkpoint on disk, newest first."""
     runs = [r for r in store.runs() if checkpoint_path(store, r["id"]) is not None]
     return sorted(runs, key=lambda r: r.get("created") or 0, reverse=True)
@@ -37,13 +38,13 @@ def model_from_checkpoint(ckpt: dict) -> tuple[nn.Module, ModelSpec]:
     """Rebuild the model of a checkpoint from its config's spec and load its weights (eval mode)."""
     config = ckpt.get("config")
     if not isinstance(config, dict):
-        raise CheckpointError("the checkpoint has no training config, so its model cannot be rebuilt")
+        raise CheckpointError("checkpoint.no_training_config")
     try:
         spec = TrainConfig.model_of(config)
         model = build_model(spec, seed=None)
         model.load_state_dict(ckpt["model_state_dict"])
     except (ValueError, SpecError, RuntimeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"the checkpoint does not fit its model: {str(exc).splitlines()[0][:300]}") from None
+        raise CheckpointError("checkpoint.does_not_fit_its_model", reason=Code(first_line(exc))) from None
     return model.eval(), spec
 
 
@@ -51,7 +52,7 @@ def load_run_model(store: RunStore, run_id: str, which: str = "best") -> tuple[n
     """(model, spec, checkpoint summary) of a stored run."""
     path = checkpoint_path(store, run_id, which)
     if path is None:
-        raise CheckpointError(f"run {run_id} has no checkpoint yet")
+        raise CheckpointError("checkpoint.none_yet", run=Code(run_id))
     ckpt = load_checkpoint(path, map_location=torch.device("cpu"))
     model, spec = model_from_checkpoint(ckpt)
     summary = {"file": path.name, "epoch": ckpt.get("epoch"), "loss": ckpt.get("loss")}

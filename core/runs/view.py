@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,8 +15,10 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
+from core.ml.data import DATASETS
+from core.runs.store import RunRow
+
 MAX_POINTS = 2000  # per series: charts stay responsive with long runs
-STEP_METRICS = ("loss", "lr", "grad_norm", "samples_per_s")
 EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds")
 
 
@@ -45,21 +49,27 @@ def downsample(frame: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFram
     return keep
 
 
-TRAIN_SIZES = {"digits8k": 7000, "mnist": 60000, "fashion_mnist": 60000, "linear": 3, "synthetic": 448}
-
-
-def total_steps(config: dict) -> int | None:
-    """Optimizer steps a run config takes (None when the dataset size is unknown)."""
-    n = TRAIN_SIZES.get(config.get("dataset"))
-    if n is None:
+def train_samples(config: Mapping[str, Any]) -> int | None:
+    """Training samples a run config uses (None for a dataset the lab does not know)."""
+    info = DATASETS.get(str(config.get("dataset")))
+    if info is None:
         return None
+    n = info.train_size
     if config.get("limit_train"):
         n = min(n, int(config["limit_train"]))
+    return n
+
+
+def total_steps(config: Mapping[str, Any]) -> int | None:
+    """Optimizer steps a run config takes (None when the dataset size is unknown)."""
+    n = train_samples(config)
+    if n is None:
+        return None
     batch = max(1, int(config.get("batch_size") or 1))
     return -(-n // batch) * int(config.get("epochs") or 1)
 
 
-def progress(run: dict, total_steps: int | None) -> dict:
+def progress(run: RunRow, total_steps: int | None) -> dict[str, Any]:
     """Fraction done and an ETA from the run's step count and elapsed time."""
     step = int(run.get("step") or 0)
     started = run.get("started")
@@ -108,7 +118,8 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smo
             traces.append(dict(type="scatter", x=xs, y=ema(ys, smoothing), name=label, mode="lines",
                                legendgroup=label))
         else:
-            traces.append(dict(type="scatter", x=xs, y=ys, name=label, mode="lines+markers" if len(s) < 30 else "lines"))
+            traces.append(dict(type="scatter", x=xs, y=ys, name=label,
+                               mode="lines+markers" if len(s) < 30 else "lines"))
     lab = {"x": {"step": "step", "epoch": "epoch", "wall": "seconds"}[x], "y": name, **(labels or {})}
     layout = dict(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=lab["y"], x=0),
                   xaxis=dict(title=dict(text=lab["x"])), legend=dict(orientation="h", y=-0.25))
@@ -160,7 +171,7 @@ def flat_config(config: dict) -> dict:
     return {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in out.items()}
 
 
-def config_table(runs: list[dict], only_differences: bool = False) -> pd.DataFrame:
+def config_table(runs: list[RunRow], only_differences: bool = False) -> pd.DataFrame:
     """Configs side by side: one row per setting, one column per run."""
     columns = {f"{r['name'] or r['id']}": {k: str(v) for k, v in flat_config(r["config"]).items()} for r in runs}
     table = pd.DataFrame(columns, dtype=object).fillna("—")
@@ -169,7 +180,7 @@ def config_table(runs: list[dict], only_differences: bool = False) -> pd.DataFra
     return table
 
 
-def summary_rows(runs: list[dict], metrics: dict[str, pd.DataFrame], target_acc: float = 0.98) -> pd.DataFrame:
+def summary_rows(runs: list[RunRow], metrics: dict[str, pd.DataFrame], target_acc: float = 0.98) -> pd.DataFrame:
     """Best/last accuracy, lowest loss, duration and time to a target accuracy for each run."""
     rows = []
     for run in runs:
@@ -189,7 +200,7 @@ def summary_rows(runs: list[dict], metrics: dict[str, pd.DataFrame], target_acc:
     return pd.DataFrame(rows)
 
 
-def runs_table(runs: list[dict]) -> pd.DataFrame:
+def runs_table(runs: list[RunRow]) -> pd.DataFrame:
     """The Runs page's table: one row per run."""
     rows = []
     for r in runs:

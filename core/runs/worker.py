@@ -9,12 +9,17 @@ import sys
 import threading
 import time
 import traceback
+from typing import TYPE_CHECKING
 
 from core.ml.checkpoint import BEST, LAST, CheckpointError, save_checkpoint
 from core.settings import load_settings
 from core.training.config import TrainConfig
 from core.training.console import Progress, epoch_line
+from core.training.events import EpochEvent, StepEvent
 from core.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from core.runs.store import MetricTuple, RunMetrics, RunStore
 
 
 def _error_text(exc: BaseException) -> str:
@@ -25,13 +30,13 @@ def _error_text(exc: BaseException) -> str:
 class _Worker:
     """Store bookkeeping for one run: heartbeat thread, stop flag, metrics, checkpoints."""
 
-    def __init__(self, store, run_id: str, heartbeat_s: float) -> None:
+    def __init__(self, store: RunStore, run_id: str, heartbeat_s: float) -> None:
         self.store, self.run_id = store, run_id
         self.stop_event = threading.Event()
         self.done = threading.Event()
         self.epoch = 0
         self.step = 0
-        self.pending: list[tuple] = []
+        self.pending: list[MetricTuple] = []
         self.last_flush = time.monotonic()
         self.heartbeat_s = heartbeat_s
         self.thread = threading.Thread(target=self._beat, name="lab-heartbeat", daemon=True)
@@ -45,7 +50,7 @@ class _Worker:
                 self.store.heartbeat(self.run_id, epoch=self.epoch, step=self.step)
                 if self.store.stop_requested(self.run_id):
                     self.stop_event.set()
-            except Exception:  # a busy database must not kill the run; try again next beat
+            except Exception:  # noqa: BLE001 - a busy database must not kill the run; try again next beat
                 pass
 
     def close(self) -> None:
@@ -53,18 +58,21 @@ class _Worker:
         if self.thread.is_alive():
             self.thread.join(timeout=10)
 
-    def log_step(self, ev: dict) -> None:
+    def log_step(self, ev: StepEvent) -> None:
         self.step = ev["step"]
-        for name in ("loss", "lr", "grad_norm", "samples_per_s"):
-            self.pending.append((ev["step"], ev["epoch"], name, ev[name]))
+        step, epoch = ev["step"], ev["epoch"]
+        self.pending += [(step, epoch, "loss", ev["loss"]), (step, epoch, "lr", ev["lr"]),
+                         (step, epoch, "grad_norm", ev["grad_norm"]),
+                         (step, epoch, "samples_per_s", ev["samples_per_s"])]
         if time.monotonic() - self.last_flush > 1.0:
             self.flush()
 
-    def log_epoch(self, ev: dict) -> None:
+    def log_epoch(self, ev: EpochEvent) -> None:
         self.epoch = ev["epoch"]
-        for name in ("train_loss", "train_acc", "test_loss", "test_acc"):
-            if ev.get(name) is not None:
-                self.pending.append((ev["step"], ev["epoch"], name, ev[name]))
+        for name, value in (("train_loss", ev["train_loss"]), ("train_acc", ev["train_acc"]),
+                            ("test_loss", ev["test_loss"]), ("test_acc", ev["test_acc"])):
+            if value is not None:
+                self.pending.append((ev["step"], ev["epoch"], name, value))
         self.pending.append((ev["step"], ev["epoch"], "epoch_seconds", ev["seconds"]))
         self.flush()
 
@@ -75,12 +83,13 @@ class _Worker:
         self.last_flush = time.monotonic()
 
 
-def _metrics_of(ev: dict) -> dict:
-    keys = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds")
-    return {k: ev.get(k) for k in keys}
+def _metrics_of(ev: EpochEvent) -> RunMetrics:
+    return {"epoch": ev["epoch"], "step": ev["step"], "train_loss": ev["train_loss"], "train_acc": ev["train_acc"],
+            "test_loss": ev["test_loss"], "test_acc": ev["test_acc"], "lr": ev["lr"], "seconds": ev["seconds"]}
 
 
-def train_run(trainer: Trainer, store=None, run_id: str | None = None, progress: Progress | None = None,
+def train_run(trainer: Trainer, store: RunStore | None = None, run_id: str | None = None,
+              progress: Progress | None = None,
               heartbeat_s: float = 2.0, external_stop: threading.Event | None = None) -> str:
     """Drive a trainer to the end, writing metrics/checkpoints to the store; returns the final status.
 
@@ -89,8 +98,12 @@ def train_run(trainer: Trainer, store=None, run_id: str | None = None, progress:
     """
     cfg = trainer.config
     main = trainer.is_main
-    run_dir = store.run_dir(run_id, create=True) if (store is not None and main) else None
-    worker = _Worker(store, run_id, heartbeat_s) if (store is not None and main) else None
+    run_dir, worker = None, None
+    if store is not None and main:
+        if run_id is None:
+            raise ValueError("train_run needs the run id to write to the store")
+        run_dir = store.run_dir(run_id, create=True)
+        worker = _Worker(store, run_id, heartbeat_s)
     external_stop = external_stop or threading.Event()
     if worker is not None:
         worker.epoch, worker.step = trainer.epoch, trainer.global_step
@@ -101,29 +114,27 @@ def train_run(trainer: Trainer, store=None, run_id: str | None = None, progress:
 
     status = "completed"
     try:
-        if trainer.finished:
-            pass
         for ev in trainer.run(stop):
-            kind = ev["kind"]
-            if kind == "step":
+            if ev["kind"] == "step":
                 if progress:
                     progress.step(ev)
                 if worker:
                     worker.log_step(ev)
-            elif kind == "epoch":
+            elif ev["kind"] == "epoch":
                 if progress:
                     progress.line(epoch_line(ev, cfg.epochs))
                 if worker:
                     worker.log_epoch(ev)
-                    store.update_run(run_id, last_metrics=_metrics_of(ev), epoch=ev["epoch"], step=ev["step"])
+                    worker.store.update_run(worker.run_id, last_metrics=_metrics_of(ev), epoch=ev["epoch"],
+                                            step=ev["step"])
                     if ev["best"]:
-                        store.update_run(run_id, best_metrics=_metrics_of(ev))
+                        worker.store.update_run(worker.run_id, best_metrics=_metrics_of(ev))
                 if main and run_dir is not None:
                     ckpt = trainer.checkpoint()
                     if ev["best"]:  # best.pt first: a crash in between redoes this epoch from the old last.pt
                         save_checkpoint(ckpt, run_dir / BEST)
                     save_checkpoint(ckpt, run_dir / LAST)
-            elif kind == "stopped":
+            elif ev["kind"] == "stopped":
                 status = "stopped"
                 if worker:  # metrics up to the checkpoint's step are stored before the checkpoint
                     worker.flush()
@@ -141,7 +152,7 @@ def train_run(trainer: Trainer, store=None, run_id: str | None = None, progress:
 
 
 
-def execute(trainer: Trainer, store, run_id: str | None, args) -> int:
+def execute(trainer: Trainer, store: RunStore | None, run_id: str | None, args) -> int:
     progress = Progress(trainer.total_steps, enabled=trainer.is_main and not args.quiet)
     external_stop = threading.Event()
 
@@ -163,17 +174,19 @@ def execute(trainer: Trainer, store, run_id: str | None, args) -> int:
     try:
         status = train_run(trainer, store, run_id, progress, heartbeat_s=load_settings().heartbeat_s,
                            external_stop=external_stop)
-        if store is not None:
+        if store is not None and run_id is not None:
             store.finish_run(run_id, status)
+            store.delete_marked(run_id)  # deleted while it ran (JobManager.delete): it goes now
         if trainer.is_main and trainer.history:
             last = trainer.history[-1]
             summary = {"run_id": run_id, "status": status, "epoch": trainer.epoch, "step": trainer.global_step,
                        "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss")}
             print(json.dumps(summary))
     except BaseException as exc:  # recorded as "failed" with the reason, then re-raised for the exit code
-        if store is not None:
+        if store is not None and run_id is not None:
             with contextlib.suppress(Exception):
                 store.finish_run(run_id, "failed", error=_error_text(exc))
+                store.delete_marked(run_id)
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         traceback.print_exc()
@@ -219,18 +232,19 @@ def run_stored(args) -> int:
         return 3
     if store.stop_requested(run_id):
         store.finish_run(run_id, "stopped")
+        store.delete_marked(run_id)
         return 0
     try:
         config = TrainConfig.from_dict(run["config"]).validate()
         trainer = Trainer(config)
+    except DataUnavailable as exc:  # before ValueError: it is a LabError, hence a ValueError, too
+        store.finish_run(run_id, "failed", error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError) as exc:
         store.finish_run(run_id, "failed", error=f"invalid config: {exc}")
         print(f"error: invalid config: {exc}", file=sys.stderr)
         return 2
-    except DataUnavailable as exc:
-        store.finish_run(run_id, "failed", error=str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
     except BaseException as exc:
         store.finish_run(run_id, "failed", error=_error_text(exc))
         raise
@@ -260,11 +274,11 @@ def _hand_off(store, cap: int | None) -> None:
         from core.runs.jobs import JobManager
 
         JobManager(store=store, cap=cap).poll()
-    except Exception as exc:  # the next page visit will launch it instead
+    except Exception as exc:  # noqa: BLE001 - the next page visit will launch it instead
         print(f"note: could not start the next queued run: {exc}", file=sys.stderr)
 
 
-def open_store(home: str | None):
+def open_store(home: str | None) -> RunStore:
     from core.runs.store import RunStore
 
     if home:

@@ -1,4 +1,5 @@
-"""What the safe evaluator allows: names, dtypes, keywords, functions, methods and attributes, with the size checks run before each call."""
+"""What the safe evaluator allows: names, dtypes, keywords, functions, methods and attributes,
+with the size checks run before each call."""
 from __future__ import annotations
 
 import math
@@ -10,9 +11,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from core.errors import Code, LabError, Term
 
-class ExprError(ValueError):
-    """An expression was refused or failed; the message is meant for the user."""
+
+class ExprError(LabError):
+    """An expression was refused or failed: a code (``expr.*``) and parameters each page renders
+    in its language (``str(error)`` is the English text)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class Limits:
     # How many pieces unbind / split / chunk may return.
     max_pieces: int = 10_000
 
+
+DEFAULT_LIMITS = Limits()  # frozen: one shared instance serves as every default
 
 # ---------------------------------------------------------------------------
 # Names that are values
@@ -79,22 +85,24 @@ ALLOWED_KEYWORDS: frozenset[str] = frozenset(
 # ---------------------------------------------------------------------------
 
 def too_large(n: int, limits: Limits, what: str = "tensor") -> None:
+    """Refuse ``n`` elements over the cap; ``what`` is "tensor", "list" or "tuple"."""
     if n > limits.max_elements:
-        raise ExprError(f"{what} of {n:,} elements is too large (max {limits.max_elements:,})")
+        raise ExprError("expr.too_large", what=Term(f"expr.{what}"), n=n, max=limits.max_elements)
 
 
-def _as_index(value: object, what: str = "sizes") -> int:
+def _as_index(value: Any, what: str = "sizes") -> int:
+    """``value`` as an int; ``what`` names it in the refusal (a ``term.expr.*`` word)."""
     try:
         return operator.index(value)  # ints, bools, one-element integer tensors
-    except Exception:
-        raise ExprError(f"{what} must be whole numbers") from None
+    except Exception:  # noqa: BLE001 - whatever operator.index refuses is not a whole number
+        raise ExprError("expr.not_whole", what=Term(f"expr.{what}")) from None
 
 
-def _as_number(value: object, what: str) -> float:
+def _as_number(value: Any, what: str) -> float:
     try:
         return float(value)  # numbers and one-element tensors
-    except Exception:
-        raise ExprError(f"{what} must be numbers") from None
+    except Exception:  # noqa: BLE001 - whatever float() refuses is not a number
+        raise ExprError("expr.not_number", what=Term(f"expr.{what}")) from None
 
 
 def _size_numel(dims: Iterable[object]) -> int:
@@ -113,41 +121,51 @@ def _sizes_from(args: tuple, kwargs: dict, key: str = "size") -> list[object]:
 
 
 def check_exponent(exponent: object, limits: Limits) -> None:
-    if isinstance(exponent, (int, float)) and not isinstance(exponent, bool):
-        if abs(exponent) > limits.max_exponent:
-            raise ExprError(f"exponent {exponent} is too large (max {limits.max_exponent:g})")
+    if isinstance(exponent, bool) or not isinstance(exponent, (int, float)):
+        return  # a tensor exponent: its elements are not known here (the result's size is checked)
+    if abs(exponent) > limits.max_exponent:
+        raise ExprError("expr.exponent", exponent=exponent, max=limits.max_exponent)
+
+
+def broadcast_shape(values: Iterable[object]) -> tuple[int, ...] | None:
+    """The shape the tensors among ``values`` broadcast to; None for fewer than two tensors or
+    shapes that do not broadcast (torch then raises its own, clearer message when the op runs)."""
+    shapes = [tuple(v.shape) for v in values if isinstance(v, torch.Tensor)]
+    if len(shapes) < 2:
+        return None
+    try:
+        return tuple(int(s) for s in torch.broadcast_shapes(*shapes))
+    except Exception:  # noqa: BLE001 - any refusal: the op itself raises torch's message
+        return None
 
 
 def check_broadcast(values: Iterable[object], limits: Limits) -> None:
-    shapes = [tuple(v.shape) for v in values if isinstance(v, torch.Tensor)]
-    if len(shapes) < 2:
-        return
-    try:
-        shape = torch.broadcast_shapes(*shapes)
-    except Exception:
-        return  # torch raises its own, clearer message when the op runs
-    too_large(math.prod(shape), limits)
+    shape = broadcast_shape(values)
+    if shape is not None:
+        too_large(math.prod(shape), limits)
 
 
-def _matmul_numel(a: object, b: object) -> int | None:
+def matmul_shape(a: object, b: object) -> tuple[int, ...] | None:
+    """The shape of ``a @ b`` (batch dimensions broadcast), or None when torch would refuse the
+    operands anyway (not two tensors, a 0-D operand, batch shapes that do not broadcast)."""
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
         return None
     sa, sb = tuple(a.shape), tuple(b.shape)
     if not sa or not sb:
         return None
-    rows = () if len(sa) == 1 else (sa[-2],)
-    cols = () if len(sb) == 1 else (sb[-1],)
+    rows = () if len(sa) == 1 else (int(sa[-2]),)
+    cols = () if len(sb) == 1 else (int(sb[-1]),)
     try:
-        batch = torch.broadcast_shapes(sa[:-2], sb[:-2])
-    except Exception:
+        batch = tuple(int(s) for s in torch.broadcast_shapes(sa[:-2], sb[:-2]))
+    except Exception:  # noqa: BLE001 - any refusal: the op itself raises torch's message
         return None
-    return math.prod(batch) * math.prod(rows) * math.prod(cols)
+    return batch + rows + cols
 
 
 def check_matmul(a: object, b: object, limits: Limits) -> None:
-    n = _matmul_numel(a, b)
-    if n is not None:
-        too_large(n, limits)
+    shape = matmul_shape(a, b)
+    if shape is not None:
+        too_large(math.prod(shape), limits)
 
 
 # Prechecks for functions: (args, kwargs, limits) -> None, raising ExprError.
@@ -190,9 +208,9 @@ def _pre_arange(args: tuple, kwargs: dict, limits: Limits) -> None:
     step = kwargs.get("step", step)
     if end is None:
         return
-    lo = _as_number(start, "arange() bounds")
-    hi = _as_number(end, "arange() bounds")
-    st = _as_number(step, "arange() step")
+    lo = _as_number(start, "arange_bounds")
+    hi = _as_number(end, "arange_bounds")
+    st = _as_number(step, "arange_step")
     if st == 0 or not all(math.isfinite(v) for v in (lo, hi, st)):
         return  # torch refuses these itself
     too_large(max(math.ceil((hi - lo) / st), 0), limits)
@@ -283,28 +301,33 @@ def softplus(input, beta=1.0, threshold=20.0):
     return F.softplus(input, beta, threshold)
 
 
-def describe_value(value: object) -> str:
+def describe_value(value: object) -> Code | Term | LabError:
+    """What ``value`` is, as a refusal names it ("a tensor", "an int"), for an error parameter:
+    a catalogue word (``term.expr.value.*``) or a phrase naming its type, in the reader's language."""
     if value is None:
-        return "None"
+        return Code("None")
     if isinstance(value, torch.Tensor):
-        return "a tensor"
+        return Term("expr.value.tensor")
     if isinstance(value, torch.Size):
-        return "a torch.Size"
+        return Term("expr.value.size")
     if isinstance(value, torch.dtype):
-        return "a dtype"
+        return Term("expr.value.dtype")
     if isinstance(value, torch.device):
-        return "a device"
+        return Term("expr.value.device")
     name = type(value).__name__
-    return f"an {name}" if name[:1] in "aeiou" else f"a {name}"
+    # A phrase with a parameter: a LabError renders inside another error's text in the same language.
+    if name[:1] in "aeiou":
+        return LabError("expr.value.an", type=Code(name))
+    return LabError("expr.value.a", type=Code(name))
 
 
-def _len(obj):
+def _len(obj: object) -> int:
     if isinstance(obj, (torch.Tensor, list, tuple)):
         return len(obj)
-    raise ExprError(f"len() needs a tensor, size, list or tuple, not {describe_value(obj)}")
+    raise ExprError("expr.len", what=describe_value(obj))
 
 
-_MATH = {
+_MATH: dict[str, Callable[..., Any]] = {
     # unary math and activations
     "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "exp": torch.exp,
     "log": torch.log, "log2": torch.log2, "log10": torch.log10,
@@ -402,13 +425,13 @@ def _pre_m_sizes(kind: str) -> Callable[..., None]:
 def _dim_size(t: torch.Tensor, dim: object) -> int | None:
     try:
         return int(t.shape[_as_index(dim, "dim")])
-    except Exception:
+    except Exception:  # noqa: BLE001 - a bad dim: the op itself raises torch's message
         return None  # torch raises its own message
 
 
 def _too_many_pieces(n: int, limits: Limits) -> None:
     if n > limits.max_pieces:
-        raise ExprError(f"{n:,} pieces are too many (max {limits.max_pieces:,})")
+        raise ExprError("expr.pieces", n=n, max=limits.max_pieces)
 
 
 def _pre_m_unbind(t: torch.Tensor, args: tuple, kwargs: dict, limits: Limits) -> None:
@@ -434,7 +457,7 @@ def _pre_m_split(t: torch.Tensor, args: tuple, kwargs: dict, limits: Limits) -> 
     if isinstance(split, (list, tuple)):
         _too_many_pieces(len(split), limits)
         return
-    split = _as_index(split, "split sizes")
+    split = _as_index(split, "split_sizes")
     size = _dim_size(t, args[1] if len(args) >= 2 else kwargs.get("dim", 0))
     if size is not None and split > 0:
         _too_many_pieces(math.ceil(size / split), limits)
@@ -453,13 +476,13 @@ def _pre_m_matmul(t: torch.Tensor, args: tuple, kwargs: dict, limits: Limits) ->
     check_matmul(t, args[0] if args else kwargs.get("other"), limits)
 
 
-def _tensor_to(t: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+def _tensor_to(t: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
     """Tensor.to restricted to dtype conversions (no devices, no other tensors)."""
     bad = [a for a in args if not isinstance(a, torch.dtype)]
     bad += [v for k, v in kwargs.items() if k == "dtype" and not isinstance(v, torch.dtype)]
     bad_keys = [k for k in kwargs if k not in ("dtype", "copy")]
     if bad or bad_keys or len(args) > 1:
-        raise ExprError(".to() only accepts a dtype here, e.g. x.to(float64)")
+        raise ExprError("expr.to_dtype_only")
     return t.to(*args, **kwargs)
 
 

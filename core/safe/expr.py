@@ -18,7 +18,9 @@ Two passes:
   wall clock is checked between node evaluations.
 
 Every refusal or failure (torch's own errors included) is raised as
-:class:`ExprError`, whose message is short and meant for the user.  Autograd is
+:class:`ExprError`, a ``core.errors.LabError`` with a code (``expr.*``) and parameters, so
+each page says it in its language; what the user typed and torch's own text (code
+``expr.failed``) are its ``Code`` parameters.  ``str(error)`` is the short English text.  Autograd is
 left alone: ``x**3 + 5*x`` with ``x.requires_grad`` returns a tensor with a
 ``grad_fn``.
 
@@ -29,18 +31,19 @@ from __future__ import annotations
 import ast
 import math
 import operator
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 
+from core.errors import Code, exception_text
 from core.safe.allowlist import (
     ALLOWED_ATTRIBUTES,
     ALLOWED_KEYWORDS,
     ALLOWED_METHODS,
     CONSTANTS,
+    DEFAULT_LIMITS,
     DTYPE_ATTRS,
     DTYPES,
     FUNCTIONS,
@@ -94,24 +97,27 @@ _OP_SYMBOLS = {
     ast.In: "in", ast.NotIn: "not in",
 }
 
-_REFUSED_NODES = {
-    ast.Lambda: "lambda functions are not allowed",
-    ast.ListComp: "comprehensions are not allowed",
-    ast.SetComp: "comprehensions are not allowed",
-    ast.DictComp: "comprehensions are not allowed",
-    ast.GeneratorExp: "generator expressions are not allowed",
-    ast.JoinedStr: "f-strings are not allowed",
-    ast.FormattedValue: "f-strings are not allowed",
-    ast.Dict: "dicts are not allowed",
-    ast.Set: "sets are not allowed",
-    ast.NamedExpr: "assignments (:=) are not allowed",
-    ast.Starred: "* unpacking is not allowed",
-    ast.Await: "await is not allowed",
-    ast.Yield: "yield is not allowed",
-    ast.YieldFrom: "yield is not allowed",
+# Node types refused outright: the error each one raises.
+_REFUSED_NODES: dict[type, Callable[[], ExprError]] = {
+    ast.Lambda: lambda: ExprError("expr.lambda"),
+    ast.ListComp: lambda: ExprError("expr.comprehension"),
+    ast.SetComp: lambda: ExprError("expr.comprehension"),
+    ast.DictComp: lambda: ExprError("expr.comprehension"),
+    ast.GeneratorExp: lambda: ExprError("expr.generator"),
+    ast.JoinedStr: lambda: ExprError("expr.fstring"),
+    ast.FormattedValue: lambda: ExprError("expr.fstring"),
+    ast.Dict: lambda: ExprError("expr.dict"),
+    ast.Set: lambda: ExprError("expr.set"),
+    ast.NamedExpr: lambda: ExprError("expr.walrus"),
+    ast.Starred: lambda: ExprError("expr.unpacking", what=Code("*")),
+    ast.Await: lambda: ExprError("expr.await"),
+    ast.Yield: lambda: ExprError("expr.yield"),
+    ast.YieldFrom: lambda: ExprError("expr.yield"),
 }
 
-_UNDERSCORE = "names starting with '_' are refused"
+
+def _too_deep(limits: Limits) -> ExprError:
+    return ExprError("expr.too_deep", max=limits.max_depth)
 
 
 # ---------------------------------------------------------------------------
@@ -129,7 +135,7 @@ def _bracket_depth(text: str) -> int:
     return deepest
 
 
-def _statement_message(text: str) -> str | None:
+def _statement_error(text: str) -> ExprError | None:
     """If the text parses as statements, say why that is not allowed."""
     try:
         module = ast.parse(text, mode="exec")
@@ -139,34 +145,35 @@ def _statement_message(text: str) -> str | None:
         return None
     first = module.body[0]
     if len(module.body) == 1 and isinstance(first, (ast.Import, ast.ImportFrom)):
-        return "imports are not allowed: only a single expression is allowed"
+        return ExprError("expr.import")
     if len(module.body) == 1 and isinstance(first, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-        return "assignments are not allowed: only a single expression is allowed"
-    return "only a single expression is allowed"
+        return ExprError("expr.assignment_statement")
+    return ExprError("expr.statements")
 
 
 def _parse(text: object, limits: Limits) -> ast.Expression:
     if not isinstance(text, str):
-        raise ExprError("the expression must be text")
+        raise ExprError("expr.not_text")
     if len(text) > limits.max_chars:
-        raise ExprError(f"expression is too long: {len(text):,} characters (max {limits.max_chars:,})")
+        raise ExprError("expr.too_long", n=len(text), max=limits.max_chars)
     source = text.strip()
     if not source:
-        raise ExprError("the expression is empty")
+        raise ExprError("expr.empty")
     if _bracket_depth(source) > limits.max_depth:
-        raise ExprError(f"expression is nested too deeply (max {limits.max_depth} levels)")
+        raise _too_deep(limits)
     try:
         return ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        statement = _statement_message(source)
+        statement = _statement_error(source)
         if statement:
-            raise ExprError(statement) from None
-        where = f" at column {exc.offset}" if exc.offset else ""
-        raise ExprError(f"syntax error{where}: {exc.msg}") from None
+            raise statement from None
+        if exc.offset:
+            raise ExprError("expr.syntax_at", column=exc.offset, msg=Code(exc.msg)) from None
+        raise ExprError("expr.syntax", msg=Code(exc.msg)) from None
     except (RecursionError, MemoryError):
-        raise ExprError(f"expression is nested too deeply (max {limits.max_depth} levels)") from None
+        raise _too_deep(limits) from None
     except (ValueError, TypeError) as exc:  # e.g. null bytes
-        raise ExprError(f"invalid expression: {exc}") from None
+        raise ExprError("expr.invalid", reason=Code(exception_text(exc))) from None
 
 
 class _Checker:
@@ -182,9 +189,9 @@ class _Checker:
             node, depth = stack.pop()
             count += 1
             if count > self.limits.max_nodes:
-                raise ExprError(f"expression is too large: more than {self.limits.max_nodes} parts")
+                raise ExprError("expr.too_many_parts", max=self.limits.max_nodes)
             if depth > self.limits.max_depth:
-                raise ExprError(f"expression is nested too deeply (max {self.limits.max_depth} levels)")
+                raise _too_deep(self.limits)
             children = self.node(node)
             stack.extend((child, depth + 1) for child in reversed(children))
 
@@ -192,82 +199,82 @@ class _Checker:
     def node(self, node: ast.AST) -> list[ast.AST]:
         kind = type(node)
         if kind in _REFUSED_NODES:
-            raise ExprError(_REFUSED_NODES[kind])
+            raise _REFUSED_NODES[kind]()
         ctx = getattr(node, "ctx", None)
         if ctx is not None and not isinstance(ctx, ast.Load):
-            raise ExprError("assignments are not allowed")
-        if kind is ast.Constant:
+            raise ExprError("expr.assignment")
+        if isinstance(node, ast.Constant):
             self.constant(node.value)
             return []
-        if kind is ast.Name:
+        if isinstance(node, ast.Name):
             self.name_value(node.id)
             return []
-        if kind is ast.BinOp:
+        if isinstance(node, ast.BinOp):
             self.operator(node.op, _BINOPS)
             return [node.left, node.right]
-        if kind is ast.UnaryOp:
+        if isinstance(node, ast.UnaryOp):
             self.operator(node.op, _UNARYOPS)
             return [node.operand]
-        if kind is ast.BoolOp:
+        if isinstance(node, ast.BoolOp):
             return list(node.values)
-        if kind is ast.Compare:
+        if isinstance(node, ast.Compare):
             for op in node.ops:
                 self.operator(op, _CMPOPS)
             return [node.left, *node.comparators]
-        if kind is ast.IfExp:
+        if isinstance(node, ast.IfExp):
             return [node.test, node.body, node.orelse]
-        if kind is ast.Call:
+        if isinstance(node, ast.Call):
             return self.call(node)
-        if kind is ast.Attribute:
+        if isinstance(node, ast.Attribute):
             if isinstance(node.value, ast.Name):  # report `torch` in torch.load before `load`
                 self.name_value(node.value.id)
             self.attribute_value(node.attr)
             return [node.value]
-        if kind is ast.Subscript:
+        if isinstance(node, ast.Subscript):
             return [node.value, node.slice]
-        if kind is ast.Slice:
+        if isinstance(node, ast.Slice):
             return [part for part in (node.lower, node.upper, node.step) if part is not None]
-        if kind in (ast.List, ast.Tuple):
+        if isinstance(node, (ast.List, ast.Tuple)):
             return list(node.elts)
-        raise ExprError(f"{kind.__name__} is not allowed")
+        raise ExprError("expr.node", kind=Code(kind.__name__))
 
     def constant(self, value: object) -> None:
         if value is None or value is Ellipsis or isinstance(value, (bool, float)):
             return
         if isinstance(value, int):
             if abs(value) > self.limits.max_int:
-                raise ExprError(f"integer {value:,} is too large (max {self.limits.max_int:,})")
+                raise ExprError("expr.integer", value=value, max=self.limits.max_int)
             return
         if isinstance(value, complex):
-            raise ExprError("complex numbers are not allowed")
+            raise ExprError("expr.complex")
         if isinstance(value, (str, bytes)):
-            raise ExprError("strings are not allowed")
-        raise ExprError(f"constant {type(value).__name__} is not allowed")
+            raise ExprError("expr.string")
+        raise ExprError("expr.constant", kind=Code(type(value).__name__))
 
     @staticmethod
     def operator(op: ast.AST, allowed: Mapping[type, object]) -> None:
         if type(op) not in allowed:
             symbol = _OP_SYMBOLS.get(type(op), type(op).__name__)
-            raise ExprError(f"operator '{symbol}' is not allowed")
+            raise ExprError("expr.operator", symbol=Code(symbol))
 
     def name_value(self, name: str) -> None:
         if name.startswith("_"):
-            raise ExprError(f"name '{name}' is not allowed: {_UNDERSCORE}")
+            raise ExprError("expr.name_underscore", name=Code(name))
         if name in self.names or name in CONSTANTS or name in DTYPES:
             return
         if name in FUNCTIONS:
-            raise ExprError(f"function '{name}' must be called, e.g. {name}(x)")
-        raise ExprError(f"name '{name}' is not allowed")
+            raise ExprError("expr.call_function", name=Code(name), call=Code(f"{name}(x)"))
+        raise ExprError("expr.name", name=Code(name))
 
     @staticmethod
     def attribute_value(attr: str) -> None:
         if attr.startswith("_"):
-            raise ExprError(f"attribute '{attr}' is not allowed: {_UNDERSCORE}")
+            raise ExprError("expr.attribute_underscore", name=Code(attr))
         if attr in ALLOWED_ATTRIBUTES:
             return
         if attr in ALLOWED_METHODS:
-            raise ExprError(f"method '{attr}' must be called, e.g. x.{attr}()")
-        raise ExprError(f"attribute '{attr}' is not allowed")
+            raise ExprError("expr.call_method", name=Code(attr), call=Code(f"x.{attr}()"))
+        raise ExprError("expr.attribute", name=Code(attr))
 
     def call(self, node: ast.Call) -> list[ast.AST]:
         func = node.func
@@ -275,42 +282,42 @@ class _Checker:
         if isinstance(func, ast.Name):
             name = func.id
             if name.startswith("_"):
-                raise ExprError(f"name '{name}' is not allowed: {_UNDERSCORE}")
+                raise ExprError("expr.name_underscore", name=Code(name))
             if name not in FUNCTIONS:
                 if name in self.names or name in CONSTANTS or name in DTYPES:
-                    raise ExprError(f"'{name}' is not a function and cannot be called")
-                raise ExprError(f"function '{name}' is not allowed")
+                    raise ExprError("expr.not_callable", name=Code(name))
+                raise ExprError("expr.function", name=Code(name))
         elif isinstance(func, ast.Attribute):
             if isinstance(func.value, ast.Name):
                 self.name_value(func.value.id)
             attr = func.attr
             if attr.startswith("_"):
-                raise ExprError(f"attribute '{attr}' is not allowed: {_UNDERSCORE}")
+                raise ExprError("expr.attribute_underscore", name=Code(attr))
             if attr not in ALLOWED_METHODS:
                 if attr in ALLOWED_ATTRIBUTES:
-                    raise ExprError(f"'{attr}' is an attribute, not a method: write x.{attr} without ()")
-                raise ExprError(f"method '{attr}' is not allowed")
+                    raise ExprError("expr.not_method", name=Code(attr), code=Code(f"x.{attr}"))
+                raise ExprError("expr.method", name=Code(attr))
             children.append(func.value)
         else:
-            raise ExprError("only the allowed functions and tensor methods can be called")
+            raise ExprError("expr.callee")
         for arg in node.args:
             if isinstance(arg, ast.Starred):
-                raise ExprError("*args unpacking is not allowed")
+                raise ExprError("expr.unpacking", what=Code("*args"))
             children.append(arg)
         seen: set[str] = set()
         for kw in node.keywords:
             if kw.arg is None:
-                raise ExprError("**kwargs unpacking is not allowed")
+                raise ExprError("expr.unpacking", what=Code("**kwargs"))
             if kw.arg.startswith("_") or kw.arg not in ALLOWED_KEYWORDS:
-                raise ExprError(f"keyword argument '{kw.arg}' is not allowed")
+                raise ExprError("expr.keyword", name=Code(kw.arg))
             if kw.arg in seen:
-                raise ExprError(f"keyword argument '{kw.arg}' is repeated")
+                raise ExprError("expr.keyword_repeated", name=Code(kw.arg))
             seen.add(kw.arg)
             children.append(kw.value)
         return children
 
 
-def check(text: str, names: Iterable[str] = (), limits: Limits = Limits()) -> ast.Expression:
+def check(text: str, names: Iterable[str] = (), limits: Limits = DEFAULT_LIMITS) -> ast.Expression:
     """Validate *text* statically and return its parsed tree; raise ExprError if refused.
 
     *names* are the variable names the expression may use.
@@ -331,15 +338,6 @@ _VALUE_TYPES = (torch.Tensor, torch.dtype, torch.device, bool, int, float, compl
 
 def _is_result_tuple(value: object) -> bool:
     return isinstance(value, tuple) and type(value).__module__ == "torch.return_types"
-
-
-def _error_text(exc: BaseException) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch may colour its messages
-    if not text:
-        return type(exc).__name__
-    if len(text) > 1000:
-        text = text[:1000].rstrip() + " …"
-    return text
 
 
 class _Evaluator:
@@ -368,7 +366,7 @@ class _Evaluator:
     # -- bookkeeping -------------------------------------------------------
     def tick(self) -> None:
         if time.monotonic() - self.start > self.limits.max_seconds:
-            raise ExprError(f"the expression took longer than {self.limits.max_seconds:g} s and was stopped")
+            raise ExprError("expr.timeout", seconds=self.limits.max_seconds)
 
     def count(self, value: object) -> int:
         """Elements in a value: tensors count numel, lists/tuples their contents."""
@@ -395,12 +393,12 @@ class _Evaluator:
         if value is None or value is Ellipsis:
             return
         if not isinstance(value, _VALUE_TYPES):
-            raise ExprError(f"the expression produced {describe_value(value)}, which is not allowed")
+            raise ExprError("expr.result", what=describe_value(value))
         if isinstance(value, torch.Tensor):
             too_large(value.numel(), self.limits)
         elif isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > self.limits.max_int:
-                raise ExprError(f"integer {value:,} is too large (max {self.limits.max_int:,})")
+                raise ExprError("expr.integer", value=value, max=self.limits.max_int)
         elif isinstance(value, (list, tuple)):
             n = self.count(value)
             too_large(n, self.limits, "list" if isinstance(value, list) else "tuple")
@@ -412,14 +410,14 @@ class _Evaluator:
             for item in value:
                 self.check_variable(name, item, depth + 1)
             return
-        raise ExprError(f"variable '{name}' holds {describe_value(value)}; only tensors, numbers and sizes can be used")
+        raise ExprError("expr.variable", name=Code(name), what=describe_value(value))
 
     # -- entry point ---------------------------------------------------------
     def visit(self, node: ast.AST) -> object:
         self.tick()
         visitor = self.visitors.get(type(node))
         if visitor is None:  # check() refuses these already
-            raise ExprError(f"{type(node).__name__} is not allowed")
+            raise ExprError("expr.node", kind=Code(type(node).__name__))
         value = visitor(node)
         if not isinstance(node, ast.Name):  # the page's own variables are not results
             self.check_result(value)
@@ -439,7 +437,7 @@ class _Evaluator:
             return CONSTANTS[name]
         if name in DTYPES:
             return DTYPES[name]
-        raise ExprError(f"name '{name}' is not allowed")
+        raise ExprError("expr.name", name=Code(name))
 
     def binop(self, node: ast.BinOp) -> object:
         left = self.visit(node.left)
@@ -455,12 +453,12 @@ class _Evaluator:
             check_broadcast((left, right), self.limits)
         return _BINOPS[kind](left, right)
 
-    def check_repetition(self, left: object, right: object) -> None:
+    def check_repetition(self, left: Any, right: Any) -> None:
         for seq, times in ((left, right), (right, left)):
             if isinstance(seq, (list, tuple)) and not isinstance(times, (list, tuple)):
                 try:
                     k = operator.index(times)
-                except Exception:
+                except Exception:  # noqa: BLE001 - not a whole number: no repetition to count
                     continue
                 n = self.count(seq) * max(k, 0)
                 too_large(n, self.limits, "list" if isinstance(seq, list) else "tuple")
@@ -476,7 +474,7 @@ class _Evaluator:
         try:
             return bool(value)
         except Exception as exc:
-            raise ExprError(f"{_error_text(exc)} (use & | ~ for elementwise logic on tensors)") from exc
+            raise ExprError("expr.truth", error=Code(exception_text(exc)), ops=Code("& | ~")) from exc
 
     def boolop(self, node: ast.BoolOp) -> object:
         is_and = isinstance(node.op, ast.And)
@@ -489,7 +487,7 @@ class _Evaluator:
 
     def compare(self, node: ast.Compare) -> object:
         left = self.visit(node.left)
-        acc: object = True
+        acc: Any = True  # True, then a boolean tensor
         for op, part in zip(node.ops, node.comparators, strict=False):
             right = self.visit(part)
             check_broadcast((left, right), self.limits)
@@ -511,18 +509,21 @@ class _Evaluator:
         func = node.func
         receiver = self.visit(func.value) if isinstance(func, ast.Attribute) else None
         args = tuple(self.visit(arg) for arg in node.args)
-        kwargs = {kw.arg: self.visit(kw.value) for kw in node.keywords}
+        # check() refused **kwargs, so every keyword has a name
+        kwargs = {kw.arg: self.visit(kw.value) for kw in node.keywords if kw.arg is not None}
         self.tick()
         if isinstance(func, ast.Name):
             op = FUNCTIONS.get(func.id)
             if op is None:
-                raise ExprError(f"function '{func.id}' is not allowed")
+                raise ExprError("expr.function", name=Code(func.id))
             if op.tensorize and args and isinstance(args[0], (*_SCALARS, list, tuple)):
                 args = (torch.as_tensor(args[0]), *args[1:])
             if op.precheck is not None:
                 op.precheck(args, kwargs, self.limits)
             return op.fn(*args, **kwargs)
-        return self.call_method(receiver, func.attr, args, kwargs)
+        if isinstance(func, ast.Attribute):
+            return self.call_method(receiver, func.attr, args, kwargs)
+        raise ExprError("expr.callee")  # check() refuses these already
 
     def call_method(self, obj: object, name: str, args: tuple, kwargs: dict) -> object:
         if isinstance(obj, torch.Tensor):
@@ -532,7 +533,7 @@ class _Evaluator:
         else:
             op = None
         if op is None:
-            raise ExprError(f"method '{name}' is not allowed on {describe_value(obj)}")
+            raise ExprError("expr.method_on", name=Code(name), what=describe_value(obj))
         if op.precheck is not None:
             op.precheck(obj, args, kwargs, self.limits)
         return op.fn(obj, *args, **kwargs)
@@ -549,19 +550,19 @@ class _Evaluator:
         else:
             getter = None
         if getter is None:
-            raise ExprError(f"attribute '{name}' is not allowed on {describe_value(obj)}")
+            raise ExprError("expr.attribute_on", name=Code(name), what=describe_value(obj))
         return getter(obj)
 
     def subscript(self, node: ast.Subscript) -> object:
         obj = self.visit(node.value)
-        index = self.visit(node.slice)
+        index: Any = self.visit(node.slice)  # torch and Python refuse what does not index
         if isinstance(obj, torch.Tensor):
             index = self.tensor_index(index)
             self.check_index(obj, index)
             return obj[index]
         if isinstance(obj, (list, tuple)):
             return obj[index]
-        raise ExprError(f"{describe_value(obj)} cannot be indexed")
+        raise ExprError("expr.not_indexable", what=describe_value(obj))
 
     @staticmethod
     def tensor_index(index: object) -> object:
@@ -608,14 +609,14 @@ class _Evaluator:
             elif isinstance(item, slice):
                 try:
                     kept *= len(range(*item.indices(shape[pos])))
-                except Exception:
+                except Exception:  # noqa: BLE001 - torch reports a bad slice itself
                     kept *= shape[pos]
             pos += k
         for size in shape[pos:]:
             kept *= size
         try:
             adv = math.prod(torch.broadcast_shapes(*advanced))
-        except Exception:
+        except Exception:  # noqa: BLE001 - indices that do not broadcast: torch reports it
             return
         too_large(kept * adv, self.limits)
 
@@ -633,7 +634,7 @@ class _Evaluator:
 def evaluate(
     text: str,
     variables: Mapping[str, object] | None = None,
-    limits: Limits = Limits(),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> object:
     """Check and evaluate *text* with the page's named *variables* (tensors, numbers).
 
@@ -648,8 +649,8 @@ def evaluate(
     except ExprError:
         raise
     except RecursionError:
-        raise ExprError(f"expression is nested too deeply (max {limits.max_depth} levels)") from None
+        raise _too_deep(limits) from None
     except MemoryError:
-        raise ExprError("out of memory while evaluating the expression") from None
-    except Exception as exc:  # torch / Python errors become user-facing messages
-        raise ExprError(_error_text(exc)) from exc
+        raise ExprError("expr.memory") from None
+    except Exception as exc:  # torch / Python errors become user-facing messages: torch's own text
+        raise ExprError("expr.failed", error=Code(exception_text(exc))) from exc

@@ -9,6 +9,8 @@ import json
 import zlib
 from urllib.parse import urlencode
 
+from core.errors import Code, LabError
+
 VERSION = "1"
 PARAM = "s"  # the URL parameter that carries the token
 MAX_ENCODED = 3000  # characters in the URL parameter
@@ -17,8 +19,8 @@ MAX_URL = 2000  # a share link's budget: short enough for chat tools, mail clien
 OPTIONAL = ("tensors",)  # parts left out, in this order, when a link would pass MAX_URL
 
 
-class ShareError(ValueError):
-    """A share parameter that cannot be used; the lab ignores it and says so."""
+class ShareError(LabError):
+    """A share parameter that cannot be used; the lab ignores it and says so (code ``share.*``)."""
 
 
 def encode_state(state: dict) -> str:
@@ -26,29 +28,29 @@ def encode_state(state: dict) -> str:
     packed = base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
     token = f"{VERSION}.{packed}"
     if len(token) > MAX_ENCODED:
-        raise ShareError(f"the lab state is too large for a link ({len(token):,} characters)")
+        raise ShareError("share.state_too_large", n=len(token))
     return token
 
 
 def decode_state(token: str) -> dict:
     if not isinstance(token, str) or len(token) > MAX_ENCODED:
-        raise ShareError("the shared state is too long")
+        raise ShareError("share.too_long")
     version, _, packed = token.partition(".")
     if version != VERSION:
-        raise ShareError(f"the link was made by another version of the lab ({version[:8]!r})")
+        raise ShareError("share.version", version=Code(repr(version[:8])))
     try:
         compressed = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))
         inflater = zlib.decompressobj()
         raw = inflater.decompress(compressed, MAX_JSON)
         if inflater.unconsumed_tail:
-            raise ShareError("the shared state is too large")
+            raise ShareError("share.too_large")
         data = json.loads(raw)
     except ShareError:
         raise
     except (binascii.Error, zlib.error, ValueError, UnicodeDecodeError, RecursionError):  # deep [[[[ nesting
-        raise ShareError("the shared state is damaged") from None
+        raise ShareError("share.damaged") from None
     if not isinstance(data, dict):
-        raise ShareError("the shared state is damaged")
+        raise ShareError("share.damaged")
     return data
 
 
@@ -88,5 +90,6 @@ def share_url(base: str, params: dict[str, str | list[str]], state: dict,
         if len(url) <= MAX_URL:
             break
     if url is None:
+        assert error is not None  # the first attempt always ends in a URL or a ShareError
         raise error
     return url, dropped

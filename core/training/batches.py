@@ -11,8 +11,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from core.ml.data import load_dataset, regression_linear, regression_synthetic
-from core.training.config import DATASETS, SYNTHETIC_N, SYNTHETIC_TEST, TrainConfig
+from core.ml.data import DATASETS, load_dataset, regression_linear, regression_synthetic
+from core.training.config import TrainConfig
 
 
 # --------------------------------------------------------------------------- data
@@ -57,8 +57,8 @@ def load_data(config: TrainConfig, settings=None) -> TrainData:
         x, y = regression_linear()
         full = TrainData("linear", "regression", x, y, x, y, 1)  # R1 has no test split: it evaluates on its data
     else:
-        x, y = regression_synthetic(n=SYNTHETIC_N, seed=0)
-        cut = SYNTHETIC_N - SYNTHETIC_TEST
+        x, y = regression_synthetic(n=info.train_size + info.test_size, seed=0)
+        cut = info.train_size
         full = TrainData("synthetic", "regression", x[:cut], y[:cut], x[cut:], y[cut:], 1)
     ntr = config.limit_train or len(full.train_x)
     nte = config.limit_test or len(full.test_x)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from core.errors import Code, LabError
+from core.ml.data import DATASETS
 from core.ml.modules import infer_shapes, parameter_count
 from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
@@ -42,23 +43,8 @@ class ConfigError(LabError):
     """A training config that cannot run; the message names the setting and the fix (codes ``config.*``)."""
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    task: str
-    input_shape: tuple[int, ...]
-    outputs: int  # classes for classification, target size for regression
-    title: str
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "digits8k": DatasetInfo("classification", (1, 28, 28), 10, "MNIST digits, bundled (7,000 train / 1,000 test)"),
-    "mnist": DatasetInfo("classification", (1, 28, 28), 10, "MNIST (torchvision, 60,000 / 10,000)"),
-    "fashion_mnist": DatasetInfo("classification", (1, 28, 28), 10, "FashionMNIST (torchvision, 60,000 / 10,000)"),
-    "linear": DatasetInfo("regression", (1,), 1, "R1: inputs [1, 2, 3] -> targets [2, 4, 6]"),
-    "synthetic": DatasetInfo("regression", (10,), 1, "R2: y = x @ w + b + noise, 10 features (448 / 64)"),
-}
+# The dataset names of the one registry (core.ml.data.DATASETS), as a type.
 assert tuple(DATASETS) == get_args(DatasetName)
-SYNTHETIC_N, SYNTHETIC_TEST = 512, 64
 
 
 # --------------------------------------------------------------------------- limits

@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args, get_origin
 from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import PRESETS
 from core.training.config import ConfigError, TrainConfig, recipe
+from core.training.events import EpochEvent, StepEvent
 
 
 # --------------------------------------------------------------------------- CLI
@@ -24,7 +25,7 @@ class Progress:
         self.t0 = time.perf_counter()
         self._last = 0.0
 
-    def step(self, ev: dict) -> None:
+    def step(self, ev: StepEvent) -> None:
         if not (self.enabled and self.tty):
             return
         now = time.perf_counter()
@@ -51,10 +52,11 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def epoch_line(ev: dict, epochs: int) -> str:
-    acc = f" test_acc {_fmt(ev['test_acc'] and ev['test_acc'] * 100, '.2f')}%" if ev.get("test_acc") is not None else ""
-    train_acc = f" train_acc {ev['train_acc'] * 100:.2f}%" if ev.get("train_acc") is not None else ""
-    return (f"epoch {ev['epoch']}/{epochs} train_loss {_fmt(ev['train_loss'], '.4f')}{train_acc} "
+def epoch_line(ev: EpochEvent, epochs: int) -> str:
+    test_acc, train_acc = ev["test_acc"], ev["train_acc"]
+    acc = f" test_acc {_fmt(test_acc and test_acc * 100, '.2f')}%" if test_acc is not None else ""
+    train = f" train_acc {train_acc * 100:.2f}%" if train_acc is not None else ""
+    return (f"epoch {ev['epoch']}/{epochs} train_loss {_fmt(ev['train_loss'], '.4f')}{train} "
             f"test_loss {_fmt(ev['test_loss'], '.4f')}{acc} ({ev['seconds']:.1f}s)")
 
 

@@ -2,8 +2,11 @@
 
 ``Trainer.step()`` performs one optimizer step (over ``accum_steps`` micro-batches) and
 returns a small record; ``run_epoch()`` and ``run()`` are loops of steps that yield event
-dicts (``{"kind": "step", ...}``, ``{"kind": "epoch", ...}``). The page's "step one batch"
-mode, a background job and ``python -m core.train`` in a terminal all drive this class.
+dicts (``{"kind": "step", ...}``, ``{"kind": "epoch", ...}``; their shapes are in
+``core.training.events``). The page's "step one batch" mode, a background job and
+``python -m core.train`` in a terminal all drive this class; the step mode and the
+benchmarks look inside a step through public methods (``next_batch_indices()``,
+``next_batch()``, ``targets()``, ``rng()``, ``autocast()``) and ``grad_norm()``.
 
 Precision lives in ``select_precision`` only: fp16 autocast + GradScaler on CUDA, bf16
 autocast where the hardware has native bf16 (refused with the reason on CPUs that would
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -34,11 +37,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import Code, first_line
 from core.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.ml.modules import build_model
 from core.training.batches import TrainData, augment_batch, derive_seed, load_data
 from core.training.config import Limits, TrainConfig
 from core.training.distributed import DistInfo, init_distributed
+from core.training.events import (
+    DoneEvent,
+    EpochEvent,
+    EpochRecord,
+    EpochStream,
+    Evaluation,
+    RunStream,
+    StepEvent,
+    StoppedEvent,
+)
 from core.training.precision import Precision, resolve_device, select_precision
 
 
@@ -89,7 +103,8 @@ def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: in
     return None
 
 
-def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
+def grad_norm(params: Iterable[torch.Tensor]) -> torch.Tensor:
+    """The total 2-norm of the parameters' gradients (as ``clip_grad_norm_`` measures it), 0 if none."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.tensor(0.0)
@@ -99,8 +114,8 @@ def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
 class Trainer:
     """Trains one model on one dataset, one optimizer step at a time.
 
-    ``step()`` -> record dict; ``run_epoch()`` and ``run()`` yield step and epoch events;
-    ``evaluate()`` -> ``{"loss", "acc", "n"}``; ``checkpoint()`` / ``load_checkpoint()``
+    ``step()`` -> ``StepEvent``; ``run_epoch()`` and ``run()`` yield step and epoch events;
+    ``evaluate()`` -> ``Evaluation`` (``{"loss", "acc", "n"}``); ``checkpoint()`` / ``load_checkpoint()``
     capture and restore everything needed to continue exactly (weights, optimizer,
     scheduler, scaler, position in the epoch, random generators).
     """
@@ -163,10 +178,11 @@ class Trainer:
         self.global_step = 0    # optimizer steps done
         self.last_loss: float | None = None
         self.best: float | None = None  # best test accuracy (classification) or lowest test loss
-        self.history: list[dict] = []   # epoch events so far
+        self.history: list[EpochRecord] = []   # epoch records so far
         self._acc = {"loss_sum": 0.0, "correct": 0, "seen": 0}
         self._order: torch.Tensor | None = None
-        self._train_summary: dict = {"train_loss": None, "train_acc": None}  # of the last finished epoch
+        # train_loss and train_acc of the last finished epoch
+        self._train_summary: tuple[float | None, float | None] = (None, None)
         self._cpu_rng = torch.Generator().manual_seed(derive_seed(cfg.seed, "torch", self.dist.rank)).get_state()
         self._cuda_rng: torch.Tensor | None = None
         if self.device.type == "cuda":
@@ -185,19 +201,23 @@ class Trainer:
         return self.dist.is_main
 
     @contextmanager
-    def _rng(self) -> Iterator[None]:
-        """Run with this trainer's own RNG state (dropout), isolated from other code."""
-        cuda = self.device.type == "cuda"
+    def rng(self) -> Iterator[None]:
+        """Run with this trainer's own RNG state (dropout), isolated from other code.
+
+        The state advances with what runs inside, as it does inside ``step()``.
+        """
+        cuda = self._cuda_rng is not None
         with torch.random.fork_rng(devices=[self.device] if cuda else [], device_type="cuda"):
             torch.set_rng_state(self._cpu_rng)
-            if cuda:
+            if self._cuda_rng is not None:
                 torch.cuda.set_rng_state(self._cuda_rng, self.device)
             yield
             self._cpu_rng = torch.get_rng_state()
             if cuda:
                 self._cuda_rng = torch.cuda.get_rng_state(self.device)
 
-    def _autocast(self):
+    def autocast(self):
+        """The forward pass's precision context: autocast to the run's dtype, or nothing for fp32."""
         p = self.precision
         if p.dtype is None:
             return nullcontext()
@@ -213,7 +233,19 @@ class Trainer:
             self._order = order.to(self.data.train_x.device)
         return self._order
 
-    def _targets(self, y: torch.Tensor) -> torch.Tensor:
+    def next_batch_indices(self) -> list[torch.Tensor]:
+        """Indices (into ``data.train_x``) of the micro-batches the next ``step()`` trains on."""
+        order = self._epoch_order()
+        last = min(self.batch + self.config.accum_steps, self.batches_per_epoch)
+        return [order[b * self.micro_batch:(b + 1) * self.micro_batch] for b in range(self.batch, last)]
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (un-augmented) inputs and labels the next ``step()`` trains on, micro-batches joined."""
+        idx = torch.cat(self.next_batch_indices())
+        return self.data.train_x[idx], self.data.train_y[idx]
+
+    def targets(self, y: torch.Tensor) -> torch.Tensor:
+        """Labels as the loss function takes them (one-hot floats for ``bce_with_logits``)."""
         if self.loss_name == "bce_with_logits":
             return F.one_hot(y, self.data.outputs).to(torch.float32)
         return y
@@ -222,16 +254,14 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     # ---------------------------------------------------------------- training
-    def step(self) -> dict:
+    def step(self) -> StepEvent:
         """One optimizer step over ``accum_steps`` micro-batches; returns its record."""
         if self.finished:
             raise RuntimeError(f"the run is complete ({self.config.epochs} epochs); start a new one to train more")
         t0 = time.perf_counter()
         cfg, data = self.config, self.data
-        order = self._epoch_order()
-        first = self.batch
-        last = min(self.batch + cfg.accum_steps, self.batches_per_epoch)
-        slices = [order[b * self.micro_batch:(b + 1) * self.micro_batch] for b in range(first, last)]
+        slices = self.next_batch_indices()
+        last = self.batch + len(slices)
         total = sum(len(s) for s in slices)
         lr = self.current_lr()
         if not self.core.training:  # evaluation and the step mode's evaluation restore train mode on the whole model;
@@ -242,18 +272,18 @@ class Trainer:
         # ("Trainer overhead" in BENCHMARKS.md).
         losses: list[torch.Tensor] = []
         corrects: list[torch.Tensor] = []
-        with self._rng():
+        with self.rng():
             for i, idx in enumerate(slices):
                 x, y = data.train_x[idx], data.train_y[idx]
                 if cfg.augment:
                     x = augment_batch(x, self.aug_gen)
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                sync = (self.model.no_sync() if self.dist.distributed and i < len(slices) - 1 else nullcontext())
+                sync = (self._no_sync() if self.dist.distributed and i < len(slices) - 1 else nullcontext())
                 with sync:
-                    with self._autocast():
+                    with self.autocast():
                         out = self.model(x)
-                    loss = self.loss_fn(out.float(), self._targets(y))
+                    loss = self.loss_fn(out.float(), self.targets(y))
                     scaled = loss if len(slices) == 1 else loss * (len(idx) / total)
                     if self.scaler is not None:
                         self.scaler.scale(scaled).backward()
@@ -268,9 +298,9 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # true gradients before measuring or clipping them
         if cfg.grad_clip > 0:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
         else:
-            grad_norm = float(_total_norm(self.params))
+            norm = float(grad_norm(self.params))
         if self.scaler is not None:
             scale = self.scaler.get_scale()
             self.scaler.step(self.optimizer)  # skips the step when gradients hold inf/NaN
@@ -290,20 +320,25 @@ class Trainer:
         self._acc["correct"] += int(correct)
         self._acc["seen"] += total
         seconds = time.perf_counter() - t0
-        record = {
-            "kind": "step", "step": self.global_step, "epoch": self.epoch + 1, "batch": self.batch,
-            "batches": self.batches_per_epoch, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
-            "samples": total * self.dist.world_size, "seconds": seconds,
-            "samples_per_s": total * self.dist.world_size / max(seconds, 1e-9), "skipped": skipped,
-            "epoch_end": self.batch >= self.batches_per_epoch,
-        }
+        record = StepEvent(
+            kind="step", step=self.global_step, epoch=self.epoch + 1, batch=self.batch,
+            batches=self.batches_per_epoch, loss=loss_value, lr=lr, grad_norm=norm,
+            samples=total * self.dist.world_size, seconds=seconds,
+            samples_per_s=total * self.dist.world_size / max(seconds, 1e-9), skipped=skipped,
+            epoch_end=self.batch >= self.batches_per_epoch,
+        )
         if self.task == "classification":
             record["acc"] = int(correct) / total
         if record["epoch_end"]:
             self._train_summary = self._close_epoch()
         return record
 
-    def _close_epoch(self) -> dict:
+    def _no_sync(self):
+        """DDP's ``no_sync()``: accumulate a micro-batch's gradients without an all-reduce."""
+        ddp: Any = self.model
+        return ddp.no_sync()
+
+    def _close_epoch(self) -> tuple[float | None, float | None]:
         acc = self._acc
         stats = torch.tensor([acc["loss_sum"], float(acc["correct"]), float(acc["seen"])], dtype=torch.float64)
         if self.dist.distributed:
@@ -312,8 +347,7 @@ class Trainer:
             stats = stats.to(self.device)  # NCCL reduces CUDA tensors only
             dist.all_reduce(stats)
         loss_sum, correct, seen = stats.cpu().tolist()
-        summary = {"train_loss": loss_sum / max(seen, 1),
-                   "train_acc": correct / max(seen, 1) if self.task == "classification" else None}
+        summary = (loss_sum / max(seen, 1), correct / max(seen, 1) if self.task == "classification" else None)
         self.epoch += 1
         self.batch = 0
         self._order = None
@@ -321,7 +355,7 @@ class Trainer:
         return summary
 
     @torch.no_grad()
-    def evaluate(self, split: str = "test", batch_size: int = 1000) -> dict:
+    def evaluate(self, split: str = "test", batch_size: int = 1000) -> Evaluation:
         """Mean loss and accuracy (classification) over a whole split, in eval mode."""
         if split not in ("test", "train"):
             raise ValueError("split must be 'test' or 'train'")
@@ -333,18 +367,20 @@ class Trainer:
             x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with self._autocast():
+            with self.autocast():
                 out = self.core(x)
-            loss_sum += float(self.loss_fn(out.float(), self._targets(y))) * len(x)
+            loss_sum += float(self.loss_fn(out.float(), self.targets(y))) * len(x)
             if self.task == "classification":
                 correct += int((out.argmax(1) == y).sum())
         self.core.train()
-        return {"loss": loss_sum / max(n, 1), "acc": correct / max(n, 1) if self.task == "classification" else None,
-                "n": n}
+        return Evaluation(loss=loss_sum / max(n, 1),
+                          acc=correct / max(n, 1) if self.task == "classification" else None, n=n)
 
-    def _epoch_event(self, seconds: float) -> dict:
-        event = {"kind": "epoch", "epoch": self.epoch, "step": self.global_step, **self._train_summary,
-                 "test_loss": None, "test_acc": None, "lr": self.current_lr(), "seconds": seconds, "best": False}
+    def _epoch_event(self, seconds: float) -> EpochEvent:
+        train_loss, train_acc = self._train_summary
+        event = EpochEvent(kind="epoch", epoch=self.epoch, step=self.global_step, train_loss=train_loss,
+                           train_acc=train_acc, test_loss=None, test_acc=None, lr=self.current_lr(), seconds=seconds,
+                           best=False)
         if self.is_main:
             ev = self.evaluate("test")
             event["test_loss"], event["test_acc"] = ev["loss"], ev["acc"]
@@ -352,10 +388,13 @@ class Trainer:
             if score is not None and math.isfinite(score) and (self.best is None or score > self.best):
                 self.best = score
                 event["best"] = True
-        self.history.append({k: v for k, v in event.items() if k != "kind"})
+        self.history.append(EpochRecord(epoch=event["epoch"], step=event["step"], train_loss=event["train_loss"],
+                                        train_acc=event["train_acc"], test_loss=event["test_loss"],
+                                        test_acc=event["test_acc"], lr=event["lr"], seconds=event["seconds"],
+                                        best=event["best"]))
         return event
 
-    def run_epoch(self, stop: Callable[[], bool] | None = None) -> Iterator[dict]:
+    def run_epoch(self, stop: Callable[[], bool] | None = None) -> Iterator[EpochStream]:
         """Steps to the end of the current epoch (yielding each), then the epoch event.
 
         ``stop`` is polled after every step; when it says so, a ``{"kind": "stopped"}``
@@ -369,10 +408,10 @@ class Trainer:
                 yield self._epoch_event(time.perf_counter() - t0)
                 return
             if self._should_stop(stop):
-                yield {"kind": "stopped", "epoch": self.epoch, "batch": self.batch, "step": self.global_step}
+                yield self._stopped_event()
                 return
 
-    def run(self, stop: Callable[[], bool] | None = None) -> Iterator[dict]:
+    def run(self, stop: Callable[[], bool] | None = None) -> Iterator[RunStream]:
         """All remaining epochs: step and epoch events, then ``{"kind": "done"}`` (or ``stopped``)."""
         while not self.finished:
             for event in self.run_epoch(stop):
@@ -380,10 +419,13 @@ class Trainer:
                 if event["kind"] == "stopped":
                     return
             if not self.finished and self._should_stop(stop):
-                yield {"kind": "stopped", "epoch": self.epoch, "batch": self.batch, "step": self.global_step}
+                yield self._stopped_event()
                 return
-        yield {"kind": "done", "epoch": self.epoch, "step": self.global_step, "best": self.best,
-               "last": self.history[-1] if self.history else None}
+        yield DoneEvent(kind="done", epoch=self.epoch, step=self.global_step, best=self.best,
+                        last=self.history[-1] if self.history else None)
+
+    def _stopped_event(self) -> StoppedEvent:
+        return StoppedEvent(kind="stopped", epoch=self.epoch, batch=self.batch, step=self.global_step)
 
     def _should_stop(self, stop: Callable[[], bool] | None) -> bool:
         flag = bool(stop()) if (stop is not None and self.is_main) else False
@@ -427,12 +469,12 @@ class Trainer:
             ckpt = load_checkpoint(ckpt, max_bytes=max_bytes)
         saved = ckpt.get("config")
         if not isinstance(saved, dict):
-            raise CheckpointError("the checkpoint has no lab config; it cannot be resumed here")
+            raise CheckpointError("checkpoint.no_lab_config")
         mine = self.config.to_dict()
         diff = sorted(k for k in set(mine) | set(saved) if mine.get(k) != saved.get(k))
         if diff:
-            raise CheckpointError("the checkpoint was made with a different config (" + ", ".join(
-                f"{k}: {saved.get(k)!r} vs {mine.get(k)!r}" for k in diff[:5]) + ")")
+            raise CheckpointError("checkpoint.config_differs", diff=Code(", ".join(
+                f"{k}: {saved.get(k)!r} vs {mine.get(k)!r}" for k in diff[:5])))
         try:
             self.core.load_state_dict(ckpt["model_state_dict"])
             self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
@@ -441,13 +483,13 @@ class Trainer:
             if self.scaler is not None and ckpt.get("scaler_state_dict"):
                 self.scaler.load_state_dict(ckpt["scaler_state_dict"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"the checkpoint does not fit this model: {str(exc).splitlines()[0][:300]}") from None
+            raise CheckpointError("checkpoint.does_not_fit", reason=Code(first_line(exc))) from None
         progress = ckpt.get("progress") or {}
         self.epoch = int(ckpt["epoch"])
         self.global_step = int(ckpt.get("step", 0))
         self.batch = int(progress.get("batch", 0))
         if not 0 <= self.batch < self.batches_per_epoch:
-            raise CheckpointError(f"the checkpoint's position in the epoch ({self.batch}) does not fit this data")
+            raise CheckpointError("checkpoint.bad_position", batch=self.batch)
         self.last_loss = None if ckpt["loss"] is None else float(ckpt["loss"])
         self._acc = {"loss_sum": float(progress.get("loss_sum", 0.0)), "correct": int(progress.get("correct", 0)),
                      "seen": int(progress.get("seen", 0))}

@@ -81,7 +81,7 @@ def env_rows() -> list[tuple[str, str]]:
     facts = env_facts()
     cuda = (tr("env.cuda_yes", count=facts.cuda_device_count, name=facts.cuda_device_name)
             if facts.cuda_available else tr("env.cuda_no"))
-    bf16 = tr("env.bf16_yes" if facts.fast_bf16 else "env.bf16_no", reason=facts.fast_bf16_reason)
+    bf16 = tr("env.bf16_yes" if facts.fast_bf16 else "env.bf16_no", reason=facts.fast_bf16_note)
     return [
         (tr("env.torch"), facts.torch_version),
         (tr("env.python"), facts.python_version),

@@ -5,9 +5,10 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from core.lessons.builder import EDITABLE_TYPES, add_layer, move_layer, remove_layer
+from core.errors import LabError
+from core.lessons.builder import EDITABLE_TYPES, add_layer, move_layer, parse_input_shape, remove_layer
 from core.ml.modules import checked_spec
-from core.ml.spec import ModelSpec, SpecError, arg_info, parse_input_shape
+from core.ml.spec import ModelSpec, arg_info
 from core.ml.zoo import DEFAULT_PRESET, preset_spec
 from pages.ui.text import tr
 
@@ -26,8 +27,8 @@ def set_spec(edited: Callable[[], ModelSpec]) -> bool:
     (caps); else keep the old one, remember why, and return False."""
     try:
         spec = checked_spec(edited())
-    except SpecError as exc:  # e.g. a 201st layer, or removing a pooling layer makes activations huge
-        st.session_state["bld_error"] = exc
+    except LabError as exc:  # e.g. a 201st layer, or removing a pooling layer makes activations huge
+        st.session_state["bld_error"] = exc  # the exception: the page renders it in its language
         return False
     st.session_state[SPEC_KEY] = spec
     st.session_state.pop("bld_error", None)
@@ -61,7 +62,7 @@ def _apply(edited: Callable[[], ModelSpec]) -> None:
     try:
         st.session_state[SPEC_KEY] = checked_spec(edited())
         st.session_state.pop("bld_error", None)
-    except SpecError as exc:
+    except LabError as exc:  # a SpecError, or the Builder's own (a shape typed as text)
         st.session_state["bld_error"] = exc
 
 

@@ -20,18 +20,20 @@ def _train_form_state() -> dict | None:
 
 def _restore_train_form(values) -> None:
     """Validate shared Train form values as a real TrainConfig before putting them in the form."""
+    from core.errors import Code
+    from core.safe.share import ShareError
     from core.training.config import TrainConfig
 
     if not isinstance(values, dict) or set(values) - set(TRAIN_FIELDS):
-        raise ValueError("the shared training settings are damaged")
+        raise ShareError("share.train_damaged")
     source = values.get("source", "preset")
     if source not in ("current", "preset"):
-        raise ValueError("the shared training settings are damaged")
+        raise ShareError("share.train_damaged")
     config = {k: v for k, v in values.items() if k not in ("source",)}
     TrainConfig.from_dict(config)  # validated as it is made
     for key, (lo, hi) in FORM_RANGES.items():  # the form's widgets would clamp anything outside silently
         if key in values and not lo <= values[key] <= hi:
-            raise ValueError(f"the shared {key} {values[key]:g} is outside the form's range {lo:g} to {hi:g}")
+            raise ShareError("share.train_range", field=Code(key), value=values[key], lo=lo, hi=hi)
         if isinstance(lo, float) and key in values:
             values = {**values, key: float(values[key])}
     for key, value in values.items():
@@ -63,7 +65,7 @@ def restore_shared_state() -> None:
         shared_extras().update(extras)
         st.session_state["shared_in"] = extras  # what the link brought, for pages to apply once
     except (ShareError, SpecError, ValueError) as exc:
-        st.session_state["share_notice"] = exc
+        st.session_state["share_notice"] = exc  # shown in the page's language by share_control
         st.session_state.setdefault("current_spec", preset_spec(DEFAULT_PRESET))
 
 

@@ -5,9 +5,11 @@ import pandas as pd
 import streamlit as st
 
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
+from core.ml.data import DATASETS
 from core.ml.env import env_facts
 from core.ml.plots import image_grid
 from core.ml.zoo import PRESETS
+from core.runs.store import RunRow
 from core.runs.trained import checkpoint_path, load_run_model, model_from_checkpoint
 from core.runs.view import (
     MetricsFollower,
@@ -20,7 +22,6 @@ from core.runs.view import (
 )
 from core.training.batches import load_data
 from core.training.config import (
-    DATASETS,
     DEVICES,
     LOSSES,
     OPTIMIZERS,
@@ -227,7 +228,7 @@ def _evaluation(run_id: str, stamp: float, dataset: str) -> dict:
     return {**evaluate_model(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y}
 
 
-def evaluation(run: dict) -> None:
+def evaluation(run: RunRow) -> None:
     """Confusion matrix, per-class accuracy and misclassified digits of a finished classification run."""
     if DATASETS[run["config"]["dataset"]].task != "classification" or checkpoint_path(lab_store(), run["id"]) is None:
         return

@@ -1,5 +1,4 @@
 """Browser: the sidebar's share link reopens the same view in a fresh browser; a tampered one says so."""
-import dataclasses
 
 import pytest
 from playwright.sync_api import expect
@@ -162,7 +161,7 @@ def mini_runs(server):
                        device="cpu")
     ids = {}
     for name, lr in (("mini a", 1e-3), ("mini b", 3e-3)):
-        ids[name] = jobs.start(dataclasses.replace(base, lr=lr), name=name)
+        ids[name] = jobs.start(base.replace(lr=lr), name=name)
         assert jobs.wait(ids[name], timeout=300) == "completed", jobs.log_tail(ids[name])
     return ids
 

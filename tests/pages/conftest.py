@@ -27,6 +27,18 @@ def app(tmp_path, monkeypatch):
     return make
 
 
+# An inline code span (core.errors.code_span: a run of backticks, the text, the same run) or a
+# Markdown backslash escape (pages.ui.plain).
+_SPAN_OR_ESCAPE = re.compile(r"(?<!`)(`+)(?!`)(.*?)(?<!`)\1(?!`)|\\(.)", re.S)
+
+
 def shown(text: str) -> str:
-    """Text as the browser shows it: Markdown backslash escapes (pages.ui.plain) removed."""
-    return re.sub(r"\\(.)", r"\1", str(text))
+    """Text as the browser shows it: code spans without their backticks (their text is literal),
+    Markdown backslash escapes removed elsewhere."""
+    def one(match: re.Match) -> str:
+        if match.group(1) is None:
+            return match.group(3)
+        code = match.group(2)
+        return code[1:-1] if len(code) > 2 and code[0] == code[-1] == " " and code.strip() else code
+
+    return _SPAN_OR_ESCAPE.sub(one, str(text))

@@ -142,3 +142,36 @@ def test_manage_a_run_another_session_deleted(app, two_runs, tmp_path):
     at.button(key="rn_rename").click().run()
     assert not at.exception and two_runs[0] in shown(at.error[0].value)
     assert two_runs[0] not in set(at.dataframe[0].value["id"])
+
+
+def test_deleting_an_active_run_does_not_wait_for_its_worker(app, tmp_path):
+    """Delete on a running run returns at once ("stopping, will be deleted"); the run goes when its worker stops."""
+    import os
+    import signal
+
+    from core.runs.jobs import JobManager
+    from tests.core.runs.test_jobs import cnn, wait_for
+
+    jobs = JobManager(tmp_path, cap=1)
+    run_id = jobs.start(cnn(epochs=50), name="long")
+    try:
+        wait_for(lambda: jobs.status(run_id)["status"] == "running" and jobs.status(run_id)["step"] > 0, timeout=120)
+        at = app("pages/runs.py")
+        at.multiselect(key="rn_sel").set_value([run_id]).run()
+        at.button_group(key="rn_view").set_value("manage").run()
+        at.checkbox(key="rn_sure").check().run()
+        at.button(key="rn_delete").click().run()
+        assert not at.exception and not at.error
+        assert at.info[0].value == EN["runs.done.deleting"]
+        assert at.multiselect(key="rn_sel").value == []
+        # The page returned while the worker was still stopping; once it has, the run is gone.
+        wait_for(lambda: jobs.store.get_run(run_id) is None, timeout=120)
+        assert not jobs.store.run_dir(run_id).exists()
+        at.run()
+        assert not at.exception and at.info[0].value == EN["runs.none"]
+    finally:
+        proc = jobs._procs.get(run_id)
+        if proc is not None and proc.poll() is None:  # only if the test failed before the worker stopped
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        jobs.store.close()

@@ -1,4 +1,6 @@
 """AppTest tests for the Tensors and Autograd pages: every example, the expression box, refusals."""
+import re
+
 import pytest
 
 from core.i18n import CATALOGUE
@@ -140,3 +142,35 @@ def test_both_pages_in_chinese(app):
     assert at.title[0].value == ZH["tensors.title"]
     at.switch_page("pages/autograd.py").run()
     assert at.title[0].value == ZH["autograd.title"] and not at.exception
+
+
+def test_a_refused_expression_in_chinese(tensors):
+    at = tensors
+    at.button_group(key="ten_view").set_value("expr").run()
+    at.button_group(key="lang").set_value("zh").run()
+    at.text_input(key="ten_expr").set_value("open('/etc/passwd')").run()
+    assert not at.exception and len(at.error) == 1
+    message = at.error[0].value
+    assert message.startswith(ZH["tensors.expr_error"].split("{")[0]) and "`open`" in message
+    assert not re.search(r"[A-Za-z]", re.sub(r"`[^`]*`", "", message)), message  # only the code is Latin
+    assert shown(message) == "未求值：不允许使用函数 open"
+
+
+def test_a_stored_refusal_follows_the_language_switch(tensors):
+    at = tensors
+    at.button_group(key="ten_view").set_value("create").run()
+    at.selectbox(key="ten_kind").set_value("zeros").run()
+    at.text_input(key="ten_shape").set_value("100000, 100000").run()
+    at.button(key="ten_create").click().run()
+    assert "the limit is 1,000,000" in at.error[0].value
+    at.button_group(key="lang").set_value("zh").run()
+    assert shown(at.error[0].value) == (
+        "无效的值：形状为 (100000, 100000) 的张量有 10,000,000,000 个元素；上限是 1,000,000")
+
+
+def test_the_autograd_page_refuses_in_chinese(autograd):
+    at = autograd
+    at.button_group(key="lang").set_value("zh").run()
+    at.text_input(key="ag_f").set_value("x - x.mean()").run()
+    assert not at.exception
+    assert shown(at.error[0].value) == ZH["autograd.error"].format(reason=ZH["err.autograd.not_elementwise"])

@@ -129,3 +129,29 @@ def test_share_link_leaves_out_large_tensors_and_says_so(app):
     state = decode_state(parse_qs(urlparse(url).query)["s"][0])
     assert state["model"]["name"] == "CNN" and "tensors" not in state
     assert any(EN["share.part.tensors"] in shown(c.value) for c in at.sidebar.caption)
+
+
+def test_profiler_and_export_errors_are_shown_in_chinese(app):
+    """Core refusals and failures reach a Chinese page in Chinese (their code-like parts as code)."""
+    at = app("pages/profiler.py", lang="简体中文", pf_mode="train_steps", pf_steps="4", pf_active="10")
+    assert not at.exception and at.error
+    shown_error = shown(at.error[0].value)
+    assert "调度要求 wait + warmup + active <= steps" in shown_error and "1 + 1 + 10 = 12 > 4" in shown_error
+    assert "the schedule needs" not in shown_error
+    assert at.button(key="pf_run").disabled
+    at = app("pages/builder.py")
+    at.button(key="bld_ex_M9").click().run()  # the LSTM demo: torch.jit.script cannot compile its wrapper
+    at.switch_page("pages/export.py").run()
+    at.multiselect(key="ex_formats").set_value(["torchscript_script"]).run()
+    at.button(key="ex_run").click().run()
+    assert not at.exception
+    _, results = at.session_state["ex_results"]
+    assert not results[0].ok and "Unknown type annotation" in results[0].error
+    assert "failed while exporting" in at.error[0].value
+    # The kept result is the failure itself, not its English text: the page redraws it in Chinese.
+    # (Switched after the clicks: AppTest formats the translated model picker outside the page.)
+    at.button_group(key="lang").set_value("zh").run()
+    assert not at.exception
+    shown_error = shown(at.error[0].value)
+    assert "在导出时失败" in shown_error and "提示：torch.jit.script 会编译" in shown_error
+    assert "ValueError: Unknown type annotation" in shown_error and "Hint" not in shown_error

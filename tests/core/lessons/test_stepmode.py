@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.lessons.stepmode import next_batch, teaching_step
+from core.lessons.stepmode import teaching_step
 from core.training.config import TrainConfig
 from core.training.trainer import Trainer
 
@@ -10,7 +10,7 @@ def test_teaching_step_reports_a_real_step():
     cfg = TrainConfig(preset="cnn", limit_train=256, limit_test=64, batch_size=32, epochs=1, lr=1e-3,
                       optimizer="adam", scheduler="none", augment=False)
     trainer = Trainer(cfg)
-    x, y = next_batch(trainer)
+    x, y = trainer.next_batch()
     assert x.shape == (32, 1, 28, 28)
     result = teaching_step(trainer)
     assert result["record"]["step"] == 1 and result["batch_size"] == 32

@@ -160,3 +160,31 @@ def test_missing_torchvision_files_give_a_clear_error_quickly(tmp_path):
     assert time.monotonic() - start < 3 * 2 + 5  # two splits, each bounded by the timeout
     with pytest.raises(ValueError, match="unknown dataset"):
         D.load_dataset("imagenet", settings)
+
+
+def test_one_dataset_registry():
+    """DATASETS describes every dataset once: shapes, classes, sizes and where it comes from."""
+    assert D.IMAGE_DATASETS == ("digits8k", "mnist", "fashion_mnist") and D.DEFAULT_DATASET in D.IMAGE_DATASETS
+    for key, info in D.DATASETS.items():
+        assert info.key == key and info.title and info.task in ("classification", "regression")
+        assert info.train_size > 0 and info.test_size > 0
+        if info.task == "classification":
+            assert info.image and info.outputs == len(info.classes)
+        else:
+            assert not info.image and not info.classes and info.torchvision is None
+    assert [D.DATASETS[k].torchvision for k in D.IMAGE_DATASETS] == [None, "MNIST", "FashionMNIST"]
+    assert list(D.DATASETS["fashion_mnist"].classes) == D.FASHION_CLASSES
+
+
+def test_registry_matches_the_bundled_digits(digits):
+    info = D.DATASETS["digits8k"]
+    assert (len(digits.train_labels), len(digits.test_labels)) == (info.train_size, info.test_size)
+    assert digits.input_shape == info.input_shape and digits.classes == list(info.classes)
+    assert digits.title == info.title
+
+
+def test_mnist_statistics_have_one_source():
+    assert D.MNIST_NORMALIZE == f"Normalize(({D.MNIST_MEAN},), ({D.MNIST_STD},))" == "Normalize((0.1307,), (0.3081,))"
+    from core.ml import predict
+
+    assert (predict.MNIST_MEAN, predict.MNIST_STD) == (D.MNIST_MEAN, D.MNIST_STD)

@@ -7,6 +7,7 @@ import pytest
 
 from core.errors import LabError
 from core.i18n import CATALOGUE
+from core.lessons.builder import parse_input_shape
 from core.ml.modules import ShapeError, check_batch, checked_spec, infer_shapes
 from core.ml.spec import (
     LAYER_TYPES,
@@ -17,7 +18,6 @@ from core.ml.spec import (
     SpecError,
     arg_info,
     check_input_shape,
-    parse_input_shape,
 )
 from core.ml.zoo import PRESETS, preset_spec
 
@@ -151,10 +151,13 @@ def test_one_input_shape_rule():
     for bad in ([], [1, 2, 3, 4], [0], [4097], [True], [1.0], "1, 2", None):
         with pytest.raises(SpecError, match="input_shape must be a list of 1 to 3 sizes between 1 and 4096"):
             check_input_shape(bad)
-    for text in ("1, 28, __import__", "999999, 1", "", "1,2,3,4", "²"):
-        with pytest.raises(SpecError, match="is not an input shape") as err:
+    for text in ("1, 28, __import__", "999999, 1", "", "²"):  # not sizes: the Builder's own message
+        with pytest.raises(LabError, match="is not an input shape") as err:
             parse_input_shape(text)
         assert "不是有效的输入形状" in err.value.message("zh")
+    for text in ("1, 2, 3, 4", "5000", "0, 1"):  # sizes, but not an input shape: the rule's message
+        with pytest.raises(SpecError, match="input_shape must be a list of 1 to 3 sizes between 1 and 4096"):
+            parse_input_shape(text)
     with pytest.raises(SpecError, match="input_shape must be"):
         ModelSpec.parse({"name": "M", "input_shape": [1, 2, 3, 4], "layers": []})
 

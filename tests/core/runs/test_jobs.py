@@ -144,6 +144,42 @@ def test_stop_checkpoints_and_resume_finishes_the_run(manager):
 
 
 @pytest.mark.slow
+def test_delete_never_waits_for_a_worker(manager):
+    """delete() returns at once: a queued run goes now, a running one when its worker has stopped."""
+    active = manager.start(cnn(epochs=50))
+    waiting = manager.start(r2(epochs=3))  # cap 1: it waits in the queue
+    wait_for(lambda: manager.status(active)["status"] == "running" and manager.status(active)["step"] > 0)
+    assert manager.status(waiting)["launched"] is None
+    assert manager.delete(waiting) is True and manager.store.get_run(waiting) is None
+    run_dir = manager.store.run_dir(active)
+    assert run_dir.exists()
+    assert manager.delete(active) is False  # asked to stop and marked; nothing waited for the worker
+    # Nobody polls from here on: the stopping worker deletes its own run (rows and folder).
+    wait_for(lambda: manager.store.get_run(active) is None, timeout=120)
+    wait_for(lambda: not run_dir.exists(), timeout=10)
+    assert manager.store.metrics(active).empty
+    assert manager._procs[active].wait(30) == 0  # it ended normally, as a stopped run
+    manager.poll()
+    assert manager.store.runs() == []
+
+
+def test_delete_of_a_finished_run_and_a_run_marked_for_deletion(manager):
+    store = manager.store
+    done = store.create_run(r2().to_dict(), status="completed", kind="job")
+    assert manager.delete(done) is True and store.get_run(done) is None
+    # A run whose worker went away after it was marked (no live pid here): the next poll deletes it.
+    marked = store.create_run(r2().to_dict(), status="running", kind="job")
+    assert not store.delete_or_mark(marked)
+    store.finish_run(marked, "stopped")
+    with pytest.raises(ValueError, match="being deleted"):
+        manager.resume(marked)
+    manager.poll()
+    assert store.get_run(marked) is None
+    with pytest.raises(KeyError, match="no run"):
+        manager.delete(marked)
+
+
+@pytest.mark.slow
 def test_sigkilled_worker_is_marked_failed(manager):
     run_id = manager.start(cnn(epochs=50))
     wait_for(lambda: manager.status(run_id)["status"] == "running" and manager.status(run_id)["step"] > 0)

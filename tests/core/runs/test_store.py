@@ -7,7 +7,19 @@ import pytest
 import torch
 
 from core.ml import checkpoint as C
-from core.runs.store import MIGRATIONS, SCHEMA_VERSION, RunStore, StoreError, check_run_id, new_run_id, pid_alive
+from core.runs.store import (
+    METRIC_COLUMNS,
+    MIGRATIONS,
+    RUN_COLUMNS,
+    SCHEMA_VERSION,
+    MetricRow,
+    RunRow,
+    RunStore,
+    StoreError,
+    check_run_id,
+    new_run_id,
+    pid_alive,
+)
 
 
 @pytest.fixture
@@ -62,7 +74,55 @@ def test_migrates_an_old_schema(tmp_path):
     assert s.schema_version == SCHEMA_VERSION
     run = s.get_run("old1")
     assert run["kind"] == "cli" and run["stop_requested"] is False and run["status"] == "completed"
+    assert run["delete_requested"] is False  # migration 3
     s.close()
+
+
+def test_rows_have_their_documented_shapes(store):
+    """A run is a RunRow (every table column, flags as bools, JSON parsed); metric rows are MetricRows."""
+    rid = store.create_run({"lr": 0.1}, tags=["t"])
+    run = store.run(rid)
+    assert list(run) == list(RunRow.__annotations__) == RUN_COLUMNS
+    conn = sqlite3.connect(store.path)
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+    conn.close()
+    assert columns == RUN_COLUMNS
+    assert run["stop_requested"] is False and run["delete_requested"] is False and run["tags"] == ["t"]
+    assert store.runs() == [run] and list(store.list_runs().columns) == RUN_COLUMNS
+    store.log_metrics(rid, [(1, 1, "loss", 0.5), {"step": 2, "epoch": 1, "name": "loss", "value": 0.4, "wall": 7.0}])
+    frame = store.metrics(rid)
+    assert list(frame.columns) == list(MetricRow.__annotations__) == METRIC_COLUMNS
+    assert frame.to_dict("records")[1] == {"run_id": rid, "step": 2, "epoch": 1, "name": "loss", "value": 0.4,
+                                           "wall": 7.0}
+
+
+def test_delete_or_mark_and_delete_marked(store):
+    finished = store.create_run({}, kind="job", status="completed")
+    queued = store.create_run({}, kind="job")
+    running = store.create_run({}, kind="job", status="running")
+    launched = store.create_run({}, kind="job")
+    store.update_run(launched, launched=1.0)
+    for rid in (finished, queued, running, launched):
+        (store.run_dir(rid, create=True) / "last.pt").write_bytes(b"x")
+        store.log_metrics(rid, [(1, 1, "loss", 0.5)])
+    # No worker holds these: gone at once, files and metrics too.
+    assert store.delete_or_mark(finished) and store.delete_or_mark(queued)
+    for rid in (finished, queued):
+        assert store.get_run(rid) is None and not store.run_dir(rid).exists() and store.metrics(rid).empty
+    # A worker holds these: asked to stop and marked, still there.
+    assert not store.delete_or_mark(running) and not store.delete_or_mark(launched)
+    for rid in (running, launched):
+        run = store.run(rid)
+        assert run["stop_requested"] and run["delete_requested"] and store.run_dir(rid).exists()
+    assert store.delete_marked() == []  # not finished yet
+    store.finish_run(running, "stopped")
+    assert store.run(running)["delete_requested"]  # finishing clears the stop flag, not the deletion
+    assert store.delete_marked(launched) == []
+    assert store.delete_marked() == [running]
+    assert store.get_run(running) is None and not store.run_dir(running).exists() and store.metrics(running).empty
+    assert store.get_run(launched) is not None
+    with pytest.raises(KeyError, match="no run"):
+        store.delete_or_mark("missing")
 
 
 def test_newer_schema_is_refused(tmp_path):
@@ -158,7 +218,7 @@ def test_concurrent_writers_and_a_reader(store):
                 store.heartbeat(rid, epoch=1, step=step)
                 if step % 20 == 0:
                     store.update_run(rid, last_metrics={"step": step})
-        except BaseException as exc:  # collected and asserted below
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
     def reader():
@@ -168,7 +228,7 @@ def test_concurrent_writers_and_a_reader(store):
                 for rid in rids:
                     store.metrics(rid, names=["loss"])
                 reads[0] += 1
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(rid,)) for rid in rids]

@@ -61,6 +61,16 @@ def test_evaluate_model_confusion():
     assert len(V.confusion_figure(result["confusion"], ["0", "1", "2"]).data) == 1
 
 
+def test_total_steps_come_from_the_dataset_registry():
+    from core.ml.data import DATASETS
+
+    assert V.train_samples({"dataset": "mnist"}) == DATASETS["mnist"].train_size == 60_000
+    assert V.train_samples({"dataset": "digits8k", "limit_train": 512}) == 512
+    assert V.total_steps({"dataset": "digits8k", "batch_size": 128, "epochs": 2}) == 2 * 55  # 7,000 / 128 -> 55
+    assert V.total_steps({"dataset": "synthetic", "batch_size": 64, "epochs": 1}) == 7  # 448 / 64
+    assert V.total_steps({"dataset": "unknown"}) is None and V.train_samples({}) is None
+
+
 def test_progress_eta():
     import time
 

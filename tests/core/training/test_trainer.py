@@ -16,8 +16,9 @@ from core.runs.cli import main
 from core.runs.store import RunStore
 from core.training.config import OPTIMIZERS, RECIPES, Limits, TrainConfig, recipe
 from core.training.console import Progress
+from core.training.events import DoneEvent, EpochEvent, EpochRecord, StepEvent, StoppedEvent
 from core.training.precision import Precision, resolve_device, select_precision
-from core.training.trainer import Trainer
+from core.training.trainer import Trainer, grad_norm
 
 TINY_SPEC = {"name": "Tiny", "input_shape": [1, 28, 28], "layers": [
     {"type": "Conv2d", "args": {"in_channels": 1, "out_channels": 4, "kernel_size": 3, "padding": 1}},
@@ -236,6 +237,74 @@ def test_step_record_and_epoch_events():
         trainer.step()
 
 
+def keys(typed) -> tuple[set, set]:
+    return set(typed.__required_keys__), set(typed.__optional_keys__)
+
+
+def test_events_have_their_documented_shapes():
+    """Every record the trainer yields has exactly the keys of its TypedDict (core.training.events)."""
+    step_required, step_optional = keys(StepEvent)
+    assert step_optional == {"acc"}
+    trainer = Trainer(tiny(epochs=2))
+    stop_after = iter(range(8, -1, -1))
+    events = list(trainer.run(stop=lambda: next(stop_after) == 0))  # stops on the 9th poll, in epoch 2
+    kinds = [e["kind"] for e in events]
+    assert kinds.count("epoch") == 1 and kinds[-1] == "stopped"
+    for e in events:
+        if e["kind"] == "step":
+            assert set(e) == step_required | {"acc"}  # classification: the step's accuracy too
+            assert all(type(e[k]) is int for k in ("step", "epoch", "batch", "batches", "samples"))
+        elif e["kind"] == "epoch":
+            assert set(e) == keys(EpochEvent)[0]
+        else:
+            assert set(e) == keys(StoppedEvent)[0] and (e["epoch"], e["batch"], e["step"]) == (1, 3, 9)
+    assert [set(h) for h in trainer.history] == [keys(EpochRecord)[0]]
+    assert trainer.history[0] == {k: v for k, v in events[6].items() if k != "kind"}
+    regression = Trainer(recipe("r1").replace(epochs=2))
+    events = list(regression.run())
+    assert set(events[0]) == step_required  # no accuracy for regression
+    assert set(events[-1]) == keys(DoneEvent)[0] and events[-1]["last"] == regression.history[-1]
+    assert set(regression.evaluate()) == {"loss", "acc", "n"}
+
+
+def test_public_view_of_the_next_step():
+    """next_batch_indices / next_batch show what step() takes without changing it; targets, rng, grad_norm."""
+    cfg = tiny(model_spec=MLP_SPEC, augment=False, epochs=1, limit_train=100, batch_size=40, accum_steps=2)
+    peeked, plain = Trainer(cfg), Trainer(cfg)
+    for _ in range(peeked.steps_per_epoch):
+        parts = peeked.next_batch_indices()
+        x, y = peeked.next_batch()
+        assert [len(p) for p in parts] in ([20, 20], [20])  # accum_steps micro-batches (the last step: one)
+        idx = torch.cat(parts)
+        assert torch.equal(x, peeked.data.train_x[idx]) and torch.equal(y, peeked.data.train_y[idx])
+        assert torch.equal(peeked.next_batch()[1], y)  # looking twice takes nothing
+        assert peeked.step()["loss"] == plain.step()["loss"]  # and changes nothing
+    # targets: labels as the loss takes them.
+    y = torch.tensor([0, 3])
+    assert peeked.targets(y) is y
+    bce = Trainer(cfg.replace(loss="bce_with_logits"))
+    assert torch.equal(bce.targets(y), torch.nn.functional.one_hot(y, 10).float())
+    # rng(): the trainer's own stream, isolated from the global one, advancing with what runs inside.
+    a, b = Trainer(cfg), Trainer(cfg)
+    torch.manual_seed(5)
+    with a.rng():
+        first = torch.rand(3)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))  # the global stream is untouched
+    with a.rng():
+        second = torch.rand(3)
+    with b.rng():
+        assert torch.equal(torch.rand(3), first)
+    assert not torch.equal(first, second)
+    # grad_norm: the norm clip_grad_norm_ reports, 0 without gradients.
+    assert float(grad_norm(a.params)) == 0.0
+    a.step()
+    expected = torch.sqrt(sum((p.grad.float() ** 2).sum() for p in a.params))
+    assert float(grad_norm(a.params)) == pytest.approx(float(expected), rel=1e-5)
+    assert float(grad_norm(a.params)) == pytest.approx(float(torch.nn.utils.clip_grad_norm_(a.params, 1e9)))
+
+
 def test_gradient_accumulation_is_one_step_over_micro_batches():
     base = tiny(model_spec=MLP_SPEC, augment=False, optimizer="sgd", momentum=0.0, scheduler="none", lr=0.1,
                 epochs=1, limit_train=128, batch_size=64)
@@ -336,6 +405,20 @@ def test_same_seed_same_numbers_and_isolated_rng():
             torch.rand(10)
     assert a == b
     assert losses(Trainer(cfg.replace(seed=1))) != a
+
+
+@pytest.mark.parametrize("name", ["digits8k", "linear", "synthetic"])
+def test_training_data_has_the_registry_sizes_and_shapes(name):
+    from core.ml.data import DATASETS
+    from core.training.batches import load_data
+
+    info = DATASETS[name]
+    config = {"digits8k": TrainConfig(), "linear": recipe("r1"), "synthetic": recipe("r2")}[name]  # valid configs
+    data = load_data(config)
+    assert config.dataset == name
+    assert (len(data.train_x), len(data.test_x)) == (info.train_size, info.test_size)
+    assert tuple(data.train_x.shape[1:]) == info.input_shape and data.outputs == info.outputs
+    assert data.task == info.task == config.resolved_task
 
 
 def test_limit_and_model_init_match_build_model():
