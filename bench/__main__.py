@@ -22,11 +22,9 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.common import BENCHMARKS, machine_facts, update_benchmarks, write_benchmarks
 
-from bench.common import BENCHMARKS, machine_facts, update_benchmarks, write_benchmarks  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # (module name in bench/, what it measures), in the order BENCHMARKS.md lists them.
 SECTIONS: list[tuple[str, str]] = [

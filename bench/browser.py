@@ -28,12 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from core.i18n import CATALOGUE
+from pages.ui.frame import PAGES  # a plain list; importing pages.ui needs no running app
 
-from core.i18n import CATALOGUE  # noqa: E402
-from pages.ui.frame import PAGES  # noqa: E402  (a plain list; importing pages.ui needs no running app)
+ROOT = Path(__file__).resolve().parent.parent
 
 EN = CATALOGUE["en"]
 # Chromium as the machine has it (Playwright's own browser download is not needed): the flags keep a

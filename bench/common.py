@@ -20,20 +20,17 @@ import os
 import platform
 import re
 import statistics
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from core.ml.checkpoint import atomic_write_bytes
+from core.ml.env import cpu_flags, env_facts
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/x.py` runs with bench/ on the path, not the repo
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from core.ml.checkpoint import atomic_write_bytes  # noqa: E402
-from core.ml.env import cpu_flags, env_facts  # noqa: E402
 
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 TITLE = "# Benchmarks"

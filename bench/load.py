@@ -27,12 +27,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.browser import LOCKED, LabServer, LoadResult, cpu_by_role, lab_pages, percentile, run_sessions  # noqa: E402
+from bench.browser import LOCKED, LabServer, LoadResult, cpu_by_role, lab_pages, percentile, run_sessions
 from core.training.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ACTIVE = ("queued", "running")
 

@@ -2,8 +2,8 @@
 
 One command::
 
-    python bench/predict.py            # prints the table and updates BENCHMARKS.md
-    python bench/predict.py --no-write # print only
+    python -m bench.predict            # prints the table and updates BENCHMARKS.md
+    python -m bench.predict --no-write # print only
 
 Also the "predict" section of the suite (``python -m bench``, through ``section()``).
 Measures the path the page runs for one drawn digit: MNIST preprocessing of a 280×280
@@ -14,23 +14,20 @@ weights are used.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/predict.py` starts with bench/ on the path, not the repo
-    sys.path.insert(0, str(ROOT))
+import numpy as np
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from bench.common import md_table, median, update_benchmarks  # noqa: E402
-from core.ml import predict as P  # noqa: E402
+from bench.common import md_table, median, update_benchmarks
+from core.ml import predict as P
 from core.ml.data import load_bundled
 from core.ml.modules import build_model
 from core.ml.zoo import preset_spec
+
+ROOT = Path(__file__).resolve().parent.parent
 
 HEADING = "## Prediction latency"
 PRESETS = ("lab_cnn", "cnn", "simple_cnn", "resblock_net")
@@ -70,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = p.parse_args(argv)
-    text = section(command="python bench/predict.py")
+    text = section(command="python -m bench.predict")
     print(text)
     if not args.no_write:
         update_benchmarks(text, heading=HEADING)

@@ -2,10 +2,10 @@
 
 One command::
 
-    python bench/recipe.py                 # default recipe (seed 0) + the tutorials' CNN (R3)
-    python bench/recipe.py --seeds 0,1,2   # several seeds
-    python bench/recipe.py --bf16          # also bf16 autocast (CPUs with AVX512-BF16/AMX)
-    python bench/recipe.py --no-write      # print only
+    python -m bench.recipe                 # default recipe (seed 0) + the tutorials' CNN (R3)
+    python -m bench.recipe --seeds 0,1,2   # several seeds
+    python -m bench.recipe --bf16          # also bf16 autocast (CPUs with AVX512-BF16/AMX)
+    python -m bench.recipe --no-write      # print only
 
 It is also the "recipe" section of the suite (``python -m bench``, through ``section()``:
 seeds 0-2 of the default recipe, of its bf16 variant where bf16 is fast, and of r3).
@@ -28,16 +28,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/recipe.py` starts with bench/ on the path, not the repo
-    sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from bench.common import BENCHMARKS, md_table, update_benchmarks  # noqa: E402
+from bench.common import BENCHMARKS, md_table, update_benchmarks
 from core.ml.env import env_facts
 from core.training.config import TrainConfig, recipe
 from core.training.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SECTION = "## Time to accuracy"
 
@@ -151,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     results = run_plan(plan_for(seeds, bf16=args.bf16, r3=not args.skip_r3))
-    text = render(results, time.strftime("%Y-%m-%d"), command="python bench/recipe.py")
+    text = render(results, time.strftime("%Y-%m-%d"), command="python -m bench.recipe")
     print(text)
     if not args.no_write:
         update_benchmarks(text)

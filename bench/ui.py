@@ -26,14 +26,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.browser import CHROMIUM_ARGS, EN, LabServer, cpu_by_role, require_chromium, run_sessions
+from bench.common import interleave, md_table, median
+from core.runs import view as V
+from core.training.config import TrainConfig
 
-from bench.browser import CHROMIUM_ARGS, EN, LabServer, cpu_by_role, require_chromium, run_sessions  # noqa: E402
-from bench.common import interleave, md_table, median  # noqa: E402
-from core.runs import view as V  # noqa: E402
-from core.training.config import TrainConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 UNWATCHED, WATCHED = "no browser", "browser watching the Train page"
 TICK_TARGET_MS = 50.0
