@@ -166,8 +166,7 @@ CHECKPOINTS = {
                             "compressed records"),
     "legacy-12GB-storage": (lambda m: legacy_with_huge_storage(), "not a valid PyTorch checkpoint"),
     "state-dict-only": (lambda m: saved(checkpoint()["model_state_dict"]), "it looks like a bare model state_dict"),
-    "config-lr-nan": (lambda m: saved(checkpoint(config=_config(lr=float("nan")))),
-                      "`lr` must be a finite number"),  # the setting's name is shown as code
+    "config-lr-nan": (lambda m: saved(checkpoint(config=_config(lr=float("nan")))), "lr must be a finite number"),
     "config-unknown-key": (lambda m: saved(checkpoint(config=_config(__init__="os.system"))), "unknown config key"),
     "model-over-the-parameter-cap": (lambda m: saved(checkpoint(config=_config(model_spec=BIG_SPEC))), "over the cap"),
 }
