@@ -59,7 +59,7 @@ def run_section(name: str, quick: bool) -> tuple[str, bool]:
         if not isinstance(text, str) or not text.lstrip().startswith("## "):
             raise ValueError(f"bench.{name}.section() must return markdown starting with a '## ' heading")
         return text, True
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a failing section is reported; the others still run
         traceback.print_exc()
         return failed_section(name, exc), False
 

@@ -73,7 +73,8 @@ def _number(x: float) -> str:
 
 def readme_row(setting: Setting) -> str:
     """The setting's row in README's configuration table (a test keeps README equal to these rows)."""
-    span = f" ({_number(setting.lo)}–{_number(setting.hi)})" if setting.lo is not None and setting.hi is not None else ""
+    bounded = setting.lo is not None and setting.hi is not None
+    span = f" ({_number(setting.lo)}–{_number(setting.hi)})" if bounded else ""
     return f"| `{setting.env}` | {setting.readme_default} | {setting.doc}{span} |"
 
 
@@ -128,7 +129,8 @@ def _parse(setting: Setting, text: str) -> tuple[Any, str | None]:
         if setting.kind is int and number != int(number):
             raise ValueError
     except ValueError:
-        return None, f"{setting.env}={text!r} is not a {'whole ' if setting.kind is int else ''}number; using the default"
+        kind = "whole number" if setting.kind is int else "number"
+        return None, f"{setting.env}={text!r} is not a {kind}; using the default"
     lo, hi = setting.lo, setting.hi
     clamped = min(max(value, lo if lo is not None else value), hi if hi is not None else value)
     note = None if clamped == value else f"{setting.env}={text} is outside {lo:g}..{hi:g}; using {clamped:g}"

@@ -151,7 +151,7 @@ def test_derivatives_non_finite_become_gaps():
 
 
 def test_derivatives_refuse_non_elementwise():
-    with pytest.raises(ValueError, match="same|elementwise"):
+    with pytest.raises(ValueError, match=r"same|elementwise"):
         derivatives("x.sum()", 1, 0, 2)
     for text in ("x - x.mean()", "cumsum(x, 0)", "x.flip(0)", "rand_like(x)"):
         with pytest.raises(ValueError, match="elementwise"):
