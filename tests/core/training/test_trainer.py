@@ -36,13 +36,7 @@ FAST = SimpleNamespace(fast_bf16=True, fast_bf16_reason="native bf16 instruction
 SLOW = SimpleNamespace(fast_bf16=False, fast_bf16_reason="no AVX512-BF16/AMX: bf16 is emulated")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and stay fast when other processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/core/conftest.py
 
 
 def tiny(**kw) -> TrainConfig:
