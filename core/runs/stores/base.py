@@ -1,15 +1,24 @@
-"""The run store: runs and their metrics in SQLite, checkpoints as files next to it.
+"""The run store's interface and the logic its back ends share.
 
-Layout under the lab home (``Settings.home``, env ``PYTORCH_LAB_HOME``)::
+A run store holds runs (one row each) and their metrics (many rows each); checkpoints and
+logs are files in the lab home (``Settings.home``, env ``PYTORCH_LAB_HOME``)::
 
-    <home>/runs.sqlite3          runs + metrics (WAL mode)
     <home>/runs/<run_id>/        last.pt, best.pt, worker.log
 
-SQLite is used the way several processes (the Streamlit server, its threads, background
-workers) can share it: WAL journal (readers never block the writer), a 5 s busy timeout,
-one connection per thread, and every write in a ``BEGIN IMMEDIATE`` transaction (so a
-writer waits for the lock up front instead of failing with "database is locked" when it
-upgrades a read). The schema has a version number and a list of migrations.
+``RunStore`` is the interface every part of the lab uses (the job manager, the worker, the
+CLI, the pages). Two back ends implement it, chosen by ``core.runs.store.open_store``:
+
+- ``SQLiteRunStore`` (core/runs/stores/sqlite.py), the default: one file, ``<home>/runs.sqlite3``,
+  shared by the processes of one machine;
+- ``PostgresRunStore`` (core/runs/stores/postgres.py): a PostgreSQL database that servers and
+  workers on many hosts share (``PYTORCH_LAB_STORE_URL=postgresql://...``); then the lab home
+  must be a folder all those hosts share, because the checkpoints stay files there.
+
+Both run the same SQL (written with ``?`` placeholders) through the hooks a back end
+provides: a connection per thread (``_conn``), a write transaction (``_write``; the job-slot
+claims ask it to serialize them with ``lock_slots=True``), a read snapshot (``_snapshot``),
+``FOR_UPDATE`` for the rows a transaction decides on, and its list of migrations (the
+same schema versions in both).
 
 Run ids are generated (``r20250101-120000-3fa2c1``) and checked against a strict pattern
 wherever one is used to build a path, so a run id can never reach outside ``runs/``.
@@ -19,6 +28,11 @@ parsed, its flags as bools), its summary metrics a ``RunMetrics``, and a metric 
 ``MetricRow`` (one row of ``metrics()``'s long frame; ``MetricPoint`` is what
 ``log_metrics`` takes). They are TypedDicts: plain dicts at run time, so ``run["status"]``
 and ``run.get("started")`` read as before, and pandas builds frames from them directly.
+
+Errors a user can see are ``StoreError``s (coded ``LabError``s, ``store.*``); a server that
+cannot be reached, or went away in the middle of an operation, is a ``StoreUnavailable``,
+which ``retrying`` retries with backoff for a bounded time (the worker's writes use it, so a
+run survives a restart of its PostgreSQL).
 """
 from __future__ import annotations
 
@@ -29,28 +43,35 @@ import re
 import secrets
 import shutil
 import socket
-import sqlite3
-import threading
+import sys
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
-from typing import Any, Literal, TypedDict, cast, get_args
+from typing import Any, ClassVar, Literal, Protocol, TypedDict, TypeVar, cast, get_args
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
-DB_NAME = "runs.sqlite3"
+from core.errors import Code, LabError
+from core.settings import settings_environ
+
 RUNS_DIR = "runs"
 Status = Literal["queued", "running", "completed", "stopped", "failed"]
 Kind = Literal["job", "cli"]  # a background job (JobManager) or a run started in a terminal
 STATUSES: tuple[Status, ...] = get_args(Status)
 FINISHED: tuple[Status, ...] = ("completed", "stopped", "failed")
 KINDS: tuple[Kind, ...] = get_args(Kind)
-BUSY_TIMEOUT_MS = 5000
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_NAME = 200
 MAX_TAGS = 32
 MAX_TAG = 40
+# A worker retries a write that failed because its store's server went away (a restart, a
+# network blip) with growing pauses for this long in all, then gives up (the run fails).
+RETRY_BUDGET_S = 60.0
+RETRY_FIRST_DELAY_S = 0.25
+RETRY_MAX_DELAY_S = 5.0
 
 
 class RunMetrics(TypedDict, total=False):
@@ -121,8 +142,43 @@ MetricTuple = tuple[int, int, str, float | None] | tuple[int, int, str, float | 
 """``(step, epoch, name, value)`` or ``(step, epoch, name, value, wall)``: ``log_metrics``'s compact rows."""
 
 
-class StoreError(RuntimeError):
-    """The run store cannot be opened or used (message says why)."""
+class StoreError(LabError, RuntimeError):
+    """The run store cannot be opened or used (``store.*`` codes; the message says why)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached now (``store.unreachable``) or went away during an
+    operation (``store.connection_lost``): a later try may succeed (see ``retrying``)."""
+
+
+T = TypeVar("T")
+
+
+def retrying(action: Callable[[int], T], budget_s: float = RETRY_BUDGET_S,
+             on_retry: Callable[[StoreUnavailable, float], None] | None = None,
+             sleep: Callable[[float], None] = time.sleep) -> T:
+    """``action(attempt)`` (attempt 0, 1, ...), tried again after a ``StoreUnavailable`` with pauses
+    of 0.25, 0.5, 1, 2, 4, 5, 5, ... s while the pauses add up to at most ``budget_s``; then the
+    last error is raised. Any other exception is raised at once. ``on_retry(error, pause)`` is
+    told before each pause (the worker writes a line to its log)."""
+    delay, waited, attempt = RETRY_FIRST_DELAY_S, 0.0, 0
+    while True:
+        try:
+            return action(attempt)
+        except StoreUnavailable as exc:
+            if waited + delay > budget_s:
+                raise
+            if on_retry is not None:
+                on_retry(exc, delay)
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, RETRY_MAX_DELAY_S)
+            attempt += 1
+
+
+def note_retry(exc: StoreUnavailable, pause: float) -> None:
+    """``retrying``'s ``on_retry`` for a worker: one line on stderr (its log)."""
+    print(f"note: {exc}; retrying in {pause:g} s", file=sys.stderr, flush=True)
 
 
 def new_run_id() -> str:
@@ -137,53 +193,6 @@ def check_run_id(run_id: Any) -> str:
                          "letter or digit")
     return run_id
 
-
-# --------------------------------------------------------------------------- schema
-# Each migration takes the schema from version i to i + 1. Never edit a released one;
-# append a new one instead.
-MIGRATIONS: list[list[str]] = [
-    [  # 1: runs and metrics
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL DEFAULT '',
-            created REAL NOT NULL,
-            status TEXT NOT NULL,
-            config TEXT NOT NULL,
-            device TEXT,
-            precision TEXT,
-            best_metrics TEXT,
-            last_metrics TEXT,
-            tags TEXT NOT NULL DEFAULT '[]'
-        )""",
-        """CREATE TABLE metrics (
-            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            step INTEGER NOT NULL,
-            epoch INTEGER NOT NULL,
-            name TEXT NOT NULL,
-            value REAL,
-            wall REAL NOT NULL
-        )""",
-        "CREATE INDEX metrics_run_name_step ON metrics(run_id, name, step)",
-    ],
-    [  # 2: job control (worker pid, heartbeat, stop flag, job kind, timestamps, error)
-        "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'cli'",
-        "ALTER TABLE runs ADD COLUMN pid INTEGER",
-        "ALTER TABLE runs ADD COLUMN host TEXT",
-        "ALTER TABLE runs ADD COLUMN heartbeat REAL",
-        "ALTER TABLE runs ADD COLUMN launched REAL",
-        "ALTER TABLE runs ADD COLUMN started REAL",
-        "ALTER TABLE runs ADD COLUMN finished REAL",
-        "ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE runs ADD COLUMN step INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE runs ADD COLUMN error TEXT",
-        "CREATE INDEX runs_status ON runs(status)",
-    ],
-    [  # 3: delete a run once its worker has stopped (JobManager.delete)
-        "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
-    ],
-]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 JSON_FIELDS = ("config", "best_metrics", "last_metrics", "tags")
 FLAGS = ("stop_requested", "delete_requested")
@@ -242,78 +251,95 @@ def _check_name(name: Any) -> str:
     return name.strip()
 
 
-class RunStore:
-    """Runs and metrics in one SQLite file; safe to share across threads and processes."""
+def masked_url(url: str) -> str:
+    """The URL without its password (for messages and logs)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "postgresql://…"
 
-    def __init__(self, home: str | Path) -> None:
+
+class Cursor(Protocol):
+    """What the shared SQL needs of a cursor (sqlite3's and the PostgreSQL back end's)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the shared SQL needs of a connection: ``execute`` and ``executemany`` with ``?`` placeholders;
+    rows answer both ``row[0]`` and ``row["column"]``."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+class RunStore(ABC):
+    """Runs and metrics of one lab: the interface, with the logic both back ends share.
+
+    ``home`` is the lab home (checkpoints and logs in ``runs/<id>/``), ``url`` the store's URL
+    (``None`` for the SQLite file in the home), ``location`` where the store is, for messages
+    (a URL without its password). A store is safe to share across threads and processes.
+    """
+
+    MIGRATIONS: ClassVar[list[list[str]]]  # each back end's DDL; version i -> i + 1
+    FOR_UPDATE: ClassVar[str] = ""          # appended to the SELECTs whose rows a write transaction decides on
+    SETTING: ClassVar[str] = "PYTORCH_LAB_HOME"  # the setting that chooses this store (for messages)
+
+    home: Path
+    url: str | None
+    location: str
+
+    def _init_home(self, home: str | Path) -> None:
         self.home = Path(home).expanduser()
-        self.path = self.home / DB_NAME
         try:
             (self.home / RUNS_DIR).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the lab home {self.home}: {exc.strerror or exc}") from None
-        self._local = threading.local()
-        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._all_lock = threading.Lock()
-        self._migrate()
+            raise StoreError("store.no_home", home=Code(str(self.home)), reason=exc.strerror or str(exc)) from None
 
-    @classmethod
-    def open_default(cls) -> RunStore:
-        from core.settings import load_settings
+    # ---------------------------------------------------------------- back-end hooks
+    @abstractmethod
+    def _conn(self) -> Connection:
+        """This thread's connection (opened on first use)."""
 
-        return cls(load_settings().home)
+    @abstractmethod
+    def _write(self, lock_slots: bool = False) -> AbstractContextManager[Connection]:
+        """A write transaction; ``lock_slots`` serializes it with every other job-slot claim."""
 
-    # ---------------------------------------------------------------- connections
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                       check_same_thread=False)
-                conn.row_factory = sqlite3.Row
-                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode}); is it on a network drive?")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the run store {self.path}: {exc}") from None
-            self._local.conn = conn
-            me = threading.current_thread()
-            with self._all_lock:
-                # Servers run each script in a fresh thread: close the connections of finished ones.
-                keep = []
-                for thread, other in self._all:
-                    if thread.is_alive():
-                        keep.append((thread, other))
-                    else:
-                        with suppress(sqlite3.Error):
-                            other.close()
-                self._all = [*keep, (me, conn)]
-        return conn
+    @abstractmethod
+    def _snapshot(self) -> AbstractContextManager[Connection]:
+        """A read transaction: its queries see one snapshot."""
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front (BEGIN IMMEDIATE)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
+    @abstractmethod
+    def _tuples(self, sql: str, args: Iterable[Any]) -> list[tuple]:
+        """Rows as plain tuples (cheaper than named rows on metric-sized reads)."""
 
+    def _lock_migrations(self, conn: Connection) -> None:  # noqa: B027 - a hook: most back ends need nothing
+        """Serialize migrations of processes that open the store at once (SQLite's write lock does)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Close every connection this store opened (in any thread)."""
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for _, conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
-        self._local = threading.local()
+
+    @abstractmethod
+    def integrity_check(self) -> str:
+        """``"ok"``, or the problems found in the stored data."""
+
+    def worker_env(self) -> dict[str, str]:
+        """The environment that makes a worker process (here or on another host) open this same store."""
+        return settings_environ(home=self.home, store_url=self.url or "")
 
     # ---------------------------------------------------------------- schema
     @property
@@ -322,24 +348,21 @@ class RunStore:
         return int(row[0]) if row else 0
 
     def _migrate(self) -> None:
+        migrations = self.MIGRATIONS
         with self._write() as conn:
+            self._lock_migrations(conn)
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = conn.execute("SELECT version FROM schema_version").fetchone()
             version = int(row[0]) if row else 0
             if row is None:
                 conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has schema version {version}, newer than this lab's "
-                                 f"{SCHEMA_VERSION}; update the lab or use another PYTORCH_LAB_HOME")
-            for i in range(version, SCHEMA_VERSION):
-                for sql in MIGRATIONS[i]:
+            if version > len(migrations):
+                raise StoreError("store.newer_schema", where=Code(self.location), version=version,
+                                 supported=len(migrations), setting=Code(self.SETTING))
+            for i in range(version, len(migrations)):
+                for sql in migrations[i]:
                     conn.execute(sql)
                 conn.execute("UPDATE schema_version SET version = ?", (i + 1,))
-
-    def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check``: ``"ok"`` or the problems found."""
-        rows = self._conn().execute("PRAGMA integrity_check").fetchall()
-        return "\n".join(str(r[0]) for r in rows)
 
     # ---------------------------------------------------------------- paths
     def run_dir(self, run_id: str, create: bool = False) -> Path:
@@ -370,7 +393,7 @@ class RunStore:
         return run_id
 
     @staticmethod
-    def _row(row: sqlite3.Row) -> RunRow:
+    def _row(row: Any) -> RunRow:
         out = dict(row)
         for key in JSON_FIELDS:
             if key in out and out[key] is not None:
@@ -387,7 +410,7 @@ class RunStore:
         """Like ``get_run`` but a missing run is a ``KeyError`` with a clear message."""
         found = self.get_run(run_id)
         if found is None:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
+            raise KeyError(f"no run {run_id!r} in {self.location}")
         return found
 
     def update_run(self, run_id: str, **fields: Any) -> None:
@@ -416,7 +439,7 @@ class RunStore:
         with self._write() as conn:
             cur = conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values, check_run_id(run_id)))
         if cur.rowcount == 0:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
+            raise KeyError(f"no run {run_id!r} in {self.location}")
 
     def heartbeat(self, run_id: str, epoch: int | None = None, step: int | None = None) -> None:
         fields: dict[str, Any] = {"heartbeat": time.time()}
@@ -452,7 +475,7 @@ class RunStore:
             shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     @staticmethod
-    def _delete_rows(conn: sqlite3.Connection, run_id: str) -> None:
+    def _delete_rows(conn: Connection, run_id: str) -> None:
         conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
         conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
@@ -464,9 +487,10 @@ class RunStore:
         ``delete_marked()`` removes it once it has finished. Unknown run: ``KeyError``.
         """
         with self._write() as conn:
-            row = conn.execute("SELECT status, launched FROM runs WHERE id = ?", (check_run_id(run_id),)).fetchone()
+            row = conn.execute("SELECT status, launched FROM runs WHERE id = ?" + self.FOR_UPDATE,
+                               (check_run_id(run_id),)).fetchone()
             if row is None:
-                raise KeyError(f"no run {run_id!r} in {self.path}")
+                raise KeyError(f"no run {run_id!r} in {self.location}")
             free = row["status"] in FINISHED or (row["status"] == "queued" and row["launched"] is None)
             if free:
                 self._delete_rows(conn, run_id)
@@ -487,7 +511,7 @@ class RunStore:
         if conn.execute(sql + " LIMIT 1", args).fetchone() is None:  # the usual case: no write lock taken
             return []
         with self._write() as conn:
-            ids = [r[0] for r in conn.execute(sql, args).fetchall()]
+            ids = [r[0] for r in conn.execute(sql + self.FOR_UPDATE, args).fetchall()]
             for found in ids:
                 self._delete_rows(conn, found)
         for found in ids:
@@ -514,7 +538,7 @@ class RunStore:
         return pd.DataFrame(self.runs(status, kind), columns=RUN_COLUMNS)
 
     # ---------------------------------------------------------------- job slots
-    def count_active_jobs(self, conn: sqlite3.Connection | None = None) -> int:
+    def count_active_jobs(self, conn: Connection | None = None) -> int:
         """Job runs holding a slot: running, or queued and already handed to a worker process."""
         conn = conn or self._conn()
         row = conn.execute("SELECT COUNT(*) FROM runs WHERE kind = 'job' AND "
@@ -528,12 +552,12 @@ class RunStore:
         if self._conn().execute("SELECT 1 FROM runs WHERE kind = 'job' AND status = 'queued' AND launched IS NULL "
                                 "LIMIT 1").fetchone() is None:
             return []
-        with self._write() as conn:
+        with self._write(lock_slots=True) as conn:
             free = cap - self.count_active_jobs(conn)
             if free <= 0:
                 return []
             rows = conn.execute("SELECT id FROM runs WHERE kind = 'job' AND status = 'queued' AND launched IS NULL "
-                                "ORDER BY created, id LIMIT ?", (free,)).fetchall()
+                                "ORDER BY created, id LIMIT ?" + self.FOR_UPDATE, (free,)).fetchall()
             ids = [r[0] for r in rows]
             for run_id in ids:
                 conn.execute("UPDATE runs SET launched = ?, heartbeat = ?, host = ? WHERE id = ?",
@@ -543,8 +567,9 @@ class RunStore:
     def claim_run(self, run_id: str, pid: int, cap: int | None = None) -> bool:
         """The worker's claim: queued -> running if fewer than ``cap`` other jobs run (one transaction)."""
         now = time.time()
-        with self._write() as conn:
-            row = conn.execute("SELECT status, kind FROM runs WHERE id = ?", (check_run_id(run_id),)).fetchone()
+        with self._write(lock_slots=True) as conn:
+            row = conn.execute("SELECT status, kind FROM runs WHERE id = ?" + self.FOR_UPDATE,
+                               (check_run_id(run_id),)).fetchone()
             if row is None or row["status"] != "queued":
                 return False
             if cap is not None and row["kind"] == "job":
@@ -564,12 +589,16 @@ class RunStore:
                          (check_run_id(run_id),))
 
     # ---------------------------------------------------------------- metrics
-    def log_metrics(self, run_id: str, rows: Iterable[MetricTuple | MetricPoint]) -> int:
+    def log_metrics(self, run_id: str, rows: Iterable[MetricTuple | MetricPoint], once: bool = False) -> int:
         """Append metric rows in one transaction.
 
         A row is ``(step, epoch, name, value)`` or ``(step, epoch, name, value, wall)`` or a
         ``MetricPoint`` dict with those keys. Non-finite values are stored as NULL. Returns
         rows written.
+
+        ``once=True`` retries a batch whose rows share one ``wall`` time after the store went
+        away during the first try (which may have committed before its answer was lost): the
+        batch is written only if no row of this run has that wall time yet.
         """
         now = time.time()
         check_run_id(run_id)
@@ -585,6 +614,13 @@ class RunStore:
         if not data:
             return 0
         with self._write() as conn:
+            if once:
+                walls = {d[5] for d in data}
+                if len(walls) != 1:
+                    raise ValueError("log_metrics(once=True) needs one wall time for the whole batch")
+                if conn.execute("SELECT 1 FROM metrics WHERE run_id = ? AND wall = ? LIMIT 1",
+                                (run_id, walls.pop())).fetchone() is not None:
+                    return 0
             conn.executemany("INSERT INTO metrics (run_id, step, epoch, name, value, wall) VALUES (?, ?, ?, ?, ?, ?)",
                              data)
         return len(data)
@@ -606,12 +642,6 @@ class RunStore:
             args += names
         return pd.DataFrame.from_records(self._tuples(sql + " ORDER BY step, rowid", args), columns=METRIC_COLUMNS)
 
-    def _tuples(self, sql: str, args: Iterable[Any]) -> list[tuple]:
-        """Rows as plain tuples (sqlite3.Row objects cost ~40% more on metric-sized reads)."""
-        cur = self._conn().cursor()
-        cur.row_factory = None
-        return cur.execute(sql, list(args)).fetchall()
-
     def metrics_since(self, run_id: str, after: int = 0,
                       names: Iterable[str] | None = None) -> tuple[pd.DataFrame, int, int]:
         """Metric rows stored after row number ``after`` (insertion order), for an incremental reader.
@@ -624,16 +654,12 @@ class RunStore:
         where, args = "run_id = ?", [check_run_id(run_id)]
         if names is not None:
             names = list(names)
-            where += f" AND name IN ({', '.join('?' * len(names))})" if names else " AND 0"
+            where += f" AND name IN ({', '.join('?' * len(names))})" if names else " AND 1 = 0"
             args += names
-        conn = self._conn()
-        conn.execute("BEGIN")  # a read transaction: one WAL snapshot for both queries
-        try:
+        with self._snapshot() as conn:
             rows = self._tuples(f"SELECT rowid, run_id, step, epoch, name, value, wall FROM metrics WHERE {where} "
                                 "AND rowid > ? ORDER BY rowid", [*args, int(after)])
             total = conn.execute(f"SELECT COUNT(*) FROM metrics WHERE {where}", args).fetchone()[0]
-        finally:
-            conn.execute("COMMIT")
         last = rows[-1][0] if rows else int(after)
         frame = pd.DataFrame.from_records([r[1:] for r in rows], columns=METRIC_COLUMNS)
         return frame, last, int(total)
