@@ -178,7 +178,7 @@ def retrying(action: Callable[[int], T], budget_s: float = RETRY_BUDGET_S,
 
 def note_retry(exc: StoreUnavailable, pause: float) -> None:
     """``retrying``'s ``on_retry`` for a worker: one line on stderr (its log)."""
-    print(f"note: {exc}; retrying in {pause:g} s", file=sys.stderr, flush=True)
+    print(f"note: {exc} (retrying in {pause:g} s)", file=sys.stderr, flush=True)
 
 
 def new_run_id() -> str:
