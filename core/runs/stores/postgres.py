@@ -27,14 +27,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
 from core.errors import Code, first_line
@@ -42,6 +43,7 @@ from core.runs.stores.base import STATUSES, RunStore, StoreError, StoreUnavailab
 
 CONNECT_TIMEOUT_S = 3  # an unreachable server is reported after this long (libpq's minimum is 2)
 MIGRATION_LOCK = 0x7079746F726368  # pg_advisory_xact_lock key while a process migrates ("pytorch")
+T = TypeVar("T")
 IDLE_CONNECTIONS = 4  # connections of finished threads kept for the next threads
 # Connection-level failures: the connection is gone, or the server is shutting down / starting up.
 TRANSIENT_STATES = ("08", "57P01", "57P02", "57P03")
@@ -123,7 +125,13 @@ def _pg_row(cursor: Any) -> Any:
 
 class _Conn:
     """A psycopg connection speaking the shared SQL: ``?`` placeholders, connection errors as
-    ``StoreUnavailable`` (and the broken connection discarded)."""
+    ``StoreUnavailable`` (and the broken connection discarded).
+
+    A connection can die while it sits unused (the server restarted): a read or a ``BEGIN``
+    outside any transaction that finds it dead connects again and runs once more, so a page or
+    a manager does not see an error for a server that is back. Inside a transaction the error
+    is raised (the transaction is lost; the caller decides, e.g. ``retrying``).
+    """
 
     __slots__ = ("dead", "raw", "store")
 
@@ -131,22 +139,34 @@ class _Conn:
         self.raw, self.store, self.dead = raw, store, False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
-        try:
-            return self.raw.execute(_sql(sql), parameters or None)
-        except psycopg.OperationalError as exc:
-            raise self.store._failed(self, exc) from None
-
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
-        try:
-            with self.raw.cursor() as cur:
-                cur.executemany(_sql(sql), parameters)
-        except psycopg.OperationalError as exc:
-            raise self.store._failed(self, exc) from None
+        return self._run(sql, lambda raw: raw.execute(_sql(sql), parameters or None))
 
     def tuples(self, sql: str, parameters: Sequence[Any]) -> list[tuple]:
-        try:
-            with self.raw.cursor(row_factory=tuple_row) as cur:
+        def read(raw: psycopg.Connection) -> list[tuple]:
+            with raw.cursor(row_factory=tuple_row) as cur:
                 return cur.execute(_sql(sql), parameters or None).fetchall()
+
+        return self._run(sql, read)
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
+        def write(raw: psycopg.Connection) -> None:
+            with raw.cursor() as cur:
+                cur.executemany(_sql(sql), parameters)
+
+        self._run(sql, write)
+
+    def _run(self, sql: str, action: Callable[[psycopg.Connection], T]) -> T:
+        idle = not self.dead and self.raw.info.transaction_status == TransactionStatus.IDLE
+        try:
+            return action(self.raw)
+        except psycopg.OperationalError as exc:
+            error = self.store._failed(self, exc)
+            if not (idle and isinstance(error, StoreUnavailable) and sql.startswith(("SELECT", "BEGIN"))):
+                raise error from None
+        _close(self)
+        self.raw, self.dead = self.store._connect().raw, False  # may raise store.unreachable
+        try:
+            return action(self.raw)
         except psycopg.OperationalError as exc:
             raise self.store._failed(self, exc) from None
 

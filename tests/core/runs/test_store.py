@@ -442,20 +442,33 @@ def test_an_unreachable_postgres_is_a_clear_error_within_seconds(tmp_path):
 
 
 @pytest.mark.postgres
-def test_a_dropped_connection_is_unavailable_then_reconnects(pg_url, tmp_path):
+def test_a_dropped_connection_reconnects_or_is_unavailable_inside_a_transaction(pg_url, tmp_path):
+    """The server drops a connection (as a restart does): an idle one is replaced on its next use without
+    an error; one inside a transaction raises StoreUnavailable, the transaction is rolled back, and the
+    next call works on a fresh connection."""
     import psycopg
 
-    store_url = pg_url
-    store = open_store(home=tmp_path, url=store_url)
+    store = open_store(home=tmp_path, url=pg_url)
     rid = store.create_run({})
-    pid = store._conn().raw.info.backend_pid
-    with psycopg.connect(store_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    with pytest.raises(StoreUnavailable) as caught:
-        store.log_metrics(rid, [(1, 1, "loss", 1.0)])
-    assert caught.value.code == "store.connection_lost"
-    assert store.log_metrics(rid, [(1, 1, "loss", 1.0)]) == 1  # a fresh connection
-    assert store._conn().raw.info.backend_pid != pid and len(store.metrics(rid)) == 1
+
+    def drop(pid: int) -> None:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    first = store._conn().raw.info.backend_pid
+    drop(first)
+    assert store.log_metrics(rid, [(1, 1, "loss", 1.0)]) == 1  # idle: reconnected, no error
+    assert store.get_run(rid)["id"] == rid
+    second = store._conn().raw.info.backend_pid
+    assert second != first
+    with pytest.raises(StoreUnavailable) as caught, store._write() as conn:
+        conn.execute("INSERT INTO metrics (run_id, step, epoch, name, value, wall) VALUES (?, 2, 1, 'loss', 0.5, 1.0)",
+                     (rid,))
+        drop(second)
+        conn.execute("SELECT COUNT(*) FROM metrics")
+    assert caught.value.code == "store.connection_lost" and "PostgreSQL" in str(caught.value)
+    assert store.metrics(rid)["step"].tolist() == [1]  # the interrupted transaction left nothing
+    assert store._conn().raw.info.backend_pid not in (first, second)
     store.close()
 
 
