@@ -258,6 +258,7 @@ def test_terminal_run_writes_to_the_store(tmp_path, store_url):
 def test_an_unreachable_store_is_one_line_and_exit_2_on_the_cli(tmp_path):
     """A PostgreSQL nobody listens on: the terminal command and the worker command print one line and
     exit 2 at start, without a traceback and before any training."""
+    pytest.importorskip("psycopg")
     from bench.pgserver import free_port
 
     url = f"postgresql://lab:secret@127.0.0.1:{free_port()}/lab"

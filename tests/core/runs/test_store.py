@@ -95,6 +95,7 @@ def test_bad_run_ids_are_refused(bad, store):
 
 # --------------------------------------------------------------------------- schema
 def test_both_back_ends_have_the_same_schema_versions():
+    pytest.importorskip("psycopg")
     from core.runs.stores.postgres import MIGRATIONS as PG
 
     assert len(PG) == len(MIGRATIONS) == SCHEMA_VERSION
@@ -407,6 +408,14 @@ def test_open_store_chooses_the_back_end_and_refuses_bad_urls(tmp_path, monkeypa
         with pytest.raises(StoreError) as caught:
             open_store(home=tmp_path, url=bad)
         assert caught.value.code == "store.bad_url" and "PYTORCH_LAB_STORE_URL" in str(caught.value)
+    # Without psycopg (requirements-scale.txt not installed) a PostgreSQL URL says what to install.
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.delitem(sys.modules, "core.runs.stores.postgres", raising=False)
+    with pytest.raises(StoreError) as caught:
+        open_store(home=tmp_path, url="postgresql://lab@db/lab")
+    assert caught.value.code == "store.no_driver" and "pip install -r requirements-scale.txt" in str(caught.value)
     assert masked_url("postgresql://lab:secret@db.example:5432/lab") == "postgresql://lab:***@db.example:5432/lab"
     assert masked_url("postgresql://lab@db/lab") == "postgresql://lab@db/lab"
 
