@@ -34,6 +34,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("export", "ONNX / TorchScript export time and runtime latency"),
     ("ui", "UI cost of a watched training run and server memory"),
     ("load", "load test of the server"),
+    ("store", "metric-write throughput of the SQLite and PostgreSQL run stores"),
 ]
 NAMES = [name for name, _ in SECTIONS]
 
