@@ -33,6 +33,7 @@ if chosen is not None:
     if st.session_state.get("pf_p1_show"):
         example = p1_example(chosen[0], chosen[1]["input_shape"])
         st.code(example["code"], language="python")
+        st.caption(tr(f"profiler.p1_sort.{example['sort_by']}"))
         st.dataframe(example["table"], hide_index=True, width="stretch")
     mode = url_choice(st.segmented_control, tr("profiler.mode"), MODES, "pf_mode", "inference",
                       lambda m: tr(f"profiler.mode.{m}"), required=True)
