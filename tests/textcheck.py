@@ -179,18 +179,18 @@ def ui_texts(at) -> Iterator[tuple[str, str]]:
                 if isinstance(value, str) and value:
                     yield f"{kind}.{attr}", value
             for option in _options(el):
-                yield f"{kind}.option", option
+                yield f"{kind}.option", str(option)
     for el in at.metric:
         yield "metric", f"{el.label} {el.value}"
     for el in at.dataframe:
         frame = el.value
         for column in frame.columns:
             yield "table.header", str(column)
-        for value in frame.astype(str).to_numpy().ravel():
-            yield "table.cell", value
+        for value in frame.to_numpy().ravel():
+            yield "table.cell", str(value)
     for el in getattr(at, "table", []):
-        for value in el.value.astype(str).to_numpy().ravel():
-            yield "table.cell", value
+        for value in el.value.to_numpy().ravel():
+            yield "table.cell", str(value)
 
 
 def _options(el) -> Iterable[str]:
@@ -200,13 +200,15 @@ def _options(el) -> Iterable[str]:
         return []
     out = []
     for option in options:
-        out.append(option if isinstance(option, str) else getattr(option, "content", str(option)))
+        out.append(option if isinstance(option, str) else getattr(option, "content", option))
     return out
 
 
-# What Streamlit renders as Markdown (escapes and code spans are fine there); everything else
-# (table cells, the options of a select box) is shown literally, so a backslash or a backtick shows.
-MARKDOWN_KINDS = {"title", "header", "subheader", "markdown", "caption", "error", "warning", "info", "success"}
+# What Streamlit renders as Markdown (escapes and code spans are fine there): text elements, widget
+# labels and help, the options of radio buttons and segmented controls. Everything else (table cells,
+# the options of a select box or multiselect) is shown literally, so a backslash or a backtick shows.
+MARKDOWN_KINDS = {"title", "header", "subheader", "markdown", "caption", "error", "warning", "info", "success",
+                  "radio.option", "button_group.option"}
 
 
 def _literal_problems(text: str) -> list[str]:
@@ -224,12 +226,11 @@ def text_problems(at, lang: str) -> list[str]:
     problems = []
     for kind, text in ui_texts(at):
         base = kind.split(".")[0]
-        literal = kind.startswith("table") or kind.endswith(".option") or base == "metric"
-        if literal:
-            found = _literal_problems(text)
+        markdown = kind in MARKDOWN_KINDS or base in MARKDOWN_KINDS or kind.endswith((".label", ".help"))
+        if markdown:
+            found = [p for p in markdown_losses(text) if not p.startswith("backslash")]
         else:
-            markdown = base in MARKDOWN_KINDS or kind.endswith((".label", ".help"))
-            found = [p for p in markdown_losses(text) if not p.startswith("backslash")] if markdown else []
+            found = _literal_problems(text)
         if lang == "zh":
             found += [f"English: {s!r}" for s in english_sentences(text)]
         problems += [f"{kind}: {p} in {text[:160]!r}" for p in found]

@@ -5,7 +5,7 @@ from core.i18n import CATALOGUE
 from tests.e2e.conftest import no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
-EN = CATALOGUE["en"]
+EN, ZH = CATALOGUE["en"], CATALOGUE["zh"]
 
 
 def test_autograd_expression_draws_the_graph(server, page):
@@ -33,9 +33,10 @@ def test_autograd_expression_draws_the_graph(server, page):
 def test_autograd_a3_and_tensors_expression(server, page):
     page.goto(server.url + "/autograd")
     wait_idle(page)
-    page.get_by_role("button", name="A3", exact=True).click()
+    page.get_by_role("button", name=EN["autograd.ex.A3"], exact=True).click()
     wait_idle(page)
-    assert page.get_by_text("1.9984").count() >= 1 or "1.9984" in page.locator('[data-testid="stDataFrame"]').inner_text()
+    table = page.locator('[data-testid="stDataFrame"]').inner_text()
+    assert page.get_by_text("1.9984").count() >= 1 or "1.9984" in table
     page.wait_for_selector(".js-plotly-plot")
     shot(page, "autograd-a3")
     page.goto(server.url + "/tensors?ten_view=expr")
@@ -52,3 +53,21 @@ def test_autograd_a3_and_tensors_expression(server, page):
     wait_idle(page)
     assert page.get_by_text("view size is not compatible").count() >= 1
     shot(page, "tensors-t4")
+
+
+def test_home_path_opens_home_without_a_dialog(server, page):
+    """/home (Home's own name, typed or shared) shows Home, not a "Page not found" dialog over it; its
+    language comes along."""
+    for url, title in (("/home", EN["home.title"]), ("/home?lang=简体中文", ZH["home.title"])):
+        page.goto(server.url + url)
+        wait_idle(page)
+        assert page.locator("h1").first.inner_text() == title
+        assert page.get_by_text("Page not found").count() == 0
+        assert page.locator('[role="dialog"]').count() == 0
+        no_errors(page)
+    page.locator('[data-testid="stSidebar"]').get_by_text("English").click()  # the switch still works here
+    wait_idle(page)
+    assert page.locator("h1").first.inner_text() == EN["home.title"]
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(EN["page.data"], exact=True).click()
+    wait_idle(page)
+    assert page.locator("h1").first.inner_text() == EN["data.title"]
