@@ -45,11 +45,10 @@ def labels(*keys: str) -> dict:
 st.title(tr("autograd.title"))
 st.write(tr("autograd.intro"))
 st.markdown(f"**{tr('autograd.examples')}**")
-examples = list(EXAMPLES)
-for row in (examples[:4], examples[4:]):
-    for col, example in zip(st.columns(4), row, strict=False):
-        col.button(tr(f"autograd.ex.{example}"), key=f"ag_ex_{example}", on_click=pick_example, args=(example,),
-                   width="stretch", help=tr(f"autograd.ex_help.{example}"))
+with st.container(horizontal=True):  # buttons as wide as their titles, wrapping: no title is cut off
+    for example in EXAMPLES:
+        st.button(tr(f"autograd.ex.{example}"), key=f"ag_ex_{example}", on_click=pick_example, args=(example,),
+                  help=tr(f"autograd.ex_help.{example}"))
 view = url_choice(st.segmented_control, tr("autograd.view"), VIEWS, "ag_view", "derivative",
                   lambda v: tr(f"autograd.view.{v}"), required=True)
 try:

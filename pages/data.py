@@ -75,10 +75,9 @@ st.caption(tr("data.summary", train=len(data.train_labels), test=len(data.test_l
               classes=len(data.classes), mean=data.mean, std=data.std) + "  \n" + tr_message(data.source))
 
 st.markdown(f"**{tr('data.examples')}**")
-cols = st.columns(len(EXAMPLES))  # one row of four
-for col, example in zip(cols, EXAMPLES, strict=False):
-    col.button(tr(f"data.example.{example}"), key=f"data_ex_{example}", on_click=show_example,
-               args=(example,), width="stretch")
+with st.container(horizontal=True):  # buttons as wide as their titles, wrapping: no title is cut off
+    for example in EXAMPLES:
+        st.button(tr(f"data.example.{example}"), key=f"data_ex_{example}", on_click=show_example, args=(example,))
 
 view = url_choice(st.segmented_control, tr("data.view"), VIEWS, "data_view", "samples",
                   lambda v: tr(f"data.view.{v}"), required=True)

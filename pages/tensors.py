@@ -86,11 +86,9 @@ def create() -> None:
 st.title(tr("tensors.title"))
 st.write(tr("tensors.intro"))
 st.markdown(f"**{tr('tensors.examples')}**")
-examples = list(EXAMPLES)
-for row in (examples[:4], examples[4:]):
-    for col, example in zip(st.columns(4), row, strict=False):
-        col.button(tr(f"tensors.ex.{example}"), key=f"ten_ex_{example}", on_click=pick_example, args=(example,),
-                   width="stretch")
+with st.container(horizontal=True):  # buttons as wide as their titles, wrapping: no title is cut off
+    for example in EXAMPLES:
+        st.button(tr(f"tensors.ex.{example}"), key=f"ten_ex_{example}", on_click=pick_example, args=(example,))
 view = url_choice(st.segmented_control, tr("tensors.view"), VIEWS, "ten_view", "create",
                   lambda v: tr(f"tensors.view.{v}"), required=True)
 x, y = st.session_state["ten_x"], st.session_state["ten_y"]
