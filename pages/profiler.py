@@ -66,7 +66,9 @@ if chosen is not None:
                       device=result["device"], s=result["wall_seconds"]))
         left, right = st.columns(2)
         left.plotly_chart(top_ops_figure(result["top"], title=tr("profiler.top")), key="pf_top")
-        right.plotly_chart(breakdown_figure(result["breakdown"], title=tr("profiler.breakdown")), key="pf_bd")
+        right.plotly_chart(breakdown_figure(result["breakdown"], title=tr("profiler.breakdown"),
+                                            y_title=tr("profiler.ms_per_step"), x_title=tr("profiler.phase")),
+                           key="pf_bd")
         st.markdown(f"**{tr('profiler.table')}**")
         st.dataframe(result["table"], hide_index=True, width="stretch")
         if result.get("memory") is not None:

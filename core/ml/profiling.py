@@ -424,13 +424,15 @@ def _short_label(name: str, limit: int = 48) -> str:
     return name if len(name) <= limit else name[:limit - 1] + "…"
 
 
-def breakdown_figure(breakdown_df: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Bars of milliseconds per step for each phase (data / forward / backward / optimizer)."""
+def breakdown_figure(breakdown_df: pd.DataFrame, title: str | None = None, y_title: str = "ms per step",
+                     x_title: str = "phase") -> go.Figure:
+    """Bars of milliseconds per step for each phase (data / forward / backward / optimizer); the axis
+    titles come from the page, in its language."""
     df = breakdown_df
     fig = px.bar(df, x="phase", y="ms_per_step", color="phase",
                  text=[f"{p:.0f}%" for p in df["share_pct"]], hover_data=["label", "calls", "ms"])
     fig.update_layout(height=320, margin=dict(l=0, r=0, t=30 if title else 10, b=0), title=title,
-                      showlegend=False, yaxis_title="ms per step")
+                      showlegend=False, yaxis_title=y_title, xaxis_title=x_title)
     return fig
 
 
