@@ -79,7 +79,7 @@ try:
         st.metric("g(w)", f"{result['value']:.6g}")
         if len(result["names"]) == 2:
             span = st.slider(tr("autograd.span"), 0.5, 10.0, 2.0, key="ag_span", bind="query-params")
-            st.plotly_chart(contour_figure(g, result["w"], span, labels=labels("g", "gradient", "point")))
+            st.plotly_chart(contour_figure(g, result["w"], span, labels={**labels("g", "gradient"), "point": "w"}))
             st.caption(tr("autograd.contour_caption"))
         st.code(result["code"], language="python")
 
