@@ -104,7 +104,7 @@ def test_unavailable_dataset_shows_a_message_not_a_crash(server, page):
     page.goto(server.url + "/data")
     wait_idle(page)
     page.locator('[data-testid="stSelectbox"]').first.click()
-    page.get_by_role("option", name="MNIST (torchvision, 70k)", exact=True).click()
+    page.get_by_role("option", name=EN["data.ds.mnist"], exact=True).click()
     wait_idle(page)
     error = page.locator('[data-testid="stAlertContentError"]')
     assert error.count() == 1 and "MNIST" in error.inner_text()
