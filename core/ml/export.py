@@ -1,8 +1,8 @@
 """Export a model to every format the tutorials teach, and verify each file before it is offered.
 
 Formats (``FORMATS``, in this order): ``state_dict`` (.pt), ``checkpoint`` (the tutorials'
-dict, .pt), ``torchscript_trace`` and ``torchscript_script`` (.pt), ``onnx`` (.onnx) and
-``torch_export`` (.pt2).
+dict, .pt), ``torch_export`` (.pt2), ``onnx`` (.onnx), then the deprecated
+``torchscript_trace`` and ``torchscript_script`` (.pt).
 
 ``export_model`` works on a deep copy of the model in ``.eval()`` mode (the caller's model is
 never touched), writes the file into a temporary folder, reads it back as bytes, reloads
