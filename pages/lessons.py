@@ -30,12 +30,14 @@ if name != before:  # a learner just gave their name: resume where they left off
             del st.query_params[key]
 store = lab_store()
 
-view = url_choice(st.segmented_control, tr("lessons.view"), ["learn", "teacher"], "les_view", "learn",
-                  lambda v: tr(f"lessons.view.{v}"), required=True)
+# Labels are made now, in this run's language (a format function must not read the session later).
+views = {v: tr(f"lessons.view.{v}") for v in ("learn", "teacher")}
+view = url_choice(st.segmented_control, tr("lessons.view"), list(views), "les_view", "learn", views.__getitem__,
+                  required=True)
 resume = progress.last_lesson(store, name) if name else None
+titles = {x.id: f"{x.order}. {x.title.get(lang())}" for x in lessons.lessons}
 lesson_id = url_choice(st.selectbox, tr("lessons.lesson"), lessons.ids, "les_lesson",
-                       resume if resume in lessons.ids else lessons.ids[0],
-                       lambda i: f"{lessons.lesson(i).order}. {lessons.lesson(i).title.get(lang())}")
+                       resume if resume in lessons.ids else lessons.ids[0], titles.__getitem__)
 lesson = lessons.lesson(lesson_id)
 st.caption(lesson.summary.get(lang()))
 
@@ -46,15 +48,15 @@ else:
     done = progress.completed_steps(store, name, lesson.id) & set(ids) if name else set()
     bar = st.empty()  # drawn last: an answer checked in this run counts at once
     saved = progress.position(store, name, lesson.id) if name else None
+    captions = {s: step_caption(lesson, i) for i, s in enumerate(ids)}
     step_id = url_choice(st.selectbox, tr("lessons.step"), ids, "les_step",
-                         ids[saved] if saved is not None and 0 <= saved < len(ids) else ids[0],
-                         lambda s: step_caption(lesson, ids.index(s), done))
+                         ids[saved] if saved is not None and 0 <= saved < len(ids) else ids[0], captions.__getitem__)
     index = ids.index(step_id)
     if name and saved != index:
         progress.set_position(store, name, lesson.id, index)
     step = lesson.steps[index]
 
-    st.subheader(f"{index + 1}. {step.title.get(lang())}")
+    st.subheader(("✓ " if step.id in done else "") + step_caption(lesson, index))
     st.markdown(step.text.get(lang()))
     if step.lab is not None:
         lab_link(step.lab, key=f"les_lab_{lesson.id}_{step.id}")

@@ -92,8 +92,9 @@ def answer_input(ex: Any, key: str) -> Any:
         return st.text_input(tr("lessons.answer.expression"), key=key, max_chars=500,
                              placeholder=tr("lessons.answer.expression_hint"))
     if kind == "model":
-        source = st.radio(tr("lessons.answer.model_source"), ["current", "json"], horizontal=True, key=f"{key}_src",
-                          format_func=lambda s: tr(f"lessons.answer.model.{s}"))
+        sources = {s: tr(f"lessons.answer.model.{s}") for s in ("current", "json")}
+        source = st.radio(tr("lessons.answer.model_source"), list(sources), horizontal=True, key=f"{key}_src",
+                          format_func=sources.__getitem__)
         if source == "current":
             spec = current_spec()
             st.caption(tr("lessons.answer.model_current", name=spec["name"], n=len(spec["layers"])))
@@ -113,7 +114,7 @@ def answer_input(ex: Any, key: str) -> Any:
         if not runs:
             st.info(tr("lessons.answer.no_runs", dataset=ex.goal.dataset))
             return None
-        names = {r["id"]: " · ".join([r["name"] or r["id"], tr("status." + r["status"]), r["id"]]) for r in runs}
+        names = {r["id"]: " · ".join([r["name"] or r["id"], tr(f"status.{r['status']}"), r["id"]]) for r in runs}
         return st.selectbox(tr("lessons.answer.run"), list(names), key=key, format_func=names.__getitem__)
     raise LabError("lessons.unknown_kind", kind=ex.kind)
 
@@ -132,7 +133,7 @@ def _check(lesson: Lesson, step: Step, ex: Any, answer: Any, name: str) -> None:
     key = _result_key(lesson, ex)
     store = lab_store()
     try:
-        if answer in (None, "", []):
+        if answer is None or (isinstance(answer, str) and not answer.strip()):
             raise LabError("lessons.empty_answer")
         result = check(ex, answer, store=store)
     except LabError as exc:
@@ -253,8 +254,7 @@ def teacher_view(lesson: Lesson) -> None:
                        icon=":material/download:")
 
 
-def step_caption(lesson: Lesson, index: int, done: set[str]) -> str:
-    step = lesson.steps[index]
-    mark = "✓ " if step.id in done else ""
-    return f"{mark}{index + 1}. {step.title.get(lang())}"
+def step_caption(lesson: Lesson, index: int) -> str:
+    """A step's label: its number and title (stable, so the step choice keeps its value)."""
+    return f"{index + 1}. {lesson.steps[index].title.get(lang())}"
 

@@ -37,9 +37,9 @@ def _record(prompt: Prompt, lesson: str, prediction: Any, result: Reveal) -> Non
 
 def _input(prompt: Prompt, key: str, disabled: bool) -> Any:
     if prompt.answer == "choice":
-        ids = [o.id for o in prompt.options]
-        return st.radio(tr("pp.your_choice"), ids, index=None, key=key, disabled=disabled,
-                        format_func=lambda i: option_label(prompt, i, lang()))
+        labels = {o.id: option_label(prompt, o.id, lang()) for o in prompt.options}
+        return st.radio(tr("pp.your_choice"), list(labels), index=None, key=key, disabled=disabled,
+                        format_func=labels.__getitem__)
     label = tr("pp.your_number" if prompt.answer == "number" else "pp.your_shape")
     return st.text_input(label, key=key, disabled=disabled, max_chars=200,
                          placeholder=tr("pp.number_hint" if prompt.answer == "number" else "pp.shape_hint"))
