@@ -17,6 +17,7 @@ from core.lessons.autograd import (
 from core.lessons.graph import trace_expression
 from core.safe.allowlist import ExprError
 from pages.ui.frame import frame
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.text import plain, tr
 from pages.ui.widgets import url_choice
 
@@ -43,6 +44,7 @@ def labels(*keys: str) -> dict:
 
 st.title(tr("autograd.title"))
 st.write(tr("autograd.intro"))
+page_prompt_box("autograd_sign", "ag_pp")
 st.markdown(f"**{tr('autograd.examples')}**")
 for col, example in zip(st.columns(7), EXAMPLES, strict=False):
     col.button(example, key=f"ag_ex_{example}", on_click=pick_example, args=(example,), width="stretch",

@@ -25,6 +25,7 @@ from pages.ui.model_state import (
     set_input_shape,
     stack_controls,
 )
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.text import tr
 from pages.ui.widgets import url_choice
 
@@ -44,6 +45,7 @@ def load_example(example: str) -> None:
 
 st.title(tr("builder.title"))
 st.write(tr("builder.intro"))
+page_prompt_box("builder_params", "bld_pp", overrides={"model": current_spec()})
 st.markdown(f"**{tr('builder.examples')}**")
 cols = st.columns(len(EXAMPLES))
 for col, example in zip(cols, EXAMPLES, strict=False):
@@ -53,7 +55,8 @@ for col, example in zip(cols, EXAMPLES, strict=False):
 spec = current_spec()
 left, mid, right = st.columns([3, 2, 1], vertical_alignment="bottom")
 preset = left.selectbox(tr("builder.preset"), list(PRESETS), key="bld_preset",
-                        format_func=lambda k: f"{PRESETS[k].example + ' · ' if PRESETS[k].example else ''}{PRESETS[k].title}")
+                        format_func=lambda k: f"{PRESETS[k].example + ' · ' if PRESETS[k].example else ''}"
+                                              f"{PRESETS[k].title}")
 mid.button(tr("builder.load"), key="bld_load", width="stretch", on_click=lambda: load_spec(preset_spec(preset)))
 right.button(tr("builder.empty"), key="bld_empty", width="stretch",
              on_click=lambda: load_spec({**current_spec(), "name": "Model", "layers": []}))

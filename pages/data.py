@@ -23,6 +23,7 @@ from core.ml.data import (
 from core.ml.plots import class_balance, image_grid, value_histograms
 from core.settings import load_settings
 from pages.ui.frame import frame
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.state import seed
 from pages.ui.text import tr
 from pages.ui.widgets import code_block, url_choice
@@ -50,6 +51,7 @@ def show_example(example: str) -> None:
 
 st.title(tr("data.title"))
 st.write(tr("data.intro"))
+page_prompt_box("data_normalize", "data_pp")
 
 name = st.selectbox(tr("data.dataset"), IMAGE_DATASETS, format_func=lambda k: DATASETS[k].title,
                     key="data_ds", bind="query-params")

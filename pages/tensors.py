@@ -11,6 +11,7 @@ from core.safe.allowlist import ExprError
 from core.safe.expr import evaluate
 from core.safe.pycode import to_torch_code
 from pages.ui.frame import frame
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.state import seed, shared_extras
 from pages.ui.tensor_view import show_tensor
 from pages.ui.text import plain, tr
@@ -84,6 +85,7 @@ def create() -> None:
 
 st.title(tr("tensors.title"))
 st.write(tr("tensors.intro"))
+page_prompt_box("tensors_broadcast", "ten_pp")
 st.markdown(f"**{tr('tensors.examples')}**")
 examples = list(EXAMPLES)
 for row in (examples[:3], examples[3:]):
