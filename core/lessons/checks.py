@@ -379,6 +379,8 @@ def check_expression_answer(vars_defs: Mapping[str, str], reference: str, answer
             with seeded(1000 + trial):
                 got = evaluate(text, variables)
         except ExprError as exc:
+            if exc.__cause__ is None:  # the evaluator's own refusal (a size or time limit), not PyTorch's
+                raise LabError("lessons.bad_answer_expression", expr=Code(text[:200]), reason=reason(exc)) from None
             return Result(False, LabError("lessons.wrong.raises", reason=reason(exc)), "error", show(want))
         if finite and not _finite(got):
             return Result(False, LabError("lessons.wrong.not_finite"), show(got), show(want))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
-from core.errors import Code, LabError
+from core.errors import Code, LabError, first_line
 from core.ml.failures import describe
 from core.ml.modules import build_model, infer_shapes, parameter_count
 from core.ml.spec import validate_spec
@@ -55,7 +55,10 @@ MAX_VALUES = 64  # numbers a number answer may hold
 
 
 def reason(exc: BaseException) -> LabError | Code:
-    """An exception as a message parameter: a LabError as itself, anything else as one line of code."""
+    """An exception as a message parameter: a LabError as itself, the safe evaluator's refusal as its
+    message, anything else as ``Type: first line`` (code)."""
+    if isinstance(exc, ExprError) and not isinstance(exc, LabError):
+        return Code(first_line(exc, limit=300))
     return describe(exc)
 
 
