@@ -7,18 +7,19 @@ a prediction is kept in the learner's progress when the learner has given a name
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 
 from core.errors import LabError, code_span
-from core.lessons.prompts import Reveal, option_label, page_prompt, question, reveal
-from core.lessons.schema import Prompt
-from core.runs import progress
+from core.runs.progress import LAB
 from pages.ui import learner
 from pages.ui.state import lab_store
 from pages.ui.text import lang, tr, tr_error
+
+if TYPE_CHECKING:  # the lesson engine is imported when a prompt is shown, not with every page
+    from core.lessons.prompts import Reveal
+    from core.lessons.schema import Prompt
 
 
 def clicked(target: Any, label: str, key: str, **kwargs: Any) -> bool:
@@ -30,12 +31,16 @@ def clicked(target: Any, label: str, key: str, **kwargs: Any) -> bool:
 
 
 def _record(prompt: Prompt, lesson: str, prediction: Any, result: Reveal) -> None:
+    from core.runs import progress
+
     name = learner.current()
     if name:
         progress.record(lab_store(), name, lesson, prompt.id, "prediction", prediction, result.correct)
 
 
 def _input(prompt: Prompt, key: str, disabled: bool) -> Any:
+    from core.lessons.prompts import option_label
+
     if prompt.answer == "choice":
         labels = {o.id: option_label(prompt, o.id, lang()) for o in prompt.options}
         return st.radio(tr("pp.your_choice"), list(labels), index=None, key=key, disabled=disabled,
@@ -56,12 +61,16 @@ def show_reveal(result: Reveal) -> None:
     (st.success if result.correct else st.warning)(tr("pp.right" if result.correct else "pp.off"))
     st.markdown(result.explain)
     if result.chart:
+        import pandas as pd
+
         st.line_chart(pd.DataFrame(result.chart), x_label=tr("pp.chart_x"), y_label=tr("pp.chart_y"))
 
 
-def predict_prompt(prompt: Prompt | str, *, key: str, lesson: str = progress.LAB,
+def predict_prompt(prompt: Prompt | str, *, key: str, lesson: str = LAB,
                    overrides: dict[str, Any] | None = None, boxed: bool = True) -> Reveal | None:
     """Ask ``prompt``'s question; after the learner commits, reveal PyTorch's result (returned)."""
+    from core.lessons.prompts import page_prompt, question, reveal
+
     if isinstance(prompt, str):
         prompt = page_prompt(prompt)
     done_key, error_key = f"{key}__reveal", f"{key}__error"
@@ -102,7 +111,13 @@ def predict_prompt(prompt: Prompt | str, *, key: str, lesson: str = progress.LAB
 
 
 def page_prompt_box(prompt_id: str, key: str, overrides: dict[str, Any] | None = None) -> None:
-    """A page's prompt in a collapsed expander (the page's own view is unchanged), the learner kept in the URL."""
+    """A page's prompt in a collapsed expander (the page's own view is unchanged), the learner kept in the URL.
+
+    The prompt is built only while the expander is open (its state is tracked under ``<key>__open``), so a
+    page that nobody predicts on pays nothing for it, neither the lesson engine's import nor its probes.
+    """
     learner.keep_in_url()
-    with st.expander(tr("pp.expander"), icon=":material/psychology:"):
-        predict_prompt(prompt_id, key=key, overrides=overrides, boxed=False)
+    box = st.expander(tr("pp.expander"), icon=":material/psychology:", key=f"{key}__open", on_change="rerun")
+    if box.open:
+        with box:
+            predict_prompt(prompt_id, key=key, overrides=overrides, boxed=False)
