@@ -18,6 +18,7 @@ from core.lessons.autograd import (
 from core.lessons.graph import trace_expression
 from core.safe.allowlist import ExprError
 from pages.ui.frame import frame
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.text import tr, tr_message
 from pages.ui.widgets import url_choice
 
@@ -44,6 +45,7 @@ def labels(*keys: str) -> dict:
 
 st.title(tr("autograd.title"))
 st.write(tr("autograd.intro"))
+page_prompt_box("autograd_sign", "ag_pp")
 st.markdown(f"**{tr('autograd.examples')}**")
 with st.container(horizontal=True):  # buttons as wide as their titles, wrapping: no title is cut off
     for example in EXAMPLES:

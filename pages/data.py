@@ -25,6 +25,7 @@ from core.ml.data import (
 from core.ml.plots import class_balance, image_grid, value_histograms
 from core.settings import load_settings
 from pages.ui.frame import frame
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.state import seed
 from pages.ui.text import tr, tr_message
 from pages.ui.widgets import code_block, url_choice
@@ -61,6 +62,7 @@ def show_example(example: str) -> None:
 
 st.title(tr("data.title"))
 st.write(tr("data.intro"))
+page_prompt_box("data_normalize", "data_pp")
 
 # In the URL by its key (digits8k, mnist, ...), shown by its translated name.
 name = url_choice(st.selectbox, tr("data.dataset"), list(IMAGE_DATASETS), "data_ds", DEFAULT_DATASET,

@@ -12,6 +12,7 @@ from core.safe.allowlist import ExprError
 from core.safe.expr import evaluate
 from core.safe.pycode import to_torch_code
 from pages.ui.frame import frame
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.state import seed, shared_extras
 from pages.ui.tensor_view import show_tensor
 from pages.ui.text import tr, tr_message
@@ -85,6 +86,7 @@ def create() -> None:
 
 st.title(tr("tensors.title"))
 st.write(tr("tensors.intro"))
+page_prompt_box("tensors_broadcast", "ten_pp")
 st.markdown(f"**{tr('tensors.examples')}**")
 with st.container(horizontal=True):  # buttons as wide as their titles, wrapping: no title is cut off
     for example in EXAMPLES:

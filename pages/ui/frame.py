@@ -16,6 +16,7 @@ from pages.ui.text import lang, plain, tr
 # (section key, page key, script, url path, icon); the one list the frame and Home use.
 PAGES = [
     ("section.basics", "page.home", "pages/home.py", "home", ":material/home:"),
+    ("section.learn", "page.lessons", "pages/lessons.py", "lessons", ":material/school:"),
     ("section.basics", "page.tensors", "pages/tensors.py", "tensors", ":material/grid_on:"),
     ("section.basics", "page.autograd", "pages/autograd.py", "autograd", ":material/functions:"),
     ("section.models", "page.builder", "pages/builder.py", "builder", ":material/account_tree:"),

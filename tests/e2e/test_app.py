@@ -10,8 +10,9 @@ from tests.e2e.conftest import no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 EN, ZH = CATALOGUE["en"], CATALOGUE["zh"]
-PAGES = {"": "home", "tensors": "tensors", "autograd": "autograd", "builder": "builder", "data": "data",
-         "train": "train", "runs": "runs", "profiler": "profiler", "export": "export", "predict": "predict"}
+PAGES = {"": "home", "lessons": "lessons", "tensors": "tensors", "autograd": "autograd", "builder": "builder",
+         "data": "data", "train": "train", "runs": "runs", "profiler": "profiler", "export": "export",
+         "predict": "predict"}
 
 
 def sidebar_nav(page) -> str:

@@ -90,6 +90,32 @@ MIGRATIONS: list[list[str]] = [
     ],
     [  # 3: delete a run once its worker has stopped (JobManager.delete)
         "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
+    ],    [  # 4: learners' progress in the lessons (core/runs/progress.py); portable SQL (SQLite and PostgreSQL)
+        """CREATE TABLE lesson_attempts (
+            learner TEXT NOT NULL,
+            lesson TEXT NOT NULL,
+            item TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            answer TEXT NOT NULL DEFAULT '',
+            correct INTEGER,
+            created DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX lesson_attempts_learner ON lesson_attempts(learner, lesson, item)",
+        "CREATE INDEX lesson_attempts_item ON lesson_attempts(lesson, item)",
+        """CREATE TABLE lesson_steps (
+            learner TEXT NOT NULL,
+            lesson TEXT NOT NULL,
+            step TEXT NOT NULL,
+            completed DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (learner, lesson, step)
+        )""",
+        """CREATE TABLE lesson_position (
+            learner TEXT NOT NULL,
+            lesson TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            updated DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (learner, lesson)
+        )""",
     ],
 ]
 
