@@ -63,9 +63,9 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting("max_params", int, 20_000_000, "most parameters a trained model may have", "`20000000`", 1, 50_000_000),
     Setting("max_checkpoint_mb", float, 200.0, "largest checkpoint loaded (uploads are also capped by Streamlit at "
             "25 MB)", "`200`", 1, 100_000),
-    Setting("budget_mb", float, 256.0, "memory one request may make the server use for the work it starts (an "
+    Setting("budget_mb", float, 128.0, "memory one request may make the server use for the work it starts (an "
             "evaluation's batches, an expression's values); bigger work runs in smaller pieces or is refused",
-            "`256`", 16, 100_000),
+            "`128`", 1, 100_000),
     Setting("budget_s", float, 5.0, "seconds of server time one request may take (evaluations, expressions, "
             "contour grids) before it is stopped with a message", "`5`", 0.5, 600),
     Setting("max_output_kb", float, 64.0, "most text one result may send to the browser (longer values are cut, "

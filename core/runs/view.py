@@ -15,8 +15,11 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
+from core.errors import Code, LabError, first_line
+from core.ml.activations import eval_batch_size
 from core.ml.data import DATASETS
 from core.runs.store import RunRow
+from core.safe.budget import Deadline
 
 MAX_POINTS = 2000  # per series: charts stay responsive with long runs
 EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds")
@@ -223,10 +226,29 @@ def runs_table(runs: list[RunRow]) -> pd.DataFrame:
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: int = 10,
-                   batch_size: int = 1000) -> dict:
-    """Confusion matrix, per-class accuracy and the misclassified test images (most confident first)."""
+                   batch_size: int = 1000, memory_bytes: int | None = None, seconds: float | None = None) -> dict:
+    """Confusion matrix, per-class accuracy and the misclassified test images (most confident first).
+
+    This runs in the server, for any model a user uploads: batches are sized so their
+    activations fit in ``memory_bytes`` (default ``PYTORCH_LAB_BUDGET_MB``; a model that needs
+    more for one sample is refused before anything runs), and the whole evaluation stops with
+    a message after ``seconds`` (default ``PYTORCH_LAB_BUDGET_S``). Raises ``LabError``.
+    """
     model.eval()
-    probs = torch.cat([torch.softmax(model(x[i:i + batch_size]).float(), dim=1) for i in range(0, len(x), batch_size)])
+    deadline = Deadline(seconds, "budget.evaluation")
+    try:
+        batch = eval_batch_size(model, tuple(x.shape[1:]), memory_bytes, largest=batch_size)
+        parts = []
+        for i in range(0, len(x), batch):
+            deadline.check()
+            parts.append(torch.softmax(model(x[i:i + batch]).float(), dim=1))
+        probs = torch.cat(parts)
+    except LabError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # torch's refusals: shapes, dtypes
+        raise LabError("runs.evaluation_failed", reason=Code(first_line(exc))) from None
+    if probs.dim() != 2 or probs.shape[1] > classes:
+        raise LabError("runs.evaluation_outputs", shape=Code(str(tuple(probs.shape[1:]))), classes=classes)
     pred = probs.argmax(dim=1)
     confusion = torch.zeros(classes, classes, dtype=torch.int64)
     confusion.index_put_((y, pred), torch.ones_like(y), accumulate=True)
