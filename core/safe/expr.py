@@ -33,7 +33,7 @@ import math
 import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -59,6 +59,7 @@ from core.safe.allowlist import (
     describe_value,
     too_large,
 )
+from core.safe.parsing import parse
 
 # ---------------------------------------------------------------------------
 # Operators
@@ -138,8 +139,8 @@ def _bracket_depth(text: str) -> int:
 def _statement_error(text: str) -> ExprError | None:
     """If the text parses as statements, say why that is not allowed."""
     try:
-        module = ast.parse(text, mode="exec")
-    except BaseException:  # noqa: BLE001 - includes RecursionError / MemoryError
+        module = cast(ast.Module, parse(text, mode="exec"))
+    except BaseException:  # noqa: BLE001 - includes RecursionError / MemoryError / SystemError
         return None
     if not module.body:
         return None
@@ -162,7 +163,7 @@ def _parse(text: object, limits: Limits) -> ast.Expression:
     if _bracket_depth(source) > limits.max_depth:
         raise _too_deep(limits)
     try:
-        return ast.parse(source, mode="eval")
+        tree = parse(source, mode="eval")
     except SyntaxError as exc:
         statement = _statement_error(source)
         if statement:
@@ -174,6 +175,9 @@ def _parse(text: object, limits: Limits) -> ast.Expression:
         raise _too_deep(limits) from None
     except (ValueError, TypeError) as exc:  # e.g. null bytes
         raise ExprError("expr.invalid", reason=Code(exception_text(exc))) from None
+    except SystemError as exc:  # Python's parser failed in itself (see core.safe.parsing), not the text
+        raise ExprError("expr.parser_failed", reason=Code(exception_text(exc))) from None
+    return cast(ast.Expression, tree)
 
 
 class _Checker:
