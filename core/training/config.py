@@ -12,6 +12,7 @@ from core.ml.data import DATASETS
 from core.ml.modules import infer_shapes, parameter_count
 from core.ml.spec import SpecError, validate_spec
 from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
+from core.safe.jsontext import loads_user_json
 from core.settings import load_settings
 
 # --------------------------------------------------------------------------- choices
@@ -155,15 +156,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        if len(text) > 500_000:
-            raise ValueError("the config JSON is too long (max 500,000 characters)")
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"the config is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-        except RecursionError:  # json.loads recurses once per [ or {
-            raise ValueError("the config JSON is nested too deeply") from None
-        return cls.from_dict(data)
+        return cls.from_dict(loads_user_json(text, 500_000, "json.config"))  # coded errors (core.safe.jsontext)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
