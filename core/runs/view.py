@@ -18,6 +18,7 @@ from torch import nn
 from core.errors import Code, LabError, first_line
 from core.ml.activations import eval_batch_size
 from core.ml.data import DATASETS
+from core.ml.plots import plot_text
 from core.runs.store import RunRow
 from core.safe.budget import Deadline
 
@@ -109,7 +110,8 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smo
     ("UI cost" in BENCHMARKS.md).
     """
     traces = []
-    for label, metrics in runs.items():
+    for raw_label, metrics in runs.items():
+        label = plot_text(raw_label)  # a run's name is user text: never markup in the legend or hover
         s = series(metrics, name, x)
         if s.empty:
             continue
@@ -124,6 +126,7 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smo
             traces.append(dict(type="scatter", x=xs, y=ys, name=label,
                                mode="lines+markers" if len(s) < 30 else "lines"))
     lab = {"x": {"step": "step", "epoch": "epoch", "wall": "seconds"}[x], "y": name, **(labels or {})}
+    lab = {k: plot_text(v) for k, v in lab.items()}
     layout = dict(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=lab["y"], x=0),
                   xaxis=dict(title=dict(text=lab["x"])), legend=dict(orientation="h", y=-0.25))
     if log_y:
@@ -262,7 +265,8 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: 
 
 
 def confusion_figure(confusion: np.ndarray, classes: list[str], labels: dict | None = None) -> go.Figure:
-    lab = {"x": "predicted", "y": "true", **(labels or {})}
+    lab = {k: plot_text(v) for k, v in {"x": "predicted", "y": "true", **(labels or {})}.items()}
+    classes = [plot_text(c) for c in classes]
     fig = go.Figure(go.Heatmap(z=confusion, x=classes, y=classes, colorscale="Blues", text=confusion,
                                texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
     fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=lab["x"], yaxis_title=lab["y"])

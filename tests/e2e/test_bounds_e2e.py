@@ -96,3 +96,26 @@ def test_rename_then_tags_keeps_the_runs_page_working(server, page):
     assert page.locator(EXCEPTION).count() == 0
     assert "renamed" in page.locator('[data-testid="stMultiSelect"]').inner_text()
     shot(page, "runs-rename-then-tags")
+
+
+def test_a_run_name_with_html_is_text_in_the_compare_legend(server, page):
+    evil = '<a href="https://evil.example/">CLICK</a><b>B</b>'
+    store = RunStore(server.home)
+    for name in (evil, "plain twin"):  # two runs: plotly draws a legend for more than one trace
+        run_id = store.create_run(recipe("r1").to_dict(), name=name, tags=["xss"], status="completed", kind="job")
+        store.log_metrics(run_id, [(step, 0, "test_acc", 0.5 + step / 100) for step in range(1, 40)])
+    page.goto(server.url + "/runs?rn_view=compare&rn_filter=xss")
+    wait_idle(page)
+    for typed in ("CLICK", "plain twin"):
+        page.get_by_role("combobox").last.click()
+        page.keyboard.type(typed)
+        page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        wait_idle(page)
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    chart.locator(".legendtext").first.wait_for(state="attached")
+    assert any(t.startswith(evil) for t in chart.locator(".legendtext").all_text_contents())  # shown literally
+    assert chart.locator('a[href*="evil.example"]').count() == 0  # and never a link
+    assert chart.locator(".legendtext tspan[style*='bold']").count() == 0
+    assert page.locator(EXCEPTION).count() == 0
+    shot(page, "runs-html-name")
