@@ -25,6 +25,7 @@ import torch
 
 from core.errors import Code, LabError, Term, exception_text
 from core.safe.allowlist import DTYPES, ExprError, Limits, broadcast_shape, matmul_shape
+from core.safe.budget import Budget
 from core.safe.expr import evaluate
 
 MAX_ELEMENTS = 1_000_000
@@ -395,6 +396,47 @@ def to_frame(
         return pd.DataFrame([t.numpy()], index=[0], columns=list(range(t.shape[0])))
     t = t[:max_rows, :max_cols]
     return pd.DataFrame(t.numpy(), index=list(range(t.shape[0])), columns=list(range(t.shape[1])))
+
+
+def value_text(value: object, max_chars: int | None = None) -> tuple[str, bool]:
+    """``(text, cut)``: ``repr(value)`` of an expression's result, at most ``max_chars`` characters
+    (default ``PYTORCH_LAB_MAX_OUTPUT_KB``); ``cut`` says the value had more.
+
+    Nested lists and tuples are written piece by piece and the writing stops at the limit, so a
+    tuple of 4,000 tensors costs the few pieces shown, not 18 MB of text; tensors inside are
+    shown as torch prints them (it summarizes any with more than 1,000 elements).
+    """
+    limit = Budget.current().output_chars if max_chars is None else int(max_chars)
+    parts: list[str] = []
+    size = 0
+    stack: list[object] = [value]
+    closers = {list: "]", tuple: ")"}
+    while stack and size <= limit:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            piece = str(item)
+        elif isinstance(item, (list, tuple)) and not isinstance(item, torch.Size):
+            kind = list if isinstance(item, list) else tuple
+            close = "," + closers[kind] if kind is tuple and len(item) == 1 else closers[kind]
+            stack.append(_Text(close))
+            for i in range(len(item) - 1, -1, -1):
+                stack.append(item[i])
+                if i:
+                    stack.append(_Text(", "))
+            piece = "[" if kind is list else "("
+        else:
+            piece = repr(item)
+        parts.append(piece)
+        size += len(piece)
+    text = "".join(parts)
+    cut = bool(stack) or len(text) > limit
+    return (text[:limit] + " …" if cut else text), cut
+
+
+class _Text(str):
+    """A piece of punctuation ``value_text`` writes between a container's items."""
+
+    __slots__ = ()
 
 
 # --------------------------------------------------------------------------- broadcasting
