@@ -243,6 +243,9 @@ def _check_archive(fh: BinaryIO, where: str, cap: int | None = None) -> None:
             raise CheckpointError("checkpoint.compressed", where=where)
         fh.seek(0, os.SEEK_END)
         size = fh.tell()
+        outside = next((info for info in infos if not 0 <= info.header_offset < size), None)
+        if outside is not None:  # a directory entry pointing before or past the file
+            raise CheckpointError("checkpoint.inconsistent", where=where, name=Code(outside.filename))
         spans = sorted((*_record_span(fh, info), info.filename) for info in infos)
         for (_, end, _, first), (start, _, _, second) in itertools.pairwise(spans):
             if start < end:

@@ -138,3 +138,15 @@ def test_real_checkpoints_still_load(tmp_path):
                                                 ckpt["model_state_dict"]["layer7.weight"])
     with open(path, "rb") as fh:
         assert load_checkpoint(fh)["loss"] == 0.5
+
+
+def test_a_directory_entry_pointing_outside_the_file_is_refused():
+    data = _checkpoint(2, 10)
+    entries, directory = _central_entries(data)
+    raw = entries[-1]
+    struct.pack_into("<I", raw, 42, len(data) + 1000)
+    end = _END.pack(b"PK\x05\x06", 0, 0, len(entries), len(entries), sum(map(len, entries)), directory, 0)
+    hostile = data[:directory] + b"".join(entries) + end
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(hostile)
+    assert info.value.code == "checkpoint.inconsistent"
