@@ -36,7 +36,7 @@ class Limits:
     max_pieces: int = 10_000
     # Python items a list or tuple may hold, nested ones counted too (tolist(), [x] * n): each
     # item costs the server a Python object and the page a line of text.
-    max_items: int = 100_000
+    max_items: int = 1_000_000
     # Multiply-adds one matrix product may take (a 1000 x 1000 @ 1000 x 1000 is 1e9).
     max_macs: int = 1_000_000_000
     # Bytes of values an expression may hold at once; None: the request budget (PYTORCH_LAB_BUDGET_MB).
@@ -252,6 +252,16 @@ def _pre_eye(args: tuple, kwargs: dict, limits: Limits) -> None:
     too_large(max(_as_index(n), 0) * max(_as_index(m), 0), limits)
 
 
+def _pre_combine(args: tuple, kwargs: dict, limits: Limits) -> None:
+    """cat / stack: each tensor in the list costs time of its own, so their number is capped
+    (as unbind / split / chunk's pieces are), and the result's size is checked before it is made."""
+    tensors = args[0] if args else kwargs.get("tensors")
+    if not isinstance(tensors, (list, tuple)):
+        return  # torch says what it wanted
+    _too_many_pieces(len(tensors), limits)
+    too_large(sum(t.numel() for t in tensors if isinstance(t, torch.Tensor)), limits)
+
+
 def _pre_broadcast(args: tuple, kwargs: dict, limits: Limits) -> None:
     check_broadcast([*args, *kwargs.values()], limits)
 
@@ -399,8 +409,8 @@ FUNCTIONS.update(
         "randn_like": _Op(torch.randn_like),
         "full_like": _Op(torch.full_like),
         # combining and elementwise with broadcasting
-        "cat": _Op(torch.cat),
-        "stack": _Op(torch.stack),
+        "cat": _Op(torch.cat, _pre_combine),
+        "stack": _Op(torch.stack, _pre_combine),
         "where": _Op(torch.where, _pre_broadcast),
         "clamp": _Op(torch.clamp, _pre_broadcast, tensorize=True),
         "pow": _Op(torch.pow, _pre_pow),
@@ -484,7 +494,8 @@ def _pre_m_split(t: torch.Tensor, args: tuple, kwargs: dict, limits: Limits) -> 
 
 
 def _pre_m_tolist(t: torch.Tensor, args: tuple, kwargs: dict, limits: Limits) -> None:
-    too_many_items(t.numel(), limits)
+    """The items tolist() would make: every number plus every inner list (d0 + d0*d1 + ...)."""
+    too_many_items(sum(math.prod(t.shape[:k]) for k in range(1, t.dim() + 1)), limits)
 
 
 def _pre_m_broadcast(t: torch.Tensor, args: tuple, kwargs: dict, limits: Limits) -> None:
