@@ -67,6 +67,13 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting("max_params", int, 20_000_000, "most parameters a trained model may have", "`20000000`", 1, 50_000_000),
     Setting("max_checkpoint_mb", float, 200.0, "largest checkpoint loaded (uploads are also capped by Streamlit at "
             "25 MB)", "`200`", 1, 100_000),
+    Setting("budget_mb", float, 128.0, "memory one request may make the server use for the work it starts (an "
+            "evaluation's batches, an expression's values); bigger work runs in smaller pieces or is refused",
+            "`128`", 1, 100_000),
+    Setting("budget_s", float, 5.0, "seconds of server time one request may take (evaluations, expressions, "
+            "contour grids) before it is stopped with a message", "`5`", 0.5, 600),
+    Setting("max_output_kb", float, 64.0, "most text one result may send to the browser (longer values are cut, "
+            "with a note)", "`64`", 4, 100_000),
 )
 BY_FIELD = {s.field: s for s in SETTINGS_TABLE}
 
@@ -99,6 +106,9 @@ class Settings(BaseModel):
     max_batch: int
     max_params: int
     max_checkpoint_mb: float
+    budget_mb: float
+    budget_s: float
+    max_output_kb: float
     notes: tuple[str, ...] = ()  # settings that were clamped or ignored, for the operator
 
     @property
@@ -108,6 +118,16 @@ class Settings(BaseModel):
     @property
     def max_checkpoint_bytes(self) -> int:
         return int(self.max_checkpoint_mb * 1024 * 1024)
+
+    @property
+    def budget_bytes(self) -> int:
+        """Server memory one request's work may use (``PYTORCH_LAB_BUDGET_MB``)."""
+        return int(self.budget_mb * 1024 * 1024)
+
+    @property
+    def max_output_chars(self) -> int:
+        """Characters of one result's text a page may send (``PYTORCH_LAB_MAX_OUTPUT_KB``)."""
+        return int(self.max_output_kb * 1024)
 
 
 def _flag(text: str) -> bool | None:

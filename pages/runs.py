@@ -37,6 +37,12 @@ st.write(tr("runs.intro"))
 W.lab_jobs().poll()
 runs = lab_store().runs()
 known = {r["id"] for r in runs}
+# The browser keeps the selection as the labels it was shown ("name (status)"). A run renamed or
+# finished since then comes back as its old label, which is mapped to its id here; format_func
+# must never see an unknown value (Streamlit re-serializes the old selection with it).
+seen_labels = {label: run_id for label, run_id in st.session_state.get("rn_labels", {}).items() if run_id in known}
+if any(r not in known and r in seen_labels for r in st.session_state.get("rn_sel", [])):
+    st.session_state["rn_sel"] = list(dict.fromkeys(seen_labels.get(r, r) for r in st.session_state["rn_sel"]))
 if "rn_sel" not in st.session_state and shared_extras().get("runs"):  # selection from a share link
     shared = shared_extras()["runs"]
     wanted = [r for r in shared if isinstance(r, str)][:8] if isinstance(shared, list) else [str(shared)]
@@ -62,9 +68,15 @@ else:
     st.dataframe(table.assign(status=table["status"].map(lambda v: tr(f"status.{v}"))), hide_index=True,
                  width="stretch", column_config=columns)
     names = {r["id"]: f"{r['name'] or r['id']} ({tr('status.' + r['status'])})" for r in runs}
+    st.session_state["rn_labels"] = {**seen_labels, **{label: run_id for run_id, label in names.items()}}
+    picked = [r for r in st.session_state.get("rn_sel", []) if r in known]
+    if picked and [names[r] for r in picked] != st.session_state.get("rn_shown"):  # a selected run's label changed:
+        st.session_state["rn_sel"] = picked  # set it again, so the browser shows the new labels
+    st.session_state["rn_shown"] = [names[r] for r in picked]
     # The filter narrows the table; runs already selected (say, from a link) stay selectable.
     options = list(table["id"]) + [r for r in st.session_state.get("rn_sel", []) if r not in set(table["id"])]
-    selected = st.multiselect(tr("runs.select"), options, key="rn_sel", format_func=names.get, max_selections=8,
+    selected = st.multiselect(tr("runs.select"), options, key="rn_sel", format_func=lambda r: names.get(r, str(r)),
+                              max_selections=8,
                               on_change=lambda: st.session_state.pop("rn_unknown", None))
     shared_extras()["runs"] = selected
     by_id = {r["id"]: r for r in runs}

@@ -17,10 +17,10 @@ Public API
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import threading
-import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -32,7 +32,8 @@ from torch import nn
 
 from core.errors import Code, LabError, Message, Term, exception_text
 from core.lessons.tensors import finite_number, parse_values
-from core.safe.allowlist import DTYPES, Limits
+from core.safe.allowlist import DTYPES, ExprError, Limits
+from core.safe.budget import Budget, Deadline
 from core.safe.expr import evaluate
 from core.safe.pycode import imports_line, to_torch_code
 
@@ -295,9 +296,10 @@ def gradient(expr_text: str, w_values: object, dtype: object = "float32") -> dic
     return {"expr": expr_text, "w": values, "names": names, "value": value, "grad": grad, "code": code}
 
 
-def _value_and_grad(expr_text: str, values: list[float], dt: torch.dtype) -> tuple[float, list[float]]:
+def _value_and_grad(expr_text: str, values: list[float], dt: torch.dtype,
+                    limits: Limits = LIMITS) -> tuple[float, list[float]]:
     w = torch.tensor(values, dtype=dt, requires_grad=True)
-    y = _as_float_tensor(_eval(expr_text, _w_variables(w)), w[0], "g")
+    y = _as_float_tensor(evaluate(expr_text, _w_variables(w), limits), w[0], "g")
     if y.numel() != 1:
         raise LabError("autograd.g_not_scalar", shape=Code(str(tuple(y.shape))))
     y = y.reshape(())
@@ -305,9 +307,10 @@ def _value_and_grad(expr_text: str, values: list[float], dt: torch.dtype) -> tup
     return _number(y), [float(v) for v in g.detach().tolist()]
 
 
-def _grid_eval(expr_text: str, a: torch.Tensor,
-               b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-    """g, dg/dw0, dg/dw1 on the grid a x b (rows follow b). Vectorized when g is elementwise."""
+def _grid_vectorized(expr_text: str, a: torch.Tensor,
+                     b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """g, dg/dw0, dg/dw1 on the grid a x b (rows follow b) in one pass, or None when g is not
+    elementwise on the grid (``w @ w``, ``w.sum()``)."""
     B, A = torch.meshgrid(b, a, indexing="ij")
     W0 = A.clone().requires_grad_(True)
     W1 = B.clone().requires_grad_(True)
@@ -324,23 +327,42 @@ def _grid_eval(expr_text: str, a: torch.Tensor,
                 if total.requires_grad:
                     grads = torch.autograd.grad(total, (W0, W1), allow_unused=True)
                 g0, g1 = (torch.zeros_like(A) if g is None else g for g in grads)
-                return z.detach(), g0.detach(), g1.detach(), True
+                return z.detach(), g0.detach(), g1.detach()
+    except ExprError as exc:
+        if exc.code in ("expr.timeout", "expr.memory_budget"):
+            raise  # over the budget on the whole grid: one point at a time would not be faster
     except (ValueError, RuntimeError):
-        pass  # e.g. w @ w or w.sum(): fall back to one point at a time
+        pass
+    return None
+
+
+def _grid_slow(deadline: Deadline) -> LabError:
+    return LabError("autograd.grid_slow", seconds=deadline.seconds, example=Code("w0**2 + w1**2"),
+                    instead=Code("w @ w"))
+
+
+def _grid_pointwise(expr_text: str, a: torch.Tensor, b: torch.Tensor,
+                    deadline: Deadline) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """g, dg/dw0, dg/dw1 on the grid a x b, one point at a time. The clock is checked before
+    every point, and each point's evaluation may only use the time that is left."""
     n_b, n_a = len(b), len(a)
     z = torch.empty(n_b, n_a, dtype=a.dtype)
     g0 = torch.empty_like(z)
     g1 = torch.empty_like(z)
-    start = time.monotonic()
     for i in range(n_b):
-        if time.monotonic() - start > GRID_SECONDS:
-            raise LabError("autograd.grid_slow", seconds=GRID_SECONDS, example=Code("w0**2 + w1**2"),
-                           instead=Code("w @ w"))
         for j in range(n_a):
-            value, grad = _value_and_grad(expr_text, [float(a[j]), float(b[i])], a.dtype)
+            if deadline.expired():
+                raise _grid_slow(deadline)
+            limits = dataclasses.replace(LIMITS, max_seconds=max(deadline.remaining(), 1e-3))
+            try:
+                value, grad = _value_and_grad(expr_text, [float(a[j]), float(b[i])], a.dtype, limits)
+            except ExprError as exc:
+                if exc.code == "expr.timeout":
+                    raise _grid_slow(deadline) from None
+                raise
             z[i, j] = value
             g0[i, j], g1[i, j] = grad
-    return z, g0, g1, False
+    return z, g0, g1
 
 
 def contour_data(
@@ -355,7 +377,8 @@ def contour_data(
     Returns ``{"expr", "center", "span", "w0", "w1", "z", "arrows": {"w0", "w1", "g0", "g1"},
     "value", "grad", "vectorized"}`` (z is a list of rows, one per w1 value; None where not
     finite). Expressions that are not elementwise on the grid (``w @ w``) are evaluated point
-    by point on a coarser grid (at most 21 x 21), with ``vectorized`` False.
+    by point on a coarser grid (at most 21 x 21, arrows at most 15 x 15), with ``vectorized``
+    False, within ``GRID_SECONDS`` (and the request budget ``PYTORCH_LAB_BUDGET_S``) in all.
     """
     values = _w_values(center)
     if len(values) != 2:
@@ -371,13 +394,22 @@ def contour_data(
         return (torch.linspace(values[0] - span, values[0] + span, n),
                 torch.linspace(values[1] - span, values[1] + span, n))
 
+    deadline = Deadline(min(GRID_SECONDS, Budget.current().seconds), "autograd.grid")
     a, b = axes(points)
-    z, _, _, vectorized = _grid_eval(expr_text, a, b)
-    if not vectorized and points > 21:
-        a, b = axes(21)
-        z, _, _, _ = _grid_eval(expr_text, a, b)
-    qa, qb = axes(min(arrows, 15) if not vectorized else arrows)
-    _, g0, g1, _ = _grid_eval(expr_text, qa, qb)
+    grid = _grid_vectorized(expr_text, a, b)
+    vectorized = grid is not None
+    if grid is not None:
+        z = grid[0]
+        qa, qb = axes(arrows)
+        field = _grid_vectorized(expr_text, qa, qb)
+        if field is None:  # elementwise on one grid, not on the other: rare; do it point by point
+            field = _grid_pointwise(expr_text, qa, qb, deadline)
+    else:
+        a, b = axes(min(points, 21))
+        z, _, _ = _grid_pointwise(expr_text, a, b, deadline)
+        qa, qb = axes(min(arrows, 15))
+        field = _grid_pointwise(expr_text, qa, qb, deadline)
+    _, g0, g1 = field
     QB, QA = torch.meshgrid(qb, qa, indexing="ij")
     return {
         "expr": expr_text, "center": values, "span": span,

@@ -25,6 +25,7 @@ import torch
 
 from core.errors import Code, LabError, Message, Term, exception_text
 from core.safe.allowlist import DTYPES, ExprError, Limits, broadcast_shape, matmul_shape
+from core.safe.budget import Budget
 from core.safe.expr import evaluate
 
 MAX_ELEMENTS = 1_000_000
@@ -395,6 +396,55 @@ def to_frame(
         return pd.DataFrame([t.numpy()], index=[0], columns=list(range(t.shape[0])))
     t = t[:max_rows, :max_cols]
     return pd.DataFrame(t.numpy(), index=list(range(t.shape[0])), columns=list(range(t.shape[1])))
+
+
+def value_text(value: object, max_chars: int | None = None) -> tuple[str, bool]:
+    """``(text, cut)``: ``repr(value)`` of an expression's result, at most ``max_chars`` characters
+    (default ``PYTORCH_LAB_MAX_OUTPUT_KB``); ``cut`` says the value had more.
+
+    Nested lists and tuples are walked lazily and the writing stops at the limit, so a tuple of
+    4,000 tensors or a list of a million numbers costs the few pieces shown, not megabytes of
+    text; tensors inside are shown as torch prints them (it summarizes any with more than
+    1,000 elements).
+    """
+    limit = Budget.current().output_chars if max_chars is None else int(max_chars)
+    parts: list[str] = []
+    size = 0
+    # Frames of the containers being written: (iterator over their items, closing text, first item?).
+    frames: list[list[Any]] = []
+
+    def write(piece: str) -> None:
+        nonlocal size
+        parts.append(piece)
+        size += len(piece)
+
+    def open_value(item: object) -> None:
+        if isinstance(item, (list, tuple)) and not isinstance(item, torch.Size):
+            is_list = isinstance(item, list)
+            write("[" if is_list else "(")
+            close = "]" if is_list else ("," if len(item) == 1 else "") + ")"
+            frames.append([iter(item), close, True])
+        else:
+            write(repr(item))
+
+    open_value(value)
+    while frames and size <= limit:
+        frame = frames[-1]
+        item = next(frame[0], _END)
+        if item is _END:
+            frames.pop()
+            write(frame[1])
+            continue
+        if not frame[2]:
+            write(", ")
+        frame[2] = False
+        open_value(item)
+    text = "".join(parts)
+    cut = bool(frames) or len(text) > limit
+    return (text[:limit] + " …" if cut else text), cut
+
+
+_END = object()
 
 
 # --------------------------------------------------------------------------- broadcasting

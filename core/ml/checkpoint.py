@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import pickle
 import re
+import struct
 import tempfile
 import zipfile
 from collections.abc import Mapping
@@ -167,27 +169,99 @@ def _unpickling_reason(exc: BaseException) -> str:
     return reason[:300]
 
 
-def _check_archive(fh: BinaryIO, where: str) -> None:
+_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # a zip record's local header (30 bytes)
+_DATA_DESCRIPTOR = 0x08  # flag bit 3: the sizes follow the data (torch.save writes records so)
+# Records a checkpoint may list: torch.save writes one per tensor storage plus a few, so even a
+# model at the parameter cap with an optimizer's state stays far below. A forged directory of
+# hundreds of thousands of tiny entries would cost zipfile hundreds of MB to read.
+MAX_RECORDS = 50_000
+
+
+def _declared_records(fh: BinaryIO) -> int | None:
+    """The record count the archive's end-of-directory record declares (zip64 too), or None."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    fh.seek(max(0, size - 65_557))  # the end record (22 bytes) plus the longest comment
+    tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return None
+    count = struct.unpack_from("<H", tail, at + 10)[0]
+    at64 = tail.rfind(b"PK\x06\x06", 0, at)
+    if at64 >= 0 and at64 + 40 <= len(tail):
+        count = max(count, struct.unpack_from("<Q", tail, at64 + 32)[0])
+    return count
+
+
+def _record_span(fh: BinaryIO, info: zipfile.ZipInfo) -> tuple[int, int, bool]:
+    """(start, end, agrees): the bytes ``info`` occupies, from its local header to the end of its
+    data, read the way torch.load's zip reader reads them (the data starts after the local
+    header's own name and extra field), and whether that local header agrees with the central
+    directory (same name, stored, same size unless the sizes follow the data)."""
+    fh.seek(info.header_offset)
+    raw = fh.read(_LOCAL_HEADER.size)
+    if len(raw) < _LOCAL_HEADER.size:
+        return info.header_offset, info.header_offset + _LOCAL_HEADER.size + info.compress_size, False
+    magic, _, flags, method, _, _, _, packed, _, name_len, extra_len = _LOCAL_HEADER.unpack(raw)
+    name = fh.read(name_len)
+    central = info.filename.encode("utf-8" if info.flag_bits & 0x800 else "cp437", errors="replace")
+    sizes_agree = bool(flags & _DATA_DESCRIPTOR) or packed in (info.compress_size, 0xFFFFFFFF)
+    agrees = magic == b"PK\x03\x04" and name == central and method == zipfile.ZIP_STORED and sizes_agree
+    start = info.header_offset
+    return start, start + _LOCAL_HEADER.size + name_len + extra_len + info.compress_size, agrees
+
+
+def _check_archive(fh: BinaryIO, where: str, cap: int | None = None) -> None:
     """Refuse, before torch.load, zip archives that torch.save never writes.
 
     torch.save stores its records uncompressed; a compressed record is refused because
     torch.load would inflate it in memory (a 25 MB upload can declare gigabytes: a
-    decompression bomb). TorchScript archives are named as such: they are never loaded.
-    Anything else that is not a readable zip is left to torch.load (legacy format, damage).
+    decompression bomb). For the same reason the records must not share bytes: a zip's
+    central directory can list any number of records that all point at one stored record,
+    and torch.load reads each of them separately (100 aliases of a 20 MB record fill 2 GB).
+    So the records' declared sizes must fit in the file (and the size cap), each record's
+    local header must agree with the central directory, and no two records may overlap.
+    TorchScript archives are named as such: they are never loaded. Anything else that is
+    not a readable zip is left to torch.load (legacy format, damage).
     """
     pos = fh.tell()
+    records = _declared_records(fh)
+    fh.seek(pos)
+    if records is not None and records > MAX_RECORDS:
+        raise CheckpointError("checkpoint.too_many_records", where=where, n=records, max=MAX_RECORDS)
     try:
         with zipfile.ZipFile(fh) as archive:
             infos = archive.infolist()
     except Exception:  # noqa: BLE001 - not a zip Python reads (BadZipFile, NotImplementedError for
-        return         # a forged "zip version 6.4", ...): torch.load refuses it with its own message
+        fh.seek(pos)   # a forged "zip version 6.4", ...): torch.load refuses it with its own message
+        return
+    try:
+        names = [info.filename for info in infos]
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            raise CheckpointError("checkpoint.torchscript", where=where)
+        if any(info.compress_type != zipfile.ZIP_STORED for info in infos):
+            raise CheckpointError("checkpoint.compressed", where=where)
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        outside = next((info for info in infos if not 0 <= info.header_offset < size), None)
+        if outside is not None:  # a directory entry pointing before or past the file
+            raise CheckpointError("checkpoint.inconsistent", where=where, name=Code(outside.filename))
+        spans = sorted((*_record_span(fh, info), info.filename) for info in infos)
+        for (_, end, _, first), (start, _, _, second) in itertools.pairwise(spans):
+            if start < end:
+                raise CheckpointError("checkpoint.overlapping", where=where, first=Code(first), second=Code(second))
+        odd_name = next((name for _, _, agrees, name in spans if not agrees), None)
+        if odd_name is not None:
+            raise CheckpointError("checkpoint.inconsistent", where=where, name=Code(odd_name))
+        declared = sum(max(info.file_size, info.compress_size) for info in infos)
+        if declared > size or (cap is not None and declared > cap) or (spans and spans[-1][1] > size):
+            raise CheckpointError("checkpoint.declares_too_much", where=where, mb=declared / 1e6, size=size / 1e6,
+                                  cap=(cap if cap is not None else size) / 1e6)
+        odd = next((info for info in infos if info.file_size != info.compress_size), None)
+        if odd is not None:  # a stored record holds exactly its bytes
+            raise CheckpointError("checkpoint.inconsistent", where=where, name=Code(odd.filename))
     finally:
         fh.seek(pos)
-    names = [info.filename for info in infos]
-    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-        raise CheckpointError("checkpoint.torchscript", where=where)
-    if any(info.compress_type != zipfile.ZIP_STORED for info in infos):
-        raise CheckpointError("checkpoint.compressed", where=where)
 
 
 def load_checkpoint(source: str | Path | bytes | BinaryIO, max_bytes: int | None = None,
@@ -216,11 +290,11 @@ def load_checkpoint(source: str | Path | bytes | BinaryIO, max_bytes: int | None
     if isinstance(source, (str, Path)):
         try:
             with open(source, "rb") as fh:
-                _check_archive(fh, where)
+                _check_archive(fh, where, cap)
         except OSError as exc:
             raise CheckpointError("checkpoint.unreadable", where=where, reason=Code(exc.strerror or str(exc))) from None
     else:
-        _check_archive(source, where)
+        _check_archive(source, where, cap)
     try:
         obj = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:

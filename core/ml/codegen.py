@@ -10,9 +10,12 @@ import inspect
 
 from core.ml.modules import ResBlock
 from core.ml.spec import ARG_INFO, Layer, ModelSpec, SequentialLayer
+from core.safe.parsing import PARSE_LOCK
 
-# The generated ResBlock is the lab's own class, so the two can never drift apart.
-RESBLOCK_CODE = inspect.getsource(ResBlock)
+# The generated ResBlock is the lab's own class, so the two can never drift apart. Read once,
+# at import, under the parser lock: getsource parses the module with ast (not thread-safe).
+with PARSE_LOCK:
+    RESBLOCK_CODE = inspect.getsource(ResBlock)
 
 RNN_CODE = '''class {kind}(nn.{kind}):
     """nn.{kind} (batch_first) that passes on one output: the last step, the sequence or the hidden state."""

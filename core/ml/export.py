@@ -48,6 +48,7 @@ from torch import nn
 from core.errors import Code, LabError, Message, first_line
 from core.ml.failures import describe, failure, summarize_error, traceback_text
 from core.ml.spec import check_input_shape
+from core.safe.parsing import PARSE_LOCK
 from core.settings import scratch_dir
 
 # --------------------------------------------------------------------------- formats
@@ -331,7 +332,8 @@ def _export_trace(ctx: _Ctx) -> tuple[bytes, Loader]:
 
 
 def _export_script(ctx: _Ctx) -> tuple[bytes, Loader]:
-    scripted = torch.jit.script(ctx.model)
+    with PARSE_LOCK:  # torch.jit.script parses the forward's source with ast (not thread-safe)
+        scripted = torch.jit.script(ctx.model)
     path = os.path.join(ctx.tmp, "model_scripted.pt")
     scripted.save(path)
     data = _read(path)

@@ -1,10 +1,23 @@
-"""Plotly figures the pages show. Pages only pass them to ``st.plotly_chart``."""
+"""Plotly figures the pages show. Pages only pass them to ``st.plotly_chart``.
+
+Plotly renders a small HTML subset in every text it draws (legends, hover labels, titles, axis
+titles, annotations): ``<a href>`` becomes a link, ``<b>`` bold. Text a user chose (a run's
+name, a class label) goes through :func:`plot_text` first, so it shows literally.
+"""
 from __future__ import annotations
+
+import html
 
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import torch
+
+
+def plot_text(text: object) -> str:
+    """``text`` as plotly shows it literally: ``<``, ``>`` and ``&`` as entities, which plotly
+    draws as the characters themselves instead of reading them as markup."""
+    return html.escape(str(text), quote=False)
 
 
 def image_grid(images: torch.Tensor, titles: list[str], cols: int = 8, size: int = 90) -> go.Figure:
@@ -24,14 +37,17 @@ def image_grid(images: torch.Tensor, titles: list[str], cols: int = 8, size: int
                     facet_col_spacing=0.01)
     for annotation in fig.layout.annotations:
         i = int(annotation.text.split("=")[-1])
-        annotation.text = titles[i] if i < len(titles) else ""
+        annotation.text = plot_text(titles[i]) if i < len(titles) else ""
     fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=title_px, b=0))
     return fig
 
 
 def class_balance(counts: pd.DataFrame, split_label: str, count_label: str) -> go.Figure:
+    split_label, count_label = plot_text(split_label), plot_text(count_label)
     long = counts.melt(id_vars="class", var_name=split_label, value_name=count_label)
+    for column in (split_label, "class"):  # names (strings) are text for plotly too; numbers stay numbers
+        long[column] = long[column].map(lambda v: plot_text(v) if isinstance(v, str) else v)
     fig = px.bar(long, x="class", y=count_label, color=split_label, barmode="group")
     fig.update_layout(height=320, margin=dict(l=0, r=0, t=10, b=0), xaxis_type="category")
     return fig
@@ -56,7 +72,7 @@ def value_histograms(series: dict[str, torch.Tensor], bins: int = 60, count_labe
     colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]  # one clearly different colour each
     for i, (name, x) in enumerate(flat.items()):
         counts = torch.histc(x, bins=bins, min=lo, max=hi).tolist()
-        fig.add_trace(go.Bar(x=centers, y=[c if c > 0 else None for c in counts], width=width, name=name,
+        fig.add_trace(go.Bar(x=centers, y=[c if c > 0 else None for c in counts], width=width, name=plot_text(name),
                              opacity=0.6, marker_color=colors[i % len(colors)]))
     fig.update_layout(barmode="overlay", height=300, margin=dict(l=0, r=0, t=10, b=0), yaxis_type="log",
                       xaxis_title=value_label, yaxis_title=count_label,

@@ -36,6 +36,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from core.errors import Code, LabError
+from core.safe.jsontext import loads_user_json
 
 DEFAULT_PARAM_CAP = 50_000_000
 MAX_LAYERS = 200
@@ -383,14 +384,7 @@ class ModelSpec(BaseModel):
 
     @classmethod
     def from_json(cls, text: str) -> ModelSpec:
-        if len(text) > MAX_JSON_CHARS:
-            raise SpecError("spec.json_too_long", n=MAX_JSON_CHARS)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError("spec.json_invalid", reason=Code(exc.msg), line=exc.lineno, column=exc.colno) from None
-        except RecursionError:  # json.loads recurses once per [ or {
-            raise SpecError("spec.json_too_deep") from None
+        data = loads_user_json(text, MAX_JSON_CHARS, "json.spec", SpecError)  # coded json.* errors
         return cls.parse(data)
 
     def to_dict(self) -> dict[str, Any]:

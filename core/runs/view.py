@@ -15,8 +15,12 @@ import plotly.graph_objects as go
 import torch
 from torch import nn
 
+from core.errors import Code, LabError, first_line
+from core.ml.activations import eval_batch_size
 from core.ml.data import DATASETS
+from core.ml.plots import plot_text
 from core.runs.store import RunRow
+from core.safe.budget import Deadline
 
 MAX_POINTS = 2000  # per series: charts stay responsive with long runs
 EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds")
@@ -106,7 +110,8 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smo
     ("UI cost" in BENCHMARKS.md).
     """
     traces = []
-    for label, metrics in runs.items():
+    for raw_label, metrics in runs.items():
+        label = plot_text(raw_label)  # a run's name is user text: never markup in the legend or hover
         s = series(metrics, name, x)
         if s.empty:
             continue
@@ -121,6 +126,7 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smo
             traces.append(dict(type="scatter", x=xs, y=ys, name=label,
                                mode="lines+markers" if len(s) < 30 else "lines"))
     lab = {"x": {"step": "step", "epoch": "epoch", "wall": "seconds"}[x], "y": name, **(labels or {})}
+    lab = {k: plot_text(v) for k, v in lab.items()}
     layout = dict(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=lab["y"], x=0),
                   xaxis=dict(title=dict(text=lab["x"])), legend=dict(orientation="h", y=-0.25))
     if log_y:
@@ -223,10 +229,29 @@ def runs_table(runs: list[RunRow]) -> pd.DataFrame:
 
 @torch.no_grad()
 def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: int = 10,
-                   batch_size: int = 1000) -> dict:
-    """Confusion matrix, per-class accuracy and the misclassified test images (most confident first)."""
+                   batch_size: int = 1000, memory_bytes: int | None = None, seconds: float | None = None) -> dict:
+    """Confusion matrix, per-class accuracy and the misclassified test images (most confident first).
+
+    This runs in the server, for any model a user uploads: batches are sized so their
+    activations fit in ``memory_bytes`` (default ``PYTORCH_LAB_BUDGET_MB``; a model that needs
+    more for one sample is refused before anything runs), and the whole evaluation stops with
+    a message after ``seconds`` (default ``PYTORCH_LAB_BUDGET_S``). Raises ``LabError``.
+    """
     model.eval()
-    probs = torch.cat([torch.softmax(model(x[i:i + batch_size]).float(), dim=1) for i in range(0, len(x), batch_size)])
+    deadline = Deadline(seconds, "budget.evaluation")
+    try:
+        batch = eval_batch_size(model, tuple(x.shape[1:]), memory_bytes, largest=batch_size)
+        parts = []
+        for i in range(0, len(x), batch):
+            deadline.check()
+            parts.append(torch.softmax(model(x[i:i + batch]).float(), dim=1))
+        probs = torch.cat(parts)
+    except LabError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:  # torch's refusals: shapes, dtypes
+        raise LabError("runs.evaluation_failed", reason=Code(first_line(exc))) from None
+    if probs.dim() != 2 or probs.shape[1] > classes:
+        raise LabError("runs.evaluation_outputs", shape=Code(str(tuple(probs.shape[1:]))), classes=classes)
     pred = probs.argmax(dim=1)
     confusion = torch.zeros(classes, classes, dtype=torch.int64)
     confusion.index_put_((y, pred), torch.ones_like(y), accumulate=True)
@@ -240,7 +265,8 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes: 
 
 
 def confusion_figure(confusion: np.ndarray, classes: list[str], labels: dict | None = None) -> go.Figure:
-    lab = {"x": "predicted", "y": "true", **(labels or {})}
+    lab = {k: plot_text(v) for k, v in {"x": "predicted", "y": "true", **(labels or {})}.items()}
+    classes = [plot_text(c) for c in classes]
     fig = go.Figure(go.Heatmap(z=confusion, x=classes, y=classes, colorscale="Blues", text=confusion,
                                texttemplate="%{text}", hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
     fig.update_layout(height=420, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=lab["x"], yaxis_title=lab["y"])

@@ -34,6 +34,13 @@ class Limits:
     max_int: int = 10**12
     # How many pieces unbind / split / chunk may return.
     max_pieces: int = 10_000
+    # Python items a list or tuple may hold, nested ones counted too (tolist(), [x] * n): each
+    # item costs the server a Python object and the page a line of text.
+    max_items: int = 1_000_000
+    # Multiply-adds one matrix product may take (a 1000 x 1000 @ 1000 x 1000 is 1e9).
+    max_macs: int = 1_000_000_000
+    # Bytes of values an expression may hold at once; None: the request budget (PYTORCH_LAB_BUDGET_MB).
+    max_bytes: int | None = None
 
 
 DEFAULT_LIMITS = Limits()  # frozen: one shared instance serves as every default
@@ -83,6 +90,12 @@ ALLOWED_KEYWORDS: frozenset[str] = frozenset(
 # ---------------------------------------------------------------------------
 # Helpers for the size checks
 # ---------------------------------------------------------------------------
+
+def too_many_items(n: int, limits: Limits, what: str = "list") -> None:
+    """Refuse a list/tuple of ``n`` Python items (nested ones counted) over the cap."""
+    if n > limits.max_items:
+        raise ExprError("expr.too_many_items", what=Term(f"expr.{what}"), n=n, max=limits.max_items)
+
 
 def too_large(n: int, limits: Limits, what: str = "tensor") -> None:
     """Refuse ``n`` elements over the cap; ``what`` is "tensor", "list" or "tuple"."""
@@ -163,9 +176,16 @@ def matmul_shape(a: object, b: object) -> tuple[int, ...] | None:
 
 
 def check_matmul(a: object, b: object, limits: Limits) -> None:
+    """Refuse a matrix product whose result or whose work (multiply-adds) is over the caps,
+    before it runs: one product of a 2000 x 2000 pair takes 8e9 multiply-adds (seconds of CPU)."""
     shape = matmul_shape(a, b)
-    if shape is not None:
-        too_large(math.prod(shape), limits)
+    if shape is None:
+        return
+    too_large(math.prod(shape), limits)
+    inner = int(a.shape[-1]) if isinstance(a, torch.Tensor) else 1  # matmul_shape: a is a tensor
+    macs = math.prod(shape) * inner
+    if macs > limits.max_macs:
+        raise ExprError("expr.too_much_work", n=macs, max=limits.max_macs)
 
 
 # Prechecks for functions: (args, kwargs, limits) -> None, raising ExprError.
@@ -230,6 +250,16 @@ def _pre_eye(args: tuple, kwargs: dict, limits: Limits) -> None:
     if m is None:
         m = n
     too_large(max(_as_index(n), 0) * max(_as_index(m), 0), limits)
+
+
+def _pre_combine(args: tuple, kwargs: dict, limits: Limits) -> None:
+    """cat / stack: each tensor in the list costs time of its own, so their number is capped
+    (as unbind / split / chunk's pieces are), and the result's size is checked before it is made."""
+    tensors = args[0] if args else kwargs.get("tensors")
+    if not isinstance(tensors, (list, tuple)):
+        return  # torch says what it wanted
+    _too_many_pieces(len(tensors), limits)
+    too_large(sum(t.numel() for t in tensors if isinstance(t, torch.Tensor)), limits)
 
 
 def _pre_broadcast(args: tuple, kwargs: dict, limits: Limits) -> None:
@@ -379,8 +409,8 @@ FUNCTIONS.update(
         "randn_like": _Op(torch.randn_like),
         "full_like": _Op(torch.full_like),
         # combining and elementwise with broadcasting
-        "cat": _Op(torch.cat),
-        "stack": _Op(torch.stack),
+        "cat": _Op(torch.cat, _pre_combine),
+        "stack": _Op(torch.stack, _pre_combine),
         "where": _Op(torch.where, _pre_broadcast),
         "clamp": _Op(torch.clamp, _pre_broadcast, tensorize=True),
         "pow": _Op(torch.pow, _pre_pow),
@@ -463,6 +493,11 @@ def _pre_m_split(t: torch.Tensor, args: tuple, kwargs: dict, limits: Limits) -> 
         _too_many_pieces(math.ceil(size / split), limits)
 
 
+def _pre_m_tolist(t: torch.Tensor, args: tuple, kwargs: dict, limits: Limits) -> None:
+    """The items tolist() would make: every number plus every inner list (d0 + d0*d1 + ...)."""
+    too_many_items(sum(math.prod(t.shape[:k]) for k in range(1, t.dim() + 1)), limits)
+
+
 def _pre_m_broadcast(t: torch.Tensor, args: tuple, kwargs: dict, limits: Limits) -> None:
     check_broadcast([t, *args, *kwargs.values()], limits)
 
@@ -492,7 +527,7 @@ _PLAIN_METHODS = (
     "std", "var", "prod", "abs", "t", "exp", "log", "sqrt", "sin", "cos",
     "tanh", "sigmoid", "relu", "softmax", "argmax", "argmin", "norm", "numel",
     "dim", "size", "stride", "float", "double", "int", "long", "bool", "half",
-    "bfloat16", "clone", "detach", "item", "tolist", "cumsum", "round",
+    "bfloat16", "clone", "detach", "item", "cumsum", "round",
     "floor", "ceil", "sign", "storage_offset", "element_size", "nelement",
     "all", "any", "neg", "square", "tan", "log2", "log10", "log_softmax",
     "tril", "triu", "amax", "amin", "trace", "flip", "is_floating_point",
@@ -502,6 +537,7 @@ TENSOR_METHODS: dict[str, _Op] = {name: _Op(getattr(torch.Tensor, name)) for nam
 TENSOR_METHODS.update(
     {
         "to": _Op(_tensor_to),
+        "tolist": _Op(torch.Tensor.tolist, _pre_m_tolist),
         "expand": _Op(torch.Tensor.expand, _pre_m_sizes("expand")),
         "repeat": _Op(torch.Tensor.repeat, _pre_m_sizes("repeat")),
         "unbind": _Op(torch.Tensor.unbind, _pre_m_unbind),

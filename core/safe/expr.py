@@ -29,11 +29,12 @@ tensors combines elementwise, so ``0 < x < 1`` means ``(0 < x) & (x < 1)``."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 import operator
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -58,7 +59,10 @@ from core.safe.allowlist import (
     check_matmul,
     describe_value,
     too_large,
+    too_many_items,
 )
+from core.safe.budget import Budget, setting_name
+from core.safe.parsing import parse
 
 # ---------------------------------------------------------------------------
 # Operators
@@ -138,8 +142,8 @@ def _bracket_depth(text: str) -> int:
 def _statement_error(text: str) -> ExprError | None:
     """If the text parses as statements, say why that is not allowed."""
     try:
-        module = ast.parse(text, mode="exec")
-    except BaseException:  # noqa: BLE001 - includes RecursionError / MemoryError
+        module = cast(ast.Module, parse(text, mode="exec"))
+    except BaseException:  # noqa: BLE001 - includes RecursionError / MemoryError / SystemError
         return None
     if not module.body:
         return None
@@ -162,7 +166,7 @@ def _parse(text: object, limits: Limits) -> ast.Expression:
     if _bracket_depth(source) > limits.max_depth:
         raise _too_deep(limits)
     try:
-        return ast.parse(source, mode="eval")
+        tree = parse(source, mode="eval")
     except SyntaxError as exc:
         statement = _statement_error(source)
         if statement:
@@ -174,6 +178,9 @@ def _parse(text: object, limits: Limits) -> ast.Expression:
         raise _too_deep(limits) from None
     except (ValueError, TypeError) as exc:  # e.g. null bytes
         raise ExprError("expr.invalid", reason=Code(exception_text(exc))) from None
+    except SystemError as exc:  # Python's parser failed in itself (see core.safe.parsing), not the text
+        raise ExprError("expr.parser_failed", reason=Code(exception_text(exc))) from None
+    return cast(ast.Expression, tree)
 
 
 class _Checker:
@@ -336,6 +343,20 @@ _VALUE_TYPES = (torch.Tensor, torch.dtype, torch.device, bool, int, float, compl
 
 
 
+def _tensors_in(value: object, limit: int) -> list[torch.Tensor]:
+    """The tensors inside nested lists/tuples (at most ``limit`` containers and items are looked at)."""
+    found: list[torch.Tensor] = []
+    stack, seen = [value], 0
+    while stack and seen <= limit:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return found
+
+
 def _is_result_tuple(value: object) -> bool:
     return isinstance(value, tuple) and type(value).__module__ == "torch.return_types"
 
@@ -347,6 +368,8 @@ class _Evaluator:
         self.start = time.monotonic()
         # id -> (object, element count); the object is kept so ids stay unique.
         self.counts: dict[int, tuple[object, int]] = {}
+        self.item_counts: dict[int, tuple[object, int]] = {}  # id -> (object, Python items), likewise
+        self.live = 0  # bytes of values held by the operations still being evaluated
         self.visitors: dict[type, Callable[[Any], Any]] = {
             ast.Constant: self.constant,
             ast.Name: self.name,
@@ -389,6 +412,41 @@ class _Evaluator:
         self.counts[id(value)] = (value, n)
         return n
 
+    def items(self, value: object) -> int:
+        """Python items in a list/tuple, nested lists and tuples counted too (0 for anything else)."""
+        if not isinstance(value, (list, tuple)) or isinstance(value, torch.Size):
+            return 0
+        hit = self.item_counts.get(id(value))
+        if hit is not None and hit[0] is value:
+            return hit[1]
+        n = len(value)
+        for item in value:
+            if n > self.limits.max_items:
+                break
+            if isinstance(item, (list, tuple)):
+                n += self.items(item)
+        self.item_counts[id(value)] = (value, n)
+        return n
+
+    def nbytes(self, value: object) -> int:
+        """Memory a value holds: its tensors' bytes plus a Python object per list item (an estimate)."""
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size()
+        if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+            return 32 * self.items(value) + sum(
+                t.numel() * t.element_size() for t in _tensors_in(value, self.limits.max_items))
+        return 0
+
+    def hold(self, value: object) -> int:
+        """Count ``value`` as held until the operation that needs it has run; refuse past the budget."""
+        n = self.nbytes(value)
+        self.live += n
+        cap = self.limits.max_bytes
+        if cap is not None and self.live > cap:
+            raise ExprError("expr.memory_budget", mb=self.live / 2**20, budget=cap / 2**20,
+                            setting=setting_name("budget_mb"))
+        return n
+
     def check_result(self, value: object) -> None:
         if value is None or value is Ellipsis:
             return
@@ -400,8 +458,9 @@ class _Evaluator:
             if abs(value) > self.limits.max_int:
                 raise ExprError("expr.integer", value=value, max=self.limits.max_int)
         elif isinstance(value, (list, tuple)):
-            n = self.count(value)
-            too_large(n, self.limits, "list" if isinstance(value, list) else "tuple")
+            what = "list" if isinstance(value, list) else "tuple"
+            too_large(self.count(value), self.limits, what)
+            too_many_items(self.items(value), self.limits, what)
 
     def check_variable(self, name: str, value: object, depth: int = 0) -> None:
         if value is None or isinstance(value, (torch.Tensor, torch.dtype, torch.device, *_SCALARS)):
@@ -440,8 +499,17 @@ class _Evaluator:
         raise ExprError("expr.name", name=Code(name))
 
     def binop(self, node: ast.BinOp) -> object:
-        left = self.visit(node.left)
-        right = self.visit(node.right)
+        held = 0
+        try:
+            left = self.visit(node.left)
+            held += self.hold(left)
+            right = self.visit(node.right)
+            held += self.hold(right)
+            return self.apply_binop(node, left, right)
+        finally:
+            self.live -= held
+
+    def apply_binop(self, node: ast.BinOp, left: Any, right: Any) -> object:
         kind = type(node.op)
         if kind is ast.Pow:
             check_exponent(right, self.limits)
@@ -460,8 +528,9 @@ class _Evaluator:
                     k = operator.index(times)
                 except Exception:  # noqa: BLE001 - not a whole number: no repetition to count
                     continue
-                n = self.count(seq) * max(k, 0)
-                too_large(n, self.limits, "list" if isinstance(seq, list) else "tuple")
+                what = "list" if isinstance(seq, list) else "tuple"
+                too_large(self.count(seq) * max(k, 0), self.limits, what)
+                too_many_items(self.items(seq) * max(k, 0), self.limits, what)
 
     def unaryop(self, node: ast.UnaryOp) -> object:
         operand = self.visit(node.operand)
@@ -506,11 +575,27 @@ class _Evaluator:
         return self.visit(node.body) if self.truth(self.visit(node.test)) else self.visit(node.orelse)
 
     def call(self, node: ast.Call) -> object:
+        held = 0
+        try:
+            receiver = None
+            if isinstance(node.func, ast.Attribute):
+                receiver = self.visit(node.func.value)
+                held += self.hold(receiver)
+            args = []
+            for arg in node.args:
+                args.append(self.visit(arg))
+                held += self.hold(args[-1])
+            kwargs = {}
+            for kw in node.keywords:  # check() refused **kwargs, so every keyword has a name
+                if kw.arg is not None:
+                    kwargs[kw.arg] = self.visit(kw.value)
+                    held += self.hold(kwargs[kw.arg])
+            return self.apply_call(node, receiver, tuple(args), kwargs)
+        finally:
+            self.live -= held
+
+    def apply_call(self, node: ast.Call, receiver: object, args: tuple, kwargs: dict) -> object:
         func = node.func
-        receiver = self.visit(func.value) if isinstance(func, ast.Attribute) else None
-        args = tuple(self.visit(arg) for arg in node.args)
-        # check() refused **kwargs, so every keyword has a name
-        kwargs = {kw.arg: self.visit(kw.value) for kw in node.keywords if kw.arg is not None}
         self.tick()
         if isinstance(func, ast.Name):
             op = FUNCTIONS.get(func.id)
@@ -624,11 +709,32 @@ class _Evaluator:
         parts = [None if p is None else self.visit(p) for p in (node.lower, node.upper, node.step)]
         return slice(*parts)
 
+    def displayed(self, elts: list[ast.expr]) -> list:
+        """The values of a list/tuple display, each held (and the budget checked) as it comes."""
+        held = 0
+        try:
+            values = []
+            for elt in elts:
+                values.append(self.visit(elt))
+                held += self.hold(values[-1])
+            return values
+        finally:
+            self.live -= held
+
     def list_display(self, node: ast.List) -> list:
-        return [self.visit(elt) for elt in node.elts]
+        return self.displayed(node.elts)
 
     def tuple_display(self, node: ast.Tuple) -> tuple:
-        return tuple(self.visit(elt) for elt in node.elts)
+        return tuple(self.displayed(node.elts))
+
+
+def with_budget(limits: Limits, budget: Budget | None = None) -> Limits:
+    """``limits`` within the request budget: the clock is at most ``PYTORCH_LAB_BUDGET_S`` and
+    ``max_bytes`` left open (None) becomes ``PYTORCH_LAB_BUDGET_MB``."""
+    budget = Budget.current() if budget is None else budget
+    return dataclasses.replace(
+        limits, max_seconds=min(limits.max_seconds, budget.seconds),
+        max_bytes=budget.memory_bytes if limits.max_bytes is None else limits.max_bytes)
 
 
 def evaluate(
@@ -643,7 +749,7 @@ def evaluate(
     """
     variables = dict(variables or {})
     tree = check(text, variables.keys(), limits)
-    evaluator = _Evaluator(variables, limits)
+    evaluator = _Evaluator(variables, with_budget(limits))
     try:
         return evaluator.visit(tree.body)
     except ExprError:

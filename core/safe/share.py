@@ -10,6 +10,7 @@ import zlib
 from urllib.parse import urlencode
 
 from core.errors import Code, LabError
+from core.safe.jsontext import loads_user_json
 
 VERSION = "1"
 PARAM = "s"  # the URL parameter that carries the token
@@ -44,10 +45,10 @@ def decode_state(token: str) -> dict:
         raw = inflater.decompress(compressed, MAX_JSON)
         if inflater.unconsumed_tail:
             raise ShareError("share.too_large")
-        data = json.loads(raw)
+        data = loads_user_json(raw, MAX_JSON, "json.share")
     except ShareError:
         raise
-    except (binascii.Error, zlib.error, ValueError, UnicodeDecodeError, RecursionError):  # deep [[[[ nesting
+    except (binascii.Error, zlib.error, ValueError):  # a LabError from the JSON reader is a ValueError too
         raise ShareError("share.damaged") from None
     if not isinstance(data, dict):
         raise ShareError("share.damaged")

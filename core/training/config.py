@@ -19,6 +19,7 @@ from core.ml.data import DATASETS
 from core.ml.modules import infer_shapes, parameter_count
 from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
+from core.safe.jsontext import loads_user_json
 from core.settings import load_settings
 
 # --------------------------------------------------------------------------- choices
@@ -245,15 +246,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        if len(text) > 500_000:
-            raise ConfigError("config.json_too_long", n=500_000)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError("config.json_invalid", reason=Code(exc.msg), line=exc.lineno, column=exc.colno) from None
-        except RecursionError:  # json.loads recurses once per [ or {
-            raise ConfigError("config.json_too_deep") from None
-        return cls.from_dict(data)
+        return cls.from_dict(loads_user_json(text, 500_000, "json.config", ConfigError))  # coded json.* errors
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A new config with some fields changed, validated (the model spec is not checked again)."""

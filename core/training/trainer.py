@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import Code, first_line
+from core.ml.activations import eval_batch_size
 from core.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.ml.modules import build_model
 from core.training.batches import TrainData, augment_batch, derive_seed, load_data
@@ -354,14 +355,28 @@ class Trainer:
         self._acc = {"loss_sum": 0.0, "correct": 0, "seen": 0}
         return summary
 
+    def _eval_batch(self, sample_shape: tuple[int, ...], largest: int) -> int:
+        """Evaluation batch size for this model (computed once per sample shape and cap)."""
+        cache = self.__dict__.setdefault("_eval_batches", {})
+        key = (sample_shape, largest)
+        if key not in cache:
+            cache[key] = eval_batch_size(self.core, sample_shape, largest=largest, refuse=False)
+        return cache[key]
+
     @torch.no_grad()
     def evaluate(self, split: str = "test", batch_size: int = 1000) -> Evaluation:
-        """Mean loss and accuracy (classification) over a whole split, in eval mode."""
+        """Mean loss and accuracy (classification) over a whole split, in eval mode.
+
+        Batches hold at most ``batch_size`` samples and no more than fit the memory budget
+        (``PYTORCH_LAB_BUDGET_MB``, from the model's activations per sample): a narrow
+        model may use 1,000, a very wide one far fewer.
+        """
         if split not in ("test", "train"):
             raise ValueError("split must be 'test' or 'train'")
         x_all = self.data.test_x if split == "test" else self.data.train_x
         y_all = self.data.test_y if split == "test" else self.data.train_y
         self.core.eval()
+        batch_size = self._eval_batch(tuple(x_all.shape[1:]), batch_size)
         loss_sum, correct, n = 0.0, 0, len(x_all)
         for start in range(0, n, batch_size):
             x, y = x_all[start:start + batch_size], y_all[start:start + batch_size]

@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from core.lessons.tensors import describe, to_frame
+from core.lessons.tensors import describe, to_frame, value_text
 from pages.ui.text import tr
 
 
@@ -14,7 +14,10 @@ def show_tensor(t, key: str, title: str | None = None) -> None:
     if title:
         st.markdown(f"**{title}**")
     if not isinstance(t, torch.Tensor):
-        st.code(repr(t), language="text")
+        text, cut = value_text(t)  # bounded before formatting: a big tuple or list is not all written out
+        st.code(text, language="text")
+        if cut:
+            st.caption(tr("tensors.result_cut", n=len(text) - 2))
         return
     facts = describe(t)
     st.dataframe(pd.DataFrame([{k: str(v) for k, v in facts.items()

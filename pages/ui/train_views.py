@@ -280,7 +280,12 @@ def uploaded_checkpoint() -> None:
                 args=(ckpt, config, upload.name))
     if evaluate:
         data = load_data(config)
-        show_evaluation({**evaluate_model(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y})
+        try:  # sized and timed by the request budget: a model too wide or too slow is refused with why
+            result = evaluate_model(model, data.test_x, data.test_y)
+        except ValueError as exc:
+            st.error(tr("error.bad_value", reason=exc))
+            return
+        show_evaluation({**result, "x": data.test_x, "y": data.test_y})
 
 
 def _resume_upload(ckpt: dict, config: TrainConfig, filename: str) -> None:

@@ -528,7 +528,7 @@ def test_cli_resumes_a_stopped_run(tmp_path, capsys):
     (["--lr", "nan"], "lr must be a finite number"),
     (["--epochs", "0"], "epochs must be between"),
     (["--preset", "cnn_rgb16"], "shape demo"),
-    (["--model-spec", "{bad json"], "model_spec: not valid JSON"),
+    (["--model-spec", "{bad json"], "model_spec: the spec is not valid JSON"),
     (["--config", "/nonexistent/x.json"], "cannot read the config file"),
 ])
 def test_cli_invalid_config_exits_2(argv, match, capsys):
