@@ -4,7 +4,7 @@ Layers, top to bottom (README, "Layout")::
 
     app.py, pages/*.py        the browser side: one thin script per page
     pages/ui/                 Streamlit helpers shared by the pages
-    core/train.py             the training command (python -m core.train)
+    core/train.py             the commands: python -m core.train, python -m core.evaluate (core/evaluate.py)
     core/lessons/             teaching engines, one per page (tensors, autograd, builder, step mode)
     core/runs/                run store, job queue, worker, trained models, run views
     core/training/            config, precision, batches, trainer, console
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pages", ("app", "pages")),
     ("pages.ui", ("pages.ui",)),
-    ("command", ("core.train",)),
+    ("command", ("core.train", "core.evaluate")),
     ("lessons", ("core.lessons",)),
     ("runs", ("core.runs",)),
     ("training", ("core.training",)),
@@ -75,7 +75,8 @@ def imports_of(path: Path, known: set[str], missing: list[str] | None = None) ->
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # "from core.ml import data" imports the module core.ml.data; "from core.ml.data import x" imports core.ml.data
+            # "from core.ml import data" imports the module core.ml.data;
+            # "from core.ml.data import x" imports core.ml.data
             names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
                      for a in node.names]
             if missing is not None and node.module in ("core", "pages", "pages.ui"):

@@ -154,8 +154,9 @@ def read_digits(path: str | Path, classes: int = 10) -> tuple[torch.Tensor, torc
     with archive:
         missing = [k for k in ("images", "labels") if k not in archive.files]
         if missing:
+            found = ", ".join(archive.files[:5]) + (", ..." if len(archive.files) > 5 else "")
             raise EvaluationError("evaluate.missing_arrays", path=where, missing=Code(", ".join(missing)),
-                                  found=Code(", ".join(archive.files) or "-"))
+                                  found=Code(found or "-"))
         try:
             images, labels = archive["images"], archive["labels"]
         except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:  # an object array, damaged bytes
