@@ -25,6 +25,7 @@ def example(ex: str) -> None:
 
 st.title(tr("train.title"))
 st.write(tr("train.intro"))
+st.caption(tr("train.honest"))
 st.markdown(f"**{tr('train.examples')}**")
 for col, ex in zip(st.columns(len(EXAMPLES)), EXAMPLES, strict=False):
     col.button(ex, key=f"tr_ex_{ex}", on_click=example, args=(ex,), help=tr(f"train.ex.{ex}"), width="stretch")
