@@ -217,6 +217,11 @@ class LiveCharts:
             frame = follower.frame if follower.frame is not None else pd.DataFrame()
             return frame, follower.last
 
+    def clear_charts(self) -> None:
+        """Forget the built charts (the readers stay): the next request of each key builds again."""
+        with self._lock:
+            self._charts.clear()
+
     def charts(self, key: Hashable, build: Callable[[], Any]) -> Any:
         """``build()``'s result for ``key``, built once while the key stays in the cache."""
         with self._lock:
