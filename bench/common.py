@@ -205,14 +205,24 @@ def heading_of(section: str) -> str:
     return first
 
 
-def update_benchmarks(section: str, path: Path = BENCHMARKS, heading: str | None = None) -> None:
+def _section_pattern(heading: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+
+
+def update_benchmarks(section: str, path: Path = BENCHMARKS, heading: str | None = None,
+                      after: str | None = None) -> None:
     """Replace the section under ``heading`` (default: the section's own first line) up to the
-    next ``## `` heading, or append it; the rest of the file is kept."""
+    next ``## `` heading; a new one goes right after the section headed ``after`` when there is
+    one, else at the end. The rest of the file is kept."""
     heading = heading or heading_of(section)
     text = path.read_text() if path.exists() else TITLE + "\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = _section_pattern(heading)
+    previous = _section_pattern(after).search(text) if after else None
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
+    elif previous is not None:
+        text = text[:previous.end()].rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n\n" + \
+            text[previous.end():].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     atomic_write_bytes(path, text.rstrip("\n").encode() + b"\n")

@@ -298,10 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     parts = [render_default(rows[-1][2], r3, when, runner, command)]
     if len(rows) > 1:
         parts.append(render_ablation(rows, when, runner, command))
-    for part in parts:
+    for before, part in zip([None, *parts], parts, strict=False):
         print(part)
         if not args.no_write:
-            update_benchmarks(part)
+            update_benchmarks(part, after=before.splitlines()[0] if before else None)
     if not args.no_write:
         print(f"updated {BENCHMARKS}")
     if not env_facts().fast_bf16:

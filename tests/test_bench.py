@@ -237,6 +237,10 @@ def test_update_replaces_one_section_and_keeps_the_others(tmp_path):
     text = path.read_text()
     assert "old b" not in text and "new b" in text and "old a" in text and "old c" in text
     assert [line for line in text.splitlines() if line.startswith("## ")] == ["## A", "## B", "## C", "## D"]
+    C.update_benchmarks("## B2\n\nnew b2\n", path=path, after="## B")  # a new part after the one before it
+    text = path.read_text()
+    assert [line for line in text.splitlines() if line.startswith("## ")] == ["## A", "## B", "## B2", "## C", "## D"]
+    assert "new b\n\n## B2\n\nnew b2\n\n## C" in text
     with pytest.raises(ValueError, match="## "):
         C.update_benchmarks("no heading", path=path)
 
