@@ -149,7 +149,7 @@ class TrainConfig(BaseModel):
     # pages' evaluation and Predict use the averaged weights.
     ema: Annotated[Float, Field(ge=0.0, le=0.9999)] = 0.98
     # Test-time augmentation: evaluation averages the logits of each image and of its four 1-pixel
-    # shifts (the border filled with the background; never flips). Images only.
+    # shifts (the border filled with the background; never flips). Images only: other data ignores it.
     tta: Flag = True
 
     def __init__(self, **data: Any) -> None:
@@ -223,8 +223,6 @@ class TrainConfig(BaseModel):
             raise ConfigError(code, shape=Code(str(tuple(out_shape[1:]))), dataset=Code(repr(self.dataset)),
                               n=info.outputs)
         self._check_params(parameter_count(spec), limits)
-        if self.tta and len(info.input_shape) != 3:
-            raise ConfigError("config.tta", dataset=Code(repr(self.dataset)))
         return self
 
     def _check_run_caps(self, limits: Limits) -> None:
