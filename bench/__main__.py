@@ -22,7 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.common import BENCHMARKS, machine_facts, update_benchmarks, write_benchmarks
+from bench.common import BENCHMARKS, heading_of, machine_facts, update_benchmarks, write_benchmarks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     if write:
         if names == NAMES:
             write_benchmarks(parts)
-        else:  # replace just these parts, keep the rest of the file
-            for part in parts:
-                update_benchmarks(part)
+        else:  # replace just these parts, keep the rest of the file (a new part goes after the one before it)
+            for before, part in zip([None, *parts], parts, strict=False):
+                update_benchmarks(part, after=heading_of(before) if before else None)
         print(f"wrote {BENCHMARKS}", file=sys.stderr)
     if failed:
         print(f"FAILED sections: {', '.join(failed)}", file=sys.stderr)

@@ -11,6 +11,8 @@ The API is small on purpose (other section modules import it):
 - ``md_table(headers, rows) -> str``
 - ``Contention()``: a context manager measuring how busy the machine was around a block;
   ``.note()`` is one sentence for a section (a warning when other work competed for cores).
+- ``machine_load()``, ``load_text(load)``, ``wait_for_quiet(max_wait_s)``: the load now, as a table
+  cell, and waiting for a quiet window before a timing (other work on a shared machine).
 - ``update_benchmarks(section, path=BENCHMARKS, heading=None)``: replace one "## " section.
 - ``write_benchmarks(sections, path=BENCHMARKS)``: the whole file (header + sections).
 """
@@ -137,6 +139,55 @@ class Contention:
         return text + "."
 
 
+def machine_load() -> dict[str, float | None]:
+    """Now: the share of the last 10 s some task waited for a core (Linux PSI ``some avg10``, 0-1)
+    and the 1-minute load average per core."""
+    psi = None
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        psi = float(first.split("avg10=", 1)[1].split()[0]) / 100
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        load = None
+    return {"psi10": psi, "load": load}
+
+
+def load_text(load: dict[str, float | None]) -> str:
+    """``machine_load()`` as a table cell: "PSI 3%, load 0.4/core"."""
+    parts = []
+    if load.get("psi10") is not None:
+        parts.append(f"PSI {load['psi10'] * 100:.0f}%")
+    if load.get("load") is not None:
+        parts.append(f"load {load['load']:.1f}/core")
+    return ", ".join(parts) or "n/a"
+
+
+def is_quiet(load: dict[str, float | None], psi_max: float = 0.10, load_max: float = 0.75) -> bool:
+    """Quiet enough to time: little CPU pressure (or, without PSI, a low load average)."""
+    if load.get("psi10") is not None:
+        return load["psi10"] <= psi_max and (load.get("load") is None or load["load"] <= 1.5)
+    return load.get("load") is not None and load["load"] <= load_max
+
+
+def wait_for_quiet(max_wait_s: float, poll_s: float = 10.0, log: Callable[[str], None] | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> tuple[bool, dict[str, float | None], float]:
+    """Wait (up to ``max_wait_s``) for a quiet machine (``is_quiet``): other work on the cores makes a
+    timing measure the contention, not the lab. Returns (quiet, the load when it stopped waiting,
+    seconds waited)."""
+    waited = 0.0
+    while True:
+        load = machine_load()
+        if is_quiet(load) or waited >= max_wait_s:
+            return is_quiet(load), load, waited
+        if log is not None and waited % 60 < poll_s:
+            log(f"machine busy ({load_text(load)}); waiting for a quiet window ({waited:.0f}/{max_wait_s:.0f} s)")
+        sleep(poll_s)
+        waited += poll_s
+
+
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A GitHub markdown table; cells are str()-ed, pipes escaped."""
     def cell(v: Any) -> str:
@@ -154,14 +205,24 @@ def heading_of(section: str) -> str:
     return first
 
 
-def update_benchmarks(section: str, path: Path = BENCHMARKS, heading: str | None = None) -> None:
+def _section_pattern(heading: str) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+
+
+def update_benchmarks(section: str, path: Path = BENCHMARKS, heading: str | None = None,
+                      after: str | None = None) -> None:
     """Replace the section under ``heading`` (default: the section's own first line) up to the
-    next ``## `` heading, or append it; the rest of the file is kept."""
+    next ``## `` heading; a new one goes right after the section headed ``after`` when there is
+    one, else at the end. The rest of the file is kept."""
     heading = heading or heading_of(section)
     text = path.read_text() if path.exists() else TITLE + "\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = _section_pattern(heading)
+    previous = _section_pattern(after).search(text) if after else None
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip("\n") + "\n\n", text, count=1)
+    elif previous is not None:
+        text = text[:previous.end()].rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n\n" + \
+            text[previous.end():].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     atomic_write_bytes(path, text.rstrip("\n").encode() + b"\n")

@@ -63,7 +63,7 @@ else:
         table = table[table.apply(lambda r: text.lower() in f"{r['name']} {r['tags']} {r['id']}".lower(), axis=1)]
     # Headers and statuses in the page's language; the frame keeps core's stable column names.
     columns = {c: st.column_config.Column(tr(f"runs.col.{c}")) for c in table.columns}
-    for c in ("best acc", "last acc"):
+    for c in ("val acc", "best acc", "last acc"):
         columns[c] = st.column_config.NumberColumn(tr(f"runs.col.{c}"), format="percent")
     st.dataframe(table.assign(status=table["status"].map(lambda v: tr(f"status.{v}"))), hide_index=True,
                  width="stretch", column_config=columns)

@@ -26,6 +26,7 @@ def example(ex: str) -> None:
 
 st.title(tr("train.title"))
 st.write(tr("train.intro"))
+st.caption(tr("train.honest"))
 page_prompt_box("train_lr", "tr_pp")
 st.markdown(f"**{tr('train.examples')}**")
 for col, ex in zip(st.columns(len(EXAMPLES)), EXAMPLES, strict=False):

@@ -2,6 +2,7 @@
 written where they should be. No timings are asserted: numbers only have to be numbers."""
 from __future__ import annotations
 
+import itertools
 import re
 import sys
 import types
@@ -59,7 +60,8 @@ def test_quick_run_has_every_heading_in_order_and_leaves_the_file_alone(quick_ru
     code, text, before, after = quick_run
     assert code == 0
     headings = [line for line in text.splitlines() if line.startswith("## ")]
-    assert headings == ["## Trainer overhead", "## Data path", "## Hardware efficiency", "## Export"]
+    assert headings == ["## Trainer overhead", "## Data path", "## Hardware efficiency",
+                        "## Hardware efficiency: the lab's CNNs", "## Export"]
     assert "CPU:" in text and "torch " in text  # the machine facts are printed first
     assert before == after
 
@@ -69,7 +71,7 @@ def test_trainer_overhead_table(quick_run):
     (main, extras) = tables(section)
     assert main[0] == ["model", "settings", "train samples", "bare samples/s", "lab samples/s", "lab / bare",
                        "median of paired ratios", "target"]
-    assert column(main, "model") == ["default recipe (lab_cnn)", "r3: tutorials' CNN (M5)"]
+    assert column(main, "model") == ["default recipe (lab_fast)", "r3: tutorials' CNN (M5)"]
     for name in ("bare samples/s", "lab samples/s", "lab / bare"):
         assert all(NUMBER.match(v) and float(v.rstrip("×").replace(",", "")) > 0 for v in column(main, name))
     assert set(column(main, "target")) <= {"met", "missed"}
@@ -99,6 +101,82 @@ def test_hardware_efficiency_table(quick_run):
     # SimpleCNN's FLOPs per sample are a property of the model, not of the machine.
     flops = float(re.search(r"\*\*([\d.]+) MFLOP per sample\*\*", section).group(1))
     assert flops == pytest.approx(BT.train_flops_per_sample(preset_spec("simple_cnn"))[0] / 1e6, abs=0.01)
+
+
+def test_lab_cnn_efficiency_table_and_where_the_time_goes(quick_run):
+    section = parts(quick_run[1])["## Hardware efficiency: the lab's CNNs"]
+    found = tables(section)
+    table = found[0]
+    assert table[0] == ["model", "precision", "memory layout", "samples/s", "achieved GFLOP/s", "% of fp32 GEMM rate",
+                        "% of bf16 GEMM rate", "target (own precision)", "met"]
+    assert set(column(table, "model")) == {"lab_cnn", "lab_fast"}
+    assert set(column(table, "met")) <= {"met", "missed"}
+    assert all(NUMBER.match(v) for v in column(table, "samples/s") + column(table, "% of fp32 GEMM rate"))
+    for key in ("lab_cnn", "lab_fast"):  # FLOPs per sample: a property of the model
+        flops = float(re.search(rf"{key} \*\*([\d.]+) MFLOP\*\*", section).group(1))
+        assert flops == pytest.approx(BT.train_flops_per_sample(preset_spec(key))[0] / 1e6, abs=0.01)
+    if "missed" in column(table, "met"):  # then the profile shows where the time goes
+        profile = found[1]
+        assert profile[0][:3] == ["model", "precision", "ms per step"] and "batch norm" in profile[0]
+        for row in profile[1]:
+            shares = [float(v.rstrip("%")) for v in row[3:-2]]
+            assert sum(shares) == pytest.approx(100, abs=len(shares))  # every kind of work, rounded
+
+
+def test_op_kinds_name_the_work_of_a_training_step():
+    assert BT.op_kind("aten::convolution_backward") == "convolution, backward"
+    assert BT.op_kind("aten::mkldnn_convolution") == "convolution, forward"
+    assert BT.op_kind("aten::native_batch_norm_backward") == "batch norm"
+    assert BT.op_kind("aten::_fused_adamw_") == "optimizer (fused AdamW)"
+    assert BT.op_kind("aten::lerp_") == "weight average (EMA lerp)"
+    assert BT.op_kind("autograd::engine::evaluate_function: X") == "other"
+
+
+def test_recipe_ablation_adds_one_trick_per_row_and_ends_at_the_default():
+    from bench import recipe as BR
+    from core.training.config import TrainConfig
+
+    rows = BR.ablation_configs()
+    assert rows[-1][1] == TrainConfig() and rows[0][1].preset == "lab_cnn" and rows[0][1].ema == 0.0
+    for (_, a), (_, b) in itertools.pairwise(rows):
+        changed = {k for k in TrainConfig.model_fields if getattr(a, k) != getattr(b, k)}
+        assert changed and changed <= {"preset", "precision", "ema", "tta", "scheduler", "epochs", "drop_last"}
+
+
+def _fake_result(seed, seconds, final, pressure=0.02):
+    from core.training.config import TrainConfig
+
+    return {"name": "x", "seed": seed, "target": 0.985, "seconds_to_target": seconds, "epoch_to_target": 4,
+            "final": final, "final_val": 0.99, "best_epoch": 12, "best_test": final, "epochs": 12, "wall": 14.0,
+            "cpu": 27.0, "pressure": pressure, "precision": "bf16", "config": TrainConfig().replace(seed=seed),
+            "load_before": {"psi10": 0.01, "load": 0.3}, "quiet_before": True}
+
+
+def test_recipe_tables_render_medians_worst_and_the_machine_load():
+    from bench import recipe as BR
+
+    results = [_fake_result(s, 6.0 + s, 0.990 + s / 1000) for s in range(4)] + [_fake_result(4, None, 0.984)]
+    runner = BR.Runner(budget_s=0)
+    text = BR.render_default(results, [], "today", runner)
+    assert "median 8.0 s" in text and "worst not reached" in text and "final test accuracy median 99.10%" in text
+    [table] = tables(text)
+    assert column(table, "seed") == ["0", "1", "2", "3", "4"] and column(table, "s to 98.5%")[-1] == "not reached"
+    assert column(table, "machine before the run")[0] == "PSI 1%, load 0.3/core"
+    ablation = BR.render_ablation([("a", None, results), ("b", None, results)], "today", runner)
+    [rows] = tables(ablation)
+    assert column(rows, "seeds reaching it") == ["4/5", "4/5"]
+    assert column(rows, "test range")[0] == "98.40%–99.30%"
+
+
+def test_waiting_for_a_quiet_machine_gives_up_after_its_budget(monkeypatch):
+    loads = iter([{"psi10": 0.9, "load": 5.0}, {"psi10": 0.5, "load": 2.0}, {"psi10": 0.02, "load": 0.4}])
+    monkeypatch.setattr(C, "machine_load", lambda: next(loads))
+    slept = []
+    quiet, load, waited = C.wait_for_quiet(60, poll_s=10, sleep=slept.append)
+    assert quiet and load["psi10"] == 0.02 and waited == 20 and slept == [10, 10]
+    monkeypatch.setattr(C, "machine_load", lambda: {"psi10": 0.9, "load": 5.0})
+    quiet, load, waited = C.wait_for_quiet(30, poll_s=10, sleep=lambda s: None)
+    assert not quiet and waited == 30 and C.load_text(load) == "PSI 90%, load 5.0/core"
 
 
 def test_export_tables(quick_run):
@@ -159,6 +237,10 @@ def test_update_replaces_one_section_and_keeps_the_others(tmp_path):
     text = path.read_text()
     assert "old b" not in text and "new b" in text and "old a" in text and "old c" in text
     assert [line for line in text.splitlines() if line.startswith("## ")] == ["## A", "## B", "## C", "## D"]
+    C.update_benchmarks("## B2\n\nnew b2\n", path=path, after="## B")  # a new part after the one before it
+    text = path.read_text()
+    assert [line for line in text.splitlines() if line.startswith("## ")] == ["## A", "## B", "## B2", "## C", "## D"]
+    assert "new b\n\n## B2\n\nnew b2\n\n## C" in text
     with pytest.raises(ValueError, match="## "):
         C.update_benchmarks("no heading", path=path)
 
@@ -205,7 +287,7 @@ def test_trimmed_step_bookkeeping_reports_the_batch_it_trained_on(accum_steps):
     spec = {"name": "MLP", "input_shape": [1, 28, 28], "layers": [
         {"type": "Flatten"}, {"type": "Linear", "args": {"in_features": 784, "out_features": 10}}]}
     trainer = Trainer(TrainConfig(model_spec=spec, augment=False, limit_train=200, limit_test=50, batch_size=60,
-                                  accum_steps=accum_steps, epochs=1, device="cpu"))
+                                  accum_steps=accum_steps, epochs=1, device="cpu", precision="fp32"))
     for _ in range(2):
         x, y = trainer.next_batch()
         with torch.no_grad():

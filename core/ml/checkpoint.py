@@ -3,8 +3,12 @@
 A checkpoint is the tutorials' dict ``{"epoch", "model_state_dict",
 "optimizer_state_dict", "loss"}`` plus what the lab needs to resume exactly:
 ``"config"`` (a plain dict), ``"scheduler_state_dict"``, ``"scaler_state_dict"``,
-``"step"``, ``"progress"`` and ``"rng"``. Everything in it is a tensor, dict, list,
-tuple, number, string, bool or None, so it loads with ``torch.load(weights_only=True)``.
+``"step"``, ``"progress"`` and ``"rng"``; a run that averages its weights adds
+``"ema_state_dict"`` (the weights the lab evaluates, predicts and exports with;
+``model_state_dict`` stays the trained weights the optimizer state belongs to), and an image
+run ``"normalization"`` (the mean and std its splits were normalized with). Everything in it
+is a tensor, dict, list, tuple, number, string, bool or None, so it loads with
+``torch.load(weights_only=True)``.
 
 Writing goes to a temporary file in the same folder, is flushed and fsynced, then moved
 over the target with ``os.replace``: a reader sees the old file or the new one, never a

@@ -104,9 +104,7 @@ class ImageData:
 
     def __post_init__(self) -> None:
         # Statistics of the training split (for MNIST, close to the tutorials' MNIST_MEAN and MNIST_STD).
-        x = self.train_images.float().div_(255.0)
-        self.mean = float(x.mean())
-        self.std = float(x.std())
+        self.mean, self.std = pixel_stats(self.train_images)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -143,6 +141,27 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tup
     rng.shuffle(train_idx)
     rng.shuffle(test_idx)
     return train_idx, test_idx
+
+
+VAL_SEED = 1  # the validation split's seed (the bundle's own train/test split uses seed 0)
+
+
+def validation_split(labels: np.ndarray, size: int, seed: int = VAL_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) indices into a training split: about ``size`` images held out for model
+    selection, class-balanced (rounded per class: 500 of the bundle's 7,000 is exactly 50 per class)
+    and seeded. ``size`` 0: every image is for fitting, none held out."""
+    labels = np.asarray(labels)
+    if size <= 0:
+        return np.arange(len(labels)), np.empty(0, dtype=np.int64)
+    if size >= len(labels):
+        raise LabError("data.val_size", size=size, n=len(labels))
+    return stratified_split(labels, size / len(labels), seed)
+
+
+def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of uint8 images scaled to [0, 1] (the normalization of a training split)."""
+    x = images.float().div_(255.0)
+    return float(x.mean()), float(x.std())
 
 
 def load_bundled(path: Path = BUNDLED_DIGITS, test_fraction: float = 0.125, seed: int = 0) -> ImageData:

@@ -1,12 +1,17 @@
 """What the Train and Runs pages show about runs: progress, curves (smoothed, downsampled),
 config differences, summaries, and the evaluation of a trained model (confusion matrix,
-per-class accuracy, misclassified digits). Plain data and plotly figures only."""
+per-class accuracy, misclassified digits). Plain data and plotly figures only.
+
+``LiveCharts`` is the live view's process-wide cache: one metrics reader per run and the
+figures of a run built once per new metric row, however many sessions watch it."""
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +28,7 @@ from core.runs.store import RunRow
 from core.safe.budget import Deadline
 
 MAX_POINTS = 2000  # per series: charts stay responsive with long runs
-EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "epoch_seconds")
+EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_seconds")
 
 
 def ema(values, weight: float) -> np.ndarray:
@@ -54,11 +59,14 @@ def downsample(frame: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFram
 
 
 def train_samples(config: Mapping[str, Any]) -> int | None:
-    """Training samples a run config uses (None for a dataset the lab does not know)."""
+    """Training samples a run config fits on (None for a dataset the lab does not know): the training
+    split less the images held out for validation (about ``val_size``: the split rounds per class)."""
     info = DATASETS.get(str(config.get("dataset")))
     if info is None:
         return None
     n = info.train_size
+    if info.image:
+        n -= min(int(config.get("val_size") or 0), n - 1)
     if config.get("limit_train"):
         n = min(n, int(config["limit_train"]))
     return n
@@ -70,7 +78,8 @@ def total_steps(config: Mapping[str, Any]) -> int | None:
     if n is None:
         return None
     batch = max(1, int(config.get("batch_size") or 1))
-    return -(-n // batch) * int(config.get("epochs") or 1)
+    per_epoch = n // batch if config.get("drop_last") and n >= batch else -(-n // batch)
+    return per_epoch * int(config.get("epochs") or 1)
 
 
 def progress(run: RunRow, total_steps: int | None) -> dict[str, Any]:
@@ -100,9 +109,12 @@ def series(metrics: pd.DataFrame, name: str, x: str = "step") -> pd.DataFrame:
     return pd.DataFrame({"x": xs.to_numpy(), "value": rows["value"].to_numpy()})
 
 
-def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smoothing: float = 0.0,
-                  log_y: bool = False, labels: dict | None = None, height: int = 320) -> go.Figure:
-    """Overlaid curves of one metric for several runs ({label: long metrics frame}).
+def curves_figure(runs: dict[str, pd.DataFrame], name: str | Sequence[str], x: str = "step", smoothing: float = 0.0,
+                  log_y: bool = False, labels: dict | None = None, height: int = 320,
+                  legend: Mapping[str, str] | None = None) -> go.Figure:
+    """Overlaid curves of one metric for several runs ({label: long metrics frame}); ``name`` may
+    be several metrics (e.g. validation and test accuracy), each run's traces then named
+    "label · metric" (``legend`` gives a metric's shown name).
 
     The figure is described as one dict and validated once by ``go.Figure``: about 5x faster
     than ``add_trace`` + ``update_layout`` (each a separate validation pass), which matters
@@ -110,11 +122,13 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smo
     ("UI cost" in BENCHMARKS.md).
     """
     traces = []
-    for raw_label, metrics in runs.items():
-        label = plot_text(raw_label)  # a run's name is user text: never markup in the legend or hover
-        s = series(metrics, name, x)
+    names = [name] if isinstance(name, str) else list(name)
+    for (raw_label, metrics), metric in ((item, m) for item in runs.items() for m in names):
+        run_label = plot_text(raw_label)  # a run's name is user text: never markup in the legend or hover
+        s = series(metrics, metric, x)
         if s.empty:
             continue
+        label = run_label if len(names) == 1 else f"{run_label} · {(legend or {}).get(metric, metric)}"
         s = downsample(s)
         xs, ys = s["x"].to_numpy(), s["value"].to_numpy(dtype=float)
         if smoothing > 0 and len(s) > 2:
@@ -125,7 +139,7 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smo
         else:
             traces.append(dict(type="scatter", x=xs, y=ys, name=label,
                                mode="lines+markers" if len(s) < 30 else "lines"))
-    lab = {"x": {"step": "step", "epoch": "epoch", "wall": "seconds"}[x], "y": name, **(labels or {})}
+    lab = {"x": {"step": "step", "epoch": "epoch", "wall": "seconds"}[x], "y": ", ".join(names), **(labels or {})}
     lab = {k: plot_text(v) for k, v in lab.items()}
     layout = dict(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=lab["y"], x=0),
                   xaxis=dict(title=dict(text=lab["x"])), legend=dict(orientation="h", y=-0.25))
@@ -168,6 +182,81 @@ class MetricsFollower:
         return self.frame
 
 
+class LiveCharts:
+    """The Train page's live charts, shared by every session of the server process.
+
+    Each run's metrics are read by one shared ``MetricsFollower`` (at most once per
+    ``min_interval`` seconds: ten sessions ticking every second cost about two small queries a
+    second, not ten), and a set of charts is built once per key: the runs, the last metric row
+    read of each, and the display options. Every session that watches the same run in the same
+    state gets the same figures, so N watching browsers cost one build per new data, not N
+    ("UI cost" in BENCHMARKS.md). Two small LRUs (runs, chart sets) bound the memory; one lock
+    makes a second session wait for the first one's build instead of doing it again. The frames
+    and figures handed out are shared: callers must not change them.
+    """
+
+    def __init__(self, max_runs: int = 64, max_charts: int = 32, min_interval: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_runs, self.max_charts, self.min_interval, self.clock = max_runs, max_charts, min_interval, clock
+        self._lock = threading.Lock()
+        self._followers: OrderedDict[tuple, tuple[MetricsFollower, float]] = OrderedDict()
+        self._charts: OrderedDict[Hashable, Any] = OrderedDict()
+        self.builds = 0   # chart sets built so far (what the cache saves is visible to tests and the bench)
+        self.reads = 0    # store reads so far
+
+    def metrics(self, store, run: Mapping[str, Any], names: tuple[str, ...] | None = None
+                ) -> tuple[pd.DataFrame, int]:
+        """A run's metrics (long frame) and the last row number read, through the shared reader."""
+        key = (str(getattr(store, "home", id(store))), run["id"], names)
+        started = run.get("started")
+        with self._lock:
+            follower, stamp = self._followers.pop(key, (None, -math.inf))
+            if follower is None:
+                follower = MetricsFollower(run["id"], names)
+            if follower.frame is None or started != follower.started or self.clock() - stamp >= self.min_interval:
+                follower.update(store, started)
+                stamp = self.clock()
+                self.reads += 1
+            self._followers[key] = (follower, stamp)
+            while len(self._followers) > self.max_runs:
+                self._followers.popitem(last=False)
+            frame = follower.frame if follower.frame is not None else pd.DataFrame()
+            return frame, follower.last
+
+    def clear_charts(self) -> None:
+        """Forget the built charts (the readers stay): the next request of each key builds again."""
+        with self._lock:
+            self._charts.clear()
+
+    def charts(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()``'s result for ``key``, built once while the key stays in the cache."""
+        with self._lock:
+            if key in self._charts:
+                self._charts.move_to_end(key)
+                return self._charts[key]
+            value = build()
+            self.builds += 1
+            self._charts[key] = value
+            while len(self._charts) > self.max_charts:
+                self._charts.popitem(last=False)
+            return value
+
+
+def live_figures(metrics: dict[str, pd.DataFrame], smoothing: float, text: Mapping[str, str]) -> dict[str, Any]:
+    """The live view's charts of one run or an A/B pair ({label: metrics}): training loss per step,
+    validation and test accuracy (or loss, for regression) per epoch, lr and samples/s. ``text``
+    holds the shown words (keys: loss, acc, test_acc, test_loss, val, test, speed)."""
+    acc = "acc" if any((m["name"] == "test_acc").any() for m in metrics.values()) else "loss"
+    names = (f"val_{acc}", f"test_{acc}")
+    return {
+        "loss": curves_figure(metrics, "loss", smoothing=smoothing, labels={"y": text["loss"]}),
+        "acc": curves_figure(metrics, names, x="epoch", labels={"y": text[f"test_{acc}"]},
+                             legend={names[0]: text["val"], names[1]: text["test"]}),
+        "lr": curves_figure(metrics, "lr", height=240, labels={"y": "lr"}),
+        "speed": curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240, labels={"y": text["speed"]}),
+    }
+
+
 def flat_config(config: dict) -> dict:
     """A run config with the model spec reduced to a short, comparable text."""
     out = {k: v for k, v in config.items() if k != "model_spec"}
@@ -187,17 +276,24 @@ def config_table(runs: list[RunRow], only_differences: bool = False) -> pd.DataF
 
 
 def summary_rows(runs: list[RunRow], metrics: dict[str, pd.DataFrame], target_acc: float = 0.98) -> pd.DataFrame:
-    """Best/last accuracy, lowest loss, duration and time to a target accuracy for each run."""
+    """For each run: the validation accuracy of the epoch best.pt holds (chosen on validation) and that
+    epoch's test accuracy ("best acc"; runs made before the validation split chose on test accuracy),
+    the last test accuracy, the lowest test loss, duration and time to a target test accuracy."""
     rows = []
     for run in runs:
-        m = metrics.get(run["id"], pd.DataFrame(columns=["name", "value", "wall", "step"]))
+        m = metrics.get(run["id"], pd.DataFrame(columns=["name", "value", "wall", "step", "epoch"]))
         acc = m[m["name"] == "test_acc"].sort_values("step")
+        val = m[m["name"] == "val_acc"].sort_values("step")
         loss = m[m["name"] == "test_loss"]
         start = run.get("started") or (m["wall"].min() if len(m) else None)
         reach = acc[acc["value"] >= target_acc]
+        best_epoch = (run.get("best_metrics") or {}).get("epoch")
+        chosen = acc[acc["epoch"] == best_epoch] if best_epoch is not None and "epoch" in acc else acc.iloc[0:0]
+        chosen_val = val[val["epoch"] == best_epoch] if best_epoch is not None and "epoch" in val else val.iloc[0:0]
         rows.append({
             "run": run["name"] or run["id"], "status": run["status"],
-            "best acc": acc["value"].max() if len(acc) else None,
+            "val acc": chosen_val["value"].iloc[-1] if len(chosen_val) else (val["value"].max() if len(val) else None),
+            "best acc": chosen["value"].iloc[-1] if len(chosen) else (acc["value"].max() if len(acc) else None),
             "last acc": acc["value"].iloc[-1] if len(acc) else None,
             "min test loss": loss["value"].min() if len(loss) else None,
             f"s to {target_acc:.1%}": (reach["wall"].iloc[0] - start) if len(reach) and start else None,
@@ -207,7 +303,8 @@ def summary_rows(runs: list[RunRow], metrics: dict[str, pd.DataFrame], target_ac
 
 
 def runs_table(runs: list[RunRow]) -> pd.DataFrame:
-    """The Runs page's table: one row per run."""
+    """The Runs page's table: one row per run. "val acc" and "best acc" are the validation and test
+    accuracy of the epoch best.pt holds (chosen on validation), "last acc" the last epoch's test accuracy."""
     rows = []
     for r in runs:
         cfg = r.get("config") or {}
@@ -218,13 +315,13 @@ def runs_table(runs: list[RunRow]) -> pd.DataFrame:
             "model": (cfg.get("model_spec") or {}).get("name") or cfg.get("preset"),
             "dataset": cfg.get("dataset"), "precision": r.get("precision") or cfg.get("precision"),
             "device": r.get("device") or cfg.get("device"),
-            "best acc": best.get("test_acc"), "last acc": last.get("test_acc"),
+            "val acc": best.get("val_acc"), "best acc": best.get("test_acc"), "last acc": last.get("test_acc"),
             "duration s": round(end - start, 1) if start and end else None,
             "created": pd.to_datetime(r["created"], unit="s").strftime("%Y-%m-%d %H:%M:%S"),
             "tags": ", ".join(r.get("tags") or []),
         })
     return pd.DataFrame(rows, columns=["id", "name", "status", "model", "dataset", "precision", "device",
-                                       "best acc", "last acc", "duration s", "created", "tags"])
+                                       "val acc", "best acc", "last acc", "duration s", "created", "tags"])
 
 
 @torch.no_grad()

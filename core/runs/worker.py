@@ -77,6 +77,7 @@ class _Worker:
     def log_epoch(self, ev: EpochEvent) -> None:
         self.epoch = ev["epoch"]
         for name, value in (("train_loss", ev["train_loss"]), ("train_acc", ev["train_acc"]),
+                            ("val_loss", ev["val_loss"]), ("val_acc", ev["val_acc"]),
                             ("test_loss", ev["test_loss"]), ("test_acc", ev["test_acc"])):
             if value is not None:
                 self.pending.append((ev["step"], ev["epoch"], name, value))
@@ -100,7 +101,8 @@ class _Worker:
 
 def _metrics_of(ev: EpochEvent) -> RunMetrics:
     return {"epoch": ev["epoch"], "step": ev["step"], "train_loss": ev["train_loss"], "train_acc": ev["train_acc"],
-            "test_loss": ev["test_loss"], "test_acc": ev["test_acc"], "lr": ev["lr"], "seconds": ev["seconds"]}
+            "val_loss": ev["val_loss"], "val_acc": ev["val_acc"], "test_loss": ev["test_loss"],
+            "test_acc": ev["test_acc"], "lr": ev["lr"], "seconds": ev["seconds"]}
 
 
 def train_run(trainer: Trainer, store: RunStore | None = None, run_id: str | None = None,
@@ -108,7 +110,8 @@ def train_run(trainer: Trainer, store: RunStore | None = None, run_id: str | Non
               heartbeat_s: float = 2.0, external_stop: threading.Event | None = None) -> str:
     """Drive a trainer to the end, writing metrics/checkpoints to the store; returns the final status.
 
-    Rank 0 does all writing. The run stops early (status ``stopped``, last.pt saved) when
+    Rank 0 does all writing. best.pt is the epoch the trainer marks ``best``: chosen on the validation
+    split (never the test split, which is only reported). The run stops early (status ``stopped``, last.pt saved) when
     the store's stop flag is set or ``external_stop`` (SIGTERM/SIGINT) is.
     """
     cfg = trainer.config
@@ -195,7 +198,8 @@ def execute(trainer: Trainer, store: RunStore | None, run_id: str | None, args) 
         if trainer.is_main and trainer.history:
             last = trainer.history[-1]
             summary = {"run_id": run_id, "status": status, "epoch": trainer.epoch, "step": trainer.global_step,
-                       "test_acc": last.get("test_acc"), "test_loss": last.get("test_loss")}
+                       "val_acc": last.get("val_acc"), "test_acc": last.get("test_acc"),
+                       "test_loss": last.get("test_loss")}
             print(json.dumps(summary))
     except BaseException as exc:  # recorded as "failed" with the reason, then re-raised for the exit code
         if store is not None and run_id is not None:
@@ -254,7 +258,7 @@ def run_stored(args) -> int:
         store.delete_marked(run_id)
         return 0
     try:
-        config = TrainConfig.from_dict(run["config"]).validate()
+        config = TrainConfig.from_stored(run["config"]).validate()
         trainer = Trainer(config)
     except DataUnavailable as exc:  # before ValueError: it is a LabError, hence a ValueError, too
         store.finish_run(run_id, "failed", error=str(exc))

@@ -53,10 +53,14 @@ def _fmt(v: Any, spec: str) -> str:
 
 
 def epoch_line(ev: EpochEvent, epochs: int) -> str:
-    test_acc, train_acc = ev["test_acc"], ev["train_acc"]
+    test_acc, train_acc, val_acc = ev["test_acc"], ev["train_acc"], ev.get("val_acc")
     acc = f" test_acc {_fmt(test_acc and test_acc * 100, '.2f')}%" if test_acc is not None else ""
     train = f" train_acc {train_acc * 100:.2f}%" if train_acc is not None else ""
-    return (f"epoch {ev['epoch']}/{epochs} train_loss {_fmt(ev['train_loss'], '.4f')}{train} "
+    val = ""
+    if ev.get("val_loss") is not None:
+        val = f" val_loss {_fmt(ev['val_loss'], '.4f')}" + (f" val_acc {val_acc * 100:.2f}%" if val_acc is not None
+                                                            else "")
+    return (f"epoch {ev['epoch']}/{epochs} train_loss {_fmt(ev['train_loss'], '.4f')}{train}{val} "
             f"test_loss {_fmt(ev['test_loss'], '.4f')}{acc} ({ev['seconds']:.1f}s)")
 
 

@@ -42,11 +42,13 @@ class EpochRecord(TypedDict):
     step: int                   # optimizer steps done
     train_loss: float | None    # mean over the epoch's training samples (all processes)
     train_acc: float | None     # classification only
-    test_loss: float | None     # on the test split; None on ranks other than 0
+    val_loss: float | None      # on the validation split (model selection); None without one, on other ranks
+    val_acc: float | None       # classification only; None without a validation split, on other ranks
+    test_loss: float | None     # on the test split (reported, never used to choose); None on ranks other than 0
     test_acc: float | None      # classification only; None on ranks other than 0
     lr: float                   # the learning rate after the epoch
-    seconds: float              # wall time of the epoch, test pass included
-    best: bool                  # the best test score so far (accuracy, or lowest loss)
+    seconds: float              # wall time of the epoch, validation and test passes included
+    best: bool                  # the best selection score so far (Trainer.selection_score: validation, never test)
 
 
 class EpochEvent(EpochRecord):
@@ -70,7 +72,7 @@ class DoneEvent(TypedDict):
     kind: Literal["done"]
     epoch: int
     step: int
-    best: float | None           # best test accuracy (classification) or minus the lowest test loss
+    best: float | None           # the best selection score (validation accuracy, or minus the lowest validation loss)
     last: EpochRecord | None     # the last epoch's record
 
 

@@ -38,8 +38,27 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def auto_precision(device: torch.device | str, facts: Any = None) -> Precision:
+    """``precision="auto"``: bf16 autocast where the hardware runs bf16 natively (a CPU with
+    AVX512-BF16 or AMX, a CUDA GPU with bf16), else fp32, the honest fallback (emulated bf16 is slower)."""
+    dev = torch.device(device).type
+    if dev == "cuda" and torch.cuda.is_bf16_supported():
+        return Precision("bf16", torch.bfloat16, False, "cuda", "auto -> bf16: CUDA autocast (bf16 supported)")
+    if dev == "cpu":
+        if facts is None:
+            from core.ml.env import env_facts
+
+            facts = env_facts()
+        reason = str(getattr(facts, "fast_bf16_reason", ""))
+        if getattr(facts, "fast_bf16", False):
+            return Precision("bf16", torch.bfloat16, False, "cpu", f"auto -> bf16: CPU autocast ({reason})")
+        return Precision("fp32", None, False, dev, f"auto -> fp32: this CPU has no native bf16 ({reason})")
+    return Precision("fp32", None, False, dev, f"auto -> fp32 on {dev}")
+
+
 def select_precision(requested: str, device: torch.device | str, facts: Any = None, force: bool = False) -> Precision:
-    """The one place that decides autocast dtype and GradScaler for a precision on a device.
+    """The one place that decides autocast dtype and GradScaler for a precision on a device
+    (``auto``: ``auto_precision``).
 
     ``facts`` is ``core.ml.env.EnvFacts`` (or anything with ``fast_bf16`` and
     ``fast_bf16_reason``); ``force`` allows emulated bf16 on a CPU (slow; for benchmarks).
@@ -47,6 +66,8 @@ def select_precision(requested: str, device: torch.device | str, facts: Any = No
     dev = torch.device(device).type
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested == "auto":
+        return auto_precision(dev, facts)
     if requested == "fp32":
         return Precision("fp32", None, False, dev, "fp32: full precision, no autocast")
     if dev == "cuda":

@@ -10,7 +10,13 @@ benchmarks look inside a step through public methods (``next_batch_indices()``,
 
 Precision lives in ``select_precision`` only: fp16 autocast + GradScaler on CUDA, bf16
 autocast where the hardware has native bf16 (refused with the reason on CPUs that would
-emulate it 4-6x slower), fp16 on CPU refused.
+emulate it 4-6x slower), fp16 on CPU refused; ``auto`` is bf16 where native, else fp32.
+
+Evaluation is honest: model selection (the epoch event's ``best``, hence best.pt) uses the
+validation split carved from the training images (``TrainConfig.val_size``), or without one the
+training summary; the test split is evaluated and reported, never used to choose. Evaluation
+runs the weights' moving average (``TrainConfig.ema``, ``core.training.ema``) and, with
+``tta``, test-time augmentation (``core.ml.evaluate.ShiftTTA``).
 
 Launched under ``torchrun`` (env ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``) the same command
 trains with DistributedDataParallel: gloo on CPU, nccl on CUDA; every rank takes its shard
@@ -40,10 +46,12 @@ from torch import nn
 from core.errors import Code, first_line
 from core.ml.activations import eval_batch_size
 from core.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.ml.evaluate import ShiftTTA
 from core.ml.modules import build_model
 from core.training.batches import TrainData, augment_batch, derive_seed, load_data
 from core.training.config import Limits, TrainConfig
 from core.training.distributed import DistInfo, init_distributed
+from core.training.ema import WeightEMA
 from core.training.events import (
     DoneEvent,
     EpochEvent,
@@ -73,21 +81,40 @@ def _loss_fn(name: str, label_smoothing: float) -> nn.Module:
     return nn.L1Loss()
 
 
-def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+def _optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    """The config's optimizer; SGD, Adam and AdamW with their fused kernel on CPU and CUDA (one op per
+    step over every parameter), the others (and other devices) with the multi-tensor foreach path."""
+    fused: dict[str, Any] = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                   foreach=True)
+    return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def linear_warmup_decay(total: int, warmup_pct: float) -> Callable[[int], float]:
+    """The ``linear`` schedule's lr factor at step i: up from 1/warm to 1 over the first ``warm`` steps
+    (``warmup_pct`` of ``total``), then linearly down to 0 at the last step."""
+    warm = max(1, int(warmup_pct * total))
+
+    def factor(i: int) -> float:
+        if i < warm:
+            return (i + 1) / warm
+        return max(0.0, (total - i) / max(1, total - warm))
+
+    return factor
 
 
 def _scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer, steps_per_epoch: int):
     total = steps_per_epoch * cfg.epochs
+    if cfg.scheduler == "linear":
+        return torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_decay(total, cfg.warmup_pct))
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size * steps_per_epoch, gamma=cfg.gamma)
     if cfg.scheduler == "cosine":
@@ -116,9 +143,11 @@ class Trainer:
     """Trains one model on one dataset, one optimizer step at a time.
 
     ``step()`` -> ``StepEvent``; ``run_epoch()`` and ``run()`` yield step and epoch events;
-    ``evaluate()`` -> ``Evaluation`` (``{"loss", "acc", "n"}``); ``checkpoint()`` / ``load_checkpoint()``
-    capture and restore everything needed to continue exactly (weights, optimizer,
-    scheduler, scaler, position in the epoch, random generators).
+    ``evaluate()`` -> ``Evaluation`` (``{"loss", "acc", "n"}``) of ``eval_model`` (the averaged
+    weights when ``ema`` is on, inside test-time augmentation when ``tta`` is);
+    ``checkpoint()`` / ``load_checkpoint()`` capture and restore everything needed to continue
+    exactly (weights and their average, optimizer, scheduler, scaler, position in the epoch,
+    random generators).
     """
 
     def __init__(self, config: TrainConfig, data: TrainData | None = None, settings=None, facts: Any = None,
@@ -160,14 +189,24 @@ class Trainer:
             self.model = DDP(self.core, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.loss_fn = _loss_fn(self.loss_name, cfg.label_smoothing).to(self.device)
         self.params = [p for p in self.core.parameters() if p.requires_grad]
-        self.optimizer = _optimizer(cfg, self.params)
+        self.optimizer = _optimizer(cfg, self.params, self.device)
+        # What evaluation runs: the weights' moving average (a copy updated after every step), and
+        # test-time augmentation over it for images.
+        self.ema = WeightEMA(self.core, cfg.ema) if cfg.ema > 0 else None
+        averaged = self.ema.module if self.ema is not None else self.core
+        self.eval_model: nn.Module = averaged
+        if cfg.tta and len(self.data.train_x.shape) == 4:
+            self.eval_model = ShiftTTA(averaged, self.data.background)
 
         # Each process trains on its shard; a step takes batch_size / world samples per process,
         # split into accum_steps micro-batches.
         self.n_shard = len(self.data.train_x) // self.dist.world_size
         per_rank_batch = max(1, cfg.batch_size // self.dist.world_size)
         self.micro_batch = max(1, per_rank_batch // cfg.accum_steps)
-        self.batches_per_epoch = -(-self.n_shard // self.micro_batch)
+        if cfg.drop_last and self.n_shard >= self.micro_batch:
+            self.batches_per_epoch = self.n_shard // self.micro_batch
+        else:
+            self.batches_per_epoch = -(-self.n_shard // self.micro_batch)
         self.steps_per_epoch = -(-self.batches_per_epoch // cfg.accum_steps)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.scheduler = _scheduler(cfg, self.optimizer, self.steps_per_epoch)
@@ -178,7 +217,9 @@ class Trainer:
         self.batch = 0          # micro-batches done in the current epoch
         self.global_step = 0    # optimizer steps done
         self.last_loss: float | None = None
-        self.best: float | None = None  # best test accuracy (classification) or lowest test loss
+        # best selection score so far: validation accuracy (classification) or minus the validation loss;
+        # without a validation split the epoch's training accuracy / minus training loss. Never a test score.
+        self.best: float | None = None
         self.history: list[EpochRecord] = []   # epoch records so far
         self._acc = {"loss_sum": 0.0, "correct": 0, "seen": 0}
         self._order: torch.Tensor | None = None
@@ -314,6 +355,8 @@ class Trainer:
             self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
         self.global_step += 1
         self.batch = last
         self.last_loss = loss_value
@@ -365,16 +408,16 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, split: str = "test", batch_size: int = 1000) -> Evaluation:
-        """Mean loss and accuracy (classification) over a whole split, in eval mode.
+        """Mean loss and accuracy (classification) of ``eval_model`` over a whole split (``train``,
+        ``val`` or ``test``), in eval mode.
 
         Batches hold at most ``batch_size`` samples and no more than fit the memory budget
         (``PYTORCH_LAB_BUDGET_MB``, from the model's activations per sample): a narrow
         model may use 1,000, a very wide one far fewer.
         """
-        if split not in ("test", "train"):
-            raise ValueError("split must be 'test' or 'train'")
-        x_all = self.data.test_x if split == "test" else self.data.train_x
-        y_all = self.data.test_y if split == "test" else self.data.train_y
+        if split not in ("test", "val", "train"):
+            raise ValueError("split must be 'test', 'val' or 'train'")
+        x_all, y_all = self.data.split(split)
         self.core.eval()
         batch_size = self._eval_batch(tuple(x_all.shape[1:]), batch_size)
         loss_sum, correct, n = 0.0, 0, len(x_all)
@@ -383,7 +426,7 @@ class Trainer:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with self.autocast():
-                out = self.core(x)
+                out = self.eval_model(x)
             loss_sum += float(self.loss_fn(out.float(), self.targets(y))) * len(x)
             if self.task == "classification":
                 correct += int((out.argmax(1) == y).sum())
@@ -391,20 +434,37 @@ class Trainer:
         return Evaluation(loss=loss_sum / max(n, 1),
                           acc=correct / max(n, 1) if self.task == "classification" else None, n=n)
 
+    def selection_score(self, event: EpochRecord) -> float | None:
+        """What model selection compares (higher is better): the validation accuracy (classification)
+        or minus the validation loss; without a validation split, the epoch's training accuracy or minus
+        its training loss. The test split never enters it."""
+        classify = self.task == "classification"
+        if self.data.has_validation:
+            value = event["val_acc"] if classify else event["val_loss"]
+        else:
+            value = event["train_acc"] if classify else event["train_loss"]
+        if value is None:
+            return None
+        return value if classify else -value
+
     def _epoch_event(self, seconds: float) -> EpochEvent:
         train_loss, train_acc = self._train_summary
         event = EpochEvent(kind="epoch", epoch=self.epoch, step=self.global_step, train_loss=train_loss,
-                           train_acc=train_acc, test_loss=None, test_acc=None, lr=self.current_lr(), seconds=seconds,
-                           best=False)
+                           train_acc=train_acc, val_loss=None, val_acc=None, test_loss=None, test_acc=None,
+                           lr=self.current_lr(), seconds=seconds, best=False)
         if self.is_main:
-            ev = self.evaluate("test")
+            if self.data.has_validation:
+                val = self.evaluate("val")
+                event["val_loss"], event["val_acc"] = val["loss"], val["acc"]
+            ev = self.evaluate("test")  # reported only
             event["test_loss"], event["test_acc"] = ev["loss"], ev["acc"]
-            score = ev["acc"] if self.task == "classification" else -ev["loss"]
+            score = self.selection_score(event)
             if score is not None and math.isfinite(score) and (self.best is None or score > self.best):
                 self.best = score
                 event["best"] = True
         self.history.append(EpochRecord(epoch=event["epoch"], step=event["step"], train_loss=event["train_loss"],
-                                        train_acc=event["train_acc"], test_loss=event["test_loss"],
+                                        train_acc=event["train_acc"], val_loss=event["val_loss"],
+                                        val_acc=event["val_acc"], test_loss=event["test_loss"],
                                         test_acc=event["test_acc"], lr=event["lr"], seconds=event["seconds"],
                                         best=event["best"]))
         return event
@@ -460,7 +520,7 @@ class Trainer:
         rng: dict[str, Any] = {"torch": self._cpu_rng.clone(), "augment": self.aug_gen.get_state()}
         if self._cuda_rng is not None:
             rng["cuda"] = self._cuda_rng.cpu().clone()
-        return {
+        ckpt: dict[str, Any] = {
             "epoch": self.epoch,
             "model_state_dict": self.core.state_dict(),
             "optimizer_state_dict": self.optimizer.state_dict(),
@@ -471,9 +531,15 @@ class Trainer:
             "step": self.global_step,
             "progress": {"batch": self.batch, "loss_sum": self._acc["loss_sum"], "correct": self._acc["correct"],
                          "seen": self._acc["seen"], "best": self.best, "world_size": self.dist.world_size,
+                         "ema_updates": self.ema.updates if self.ema is not None else 0,
                          "history": [{k: v for k, v in h.items()} for h in self.history]},
             "rng": rng,
         }
+        if self.ema is not None:  # the weights evaluation uses (core.ml.evaluate.eval_state_dict)
+            ckpt["ema_state_dict"] = self.ema.state_dict()
+        if self.data.mean is not None and self.data.std is not None:  # how every split was normalized
+            ckpt["normalization"] = {"mean": self.data.mean, "std": self.data.std}
+        return ckpt
 
     def save(self, path: str | Path) -> Path:
         return save_checkpoint(self.checkpoint(), path)
@@ -497,6 +563,9 @@ class Trainer:
                 self.scheduler.load_state_dict(ckpt["scheduler_state_dict"])
             if self.scaler is not None and ckpt.get("scaler_state_dict"):
                 self.scaler.load_state_dict(ckpt["scaler_state_dict"])
+            if self.ema is not None:
+                progress = ckpt.get("progress") or {}
+                self.ema.load_state_dict(ckpt["ema_state_dict"], int(progress.get("ema_updates", 0)))
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError("checkpoint.does_not_fit", reason=Code(first_line(exc))) from None
         progress = ckpt.get("progress") or {}

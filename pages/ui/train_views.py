@@ -10,17 +10,21 @@ from core.ml.env import env_facts
 from core.ml.plots import image_grid
 from core.ml.zoo import PRESETS
 from core.runs.store import RunRow
-from core.runs.trained import checkpoint_path, load_run_model, model_from_checkpoint
+from core.runs.trained import (
+    checkpoint_path,
+    checkpoint_test_evaluation,
+    load_run_evaluation,
+    model_from_checkpoint,
+)
 from core.runs.view import (
-    MetricsFollower,
+    LiveCharts,
     confusion_figure,
-    curves_figure,
     evaluate_model,
+    live_figures,
     progress,
     summary_rows,
     total_steps,
 )
-from core.training.batches import load_data
 from core.training.config import (
     DEVICES,
     LOSSES,
@@ -90,6 +94,11 @@ def form() -> TrainConfig | None:
         c[1].number_input("momentum", *FORM_RANGES["momentum"], key="tr_momentum")
         c[2].number_input("weight_decay", *FORM_RANGES["weight_decay"], format="%.5f", key="tr_weight_decay")
         c[3].number_input("label_smoothing", *FORM_RANGES["label_smoothing"], key="tr_label_smoothing")
+        c = st.columns(4)
+        c[0].number_input("val_size", *FORM_RANGES["val_size"], key="tr_val_size", help=tr("train.val_size_help"))
+        c[1].number_input("ema", *FORM_RANGES["ema"], format="%.4f", key="tr_ema", help=tr("train.ema_help"))
+        c[2].checkbox(tr("train.tta"), key="tr_tta", help=tr("train.tta_help"))
+        c[3].checkbox(tr("train.drop_last"), key="tr_drop_last")
     try:
         return config_from_state()
     except ValueError as exc:
@@ -160,7 +169,14 @@ def fastest_reduced() -> str | None:
 
 
 # What the live view draws (and the A/B summary reads); other metrics stay in the store.
-WATCHED_METRICS = ("loss", "lr", "samples_per_s", "test_acc", "test_loss")
+WATCHED_METRICS = ("loss", "lr", "samples_per_s", "val_acc", "val_loss", "test_acc", "test_loss")
+
+
+@st.cache_resource
+def live_charts() -> LiveCharts:
+    """One process-wide cache of the live charts: each run's chart is built once per new metric row,
+    however many sessions watch it (core.runs.view.LiveCharts)."""
+    return LiveCharts()
 
 
 def watch(run_ids: list[str]) -> None:
@@ -172,15 +188,14 @@ def watch(run_ids: list[str]) -> None:
     if not runs:
         st.warning(tr("train.no_run"))
         return
-    # Each run's metrics are followed incrementally (only new rows are read each second).
-    followers = st.session_state.setdefault("tr_followers", {})
-    for stale in set(followers) - {r["id"] for r in runs}:
-        del followers[stale]
-    metrics = {}
+    # Each run's metrics are followed incrementally (only new rows are read), by one reader per run
+    # shared by every session; the charts are built once per new row, not once per watching session.
+    charts = live_charts()
+    metrics, seen = {}, []
     for run in runs:
         label = f"{run['name'] or run['id']} ({run.get('precision') or run['config'].get('precision')})"
-        follower = followers.setdefault(run["id"], MetricsFollower(run["id"], WATCHED_METRICS))
-        metrics[label] = follower.update(store, run.get("started"))
+        metrics[label], last = charts.metrics(store, run, WATCHED_METRICS)
+        seen.append((run["id"], run.get("started"), last, label))
         steps = total_steps(run["config"])
         p = progress(run, steps)
         eta = f" · ETA {p['eta_s']:.0f} s" if p["eta_s"] is not None else ""
@@ -189,16 +204,16 @@ def watch(run_ids: list[str]) -> None:
         if run.get("error"):
             st.error(plain(run["error"]))
     smooth = st.session_state.get("tr_smooth", 0.6)
+    text = {"loss": tr("train.chart.loss"), "test_acc": tr("train.chart.test_acc"),
+            "test_loss": tr("train.chart.test_loss"), "val": tr("train.chart.val"), "test": tr("train.chart.test"),
+            "speed": tr("train.chart.speed")}
+    figures = charts.charts((tuple(seen), smooth, tuple(text.values())), lambda: live_figures(metrics, smooth, text))
     c = st.columns(2)
-    c[0].plotly_chart(curves_figure(metrics, "loss", smoothing=smooth, labels={"y": tr("train.chart.loss")}),
-                      key="tr_c_loss")
-    acc = "test_acc" if any((m["name"] == "test_acc").any() for m in metrics.values()) else "test_loss"
-    c[1].plotly_chart(curves_figure(metrics, acc, x="epoch", labels={"y": tr(f"train.chart.{acc}")}),
-                      key="tr_c_acc")
+    c[0].plotly_chart(figures["loss"], key="tr_c_loss")
+    c[1].plotly_chart(figures["acc"], key="tr_c_acc")
     c = st.columns(2)
-    c[0].plotly_chart(curves_figure(metrics, "lr", height=240, labels={"y": "lr"}), key="tr_c_lr")
-    c[1].plotly_chart(curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240,
-                                      labels={"y": tr("train.chart.speed")}), key="tr_c_speed")
+    c[0].plotly_chart(figures["lr"], key="tr_c_lr")
+    c[1].plotly_chart(figures["speed"], key="tr_c_speed")
     if len(runs) == 2:
         by_run = {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}
         st.dataframe(summary_rows(runs, by_run), hide_index=True)
@@ -225,9 +240,9 @@ def controls(run_id: str) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _evaluation(run_id: str, stamp: float, dataset: str) -> dict:
-    model, _spec, _ = load_run_model(lab_store(), run_id)
-    data = load_data(TrainConfig(dataset=dataset))
-    return {**evaluate_model(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y}
+    # The weights' moving average and test-time augmentation, as the run scored its test split.
+    model, x, y = load_run_evaluation(lab_store(), run_id)
+    return {**evaluate_model(model, x, y), "x": x, "y": y}
 
 
 def evaluation(run: RunRow) -> None:
@@ -267,8 +282,8 @@ def uploaded_checkpoint() -> None:
         return
     try:
         ckpt = load_checkpoint(upload.getvalue())
-        model, spec = model_from_checkpoint(ckpt)
-        config = TrainConfig.from_dict(ckpt["config"])
+        _model, spec = model_from_checkpoint(ckpt)  # checks the weights fit the model
+        config = TrainConfig.from_stored(ckpt["config"])
     except (CheckpointError, ValueError) as exc:
         st.error(tr("train.bad_checkpoint", reason=exc))
         return
@@ -279,13 +294,13 @@ def uploaded_checkpoint() -> None:
     c[1].button(tr("train.resume_upload"), key="tr_up_resume", on_click=_resume_upload,
                 args=(ckpt, config, upload.name))
     if evaluate:
-        data = load_data(config)
-        try:  # sized and timed by the request budget: a model too wide or too slow is refused with why
-            result = evaluate_model(model, data.test_x, data.test_y)
+        try:  # EMA weights and TTA, as the run scored its test split; sized and timed by the request budget
+            scored, x, y = checkpoint_test_evaluation(ckpt)
+            result = evaluate_model(scored, x, y)
         except ValueError as exc:
             st.error(tr("error.bad_value", reason=exc))
             return
-        show_evaluation({**result, "x": data.test_x, "y": data.test_y})
+        show_evaluation({**result, "x": x, "y": y})
 
 
 def _resume_upload(ckpt: dict, config: TrainConfig, filename: str) -> None:

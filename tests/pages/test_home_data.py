@@ -19,6 +19,7 @@ def test_home_shows_cards_environment_and_zoo(app):
     assert EN["home.card.data"] in texts(at)
     zoo = at.dataframe[0].value
     assert "neural_network" in set(zoo.iloc[:, 0]) and 669_706 in set(zoo.iloc[:, -1])
+    assert {"lab_cnn", "lab_fast"} <= set(zoo.iloc[:, 0])  # the lab's CNNs: the previous default and the default
     env = at.dataframe[1].value
     assert "torch" in set(env.iloc[:, 0])
     # The sidebar's global controls

@@ -38,6 +38,17 @@ def test_examples_fill_the_form(train):
     assert not at.exception
 
 
+def test_the_form_holds_the_default_recipe_and_the_page_says_selection_uses_validation(train):
+    at = train
+    assert EN["train.honest"] in [c.value for c in at.caption]
+    assert at.number_input(key="tr_val_size").value == 500 and at.number_input(key="tr_ema").value == 0.98
+    assert at.checkbox(key="tr_tta").value and at.checkbox(key="tr_drop_last").value
+    assert at.selectbox(key="tr_precision").value == "auto" and at.selectbox(key="tr_scheduler").value == "linear"
+    at.button(key="tr_ex_R1").click().run()  # the tutorials' recipes keep their plain settings
+    assert not at.checkbox(key="tr_tta").value and at.number_input(key="tr_ema").value == 0.0
+    assert at.selectbox(key="tr_precision").value == "fp32" and not at.error
+
+
 def test_tiny_run_finishes_and_shows_charts(train):
     at = train
     at.button(key="tr_ex_R1").click().run()

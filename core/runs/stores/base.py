@@ -81,7 +81,9 @@ class RunMetrics(TypedDict, total=False):
     step: int
     train_loss: float | None
     train_acc: float | None
-    test_loss: float | None
+    val_loss: float | None    # the validation split (model selection); absent in runs made before it existed
+    val_acc: float | None
+    test_loss: float | None   # the test split: reported, never used to choose
     test_acc: float | None
     lr: float | None
     seconds: float | None
@@ -97,7 +99,7 @@ class RunRow(TypedDict):
     config: dict[str, Any]            # the run's TrainConfig as a dict (TrainConfig.to_dict())
     device: str | None                # the device the worker trained on ("cpu", "cuda:0"), once known
     precision: str | None             # fp32, bf16, fp16
-    best_metrics: RunMetrics | None   # the epoch with the best test score so far
+    best_metrics: RunMetrics | None   # the epoch best.pt holds: the best validation score so far
     last_metrics: RunMetrics | None   # the last finished epoch
     tags: list[str]
     kind: Kind                        # job (a background worker) or cli (a terminal)

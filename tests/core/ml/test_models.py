@@ -28,6 +28,19 @@ def test_tutorial_parameter_counts(key, count):
     assert parameter_count(PRESETS[key].spec) == count
 
 
+def test_the_lab_cnns_have_the_same_weights_and_the_fast_one_is_the_default():
+    """lab_fast is lab_cnn with its first conv + pool replaced by one stride-2 conv: the same 104,938
+    parameters (the same shapes, so the same state_dict sizes), a 14x14 map after the first layer."""
+    from core.ml.zoo import DEFAULT_PRESET
+
+    assert DEFAULT_PRESET == "lab_fast"
+    assert parameter_count(PRESETS["lab_cnn"].spec) == parameter_count(PRESETS["lab_fast"].spec) == 104_938
+    slow, fast = build_model(PRESETS["lab_cnn"].spec), build_model(PRESETS["lab_fast"].spec)
+    assert [tuple(p.shape) for p in slow.parameters()] == [tuple(p.shape) for p in fast.parameters()]
+    first = infer_shapes(PRESETS["lab_fast"].spec, batch=1)[0]
+    assert first.output_shape == (1, 32, 14, 14)
+
+
 def test_m4_repr_and_logits():
     model = build_model(preset_spec("neural_network"))
     assert repr(model) == (

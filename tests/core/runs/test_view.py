@@ -112,3 +112,71 @@ def test_metrics_follower_reads_only_new_rows_and_rereads_after_a_resume(tmp_pat
     follower.update(store, started=2.0)
     assert asked == [0]
     store.close()
+
+
+def test_steps_and_samples_count_the_validation_split_and_dropped_batches():
+    from core.training.config import TrainConfig, recipe
+
+    cfg = TrainConfig().to_dict()
+    assert V.train_samples(cfg) == 6500 and V.total_steps(cfg) == 6500 // 128 * 12
+    assert V.total_steps({**cfg, "drop_last": False, "val_size": 0}) == -(-7000 // 128) * 12
+    assert V.train_samples(recipe("r1").to_dict()) == 3  # regression data: no validation split
+
+
+def test_summary_and_table_report_the_epoch_chosen_on_validation():
+    metrics = _metrics("a")
+    metrics = pd.concat([metrics, pd.DataFrame(
+        [("a", 25, 1, "val_acc", 0.97, 1025.0), ("a", 50, 2, "val_acc", 0.96, 1050.0)], columns=metrics.columns)])
+    run = {"id": "a", "name": "A", "status": "completed", "started": 1000.0, "finished": 1060.0,
+           "best_metrics": {"epoch": 1, "val_acc": 0.97, "test_acc": 0.95}, "last_metrics": {"test_acc": 0.985},
+           "config": {"preset": "lab_fast", "dataset": "digits8k"}, "created": 1000.0}
+    row = V.summary_rows([run], {"a": metrics}).iloc[0]
+    assert (row["val acc"], row["best acc"], row["last acc"]) == (0.97, 0.95, 0.985)  # not the best test epoch
+    table = V.runs_table([run]).iloc[0]
+    assert (table["val acc"], table["best acc"], table["last acc"]) == (0.97, 0.95, 0.985)
+
+
+def test_curves_of_two_metrics_name_each_trace():
+    metrics = _metrics("a")
+    metrics = pd.concat([metrics, pd.DataFrame([("a", 25, 1, "val_acc", 0.97, 1025.0)], columns=metrics.columns)])
+    fig = V.curves_figure({"run": metrics}, ("val_acc", "test_acc"), x="epoch",
+                          legend={"val_acc": "validation", "test_acc": "test"})
+    assert [t.name for t in fig.data] == ["run · validation", "run · test"]
+
+
+class _Store:
+    """A stand-in store whose metrics grow on demand, counting reads."""
+
+    home = "/nowhere"
+
+    def __init__(self) -> None:
+        self.rows = _metrics("r1", 10)
+        self.reads = 0
+
+    def metrics_since(self, run_id, after, names):
+        self.reads += 1
+        new = self.rows.iloc[after:]
+        return new, len(self.rows), len(self.rows)
+
+
+def test_live_charts_are_built_once_per_new_row_however_many_sessions_watch():
+    now = [0.0]
+    charts = V.LiveCharts(min_interval=0.5, clock=lambda: now[0])
+    store, run = _Store(), {"id": "r1", "started": 1.0}
+    text = {"loss": "loss", "test_acc": "acc", "test_loss": "l", "val": "val", "test": "test", "speed": "s/s"}
+
+    def tick():  # what one session's live fragment does
+        frame, last = charts.metrics(store, run, ("loss", "test_acc"))
+        return charts.charts(((run["id"], last), 0.6), lambda: V.live_figures({"r": frame}, 0.6, text)), last
+
+    first = [tick() for _ in range(5)]  # five sessions in the same tick
+    assert charts.builds == 1 and store.reads == 1 and all(f[0] is first[0][0] for f in first)
+    held = len(store.rows)
+    store.rows = pd.concat([store.rows, _metrics("r1", 12).iloc[10:]], ignore_index=True)
+    now[0] = 0.2
+    assert tick()[1] == held and charts.builds == 1  # within min_interval: no read, the same figures
+    now[0] = 1.0
+    figures, last = tick()
+    assert last == len(store.rows) and charts.builds == 2 and figures is not first[0][0]
+    assert [tick()[0] for _ in range(3)] == [figures] * 3 and charts.builds == 2
+    assert set(figures) == {"loss", "acc", "lr", "speed"}

@@ -41,7 +41,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/core/conftest.
 
 def tiny(**kw) -> TrainConfig:
     base = dict(model_spec=TINY_SPEC, limit_train=192, limit_test=96, batch_size=32, epochs=2, lr=3e-3,
-                device="cpu")
+                device="cpu", precision="fp32")  # exact comparisons: fp32, not the default's auto (bf16 where fast)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -54,7 +54,7 @@ def losses(trainer: Trainer) -> list[float]:
 def test_default_config_is_the_valid_default_recipe():
     cfg = TrainConfig()
     assert cfg.validate() is cfg
-    assert cfg.preset == DEFAULT_PRESET == "lab_cnn" and cfg.dataset == "digits8k"
+    assert cfg.preset == DEFAULT_PRESET == "lab_fast" and cfg.dataset == "digits8k"
     assert cfg.resolved_task == "classification" and cfg.resolved_loss == "cross_entropy"
     for name in RECIPES:
         rc = recipe(name)
@@ -410,7 +410,9 @@ def test_training_data_has_the_registry_sizes_and_shapes(name):
     config = {"digits8k": TrainConfig(), "linear": recipe("r1"), "synthetic": recipe("r2")}[name]  # valid configs
     data = load_data(config)
     assert config.dataset == name
-    assert (len(data.train_x), len(data.test_x)) == (info.train_size, info.test_size)
+    held = len(data.val_x) if data.val_x is not None else 0  # the validation split is carved from the training split
+    assert (len(data.train_x) + held, len(data.test_x)) == (info.train_size, info.test_size)
+    assert held == (config.val_size if info.image else 0)
     assert tuple(data.train_x.shape[1:]) == info.input_shape and data.outputs == info.outputs
     assert data.task == info.task == config.resolved_task
 
