@@ -236,7 +236,8 @@ def group_figure(groups: Mapping[str, Sequence[pd.DataFrame]], name: str, x: str
             lower, upper = curve["lo"].to_numpy(), curve["hi"].to_numpy()
         if (curve["n"] >= 2).any():
             traces.append(dict(type="scatter", x=np.concatenate([xs, xs[::-1]]),
-                               y=np.concatenate([upper, lower[::-1]]), fill="toself", fillcolor=_rgba(color, 0.2),
+                               y=np.concatenate([upper, lower[::-1]]), mode="lines", fill="toself",
+                               fillcolor=_rgba(color, 0.2),
                                line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=label,
                                name=f"{label} ({band})"))
         n_max = int(curve["n"].max())

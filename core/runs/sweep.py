@@ -372,11 +372,13 @@ def _log_axis(param: str, values: Sequence[Any]) -> bool:
 def _dimension(param: str, values: Sequence[Any]) -> dict[str, Any]:
     if _numeric(values):
         nums = np.asarray(values, dtype=float)
+        unique = np.unique(nums)
         if _log_axis(param, values):
-            unique = np.unique(nums)
             ticks = unique if len(unique) <= 8 else np.geomspace(unique[0], unique[-1], 5)
             return dict(label=f"{param} (log)", values=np.log10(nums), tickvals=np.log10(ticks),
                         ticktext=[format(float(t), ".3g") for t in ticks])
+        if len(unique) <= 8:  # a grid: ticks at its values only
+            return dict(label=param, values=nums, tickvals=unique, ticktext=[format(float(t), "g") for t in unique])
         return dict(label=param, values=nums)
     texts = [_format(v) for v in values]
     order = sorted(set(texts))
@@ -390,10 +392,11 @@ def parallel_figure(table: pd.DataFrame, params: Sequence[str], score: str, heig
     done = table[table["final"].notna()]
     dims = [_dimension(p, list(done[p])) for p in params]
     values = done["final"].to_numpy(dtype=float)
-    dims.append(dict(label=score, values=values))
+    dims.append(dict(label=score, values=values, tickformat=".2%" if score.endswith("acc") else ".4g"))
     data = [dict(type="parcoords", dimensions=dims,
                  line=dict(color=values, colorscale="Viridis", showscale=True,
-                           reversescale=not higher_is_better(score), colorbar=dict(title=dict(text=score))))]
+                           reversescale=not higher_is_better(score),
+                           colorbar=dict(title=dict(text=score), tickformat=".1%" if score.endswith("acc") else None)))]
     layout = dict(height=height, margin=dict(l=60, r=40, t=50, b=20))
     return go.Figure(dict(data=data, layout=layout))
 
@@ -405,19 +408,26 @@ def param_figure(table: pd.DataFrame, param: str, score: str, height: int = 300)
     numeric = _numeric(xs)
     shown = xs if numeric else [_format(v) for v in xs]
     traces: list[dict[str, Any]] = [dict(type="scatter", x=shown, y=done["final"].to_numpy(dtype=float),
-                                         mode="markers", name="runs", marker=dict(size=9, opacity=0.7),
+                                         mode="markers", name="runs", marker=dict(size=9, opacity=0.6, color="#636EFA"),
                                          text=list(done["run"]), hovertemplate="%{text}: %{y:.4g}<extra></extra>")]
     if len(done):
         means = done.assign(_x=shown).groupby("_x", sort=True)["final"].mean()
         traces.append(dict(type="scatter", x=list(means.index), y=means.to_numpy(dtype=float), mode="lines+markers",
-                           name="mean", line=dict(width=2), marker=dict(symbol="diamond", size=10)))
+                           name="mean", line=dict(width=2, color="#EF553B"),
+                           marker=dict(symbol="diamond", size=10, color="#EF553B")))
     xaxis: dict[str, Any] = dict(title=dict(text=param))
     if numeric and _log_axis(param, xs):
         xaxis["type"] = "log"
     elif not numeric:
         xaxis["type"] = "category"
+    unique = sorted(set(shown), key=str) if not numeric else sorted(set(xs))
+    if numeric and len(unique) <= 8:  # a grid: ticks at its values only
+        xaxis.update(tickvals=unique, ticktext=[_format(v) for v in unique])
+    yaxis: dict[str, Any] = dict(title=dict(text=score))
+    if score.endswith("acc"):
+        yaxis["tickformat"] = ".1%"
     layout = dict(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=f"{score} vs {param}", x=0),
-                  xaxis=xaxis, yaxis=dict(title=dict(text=score)), showlegend=False)
+                  xaxis=xaxis, yaxis=yaxis, showlegend=True, legend=dict(orientation="h", y=1.12, x=1, xanchor="right"))
     return go.Figure(dict(data=traces, layout=layout))
 
 

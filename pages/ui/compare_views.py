@@ -135,9 +135,18 @@ def _columns(table: pd.DataFrame, metric_names: Sequence[str]) -> dict[str, Any]
             metric, label = core, core
         else:
             continue
-        config[col] = st.column_config.NumberColumn(("Δ " if col.startswith("Δ ") else "") + label,
-                                                    format="percent" if metric.endswith("acc") else "%.4f")
+        if col.startswith("Δ "):  # differences: signed; accuracies in percentage points (see _deltas_in_points)
+            fmt = raw("runs.verdict.points", v="%+.2f") if metric.endswith("acc") else "%+.4f"
+            config[col] = st.column_config.NumberColumn("Δ " + label, format=fmt)
+        else:
+            config[col] = st.column_config.NumberColumn(label, format="percent" if metric.endswith("acc") else "%.4f")
     return config
+
+
+def _deltas_in_points(table: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy differences × 100, so a column reads "+1.86 pts" (percentage points), not a relative "1.86%"."""
+    cols = [c for c in table.columns if str(c).startswith("Δ ") and str(c).split(" ")[1].endswith("acc")]
+    return table.assign(**{c: table[c] * 100 for c in cols}) if cols else table
 
 
 def summary(chosen: list[RunRow], metrics: dict[str, pd.DataFrame], target: float, metric: str | None,
@@ -153,7 +162,7 @@ def summary(chosen: list[RunRow], metrics: dict[str, pd.DataFrame], target: floa
     table[tr("runs.compare.col.duration")] = extra["duration s"].to_numpy()
     table["status"] = table["status"].map(lambda v: tr(f"status.{v}"))
     if base and metric:
-        table = C.with_deltas(table, base, [f"{metric} best", f"{metric} last"])
+        table = _deltas_in_points(C.with_deltas(table, base, [f"{metric} best", f"{metric} last"]))
     st.markdown(f"**{tr('runs.compare.best_last')}**")
     st.dataframe(table, hide_index=True, width="stretch", column_config=_columns(table, names), key="rn_best_last")
     if base and metric:
@@ -168,7 +177,7 @@ def at_point(chosen: list[RunRow], metrics: dict[str, pd.DataFrame], x: str, at:
     names = C.present(metrics, [*([metric] if metric else []), *[n for n in C.COMPARED if n != metric]])
     table = C.at_table(chosen, metrics, names, x, at, smoothing)
     if base:
-        table = C.with_deltas(table, base, names)
+        table = _deltas_in_points(C.with_deltas(table, base, names))
     st.markdown(f"**{tr('runs.compare.at_title', x=tr(f'runs.x.{x}'), value=f'{at:g}')}**")
     st.dataframe(table, hide_index=True, width="stretch", column_config=_columns(table, names), key="rn_at_table")
     st.caption(tr("runs.compare.at_note"))
@@ -185,7 +194,7 @@ def groups_view(runs: list[RunRow], chosen: list[RunRow]) -> None:
     """Seed groups: mean curves with a band, mean ± std of best and final values, a verdict, more seeds."""
     groups = G.seed_groups(runs)
     by_key = {g.key: g for g in groups}
-    labels = G.group_labels(groups)
+    options = G.group_labels(groups)  # told apart from every group (the picker lists them all)
     s = st.session_state
     _seed("rn_groups", "groups", lambda v: isinstance(v, list))
     if "rn_groups" in s:
@@ -197,7 +206,7 @@ def groups_view(runs: list[RunRow], chosen: list[RunRow]) -> None:
 
     def label(key: str) -> str:
         g = by_key[key]
-        return raw("runs.groups.option", label=labels[key], n=len(g.runs), done=len(g.completed))
+        return raw("runs.groups.option", label=options[key], n=len(g.runs), done=len(g.completed))
 
     keys = st.multiselect(tr("runs.groups.pick"), list(by_key), key="rn_groups", format_func=label,
                           max_selections=MAX_GROUPS)
@@ -206,6 +215,7 @@ def groups_view(runs: list[RunRow], chosen: list[RunRow]) -> None:
         st.info(tr("runs.groups.none"))
         return
     shown = [by_key[k] for k in keys]
+    labels = G.group_labels(shown)  # told apart from the groups shown: "lr=0.001" vs "lr=0.003"
     c = st.columns([2, 3, 3, 2])
     metric_options = ["test_acc", "test_loss", "train_acc", "train_loss", "loss"]
     metric = c[0].selectbox(tr("runs.metric"), metric_options, key="rn_gmetric", bind="query-params")
@@ -216,7 +226,8 @@ def groups_view(runs: list[RunRow], chosen: list[RunRow]) -> None:
                       lambda k: tr(f"runs.groups.band.{k}"), horizontal=True)
     smooth = c[3].slider(tr("runs.smoothing"), 0.0, 0.99, 0.0, key="rn_gsmooth", bind="query-params")
     frames = {labels[g.key]: [metrics[r["id"]] for r in g.runs] for g in shown}
-    st.plotly_chart(G.group_figure(frames, metric, x=x, band=band, smoothing=smooth), key="rn_group_chart")
+    st.plotly_chart(G.group_figure(frames, metric, x=x, band=band, smoothing=smooth,
+                                   labels={"x": raw(f"runs.x.{x}")}), key="rn_group_chart")
     singles = [labels[g.key] for g in shown if len(g.runs) < 2]
     if singles:
         st.caption(tr("runs.groups.single", groups=", ".join(singles)))
@@ -410,7 +421,8 @@ def _sweep_body(sweep_id: str, members: list[RunRow]) -> None:
         fmt = "percent" if score.endswith("acc") else "%.4f"
         config["final"] = st.column_config.NumberColumn(raw("runs.compare.col.last", metric=score), format=fmt)
         config["best"] = st.column_config.NumberColumn(raw("runs.compare.col.best", metric=score), format=fmt)
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="rn_sweep_table")
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="rn_sweep_table",
+                 height=min(35 * (len(shown) + 1) + 3, 640))  # a sweep has at most 16 runs: show them all
 
 
 # --------------------------------------------------------------------------- one run's actions

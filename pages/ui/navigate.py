@@ -47,9 +47,13 @@ def go_to(page: str) -> None:
 
 
 def follow() -> None:
-    """Switch page if a callback asked to (call where the page's widgets are drawn, after the request)."""
+    """Switch page if a callback asked to (call where the page's widgets are drawn, after the request).
+
+    ``st.switch_page`` clears the URL's parameters, and refuses to when some are bound to
+    widgets (the sidebar's language and seed); with an empty mapping it replaces them
+    without that check, and the bound widgets, whose values the session keeps, write
+    themselves back on the new page.
+    """
     target = st.session_state.pop("lab_goto", None)
     if target:
-        st.switch_page(target)
-
-
+        st.switch_page(target, query_params={})

@@ -55,7 +55,8 @@ def sweep_panel(config: TrainConfig | None) -> None:
         c[3].text_input(tr("train.sweep.values2"), key="tr_sw_v2", disabled=not second, placeholder="64, 128")
         c = st.columns([1, 1, 2, 2], vertical_alignment="bottom")
         c[0].number_input(tr("train.sweep.seeds"), 1, W.MAX_SEEDS, 1, key="tr_sw_seeds")
-        c[1].number_input(tr("train.sweep.trials"), 1, W.MAX_RUNS, 4, key="tr_sw_trials",
+        ranged = ":" in str(s.get("tr_sw_v1", "")) or (bool(second) and ":" in str(s.get("tr_sw_v2", "")))
+        c[1].number_input(tr("train.sweep.trials"), 1, W.MAX_RUNS, 4, key="tr_sw_trials", disabled=not ranged,
                           help=tr("train.sweep.trials_help"))
         plan, error = None, None
         if config is not None:
