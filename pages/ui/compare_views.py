@@ -3,7 +3,7 @@ seed groups with bands and a verdict, sweeps, and the actions on one run (clone,
 seeds, compare with its parent). The engines are core.runs.compare, groups, stats and sweep.
 
 State a share link carries (``shared_extras``): ``base`` (the pinned baseline's run id), ``at``
-(the point compared, on the chart's x-axis), ``groups`` and ``vs`` (the seed groups shown and
+([x-axis, point]: where the runs are compared), ``groups`` and ``vs`` (the seed groups shown and
 the two compared), ``sweep`` (the sweep shown). Each widget is seeded from them when it has
 no state yet, so a link (or a return to the view) shows the same thing again.
 """
@@ -82,8 +82,11 @@ def compare_controls(chosen: list[RunRow], metrics: dict[str, pd.DataFrame], x: 
                           format_func=lambda r: raw("runs.compare.no_baseline") if not r else names.get(r, r),
                           help=tr("runs.compare.baseline_help"))
     shared_extras()["base"] = base or None
-    _seed("rn_at_on", "at", lambda v: isinstance(v, (int, float)))
-    if "rn_at_on" in s and not isinstance(s["rn_at_on"], bool):
+    shared = shared_extras().get("at")  # [axis, value] of the link (or of this view, before a view change)
+    if not (isinstance(shared, list) and len(shared) == 2 and shared[0] in C.AXES
+            and isinstance(shared[1], (int, float)) and not isinstance(shared[1], bool)):
+        shared = None
+    if "rn_at_on" not in s and shared is not None:
         s["rn_at_on"] = True
     on = c[1].toggle(tr("runs.compare.at_on"), key="rn_at_on", help=tr("runs.compare.at_help"))
     at = None
@@ -93,16 +96,15 @@ def compare_controls(chosen: list[RunRow], metrics: dict[str, pd.DataFrame], x: 
         lo = 1 if x == "epoch" else 0
         hi = kind(max(top, lo))
         key = f"rn_at_{x}"
-        shared = shared_extras().get("at")
-        if key not in s and isinstance(shared, (int, float)):
-            s[key] = min(max(kind(shared), lo), hi)
+        if key not in s and shared is not None and shared[0] == x:
+            s[key] = min(max(kind(shared[1]), lo), hi)
         if hi > lo:
             at = c[2].slider(tr(f"runs.compare.at.{x}"), lo, hi, key=key,
                              value=s.get(key, hi), step=1 if kind is int else max(0.1, round(hi / 200, 1)))
         else:
             at = hi
             c[2].caption(tr("runs.compare.at_single", x=tr(f"runs.x.{x}"), value=hi))
-    shared_extras()["at"] = at
+    shared_extras()["at"] = [x, at] if at is not None else None
     return base or None, at
 
 
