@@ -166,7 +166,8 @@ def summary(chosen: list[RunRow], metrics: dict[str, pd.DataFrame], target: floa
     if base and metric:
         table = _deltas_in_points(C.with_deltas(table, base, [f"{metric} best", f"{metric} last"]))
     st.markdown(f"**{tr('runs.compare.best_last')}**")
-    st.dataframe(table, hide_index=True, width="stretch", column_config=_columns(table, names), key="rn_best_last")
+    with st.container(key="rn_best_last"):  # keyed containers: the browser tests find the tables by class
+        st.dataframe(table, hide_index=True, width="stretch", column_config=_columns(table, names))
     if base and metric:
         st.caption(tr("runs.compare.delta_note", metric=Code(metric)))
 
@@ -181,7 +182,8 @@ def at_point(chosen: list[RunRow], metrics: dict[str, pd.DataFrame], x: str, at:
     if base:
         table = _deltas_in_points(C.with_deltas(table, base, names))
     st.markdown(f"**{tr('runs.compare.at_title', x=tr(f'runs.x.{x}'), value=f'{at:g}')}**")
-    st.dataframe(table, hide_index=True, width="stretch", column_config=_columns(table, names), key="rn_at_table")
+    with st.container(key="rn_at_table"):
+        st.dataframe(table, hide_index=True, width="stretch", column_config=_columns(table, names))
     st.caption(tr("runs.compare.at_note"))
 
 
@@ -228,8 +230,9 @@ def groups_view(runs: list[RunRow], chosen: list[RunRow]) -> None:
                       lambda k: tr(f"runs.groups.band.{k}"), horizontal=True)
     smooth = c[3].slider(tr("runs.smoothing"), 0.0, 0.99, 0.0, key="rn_gsmooth", bind="query-params")
     frames = {labels[g.key]: [metrics[r["id"]] for r in g.runs] for g in shown}
-    st.plotly_chart(G.group_figure(frames, metric, x=x, band=band, smoothing=smooth,
-                                   labels={"x": raw(f"runs.x.{x}")}), key="rn_group_chart")
+    with st.container(key="rn_group_chart"):
+        st.plotly_chart(G.group_figure(frames, metric, x=x, band=band, smoothing=smooth,
+                                       labels={"x": raw(f"runs.x.{x}")}))
     singles = [labels[g.key] for g in shown if len(g.runs) < 2]
     if singles:
         st.caption(tr("runs.groups.single", groups=", ".join(singles)))
@@ -252,7 +255,8 @@ def _group_table(shown: Sequence[G.SeedGroup], labels: dict[str, str], metrics: 
                     G.format_stats(stats, name)
         rows.append(out)
     st.markdown(f"**{tr('runs.groups.summary')}**")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="rn_group_table")
+    with st.container(key="rn_group_table"):
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(tr("runs.groups.summary_note"))
 
 
@@ -409,7 +413,8 @@ def _sweep_body(sweep_id: str, members: list[RunRow]) -> None:
                               value=_fmt(score, best.mean) + spread, n=best.n))
         finished = table[table["final"].notna()]
         if len(finished) and params:
-            st.plotly_chart(W.parallel_figure(table, params, score), key="rn_sweep_parcoords")
+            with st.container(key="rn_sweep_parcoords"):
+                st.plotly_chart(W.parallel_figure(table, params, score))
             cols = st.columns(len(params))
             for col, param in zip(cols, params, strict=True):
                 col.plotly_chart(W.param_figure(table, param, score), key=f"rn_sweep_param_{param}")
@@ -423,8 +428,9 @@ def _sweep_body(sweep_id: str, members: list[RunRow]) -> None:
         fmt = "percent" if score.endswith("acc") else "%.4f"
         config["final"] = st.column_config.NumberColumn(raw("runs.compare.col.last", metric=score), format=fmt)
         config["best"] = st.column_config.NumberColumn(raw("runs.compare.col.best", metric=score), format=fmt)
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=config, key="rn_sweep_table",
-                 height=min(35 * (len(shown) + 1) + 3, 640))  # a sweep has at most 16 runs: show them all
+    with st.container(key="rn_sweep_table"):
+        st.dataframe(shown, hide_index=True, width="stretch", column_config=config,
+                     height=min(35 * (len(shown) + 1) + 3, 640))  # a sweep has at most 16 runs: show them all
 
 
 # --------------------------------------------------------------------------- one run's actions
