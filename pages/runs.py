@@ -2,9 +2,11 @@
 import pandas as pd
 import streamlit as st
 
-from core.runs.view import config_table, curves_figure, runs_table, summary_rows
+from core.runs.view import config_table, curves_figure, runs_table
+from pages.ui import compare_views as C
 from pages.ui import train_views as W
 from pages.ui.frame import frame
+from pages.ui.navigate import apply_requests
 from pages.ui.state import lab_store, shared_extras
 from pages.ui.text import plain, tr
 from pages.ui.widgets import url_choice
@@ -35,6 +37,7 @@ def manage(action: str, run_id: str) -> None:
 st.title(tr("runs.title"))
 st.write(tr("runs.intro"))
 W.lab_jobs().poll()
+apply_requests()  # one click elsewhere ("compare with its parent", a sweep's runs) picks runs and a view
 runs = lab_store().runs()
 known = {r["id"] for r in runs}
 # The browser keeps the selection as the labels it was shown ("name (status)"). A run renamed or
@@ -81,11 +84,16 @@ else:
     shared_extras()["runs"] = selected
     by_id = {r["id"]: r for r in runs}
     chosen = [by_id[r] for r in selected if r in by_id]  # in selection order: "open" shows the last one picked
-    view = url_choice(st.segmented_control, tr("runs.view"), ["compare", "open", "manage"], "rn_view", "compare",
-                      lambda v: tr(f"runs.view.{v}"), required=True)
-    if not chosen:
+    view = url_choice(st.segmented_control, tr("runs.view"), ["compare", "groups", "sweep", "open", "manage"],
+                      "rn_view", "compare", lambda v: tr(f"runs.view.{v}"), required=True)
+    if view == "groups":
+        C.groups_view(runs, chosen)
+    elif view == "sweep":
+        C.sweep_view(runs)
+    elif not chosen:
         st.info(tr("runs.pick"))
     elif view == "compare":
+        chosen = C.pinned(chosen, by_id)  # a pinned baseline stays in the comparison
         metrics = {r["id"]: lab_store().metrics(r["id"]) for r in chosen}
         available = sorted({n for m in metrics.values() for n in m["name"].unique()})
         c = st.columns([2, 3, 2, 1])  # the x-axis radio needs room for its three options on one line
@@ -97,12 +105,14 @@ else:
         smooth = c[2].slider(tr("runs.smoothing"), 0.0, 0.99, 0.0, key="rn_smooth", bind="query-params")
         log_y = c[3].toggle(tr("runs.log"), key="rn_log", bind="query-params")
         labelled = {names[r["id"]]: metrics[r["id"]] for r in chosen}
+        base, at = C.compare_controls(chosen, metrics, x, names)
         if metric:
-            st.plotly_chart(curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420),
-                            key="rn_chart")
+            fig = curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420)
+            st.plotly_chart(C.marked(fig, names.get(base or ""), x, at), key="rn_chart")
         target = st.number_input(tr("runs.target"), 0.0, 1.0, 0.98, step=0.005, format="%.3f", key="rn_target",
                                  bind="query-params")
-        st.dataframe(summary_rows(chosen, metrics, target), hide_index=True, width="stretch")
+        C.summary(chosen, metrics, target, metric, base)  # best and last of each metric, Δ to the baseline
+        C.at_point(chosen, metrics, x, at, smooth, metric, base)
         diff = st.toggle(tr("runs.only_diff"), key="rn_diff", value=len(chosen) > 1, bind="query-params")
         st.dataframe(config_table(chosen, only_differences=diff), width="stretch")
         csv = pd.concat(metrics.values()).to_csv(index=False).encode() if metrics else b""
@@ -117,6 +127,7 @@ else:
             W.watch([run["id"]])
 
         live()
+        C.run_actions(run, by_id)  # clone → tweak → enqueue, repeat with N seeds, compare with its parent
         with st.expander(tr("runs.config")):
             st.json(run["config"])
         if run["status"] in ("completed", "stopped"):

@@ -2,10 +2,13 @@
 import streamlit as st
 
 from core.runs.store import check_run_id
+from pages.ui import clone
 from pages.ui import train_views as W
 from pages.ui.frame import frame
+from pages.ui.navigate import follow
 from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.state import lab_store
+from pages.ui.sweep_form import sweep_panel
 from pages.ui.text import tr
 from pages.ui.widgets import url_choice
 
@@ -34,6 +37,9 @@ for col, ex in zip(st.columns(len(EXAMPLES)), EXAMPLES, strict=False):
 if st.session_state.get("tr_note"):
     st.info(tr(f"train.note.{st.session_state['tr_note']}"))
 
+follow()  # a button below asked for another page (the Runs page: a sweep, a clone and its parent)
+clone.apply_request()  # "clone" on the Runs page: the form opens with that run's config
+clone.banner()
 config = W.form()
 view = url_choice(st.segmented_control, tr("train.view"), ["run", "step"], "tr_view", "run",
                   lambda v: tr(f"train.view.{v}"), required=True)
@@ -51,6 +57,7 @@ else:
                 help=tr("train.ab_help") if reduced else tr("train.ab_none"), on_click=W.on_start, args=(True,))
     if st.session_state.get("tr_start_error"):
         st.error(tr("error.bad_value", reason=st.session_state.pop("tr_start_error")))
+    sweep_panel(config)
     if st.session_state.get("tr_watch"):  # a run just started: watch it, and keep it in the URL
         st.query_params["run"] = st.session_state.pop("tr_watch")
 
@@ -83,6 +90,7 @@ else:
 
         live()
         run = lab_store().get_run(run_ids[-1])
+        clone.parent_link(run)
         if run and run["status"] in ("completed", "stopped"):
             with st.expander(tr("train.evaluation"), expanded=True):
                 W.evaluation(run)

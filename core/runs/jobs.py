@@ -113,12 +113,18 @@ class JobManager:
         return [self.python, "-m", "core.train", "--run-id", check_run_id(run_id), "--home", str(self.home),
                 "--threads", str(threads), "--job-cap", str(self.cap)]
 
-    def start(self, config: TrainConfig | dict, name: str = "", tags: list[str] | tuple = ()) -> str:
-        """Validate the config, queue the run and launch it if a slot is free. Returns the run id."""
+    def start(self, config: TrainConfig | dict, name: str = "", tags: list[str] | tuple = (),
+              parent: str | None = None, sweep: str | None = None, poll: bool = True) -> str:
+        """Validate the config, queue the run and launch it if a slot is free. Returns the run id.
+
+        ``parent``: the run it was cloned from; ``sweep``: the sweep queueing it (core.runs.sweep);
+        ``poll=False`` only queues it (a sweep polls once after queueing all of its runs).
+        """
         config = TrainConfig.from_dict(config).validate()
         run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
-                                       precision=config.precision)
-        self.poll()
+                                       precision=config.precision, parent=parent, sweep=sweep)
+        if poll:
+            self.poll()
         return run_id
 
     def stop(self, run_id: str) -> str:

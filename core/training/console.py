@@ -87,8 +87,11 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                                help=f"one of {', '.join(k for k, p in PRESETS.items() if p.task != 'shapes')}")
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    base = recipe(args.recipe or "default")
+def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
+    """The config the flags describe: ``--config`` file, else ``--recipe``, else ``base`` (a stored run's
+    config, say), else the default recipe; with every config flag given applied on top."""
+    if base is None or args.recipe:
+        base = recipe(args.recipe or "default")
     if args.config:
         path = Path(args.config)
         try:

@@ -36,6 +36,7 @@ from core.training.config import (
     field_default,
 )
 from core.training.trainer import Trainer
+from pages.ui import clone
 from pages.ui.model_state import current_spec
 from pages.ui.state import lab_store, seed
 from pages.ui.text import plain, tr
@@ -118,6 +119,7 @@ def config_from_state() -> TrainConfig:
     else:
         values.update(preset=s.get("tr_preset", field_default("preset")))
     values["seed"] = seed()
+    values = clone.values(values)  # a clone keeps its parent's settings the form does not show
     made = s.get("tr_config")
     if made is not None and made[0] == values:
         return made[1]
@@ -132,13 +134,14 @@ def on_start(ab: bool = False) -> None:
     try:
         config = config_from_state()
         name = s.get("tr_name", "")
+        parent = clone.parent_for_start()  # a clone's parent, checked: deleted meanwhile, nothing is queued
         if ab:
             reduced = fastest_reduced()
-            first = start(config.replace(precision="fp32"), f"{name or 'A/B'} fp32")
-            second = start(config.replace(precision=reduced), f"{name or 'A/B'} {reduced}")
+            first = start(config.replace(precision="fp32"), f"{name or 'A/B'} fp32", parent)
+            second = start(config.replace(precision=reduced), f"{name or 'A/B'} {reduced}", parent)
             s["tr_watch"] = f"{first},{second}"
         else:
-            s["tr_watch"] = start(config, name)
+            s["tr_watch"] = start(config, name, parent)
         s.pop("tr_start_error", None)
     except ValueError as exc:
         s["tr_start_error"] = exc
@@ -157,8 +160,8 @@ def on_resume(run_id: str) -> None:
         st.session_state["tr_start_error"] = exc
 
 
-def start(config: TrainConfig, name: str = "") -> str:
-    return lab_jobs().start(config, name=name)
+def start(config: TrainConfig, name: str = "", parent: str | None = None) -> str:
+    return lab_jobs().start(config, name=name, parent=parent)
 
 
 def fastest_reduced() -> str | None:

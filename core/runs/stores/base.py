@@ -114,6 +114,8 @@ class RunRow(TypedDict):
     step: int                         # optimizer steps done
     error: str | None                 # why a failed run failed
     delete_requested: bool            # deleted as soon as its worker has stopped (JobManager.delete)
+    parent: str | None                # the run this one was cloned from (Runs page: clone, tweak, enqueue)
+    sweep: str | None                 # the sweep that queued it (core.runs.sweep), linking its runs
 
 
 class MetricRow(TypedDict):
@@ -200,7 +202,7 @@ JSON_FIELDS = ("config", "best_metrics", "last_metrics", "tags")
 FLAGS = ("stop_requested", "delete_requested")
 UPDATABLE = {"name", "status", "device", "precision", "best_metrics", "last_metrics", "tags", "kind", "pid",
              "host", "heartbeat", "launched", "started", "finished", "stop_requested", "epoch", "step", "error",
-             "config", "delete_requested"}
+             "config", "delete_requested", "parent", "sweep"}
 METRIC_COLUMNS = list(MetricRow.__annotations__)
 RUN_COLUMNS = list(RunRow.__annotations__)
 
@@ -376,8 +378,11 @@ class RunStore(ABC):
     # ---------------------------------------------------------------- runs
     def create_run(self, config: dict, name: str = "", tags: Iterable[str] = (), status: str = "queued",
                    kind: str = "cli", run_id: str | None = None, device: str | None = None,
-                   precision: str | None = None) -> str:
+                   precision: str | None = None, parent: str | None = None, sweep: str | None = None) -> str:
+        """Store a new run; ``parent`` is the run it was cloned from, ``sweep`` the sweep that queued it."""
         run_id = check_run_id(run_id) if run_id is not None else new_run_id()
+        parent = check_run_id(parent) if parent is not None else None
+        sweep = check_run_id(sweep) if sweep is not None else None
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}")
         if kind not in KINDS:
@@ -388,10 +393,10 @@ class RunStore(ABC):
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, name, created, status, config, device, precision, tags, kind, host, started, "
-                "heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "heartbeat, parent, sweep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, _check_name(name), now, status, _json(config), device, precision, _json(_check_tags(tags)),
                  kind, socket.gethostname(), now if status == "running" else None,
-                 now if status == "running" else None))
+                 now if status == "running" else None, parent, sweep))
         return run_id
 
     @staticmethod

@@ -92,6 +92,11 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (learner, lesson)
         )""",
     ],
+    [  # 5: lineage: the run a run was cloned from, the sweep that queued it (plain, portable SQL)
+        "ALTER TABLE runs ADD COLUMN parent TEXT",
+        "ALTER TABLE runs ADD COLUMN sweep TEXT",
+        "CREATE INDEX runs_sweep ON runs(sweep)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

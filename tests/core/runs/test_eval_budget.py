@@ -115,4 +115,5 @@ def test_the_workers_epoch_test_pass_uses_budget_sized_batches(monkeypatch):
     scored = trainer.eval_model.model if isinstance(trainer.eval_model, ShiftTTA) else trainer.eval_model
     seen = guard(scored, per_sample, 64 * 2**20)
     ev = trainer.evaluate()
-    assert ev["n"] == 20 and sum(seen) == 20 * (5 if scored is not trainer.eval_model else 1) and max(seen) == 64 * 2**20 // per_sample == 2
+    passes = 5 if scored is not trainer.eval_model else 1
+    assert ev["n"] == 20 and sum(seen) == 20 * passes and max(seen) == 64 * 2**20 // per_sample == 2

@@ -131,8 +131,21 @@ def test_migrates_an_old_schema(tmp_path, store_url):
     run = s.get_run("old1")
     assert run["kind"] == "cli" and run["stop_requested"] is False and run["status"] == "completed"
     assert run["delete_requested"] is False  # migration 3
+    assert run["parent"] is None and run["sweep"] is None  # migration 5
     assert s.integrity_check() == "ok"
     s.close()
+
+
+def test_lineage_parent_and_sweep(store):
+    parent = store.create_run({"lr": 0.1})
+    child = store.create_run({"lr": 0.2}, parent=parent, sweep="s20250101-000000-abcdef")
+    run = store.run(child)
+    assert run["parent"] == parent and run["sweep"] == "s20250101-000000-abcdef"
+    assert store.run(parent)["parent"] is None
+    store.update_run(parent, parent=child)  # settable like any column
+    assert store.run(parent)["parent"] == child
+    with pytest.raises(ValueError, match="invalid run id"):
+        store.create_run({}, parent="../x")
 
 
 def test_rows_have_their_documented_shapes(store, store_url):
