@@ -66,6 +66,11 @@ MIGRATIONS: list[list[str]] = [
     [  # 3: delete a run once its worker has stopped (JobManager.delete)
         "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
     ],
+    [  # 4: executors (core/runs/executors): which one runs the job, its handle there, DDP processes
+        "ALTER TABLE runs ADD COLUMN executor TEXT",
+        "ALTER TABLE runs ADD COLUMN job_ref TEXT",
+        "ALTER TABLE runs ADD COLUMN world_size INTEGER NOT NULL DEFAULT 1",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
