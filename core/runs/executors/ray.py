@@ -33,14 +33,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import secrets
 import shlex
 import threading
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from core.errors import Code, first_line
 from core.runs.executors.base import (
@@ -60,7 +63,8 @@ from core.settings import ROOT
 
 SETTING = "PYTORCH_LAB_RAY_ADDRESS"
 CONNECT_TIMEOUT_S = 3.0   # to reach the dashboard
-READ_TIMEOUT_S = 60.0     # for its answer (a submission uploads the code once per version)
+ANSWER_TIMEOUT_S = 10.0   # for its answer to a question (version, status, logs, stop)
+SUBMIT_TIMEOUT_S = 120.0  # for a submission (it uploads the code once per version of it)
 DOWN_PAUSE_S = 10.0       # after the cluster did not answer, do not ask again for this long
 STATUS_TTL_S = 1.0        # every watching page polls each second: one question per job and second
 # Not shipped to the cluster with the code (Ray also skips what .gitignore names).
@@ -71,16 +75,20 @@ RAY_STATUS: dict[str, JobStatus] = {"PENDING": "pending", "RUNNING": "running", 
 
 def normalize_address(address: str | None) -> str:
     """The Jobs API's base URL: ``http://`` added when no scheme is given; ``executor.ray_*`` errors otherwise."""
-    text = (address or "").strip().rstrip("/")
+    text = (address or "").strip()
     if not text:
         raise ExecutorError("executor.ray_no_address", setting=Code(SETTING), example=Code("http://head-host:8265"))
     if "://" not in text:
         text = "http://" + text
-    scheme = text.split("://", 1)[0].lower()
-    if scheme not in ("http", "https") or not text.split("://", 1)[1]:
-        raise ExecutorError("executor.ray_bad_address", setting=Code(SETTING), address=Code(text),
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and (parts.port or 1) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ExecutorError("executor.ray_bad_address", setting=Code(SETTING), address=Code(text[:200]),
                             example=Code("http://head-host:8265"))
-    return text
+    return text.rstrip("/")
 
 
 def parse_resources(text: str | None) -> dict[str, float]:
@@ -102,6 +110,38 @@ def parse_resources(text: str | None) -> dict[str, float]:
     return {str(k): float(v) for k, v in value.items()}
 
 
+_REQUEST = threading.local()  # the answer timeout of this thread's current request (a submission waits longer)
+
+
+@contextlib.contextmanager
+def _answer_within(seconds: float) -> Iterator[None]:
+    before = getattr(_REQUEST, "timeout", None)
+    _REQUEST.timeout = seconds
+    try:
+        yield
+    finally:
+        _REQUEST.timeout = before if before is not None else ANSWER_TIMEOUT_S
+
+
+# Ray's client narrates the upload of the code (which files .gitignore leaves out, the package's
+# name) on the server's console at INFO and WARNING: only its errors are worth showing there.
+_PACKAGING_LOGGERS = ("ray.dashboard.modules.dashboard_sdk", "ray._private.runtime_env.packaging",
+                      "ray._private.runtime_env.working_dir")
+
+
+@contextlib.contextmanager
+def _quiet_packaging() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in _PACKAGING_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 @lru_cache(maxsize=1)
 def _client_class() -> type:
     """``JobSubmissionClient`` with a timeout on every request and the address taken as given.
@@ -119,15 +159,16 @@ def _client_class() -> type:
                             command=Code("pip install -r requirements-scale.txt")) from None
 
     class LabJobClient(JobSubmissionClient):
-        def __init__(self, address: str, connect_timeout: float, read_timeout: float) -> None:
-            self._lab_timeout = (connect_timeout, read_timeout)
+        def __init__(self, address: str, connect_timeout: float) -> None:
+            self._lab_connect_timeout = connect_timeout
             self._client_ray_version = ray.__version__
             SubmissionClient.__init__(self, address=address)
             self._check_connection_and_version(
                 min_version="2.0", version_error_message="this is not a Ray 2 cluster's Jobs API")
 
         def _do_request(self, method, endpoint, **kwargs):
-            kwargs.setdefault("timeout", self._lab_timeout)
+            answer = getattr(_REQUEST, "timeout", ANSWER_TIMEOUT_S)
+            kwargs.setdefault("timeout", (self._lab_connect_timeout, answer))
             return super()._do_request(method, endpoint, **kwargs)
 
     return LabJobClient
@@ -178,7 +219,7 @@ class RayExecutor(Executor):
     def _connect(self) -> Any:
         address = self.address
         try:
-            return _client_class()(address, self.connect_timeout, READ_TIMEOUT_S)
+            return _client_class()(address, self.connect_timeout)
         except ExecutorError:
             raise
         except Exception as exc:  # noqa: BLE001 - Ray's client raises plain RuntimeErrors and requests' errors
@@ -229,12 +270,13 @@ class RayExecutor(Executor):
         res = job.resources
         env = {**job.env, "PYTORCH_LAB_EXECUTOR": self.name, SETTING: self.address}
         try:
-            self._call("submit_job", entrypoint=entrypoint, submission_id=submission_id,
-                       runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES, "env_vars": env},
-                       metadata={"lab_run_id": job.run_id},
-                       entrypoint_num_cpus=res.cpus if one else None,
-                       entrypoint_num_gpus=(res.gpus or None) if one else None,
-                       entrypoint_resources=(dict(res.custom) or None) if one else None)
+            with _answer_within(SUBMIT_TIMEOUT_S), _quiet_packaging():
+                self._call("submit_job", entrypoint=entrypoint, submission_id=submission_id,
+                           runtime_env={"working_dir": str(ROOT), "excludes": EXCLUDES, "env_vars": env},
+                           metadata={"lab_run_id": job.run_id},
+                           entrypoint_num_cpus=res.cpus if one else None,
+                           entrypoint_num_gpus=(res.gpus or None) if one else None,
+                           entrypoint_resources=(dict(res.custom) or None) if one else None)
         except ExecutorError:
             raise
         except Exception as exc:  # noqa: BLE001 - the cluster refused the job (bad resources, runtime env)
