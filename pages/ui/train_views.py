@@ -47,20 +47,26 @@ def _jobs(home: str, url: str, _store, executor: tuple):
     return JobManager(store=_store)
 
 
-def lab_jobs():
+def job_manager():
     """The lab's job manager, on the lab's store (one per lab home, store URL and executor settings).
 
-    Executor settings that cannot work (an unknown ``PYTORCH_LAB_EXECUTOR``, a malformed Ray
-    address or resources) show their translated error and stop the page here.
+    Executor settings that cannot work (an unknown ``PYTORCH_LAB_EXECUTOR``, malformed Ray
+    resources) raise their ``ExecutorError``; nothing here asks the cluster anything.
     """
-    from core.runs.executors import ExecutorError
     from core.settings import load_settings
 
     store = lab_store()
     s = load_settings()
+    return _jobs(str(store.home), store.url or "", store, (s.executor, s.ray_address, s.ray_cpus, s.ray_gpus,
+                                                           s.ray_resources))
+
+
+def lab_jobs():
+    """``job_manager()`` for a page: settings that cannot work show their translated error and stop the page."""
+    from core.runs.executors import ExecutorError
+
     try:
-        return _jobs(str(store.home), store.url or "", store,
-                     (s.executor, s.ray_address, s.ray_cpus, s.ray_gpus, s.ray_resources))
+        return job_manager()
     except ExecutorError as exc:
         st.error(tr_error(exc), icon=":material/hub:")
         st.stop()
@@ -172,7 +178,8 @@ def on_resume(run_id: str) -> None:
 
 
 def start(config: TrainConfig, name: str = "") -> str:
-    return lab_jobs().start(config, name=name)
+    """Queue a run (a callback's work: errors, an unreachable cluster included, are raised to the caller)."""
+    return job_manager().start(config, name=name)
 
 
 def fastest_reduced() -> str | None:

@@ -16,6 +16,7 @@ from core.ml.checkpoint import load_checkpoint
 from core.runs import jobs as J
 from core.runs.executors import ExecutorError, ExecutorUnavailable, LocalExecutor, open_executor
 from core.runs.executors.base import Executor, JobInfo, JobSpec, Resources
+from core.runs.store import open_store
 from core.settings import load_settings
 from core.training.config import TrainConfig, recipe
 
@@ -238,6 +239,7 @@ def test_an_unreachable_ray_address_is_said_within_seconds(kind, silent_port):
     assert info.value.code == "executor.ray_unreachable"
     assert f"cannot reach the Ray cluster at http://127.0.0.1:{port}" in str(info.value)
     assert "PYTORCH_LAB_RAY_ADDRESS" in str(info.value)
+    assert info.value.message("zh").startswith(f"无法连接位于 http://127.0.0.1:{port} 的 Ray 集群")
     # While it is down, it is not asked again for a while: a page's poll never waits for it.
     t0 = time.monotonic()
     with pytest.raises(ExecutorUnavailable):
@@ -283,3 +285,24 @@ def test_a_ddp_job_on_the_local_executor(tmp_path):
     assert len(jm.store.metrics(run_id, names=["loss"])) == 2 * 4  # 256 samples, global batch 64: 4 steps
     assert "DistributedDataParallel in 2 processes (local executor)" in jm.log_tail(run_id, 100_000)
     jm.store.close()
+
+
+def test_the_cli_says_an_unreachable_ray_address_in_one_line(tmp_path, monkeypatch, capsys, silent_port):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -r requirements-scale.txt)")
+    from core.runs.cli import main
+
+    monkeypatch.setenv("PYTORCH_LAB_HOME", str(tmp_path))
+    monkeypatch.setenv("PYTORCH_LAB_STORE_URL", "")
+    monkeypatch.setenv("PYTORCH_LAB_RAY_ADDRESS", f"127.0.0.1:{silent_port}")
+    t0 = time.monotonic()
+    assert main(["--executor", "ray", "--recipe", "r1", "--epochs", "2"]) == 2
+    assert time.monotonic() - t0 < 20
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: cannot reach the Ray cluster at http://127.0.0.1:{silent_port}")
+    assert open_store(home=tmp_path).runs() == []  # nothing queued
+    monkeypatch.setenv("PYTORCH_LAB_EXECUTOR", "ray")  # the setting instead of the flag; --no-store cannot be a job
+    assert main(["--recipe", "r1", "--no-store"]) == 2
+    assert "--no-store trains in this process" in capsys.readouterr().err
+    monkeypatch.setenv("PYTORCH_LAB_EXECUTOR", "nomad")
+    assert main(["--recipe", "r1"]) == 2
+    assert capsys.readouterr().err == "error: PYTORCH_LAB_EXECUTOR must be one of local | ray; got nomad\n"
