@@ -12,7 +12,10 @@ user).
 
 ``prefix`` runs the node inside something (``["ip", "netns", "exec", "ns1"]``, a network
 namespace; ``unshare --uts`` with a host name): the namespace test builds a cluster of
-"hosts" on one machine that way.
+"hosts" on one machine that way. ``{folder}`` in it is replaced by the node's own folder, and
+``temp_dir`` is the path Ray is told (default: that folder): a worker "host" that bind-mounts
+its folder over the head's path in a mount namespace of its own has, like a real host, the
+same Ray temp path as the head but its own files (Ray's agents read job logs by that path).
 
 ``python`` is the interpreter whose ``ray`` runs the node; its folder goes first on the
 node's ``PATH``, so a Ray Job's ``python -m core.train ...`` runs the lab's environment.
@@ -75,7 +78,7 @@ class RayNode:
     def __init__(self, *, head: bool, node_ip: str = "127.0.0.1", gcs_address: str | None = None,
                  num_cpus: float = 1, resources: dict[str, float] | None = None, prefix: list[str] | None = None,
                  python: str = sys.executable, object_store_mb: int = 100, extra_env: dict[str, str] | None = None,
-                 bind_host: str | None = None) -> None:
+                 own_host: bool = False, temp_dir: str | None = None) -> None:
         if not ray_installed(python):
             raise RayUnavailable(f"Ray is not installed for {python}: pip install -r requirements-scale.txt")
         self.is_head = head
@@ -83,25 +86,29 @@ class RayNode:
         self.python = python
         self.prefix = list(prefix or [])
         self.folder = Path(tempfile.mkdtemp(prefix="lab-ray-", dir="/tmp"))  # short: Ray's socket paths
-        bind = bind_host or node_ip
-        self.gcs_port = free_port(bind) if head else 0
-        self.dashboard_port = free_port(bind) if head else 0
+        # A node that is a host of its own (in its own network namespace) has Ray's usual ports;
+        # nodes that share this machine's network take free ones.
+        def port(usual: int) -> int:
+            return usual if own_host else free_port(node_ip)
+
+        self.gcs_port = port(6379) if head else 0
+        self.dashboard_port = port(8265) if head else 0
         self.gcs_address = f"{node_ip}:{self.gcs_port}" if head else gcs_address
         self.dashboard = f"http://{node_ip}:{self.dashboard_port}" if head else None
         cmd = [str(Path(python).parent / "ray"), "start", "--block", "--disable-usage-stats",
-               f"--node-ip-address={node_ip}", f"--temp-dir={self.folder}", f"--num-cpus={num_cpus}", "--num-gpus=0",
+               f"--node-ip-address={node_ip}", f"--temp-dir={temp_dir or self.folder}", f"--num-cpus={num_cpus}",
+               "--num-gpus=0",
                f"--object-store-memory={object_store_mb * 1024 * 1024}",
-               f"--dashboard-agent-listen-port={free_port(bind)}"]
+               f"--dashboard-agent-listen-port={port(52365)}"]
         if head:
-            cmd += ["--head", f"--port={self.gcs_port}", "--dashboard-host=0.0.0.0" if bind_host else
-                    f"--dashboard-host={node_ip}", f"--dashboard-port={self.dashboard_port}",
-                    f"--ray-client-server-port={free_port(bind)}"]
+            cmd += ["--head", f"--port={self.gcs_port}", f"--dashboard-host={node_ip}",
+                    f"--dashboard-port={self.dashboard_port}", f"--ray-client-server-port={port(10001)}"]
         else:
             assert gcs_address, "a worker node needs the head's address"
             cmd += [f"--address={gcs_address}"]
         if resources:
             cmd.append(f"--resources={json.dumps(resources)}")
-        self.command = [*self.prefix, *cmd]
+        self.command = [*(part.replace("{folder}", str(self.folder)) for part in self.prefix), *cmd]
         self.env = dict(os.environ)
         path = f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         self.env.update({"RAY_USAGE_STATS_ENABLED": "0", "PATH": path, "PYTHONUNBUFFERED": "1", **(extra_env or {})})
