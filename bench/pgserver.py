@@ -52,9 +52,16 @@ def free_port() -> int:
 
 
 class PostgresServer:
-    """One throwaway server (see the module doc). ``settings`` are extra ``-c name=value`` options."""
+    """One throwaway server (see the module doc). ``settings`` are extra ``-c name=value`` options.
 
-    def __init__(self, settings: dict[str, str] | None = None) -> None:
+    ``host``/``port`` (default: loopback, a free port) are where it listens; ``prefix`` runs its
+    commands inside something (``["ip", "netns", "exec", "ns1"]``: a network namespace, where
+    ``host`` is that namespace's address); ``clients`` are networks (``10.77.0.0/24``) trusted
+    besides loopback.
+    """
+
+    def __init__(self, settings: dict[str, str] | None = None, *, host: str = "127.0.0.1", port: int | None = None,
+                 prefix: list[str] | None = None, clients: tuple[str, ...] = ()) -> None:
         self.bin = find_bin_dir()
         if self.bin is None:
             raise PostgresUnavailable("PostgreSQL is not installed (no initdb/pg_ctl on PATH or under "
@@ -66,11 +73,12 @@ class PostgresServer:
         self.as_root = os.geteuid() == 0
         self.settings = dict(settings or {})
         self.folder: Path | None = None
+        self.host, self.fixed_port, self.prefix, self.clients = host, port, list(prefix or []), clients
         self.port = 0
 
     # ---------------------------------------------------------------- commands
     def _run(self, *cmd: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        prefix = ["runuser", "-u", SUPERUSER, "--"] if self.as_root else []
+        prefix = [*self.prefix, *(["runuser", "-u", SUPERUSER, "--"] if self.as_root else [])]
         assert self.bin is not None
         proc = subprocess.run([*prefix, str(self.bin / cmd[0]), *cmd[1:]], capture_output=True, text=True,
                               timeout=timeout, cwd="/")
@@ -92,7 +100,7 @@ class PostgresServer:
             return ""
 
     def _options(self) -> str:
-        opts = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.data),
+        opts = {"listen_addresses": self.host, "port": str(self.port), "unix_socket_directories": str(self.data),
                 **self.settings}
         return " ".join(f"-c {k}={v}" for k, v in opts.items())
 
@@ -109,8 +117,11 @@ class PostgresServer:
         try:
             self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "--no-sync",
                       "--encoding=UTF8", "--locale=C")
+            if self.clients:
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.writelines(f"host all all {net} trust\n" for net in self.clients)
             for attempt in range(3):
-                self.port = free_port()
+                self.port = self.fixed_port or free_port()
                 try:
                     self.start_server()
                     break
@@ -152,7 +163,7 @@ class PostgresServer:
 
     # ---------------------------------------------------------------- databases
     def url(self, dbname: str = "postgres") -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{dbname}"
 
     def admin(self):
         """A psycopg connection to the maintenance database (autocommit)."""

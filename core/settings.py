@@ -62,6 +62,17 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
             "shared among the jobs)", "(cores - 1) / job cap, at least 1", 1, 256),
     Setting("heartbeat_s", float, 2.0, "seconds between a worker's heartbeats (a silent worker is marked failed)",
             "`2`", 0.05, 60),
+    Setting("executor", str, lambda: "local", "where training jobs run: `local` (worker processes on this machine) "
+            "or `ray` (each run a Ray Job on the cluster at `PYTORCH_LAB_RAY_ADDRESS`; see Scaling out)", "`local`"),
+    Setting("ray_address", str, None, "the Ray cluster's dashboard (Jobs API) address for `PYTORCH_LAB_EXECUTOR=ray`, "
+            "e.g. `http://head-host:8265`", "unset"),
+    Setting("ray_cpus", float, 1.0, "CPUs Ray reserves for each job (for each process of a DDP run); also its torch "
+            "threads", "`1`", 0, 1024),
+    Setting("ray_gpus", float, None, "GPUs Ray reserves for each job (for each process of a DDP run)",
+            "1 when the run's device is `cuda`, else 0", 0, 64),
+    Setting("ray_resources", str, None, "custom Ray resources each job (each DDP process) needs, as JSON, e.g. "
+            "`{\"lab_worker\": 1}`: jobs then run only on nodes started with them (`ray start --resources`)",
+            "unset"),
     Setting("max_epochs", int, 200, "most epochs a training config may ask for", "`200`", 1, 100_000),
     Setting("max_batch", int, 4096, "largest batch size of a training config", "`4096`", 1, 1_000_000),
     Setting("max_params", int, 20_000_000, "most parameters a trained model may have", "`20000000`", 1, 50_000_000),
@@ -102,6 +113,11 @@ class Settings(BaseModel):
     job_cap: int
     worker_threads: int | None
     heartbeat_s: float
+    executor: str
+    ray_address: str | None
+    ray_cpus: float
+    ray_gpus: float | None
+    ray_resources: str | None
     max_epochs: int
     max_batch: int
     max_params: int
@@ -189,6 +205,13 @@ def settings_environ(**values: Any) -> dict[str, str]:
     if unknown:
         raise KeyError(f"no setting named {', '.join(sorted(unknown))}")
     return {BY_FIELD[name].env: "" if value is None else str(value) for name, value in values.items()}
+
+
+def lab_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The lab's own variables (``PYTORCH_LAB_*``) of an environment: what a job carries to its worker
+    on another host, so the worker sees the same settings (limits, heartbeat, executor) as the server."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k.startswith(PREFIX)}
 
 
 def scratch_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -56,7 +56,7 @@ else:
     c[2].button(tr("train.ab"), key="tr_ab", disabled=config is None or reduced is None, width="stretch",
                 help=tr("train.ab_help") if reduced else tr("train.ab_none"), on_click=W.on_start, args=(True,))
     if st.session_state.get("tr_start_error"):
-        st.error(tr("error.bad_value", reason=st.session_state.pop("tr_start_error")))
+        st.error(W.start_error(st.session_state.pop("tr_start_error")))
     sweep_panel(config)
     if st.session_state.get("tr_watch"):  # a run just started: watch it, and keep it in the URL
         st.query_params["run"] = st.session_state.pop("tr_watch")

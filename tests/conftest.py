@@ -9,6 +9,11 @@ the CLI, the pages, worker processes) opens that one.
 
 Without PostgreSQL (or psycopg) the PostgreSQL cases are skipped; with
 ``LAB_REQUIRE_POSTGRES=1`` (CI sets it) they fail instead. ``-m "not postgres"`` leaves them out.
+
+``ray_head`` is a throwaway Ray cluster (one head node on loopback, 2 CPUs; ``bench.raycluster``)
+for one test module (marker ``ray``): started when the module's first test needs it, stopped
+after its last, with everything it started. Without Ray it skips; with ``LAB_REQUIRE_RAY=1``
+(CI) it fails instead.
 """
 from __future__ import annotations
 
@@ -53,3 +58,25 @@ def store_url(request, monkeypatch) -> str:
     url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
     monkeypatch.setenv("PYTORCH_LAB_STORE_URL", url)
     return url
+
+
+def require_or_skip(variable: str, what: str, reason: str) -> None:
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{variable}=1, but {what}: {reason}", pytrace=False)
+    pytest.skip(f"{what}: {reason}")
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """A Ray head node on loopback for this module's tests (see the module doc)."""
+    from bench.raycluster import RayNode, RayUnavailable
+
+    node = None
+    try:
+        node = RayNode.head_node(num_cpus=2).start().wait_ready()
+    except RayUnavailable as exc:
+        if node is not None:
+            node.stop()
+        require_or_skip("LAB_REQUIRE_RAY", "no Ray cluster for the ray tests", str(exc))
+    yield node
+    node.stop()

@@ -1,48 +1,56 @@
 """Training runs as background jobs: start, stop, resume, a queue under a job cap, reaping.
 
-A job is a worker process running the same command a user can type in a terminal::
+A job runs the same command a user can type in a terminal::
 
     python -m core.train --run-id <id> --home <home>
 
-started in its own session (so it outlives the Streamlit server and a browser refresh)
-and writing everything to the run store. All job state lives in the store, so any
-``JobManager`` (a page, a restarted server, a test) sees and controls every job:
+through an executor (``core/runs/executors``): by default a worker process on this machine,
+started in its own session (so it outlives the Streamlit server and a browser refresh);
+with ``PYTORCH_LAB_EXECUTOR=ray``, a Ray Job on a cluster. The worker writes everything to the
+run store, and all job state lives there, so any ``JobManager`` (a page, a restarted server,
+a test) sees and controls every job:
 
-- ``start(config)`` validates the config, stores the run as ``queued`` and calls ``poll()``.
+- ``start(config)`` validates the config, checks that the executor can be reached, stores the
+  run as ``queued`` and calls ``poll()``.
 - ``poll()`` (call it at startup and whenever a page refreshes) reaps dead workers and
   launches queued runs while fewer than ``cap`` jobs hold a slot. Slots are claimed in
   serialized store transactions (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's row lock), by the
   manager when launching and again by the worker when it starts, so two servers sharing a
-  store cannot exceed the cap.
+  store cannot exceed the cap. A cluster that does not answer leaves the run queued, with
+  the reason as its error, for the next ``poll()``.
 - ``stop(run_id)`` sets the run's stop flag; the worker sees it at its next heartbeat,
   finishes the current step, saves ``last.pt`` and ends with status ``stopped``. A run
-  still waiting in the queue is simply marked stopped.
+  still waiting in the queue is simply marked stopped (and a cluster job still waiting for
+  resources is cancelled).
 - ``resume(run_id)`` puts a stopped or failed run back in the queue; its worker continues
   from ``last.pt`` to the configured number of epochs.
 - ``delete(run_id)`` returns at once: a run no worker holds is deleted; an active one is
   asked to stop and marked, and is deleted (rows and folder) as soon as it has finished,
   by the next ``poll()`` of any manager (the finishing worker's own hand-off polls too).
-- ``reap()`` marks ``failed`` a running run whose worker process is gone (e.g. SIGKILL) or
-  whose heartbeat is older than ``stale_after`` seconds.
+- ``reap()`` settles a run whose job ended without the worker saying so (its process was
+  SIGKILLed, Ray reports it FAILED): failed, with the reason; and fails a running run whose
+  heartbeat is older than ``stale_after`` seconds (killing its job when it still runs).
+- ``wait(run_id)`` polls until the run has finished; ``log_tail(run_id)`` is the end of its
+  worker's output (the log file, or the Ray job's logs).
+
+A run with ``world_size`` >= 2 trains with DistributedDataParallel: its job's worker starts
+the processes (``Executor.run_ranks``: local processes, or Ray Train workers on the cluster).
 
 Thread counts: on a small machine the server and the workers share few cores, so each
-worker gets ``thread_plan()``'s share through ``OMP_NUM_THREADS`` / ``--threads``.
+local worker gets ``thread_plan()``'s share through ``OMP_NUM_THREADS`` / ``--threads``; a
+Ray job gets its reserved CPUs' worth (``PYTORCH_LAB_RAY_CPUS``).
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from core.runs.store import FINISHED, RunRow, RunStore, StoreUnavailable, check_run_id, open_store, pid_alive
-from core.settings import ROOT, load_settings
+from core.runs.executors import Executor, ExecutorError, ExecutorUnavailable, LocalExecutor, open_executor
+from core.runs.executors.base import UNKNOWN, JobInfo, JobSpec, Resources, read_tail
+from core.runs.store import FINISHED, RunRow, RunStore, StoreUnavailable, check_run_id, check_world_size, open_store
+from core.settings import lab_environ, load_settings, settings_environ
 from core.training.config import TrainConfig
 
 LOG_NAME = "worker.log"
@@ -78,19 +86,14 @@ def configure_server_threads(cap: int | None = None) -> int:
     return server
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 class JobManager:
-    """Launches and watches training workers through the run store (see the module doc)."""
+    """Queues runs, launches their workers through an executor and watches them through the run store
+    (see the module doc)."""
 
     def __init__(self, home: str | Path | None = None, cap: int | None = None, store: RunStore | None = None,
                  heartbeat_s: float | None = None, stale_after: float | None = None,
-                 launch_timeout: float = 120.0, python: str | None = None) -> None:
+                 launch_timeout: float = 120.0, python: str | None = None,
+                 executor: Executor | str | None = None) -> None:
         if store is None:
             store = open_store(home=home)
         self.store = store
@@ -102,27 +105,47 @@ class JobManager:
         # A live worker beats every heartbeat_s; many missed beats mean it is hung or gone.
         self.stale_after = stale_after if stale_after is not None else max(30.0, 15 * self.heartbeat_s)
         self.launch_timeout = launch_timeout
-        self.python = python or sys.executable
-        self._procs: dict[str, subprocess.Popen] = {}  # workers this manager started (to reap them)
-        self._lock = threading.Lock()  # one manager may serve many server threads
+        if executor is None or isinstance(executor, str):
+            executor = open_executor(name=executor)
+        if isinstance(executor, LocalExecutor) and python is not None:
+            executor.python = python
+        self.executor: Executor = executor
+        # Runs launched by local worker processes (also terminal runs) are watched on this host whatever
+        # executor launches the new ones.
+        self.local = executor if isinstance(executor, LocalExecutor) else LocalExecutor(python)
+        self.python = self.local.python
+
+    @property
+    def _procs(self) -> dict:
+        """The local worker processes this manager started (tests end them)."""
+        return self.local.procs
 
     # ---------------------------------------------------------------- commands
-    def command(self, run_id: str) -> list[str]:
-        """The worker's command line: the terminal command with the run id."""
-        _, threads = thread_plan(cap=self.cap)
-        return [self.python, "-m", "core.train", "--run-id", check_run_id(run_id), "--home", str(self.home),
+    def _argv(self, run_id: str, threads: int) -> list[str]:
+        return ["-m", "core.train", "--run-id", check_run_id(run_id), "--home", str(self.home),
                 "--threads", str(threads), "--job-cap", str(self.cap)]
 
+    def command(self, run_id: str) -> list[str]:
+        """The local worker's command line: the terminal command with the run id."""
+        _, threads = thread_plan(cap=self.cap)
+        return [self.python, *self._argv(run_id, threads)]
+
     def start(self, config: TrainConfig | dict, name: str = "", tags: list[str] | tuple = (),
-              parent: str | None = None, sweep: str | None = None, poll: bool = True) -> str:
+              parent: str | None = None, sweep: str | None = None, poll: bool = True,
+              world_size: int | None = None) -> str:
         """Validate the config, queue the run and launch it if a slot is free. Returns the run id.
 
         ``parent``: the run it was cloned from; ``sweep``: the sweep queueing it (core.runs.sweep);
         ``poll=False`` only queues it (a sweep polls once after queueing all of its runs).
+        ``world_size`` >= 2 trains with DistributedDataParallel in that many processes (default:
+        the config's ``world_size`` where it has one, else 1). A cluster executor that cannot be
+        reached is an ``ExecutorUnavailable`` here, before anything is queued.
         """
         config = TrainConfig.from_dict(config).validate()
+        world = check_world_size(world_size if world_size is not None else int(getattr(config, "world_size", 1)))
+        self.executor.check()
         run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
-                                       precision=config.precision, parent=parent, sweep=sweep)
+                                       precision=config.precision, parent=parent, sweep=sweep, world_size=world)
         if poll:
             self.poll()
         return run_id
@@ -135,6 +158,8 @@ class JobManager:
             return "stopped"
         if run["status"] in ("queued", "running"):
             self.store.request_stop(run_id)
+            if run["status"] == "queued":  # launched, not started: a job waiting for resources ends now
+                self._cancel(run)
         return self.store.run(run_id)["status"]
 
     def resume(self, run_id: str) -> None:
@@ -147,7 +172,7 @@ class JobManager:
         if run["kind"] != "job":
             self.store.update_run(run_id, kind="job")
         self.store.update_run(run_id, status="queued", launched=None, pid=None, stop_requested=False, error=None,
-                              finished=None)
+                              finished=None, executor=None, job_ref=None)
         self.poll()
 
     def delete(self, run_id: str) -> bool:
@@ -159,17 +184,24 @@ class JobManager:
         """
         if self.store.delete_or_mark(run_id):
             return True
+        run = self.store.get_run(run_id)
+        if run is not None and run["status"] == "queued":
+            self._cancel(run)
         self.poll()  # it may have finished meanwhile
         return self.store.get_run(run_id) is None
 
-    # ---------------------------------------------------------------- watching
+    def _cancel(self, run: RunRow) -> None:
+        executor = self._executor_for(run)
+        if executor is not None:
+            executor.cancel(run)
+
+    # ---------------------------------------------------------------- launching
     def poll(self) -> list[str]:
         """Reap dead workers, delete finished runs marked for deletion, then launch queued runs into
         free slots. Returns launched ids."""
-        with self._lock:
-            for run_id, proc in list(self._procs.items()):
-                if proc.poll() is not None:
-                    self._procs.pop(run_id, None)
+        self.local.tidy()
+        if self.executor is not self.local:
+            self.executor.tidy()
         self.reap()
         self.store.delete_marked()
         launched = []
@@ -177,77 +209,89 @@ class JobManager:
             try:
                 self._launch(run_id)
                 launched.append(run_id)
-            except OSError as exc:
+            except ExecutorUnavailable as exc:  # the cluster does not answer now: back to the queue, said why
+                self.store.update_run(run_id, launched=None, pid=None, executor=None, job_ref=None, error=str(exc))
+            except (ExecutorError, OSError) as exc:
                 self.store.finish_run(run_id, "failed", error=f"could not start the worker: {exc}")
         return launched
 
-    def _launch(self, run_id: str) -> subprocess.Popen:
-        run_dir = self.store.run_dir(run_id, create=True)
-        _, threads = thread_plan(cap=self.cap)
-        env = dict(os.environ)
+    def job_spec(self, run: RunRow) -> JobSpec:
+        """What the executor is asked to run for ``run``: its worker command, environment and resources."""
+        world = run["world_size"]
+        if isinstance(self.executor, LocalExecutor):
+            resources = Resources()
+            threads = max(1, thread_plan(cap=self.cap)[1] // world)  # a DDP run's processes share the job's cores
+        else:
+            resources = self.executor.resources(str(run["config"].get("device", "auto")))
+            threads = resources.threads
+        env = lab_environ()  # the server's settings travel with the job (limits, heartbeat, data)
         env.update(self.store.worker_env())  # the worker opens this same store (home, PostgreSQL URL)
-        env.update({
-            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-            "PYTORCH_LAB_HEARTBEAT_S": str(self.heartbeat_s),
-            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
-            "PYTHONUNBUFFERED": "1",
-        })
-        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-            env.pop(key, None)  # a job is one process; torchrun is for terminals
-        with open(run_dir / LOG_NAME, "ab") as log:
-            log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command(run_id))}\n".encode())
-            log.flush()
-            proc = subprocess.Popen(self.command(run_id), cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-        with self._lock:
-            self._procs[run_id] = proc
-        self.store.update_run(run_id, pid=proc.pid)
-        return proc
+        env.update(settings_environ(executor=self.executor.name, heartbeat_s=self.heartbeat_s))
+        env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"})
+        return JobSpec(run_id=run["id"], argv=self._argv(run["id"], threads), env=env, log=self.log_path(run["id"]),
+                       world_size=world, resources=resources)
 
-    def _is_worker(self, pid: int | None, run_id: str, kind: str = "job") -> bool:
-        """The pid is alive and (for a job, where /proc tells) is the worker of this run, not a reused pid."""
-        if pid is None or not pid_alive(pid):
-            return False
-        if kind != "job":
-            return True  # a terminal run: any command line may have started it
-        cmd = _cmdline(pid)
-        return not cmd or (run_id in cmd)
+    def _launch(self, run_id: str) -> str:
+        run = self.store.run(run_id)
+        self.store.run_dir(run_id, create=True)
+        self.store.update_run(run_id, executor=self.executor.name, error=None)
+        ref = self.executor.launch(self.job_spec(run))
+        if isinstance(self.executor, LocalExecutor):
+            self.store.update_run(run_id, pid=int(ref))
+        else:
+            self.store.update_run(run_id, job_ref=ref)
+        return ref
+
+    # ---------------------------------------------------------------- watching
+    def _executor_for(self, run: RunRow) -> Executor | None:
+        """The executor that can answer for ``run``'s job (None: only its heartbeat can)."""
+        name = run.get("executor") or LocalExecutor.name
+        if name == self.executor.name:
+            return self.executor
+        return self.local if name == LocalExecutor.name else None
+
+    def job(self, run_id: str) -> JobInfo:
+        """What the run's executor knows of its job now (status, message, node, handle)."""
+        run = self.store.run(run_id)
+        executor = self._executor_for(run)
+        return executor.status(run) if executor is not None else UNKNOWN
 
     def reap(self) -> list[str]:
-        """Mark failed the runs whose worker died or went silent; returns their ids."""
+        """Settle the runs whose job ended without the worker saying so, or went silent; returns the failed ids.
+
+        What the executor knows decides first: a job that is gone (its process died, Ray says
+        FAILED or forgot it) fails its run with the reason; one Ray stopped stops it. Otherwise a
+        running run whose heartbeat is older than ``stale_after`` fails (its job is killed when it
+        still runs: hung). A launched job without a handle after ``launch_timeout`` (its launcher
+        died in between) goes back to the queue.
+        """
         now = time.time()
-        host = socket.gethostname()
         failed = []
         for run in self.store.runs(status=("running", "queued")):
-            run_id, pid, beat = run["id"], run["pid"], run["heartbeat"]
-            local = run["host"] == host
+            run_id, launched = run["id"], run["launched"]
+            if run["status"] == "queued" and launched is None:
+                continue  # waiting for a slot
+            executor = self._executor_for(run)
+            info = executor.status(run) if executor is not None else UNKNOWN
+            if info.ended:
+                if self._settle(run, info) == "failed":
+                    failed.append(run_id)
+                continue
             if run["status"] == "queued":
-                launched = run["launched"]
-                if launched is None:
-                    continue  # waiting for a slot
-                if local and pid is not None and not self._is_worker(pid, run_id, run["kind"]):
-                    fresh = self.store.get_run(run_id)
-                    if fresh and fresh["status"] == "queued" and fresh["launched"] is not None:
-                        self.store.finish_run(run_id, "failed",
-                                              error=self._death_note(run_id, pid, "before it started"))
-                        failed.append(run_id)
-                elif pid is None and now - launched > self.launch_timeout:
+                if (info.status == "unknown" and run["pid"] is None and run["job_ref"] is None
+                        and launched is not None and now - launched > self.launch_timeout):
                     self.store.release_launch(run_id)  # the launcher died between claim and spawn
                 continue
-            # running
-            if local and pid is not None:
-                if not self._is_worker(pid, run_id, run["kind"]):
-                    if self._still_running(run_id, pid):
-                        self.store.finish_run(run_id, "failed", error=self._death_note(run_id, pid))
-                        failed.append(run_id)
-                    continue
-                if beat is not None and now - beat > self.stale_after:
-                    self._kill(pid, run_id)
+            beat = run["heartbeat"]
+            if info.status == "running" and executor is not None:
+                if beat is not None and now - beat > self.stale_after and self._still_active(run):
+                    executor.kill(run)
+                    who = f"pid {run['pid']}" if executor is self.local else f"{executor.name} job {run['job_ref']}"
                     self.store.finish_run(run_id, "failed",
-                                          error=f"no heartbeat for {now - beat:.0f} s: the worker (pid {pid}) hung "
+                                          error=f"no heartbeat for {now - beat:.0f} s: the worker ({who}) hung "
                                                 "and was killed")
                     failed.append(run_id)
-            elif beat is None or now - beat > self.stale_after:
+            elif (beat is None or now - beat > self.stale_after) and self._still_active(run):
                 where = f"on {run['host']}" if run["host"] else "elsewhere"
                 self.store.finish_run(run_id, "failed",
                                       error=f"no heartbeat from the worker {where} for "
@@ -255,10 +299,29 @@ class JobManager:
                 failed.append(run_id)
         return failed
 
-    def _still_running(self, run_id: str, pid: int) -> bool:
-        """Re-read the run: the worker may have finished cleanly between list and check."""
-        fresh = self.store.get_run(run_id)
-        return bool(fresh and fresh["status"] == "running" and fresh["pid"] == pid)
+    def _still_active(self, run: RunRow) -> bool:
+        """Re-read the run: is it still the same active job (the worker may have finished it meanwhile,
+        or it was resumed as a new job)?"""
+        fresh = self.store.get_run(run["id"])
+        return bool(fresh and fresh["status"] == run["status"] and fresh["pid"] == run["pid"]
+                    and fresh["job_ref"] == run["job_ref"]
+                    and (fresh["status"] == "running" or fresh["launched"] is not None))
+
+    def _settle(self, run: RunRow, info: JobInfo) -> str | None:
+        """A job that ended while its run is active: the run's final status (None if it settled itself)."""
+        if not self._still_active(run):
+            return None
+        if info.status == "stopped":
+            self.store.finish_run(run["id"], "stopped")
+            return "stopped"
+        if info.status == "missing" and run["executor"] in (None, LocalExecutor.name):
+            pid = run["pid"]
+            assert pid is not None
+            error = self._death_note(run["id"], pid, "" if run["status"] == "running" else "before it started")
+        else:
+            error = self._job_note(run, info)
+        self.store.finish_run(run["id"], "failed", error=error)
+        return "failed"
 
     def _death_note(self, run_id: str, pid: int, when: str = "") -> str:
         tail = self.log_tail(run_id, 600).strip()
@@ -266,11 +329,15 @@ class JobManager:
         text = f"the worker process (pid {pid}) ended {when + ' ' if when else ''}without reporting (killed?)"
         return text + (f"; last log line: {last[:300]}" if last else "")
 
-    def _kill(self, pid: int, run_id: str) -> None:
-        if not self._is_worker(pid, run_id):
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
-            os.killpg(os.getpgid(pid), signal.SIGKILL)  # the worker leads its own session
+    @staticmethod
+    def _job_note(run: RunRow, info: JobInfo) -> str:
+        """Why a cluster job's run failed, from the executor's message (its first line and last log line)."""
+        lines = [line.strip() for line in info.message.splitlines() if line.strip()]
+        first = lines[0].split(", last available logs")[0] if lines else ""
+        ended = {"failed": "failed", "missing": "is gone", "succeeded": "ended"}.get(info.status, info.status)
+        text = f"the worker's {run['executor']} job {run['job_ref']} {ended} without reporting (killed?)"
+        text += f": {first[:300]}" if first else ""
+        return text + (f"; last log line: {lines[-1][:300]}" if len(lines) > 1 else "")
 
     # ---------------------------------------------------------------- queries
     def status(self, run_id: str) -> RunRow:
@@ -293,11 +360,7 @@ class JobManager:
                 time.sleep(max(interval, 0.5))
                 continue
             if status in FINISHED:
-                with self._lock:
-                    proc = self._procs.pop(run_id, None)
-                if proc is not None:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(timeout=30)
+                self.local.finished(run_id)
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {run_id} is still {status} after {timeout:.0f} s")
@@ -307,12 +370,10 @@ class JobManager:
         return self.store.run_dir(run_id) / LOG_NAME
 
     def log_tail(self, run_id: str, max_bytes: int = 4000) -> str:
+        """The end of the run's worker output: its log file, or what its cluster job printed."""
+        run = self.store.get_run(run_id)
         path = self.log_path(run_id)
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - max_bytes))
-                return fh.read().decode(errors="replace")
-        except OSError:
-            return ""
+        if run is None:
+            return read_tail(path, max_bytes)
+        executor = self._executor_for(run) or self.local
+        return executor.log_tail(run, path, max_bytes)

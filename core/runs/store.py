@@ -34,6 +34,7 @@ from core.runs.stores.base import (
     StoreError,
     StoreUnavailable,
     check_run_id,
+    check_world_size,
     masked_url,
     new_run_id,
     note_retry,
@@ -49,7 +50,7 @@ __all__ = [
     "BUSY_TIMEOUT_MS", "DB_NAME", "FINISHED", "KINDS", "METRIC_COLUMNS", "MIGRATIONS", "RUNS_DIR", "RUN_COLUMNS",
     "RUN_ID_RE", "SCHEMA_VERSION", "STATUSES", "Kind", "MetricPoint", "MetricRow", "MetricTuple", "RunMetrics",
     "RunRow", "RunStore", "SQLiteRunStore", "Status", "StoreError", "StoreUnavailable", "check_run_id",
-    "masked_url", "new_run_id", "note_retry", "open_store", "pid_alive", "retrying",
+    "check_world_size", "masked_url", "new_run_id", "note_retry", "open_store", "pid_alive", "retrying",
 ]
 
 

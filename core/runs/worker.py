@@ -15,6 +15,8 @@ import sys
 import threading
 import time
 import traceback
+from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from core.ml.checkpoint import BEST, LAST, CheckpointError, save_checkpoint
@@ -26,7 +28,7 @@ from core.training.events import EpochEvent, StepEvent
 from core.training.trainer import Trainer
 
 if TYPE_CHECKING:
-    from core.runs.store import MetricTuple, RunMetrics, RunStore
+    from core.runs.store import MetricTuple, RunMetrics, RunRow, RunStore
 
 
 def _error_text(exc: BaseException) -> str:
@@ -257,6 +259,10 @@ def run_stored(args) -> int:
         store.finish_run(run_id, "stopped")
         store.delete_marked(run_id)
         return 0
+    if run["world_size"] > 1:
+        code = run_ddp(store, run_id, run, args)
+        _hand_off(store, args.job_cap)
+        return code
     try:
         config = TrainConfig.from_stored(run["config"]).validate()
         trainer = Trainer(config)
@@ -290,13 +296,104 @@ def run_stored(args) -> int:
 
 
 def _hand_off(store, cap: int | None) -> None:
-    """A finishing job starts the next queued one, so the queue moves with no page open."""
+    """A finishing job starts the next queued one, so the queue moves with no page open (through the
+    same executor; a cluster this worker cannot reach is left to the servers' next poll)."""
     if cap is None:
         return
     try:
         from core.runs.jobs import JobManager
 
-        JobManager(store=store, cap=cap).poll()
+        jobs = JobManager(store=store, cap=cap)
+        jobs.executor.check()
+        jobs.poll()
     except Exception as exc:  # noqa: BLE001 - the next page visit will launch it instead
         print(f"note: could not start the next queued run: {exc}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- DDP runs
+def run_ddp(store: RunStore, run_id: str, run: RunRow, args) -> int:
+    """The driver of a claimed DDP run (world size >= 2): its executor runs the ranks (``train_rank``).
+
+    Rank 0 writes the run like a one-process worker does (metrics, checkpoints, the final
+    status); the driver beats the run's heartbeat meanwhile (starting the ranks on a cluster
+    takes a while) and fails the run if the ranks ended without rank 0 finishing it.
+    """
+    from core.runs.executors import ExecutorError, open_executor
+
+    world = run["world_size"]
+    try:
+        config = TrainConfig.from_dict(run["config"]).validate()
+        executor = open_executor()
+        resources = executor.resources(config.device)
+    except ExecutorError as exc:
+        store.finish_run(run_id, "failed", error=str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as exc:
+        store.finish_run(run_id, "failed", error=f"invalid config: {exc}")
+        print(f"error: invalid config: {exc}", file=sys.stderr)
+        return 2
+    payload = {"run_id": run_id, "home": str(store.home), "config": config.to_dict(),
+               "threads": args.threads or resources.threads, "quiet": bool(args.quiet)}
+    print(f"run {run_id}: DistributedDataParallel in {world} processes ({executor.name} executor)", file=sys.stderr,
+          flush=True)
+    done = threading.Event()
+    heartbeat_s = load_settings().heartbeat_s
+
+    def beat() -> None:
+        while not done.wait(heartbeat_s):
+            with contextlib.suppress(Exception):
+                store.heartbeat(run_id)
+
+    beater = threading.Thread(target=beat, name="lab-ddp-heartbeat", daemon=True)
+    beater.start()
+    try:
+        code = executor.run_ranks(train_rank, payload, world, resources, store.run_dir(run_id, create=True))
+    except Exception as exc:  # noqa: BLE001 - recorded as the run's error below
+        print(f"error: {_error_text(exc)}", file=sys.stderr)
+        code = 1
+    finally:
+        done.set()
+        beater.join(timeout=10)
+    fresh = retrying(lambda _: store.get_run(run_id), on_retry=note_retry)
+    if fresh is not None and fresh["status"] in ("queued", "running"):
+        retrying(lambda _: store.finish_run(run_id, "failed", error=f"the {world} DDP processes ended without "
+                                            f"finishing the run (exit code {code}); see the worker log"),
+                 on_retry=note_retry)
+        code = code or 1
+    retrying(lambda _: store.delete_marked(run_id), on_retry=note_retry)
+    return code
+
+
+def train_rank(payload: dict, rank: int, world_size: int, local_rank: int) -> int:
+    """One process of a DDP run (in a local process or a Ray Train worker); rank 0 writes to the store."""
+    import torch
+
+    from core.runs.store import RUNS_DIR
+    from core.training.distributed import DistInfo
+
+    run_id = payload["run_id"]
+    torch.set_num_threads(max(1, int(payload["threads"])))
+    store: RunStore | None = None
+    try:
+        if rank == 0:
+            store = open_store(home=payload["home"])
+        config = TrainConfig.from_dict(payload["config"]).validate()
+        trainer = Trainer(config, dist_info=DistInfo(rank, world_size, local_rank))
+        last = Path(payload["home"]) / RUNS_DIR / run_id / LAST
+        if last.exists():
+            trainer.load_checkpoint(last)
+        if store is not None:
+            store.update_run(run_id, device=str(trainer.device), precision=trainer.precision.name, launched=None)
+            store.truncate_metrics(run_id, trainer.global_step)
+            if trainer.global_step:
+                print(f"resuming run {run_id} at epoch {trainer.epoch + 1}, step {trainer.global_step}",
+                      file=sys.stderr, flush=True)
+    except Exception as exc:  # noqa: BLE001 - recorded as the run's error (rank 0), printed (every rank)
+        if store is not None:
+            with contextlib.suppress(Exception):
+                store.finish_run(run_id, "failed", error=_error_text(exc))
+        traceback.print_exc()
+        return 1
+    return execute(trainer, store, run_id, SimpleNamespace(quiet=payload["quiet"]))
 

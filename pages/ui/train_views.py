@@ -39,23 +39,52 @@ from core.training.trainer import Trainer
 from pages.ui import clone
 from pages.ui.model_state import current_spec
 from pages.ui.state import lab_store, seed
-from pages.ui.text import plain, tr
+from pages.ui.text import plain, tr, tr_error
 from pages.ui.train_form import FIELDS
 from pages.ui.train_form import RANGES as FORM_RANGES
 
 
 @st.cache_resource
-def _jobs(home: str, url: str, _store):
+def _jobs(home: str, url: str, _store, executor: tuple):
     from core.runs.jobs import JobManager, configure_server_threads
 
     configure_server_threads()  # leave the cores to the training workers
     return JobManager(store=_store)
 
 
-def lab_jobs():
-    """The lab's job manager, on the lab's store (one per lab home and store URL)."""
+def job_manager():
+    """The lab's job manager, on the lab's store (one per lab home, store URL and executor settings).
+
+    Executor settings that cannot work (an unknown ``PYTORCH_LAB_EXECUTOR``, malformed Ray
+    resources) raise their ``ExecutorError``; nothing here asks the cluster anything.
+    """
+    from core.settings import load_settings
+
     store = lab_store()
-    return _jobs(str(store.home), store.url or "", store)
+    s = load_settings()
+    return _jobs(str(store.home), store.url or "", store, (s.executor, s.ray_address, s.ray_cpus, s.ray_gpus,
+                                                           s.ray_resources))
+
+
+def lab_jobs():
+    """``job_manager()`` for a page: settings that cannot work show their translated error and stop the page."""
+    from core.runs.executors import ExecutorError
+
+    try:
+        return job_manager()
+    except ExecutorError as exc:
+        st.error(tr_error(exc), icon=":material/hub:")
+        st.stop()
+
+
+def start_error(exc: BaseException) -> str:
+    """A failed Start or Resume as the page shows it: an unreachable cluster or store in its own words."""
+    from core.runs.executors import ExecutorError
+    from core.runs.store import StoreError
+
+    if isinstance(exc, (ExecutorError, StoreError)):
+        return tr_error(exc)
+    return tr("error.bad_value", reason=exc)
 
 
 def apply_recipe(name: str) -> None:
@@ -161,7 +190,8 @@ def on_resume(run_id: str) -> None:
 
 
 def start(config: TrainConfig, name: str = "", parent: str | None = None) -> str:
-    return lab_jobs().start(config, name=name, parent=parent)
+    """Queue a run (a callback's work: errors, an unreachable cluster included, are raised to the caller)."""
+    return job_manager().start(config, name=name, parent=parent)
 
 
 def fastest_reduced() -> str | None:
@@ -232,6 +262,9 @@ def controls(run_id: str) -> None:
                 on_click=on_stop, args=(run_id,))
     c[1].button(tr("train.resume"), key="tr_resume", disabled=run["status"] not in ("stopped", "failed"),
                 on_click=on_resume, args=(run_id,))
+    if st.toggle(tr("train.log"), key="tr_log"):  # the worker's output (a Ray job's logs come from Ray)
+        tail = lab_jobs().log_tail(run_id, 6000).strip()
+        st.code(tail[-6000:] if tail else tr("train.log_empty"), language=None)
     for col, which in ((c[2], BEST), (c[3], LAST)):
         path = checkpoint_path(store, run_id, "best" if which == BEST else "last")
         if path is not None and path.name == which:

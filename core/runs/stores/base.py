@@ -116,6 +116,9 @@ class RunRow(TypedDict):
     delete_requested: bool            # deleted as soon as its worker has stopped (JobManager.delete)
     parent: str | None                # the run this one was cloned from (Runs page: clone, tweak, enqueue)
     sweep: str | None                 # the sweep that queued it (core.runs.sweep), linking its runs
+    executor: str | None              # the executor that launched the job: local, ray (None: not launched yet)
+    job_ref: str | None               # the job's handle in its executor (a Ray Job's submission id)
+    world_size: int                   # processes of a DDP run (1: one process)
 
 
 class MetricRow(TypedDict):
@@ -198,11 +201,22 @@ def check_run_id(run_id: Any) -> str:
     return run_id
 
 
+MAX_WORLD_SIZE = 1024
+
+
+def check_world_size(world_size: Any) -> int:
+    """``world_size`` (processes of a DDP run) if it is a whole number from 1 to ``MAX_WORLD_SIZE``, else ValueError."""
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or not 1 <= world_size <= MAX_WORLD_SIZE:
+        raise ValueError(f"a run's world size (processes) must be a whole number from 1 to {MAX_WORLD_SIZE}, "
+                         f"got {world_size!r}")
+    return world_size
+
+
 JSON_FIELDS = ("config", "best_metrics", "last_metrics", "tags")
 FLAGS = ("stop_requested", "delete_requested")
 UPDATABLE = {"name", "status", "device", "precision", "best_metrics", "last_metrics", "tags", "kind", "pid",
              "host", "heartbeat", "launched", "started", "finished", "stop_requested", "epoch", "step", "error",
-             "config", "delete_requested", "parent", "sweep"}
+             "config", "delete_requested", "parent", "sweep", "executor", "job_ref", "world_size"}
 METRIC_COLUMNS = list(MetricRow.__annotations__)
 RUN_COLUMNS = list(RunRow.__annotations__)
 
@@ -378,11 +392,14 @@ class RunStore(ABC):
     # ---------------------------------------------------------------- runs
     def create_run(self, config: dict, name: str = "", tags: Iterable[str] = (), status: str = "queued",
                    kind: str = "cli", run_id: str | None = None, device: str | None = None,
-                   precision: str | None = None, parent: str | None = None, sweep: str | None = None) -> str:
-        """Store a new run; ``parent`` is the run it was cloned from, ``sweep`` the sweep that queued it."""
+                   precision: str | None = None, parent: str | None = None, sweep: str | None = None,
+                   world_size: int = 1) -> str:
+        """Store a new run; ``parent`` is the run it was cloned from, ``sweep`` the sweep that queued it,
+        ``world_size`` its DDP processes."""
         run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         parent = check_run_id(parent) if parent is not None else None
         sweep = check_run_id(sweep) if sweep is not None else None
+        world_size = check_world_size(world_size)
         if status not in STATUSES:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}")
         if kind not in KINDS:
@@ -393,10 +410,10 @@ class RunStore(ABC):
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, name, created, status, config, device, precision, tags, kind, host, started, "
-                "heartbeat, parent, sweep) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "heartbeat, parent, sweep, world_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, _check_name(name), now, status, _json(config), device, precision, _json(_check_tags(tags)),
                  kind, socket.gethostname(), now if status == "running" else None,
-                 now if status == "running" else None, parent, sweep))
+                 now if status == "running" else None, parent, sweep, world_size))
         return run_id
 
     @staticmethod
@@ -441,6 +458,8 @@ class RunStore(ABC):
                 value = _check_name(value)
             elif key in FLAGS:
                 value = int(bool(value))
+            elif key == "world_size":
+                value = check_world_size(value)
             values.append(value)
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._write() as conn:

@@ -65,7 +65,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     [  # 3: delete a run once its worker has stopped (JobManager.delete)
         "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
-    ],    [  # 4: learners' progress in the lessons (core/runs/progress.py); portable SQL (SQLite and PostgreSQL)
+    ],
+    [  # 4: learners' progress in the lessons (core/runs/progress.py); portable SQL (SQLite and PostgreSQL)
         """CREATE TABLE lesson_attempts (
             learner TEXT NOT NULL,
             lesson TEXT NOT NULL,
@@ -96,6 +97,11 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN parent TEXT",
         "ALTER TABLE runs ADD COLUMN sweep TEXT",
         "CREATE INDEX runs_sweep ON runs(sweep)",
+    ],
+    [  # 6: executors (core/runs/executors): which one runs the job, its handle there, DDP processes
+        "ALTER TABLE runs ADD COLUMN executor TEXT",
+        "ALTER TABLE runs ADD COLUMN job_ref TEXT",
+        "ALTER TABLE runs ADD COLUMN world_size INTEGER NOT NULL DEFAULT 1",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
