@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import subprocess
 import sys
 
 import torch
@@ -11,7 +12,7 @@ import torch
 from core.runs.worker import execute, open_store, run_stored
 from core.training.config import RECIPES, TrainConfig
 from core.training.console import add_config_flags, config_from_args
-from core.training.distributed import dist_from_env
+from core.training.distributed import dist_from_env, torchrun_command
 from core.training.trainer import Trainer
 
 
@@ -71,6 +72,20 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         info = dist_from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if config.processes > 1 and not info.distributed:  # the config asks for DDP: run it under torchrun
+        command = torchrun_command(sys.executable, config.processes, list(sys.argv[1:] if argv is None else argv))
+        print(f"launching {config.processes} processes: {' '.join(command)}", file=sys.stderr)
+        return subprocess.call(command)
+    if info.distributed and config.processes != info.world_size:
+        if config.processes != 1:
+            print(f"error: the config asks for {config.processes} processes but torchrun started "
+                  f"{info.world_size}", file=sys.stderr)
+            return 2
+        config = config.replace(processes=info.world_size)  # the run records its world size
+    try:
         trainer = Trainer(config, dist_info=info)
     except DataUnavailable as exc:  # before ValueError: it is a LabError, hence a ValueError, too
         print(f"error: {exc}", file=sys.stderr)

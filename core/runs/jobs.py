@@ -40,9 +40,11 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from core.errors import Code, LabError, Term
 from core.runs.store import FINISHED, RunRow, RunStore, check_run_id, pid_alive
 from core.settings import ROOT, load_settings
 from core.training.config import TrainConfig
+from core.training.distributed import torchrun_command
 
 LOG_NAME = "worker.log"
 
@@ -108,11 +110,15 @@ class JobManager:
         self._lock = threading.Lock()  # one manager may serve many server threads
 
     # ---------------------------------------------------------------- commands
-    def command(self, run_id: str) -> list[str]:
-        """The worker's command line: the terminal command with the run id."""
+    def command(self, run_id: str, processes: int = 1) -> list[str]:
+        """The worker's command line: the terminal command with the run id; a run with ``processes`` > 1
+        runs it under torchrun (``python -m torch.distributed.run --standalone --nproc_per_node=N``)."""
         _, threads = thread_plan(cap=self.cap)
-        return [self.python, "-m", "core.train", "--run-id", check_run_id(run_id), "--home", str(self.home),
-                "--threads", str(threads), "--job-cap", str(self.cap)]
+        args = ["--run-id", check_run_id(run_id), "--home", str(self.home),
+                "--threads", str(max(1, threads // max(1, processes))), "--job-cap", str(self.cap)]
+        if processes > 1:
+            return torchrun_command(self.python, processes, args)
+        return [self.python, "-m", "core.train", *args]
 
     def start(self, config: TrainConfig | dict, name: str = "", tags: list[str] | tuple = ()) -> str:
         """Validate the config, queue the run and launch it if a slot is free. Returns the run id."""
@@ -136,14 +142,29 @@ class JobManager:
         """Queue a stopped or failed run again; its worker continues from last.pt."""
         run = self.store.run(run_id)
         if run["delete_requested"]:
-            raise ValueError(f"run {run_id} is being deleted")
+            raise LabError("jobs.deleting", run=Code(run_id))
         if run["status"] not in ("stopped", "failed"):
-            raise ValueError(f"run {run_id} is {run['status']}; only a stopped or failed run can be resumed")
+            raise LabError("jobs.not_resumable", run=Code(run_id), status=Term(f"status.{run['status']}"))
         if run["kind"] != "job":
             self.store.update_run(run_id, kind="job")
+        # Progress restarts where last.pt is, not at the step a failed worker reached after it.
+        where = self._checkpoint_position(run_id)
         self.store.update_run(run_id, status="queued", launched=None, pid=None, stop_requested=False, error=None,
-                              finished=None)
+                              finished=None, **where)
         self.poll()
+
+    def _checkpoint_position(self, run_id: str) -> dict[str, int]:
+        """{epoch, step} of the run's last.pt ({} when it has none or it cannot be read: the worker says why)."""
+        from core.ml.checkpoint import LAST, CheckpointError, load_checkpoint
+
+        path = self.store.run_dir(run_id) / LAST
+        if not path.is_file():
+            return {}
+        try:
+            ckpt = load_checkpoint(path)
+            return {"epoch": int(ckpt["epoch"]), "step": int(ckpt.get("step") or 0)}
+        except (CheckpointError, ValueError, TypeError, KeyError):
+            return {}
 
     def delete(self, run_id: str) -> bool:
         """Delete a run without waiting for its worker: True if it is gone now.
@@ -178,7 +199,11 @@ class JobManager:
 
     def _launch(self, run_id: str) -> subprocess.Popen:
         run_dir = self.store.run_dir(run_id, create=True)
+        run = self.store.get_run(run_id)
+        processes = int((run["config"] if run else {}).get("processes", 1) or 1)
+        command = self.command(run_id, processes)
         _, threads = thread_plan(cap=self.cap)
+        threads = max(1, threads // processes)  # the job's share of the cores, split among its processes
         env = dict(os.environ)
         env.update({
             "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -187,11 +212,11 @@ class JobManager:
             "PYTHONUNBUFFERED": "1",
         })
         for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-            env.pop(key, None)  # a job is one process; torchrun is for terminals
+            env.pop(key, None)  # never inherited: torchrun sets them for its processes
         with open(run_dir / LOG_NAME, "ab") as log:
-            log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.command(run_id))}\n".encode())
+            log.write(f"\n== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
             log.flush()
-            proc = subprocess.Popen(self.command(run_id), cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL,
+            proc = subprocess.Popen(command, cwd=str(ROOT), env=env, stdin=subprocess.DEVNULL,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
         with self._lock:
             self._procs[run_id] = proc

@@ -203,12 +203,17 @@ def execute(trainer: Trainer, store: RunStore | None, run_id: str | None, args) 
 
 
 def run_stored(args) -> int:
-    """Worker mode: run the stored run ``--run-id`` (claim its job slot first)."""
+    """Worker mode: run the stored run ``--run-id`` (claim its job slot first).
+
+    Under torchrun (a run with ``processes`` > 1) every process runs this: rank 0 claims the run and
+    does all the writing; the other ranks wait until it has claimed the run, then train with it."""
     from core.ml.data import DataUnavailable
     from core.runs.store import FINISHED, check_run_id
+    from core.training.distributed import dist_from_env
 
     try:
         run_id = check_run_id(args.run_id)
+        info = dist_from_env()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -217,6 +222,13 @@ def run_stored(args) -> int:
     if run is None:
         print(f"error: no run {run_id} in {store.path}", file=sys.stderr)
         return 2
+    wanted = int(run["config"].get("processes", 1) or 1)
+    if wanted != info.world_size:  # checked before the run is touched
+        print(f"error: run {run_id} trains with {wanted} process(es) but {info.world_size} were started; run it as "
+              f"torchrun --standalone --nproc_per_node={wanted} -m core.train --run-id {run_id}", file=sys.stderr)
+        return 2
+    if not info.is_main:
+        return _run_peer(store, run_id, info, args)
     if run["status"] in FINISHED:
         if not args.resume or run["status"] == "completed":
             print(f"error: run {run_id} is {run['status']}; use --resume to continue a stopped or failed run",
@@ -233,10 +245,11 @@ def run_stored(args) -> int:
     if store.stop_requested(run_id):
         store.finish_run(run_id, "stopped")
         store.delete_marked(run_id)
-        return 0
+        # Under torchrun the other ranks may already wait for this one: a non-zero exit makes torchrun end them.
+        return 0 if not info.distributed else 4
     try:
         config = TrainConfig.from_dict(run["config"]).validate()
-        trainer = Trainer(config)
+        trainer = Trainer(config, dist_info=info)
     except DataUnavailable as exc:  # before ValueError: it is a LabError, hence a ValueError, too
         store.finish_run(run_id, "failed", error=str(exc))
         print(f"error: {exc}", file=sys.stderr)
@@ -261,9 +274,36 @@ def run_stored(args) -> int:
         print(f"resuming run {run_id} at epoch {trainer.epoch + 1}, step {trainer.global_step}", file=sys.stderr)
     else:
         store.truncate_metrics(run_id, 0)
+    # Where this worker starts: the page's progress and ETA count from here, not from an earlier worker's step.
+    store.update_run(run_id, epoch=trainer.epoch, step=trainer.global_step)
     code = execute(trainer, store, run_id, args)
     _hand_off(store, args.job_cap)
     return code
+
+
+def _run_peer(store: RunStore, run_id: str, info, args, timeout: float = 300.0) -> int:
+    """A DDP rank other than 0: wait until rank 0 has claimed the run, then train; never writes to the store.
+
+    When rank 0 leaves before training (no free slot, stopped, failed), it exits and torchrun ends the
+    other ranks; a run that finishes or goes back to the queue meanwhile ends this rank too."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = store.get_run(run_id)
+        if run is None or run["status"] in ("completed", "stopped", "failed") or \
+                (run["status"] == "queued" and run["launched"] is None):
+            return 0
+        if run["status"] == "running":
+            break
+        if time.monotonic() > deadline:
+            print(f"error: rank {info.rank}: run {run_id} was not started by rank 0 within {timeout:.0f} s",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+    trainer = Trainer(TrainConfig.from_dict(run["config"]), dist_info=info)
+    last = store.run_dir(run_id) / LAST
+    if last.exists():
+        trainer.load_checkpoint(last)
+    return execute(trainer, None, None, args)
 
 
 def _hand_off(store, cap: int | None) -> None:

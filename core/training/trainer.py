@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import Code, first_line
+from core.errors import Code, LabError, first_line
 from core.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.ml.modules import build_model
 from core.training.batches import TrainData, augment_batch, derive_seed, load_data
-from core.training.config import Limits, TrainConfig
+from core.training.config import Limits, TrainConfig, steps_per_epoch
 from core.training.distributed import DistInfo, init_distributed
 from core.training.events import (
     DoneEvent,
@@ -56,8 +56,8 @@ from core.training.events import (
 from core.training.precision import Precision, resolve_device, select_precision
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite: the message suggests what to change."""
+class TrainingDiverged(LabError):
+    """The loss became NaN or infinite: the message suggests what to change (code ``trainer.diverged``)."""
 
 
 
@@ -72,7 +72,8 @@ def _loss_fn(name: str, label_smoothing: float) -> nn.Module:
     return nn.L1Loss()
 
 
-def _optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    """The config's optimizer over ``params`` (also used to continue a finished run by hand)."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay)
@@ -159,7 +160,7 @@ class Trainer:
             self.model = DDP(self.core, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.loss_fn = _loss_fn(self.loss_name, cfg.label_smoothing).to(self.device)
         self.params = [p for p in self.core.parameters() if p.requires_grad]
-        self.optimizer = _optimizer(cfg, self.params)
+        self.optimizer = make_optimizer(cfg, self.params)
 
         # Each process trains on its shard; a step takes batch_size / world samples per process,
         # split into accum_steps micro-batches.
@@ -167,7 +168,8 @@ class Trainer:
         per_rank_batch = max(1, cfg.batch_size // self.dist.world_size)
         self.micro_batch = max(1, per_rank_batch // cfg.accum_steps)
         self.batches_per_epoch = -(-self.n_shard // self.micro_batch)
-        self.steps_per_epoch = -(-self.batches_per_epoch // cfg.accum_steps)
+        self.steps_per_epoch = steps_per_epoch(len(self.data.train_x), cfg.batch_size, cfg.accum_steps,
+                                               self.dist.world_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.scheduler = _scheduler(cfg, self.optimizer, self.steps_per_epoch)
         # fp16 on CUDA: scale the loss against underflow; unscale_ before clipping, step, update.
@@ -308,8 +310,7 @@ class Trainer:
             skipped = self.scaler.get_scale() < scale
         else:
             if not math.isfinite(loss_value):
-                raise TrainingDiverged(f"the loss became {loss_value} at step {self.global_step + 1}: training "
-                                       "diverged; lower the learning rate or turn on gradient clipping")
+                raise TrainingDiverged("trainer.diverged", loss=Code(str(loss_value)), step=self.global_step + 1)
             self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
