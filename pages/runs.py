@@ -2,11 +2,14 @@
 import pandas as pd
 import streamlit as st
 
-from core.runs.view import config_table, curves_figure, runs_table, summary_rows
+from core.i18n import t
+from core.ml.data import DATASETS
+from core.ml.zoo import PRESETS
+from core.runs.view import config_table, curves_figure, runs_table
 from pages.ui import train_views as W
 from pages.ui.frame import frame
 from pages.ui.state import lab_store, shared_extras
-from pages.ui.text import plain, tr
+from pages.ui.text import lang, plain, tr
 from pages.ui.widgets import url_choice
 
 frame()
@@ -55,12 +58,15 @@ else:
     table = runs_table(runs)
     if text:
         table = table[table.apply(lambda r: text.lower() in f"{r['name']} {r['tags']} {r['id']}".lower(), axis=1)]
-    # Headers and statuses in the page's language; the frame keeps core's stable column names.
+    # Headers, statuses and datasets in the page's language; the frame keeps core's stable column names.
     columns = {c: st.column_config.Column(tr(f"runs.col.{c}")) for c in table.columns}
     for c in ("best acc", "last acc"):
         columns[c] = st.column_config.NumberColumn(tr(f"runs.col.{c}"), format="percent")
-    st.dataframe(table.assign(status=table["status"].map(lambda v: tr(f"status.{v}"))), hide_index=True,
-                 width="stretch", column_config=columns)
+    columns["test loss"] = st.column_config.NumberColumn(tr("runs.col.test loss"), format="%.4f")
+    shown = table.assign(status=table["status"].map(lambda v: tr(f"status.{v}")),
+                         dataset=table["dataset"].map(lambda v: W.option_label("dataset", v) if v in DATASETS else v),
+                         model=table["model"].map(lambda v: W.preset_label(v) if v in PRESETS else v))
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=columns)
     names = {r["id"]: f"{r['name'] or r['id']} ({tr('status.' + r['status'])})" for r in runs}
     # The filter narrows the table; runs already selected (say, from a link) stay selectable.
     options = list(table["id"]) + [r for r in st.session_state.get("rn_sel", []) if r not in set(table["id"])]
@@ -77,7 +83,8 @@ else:
         metrics = {r["id"]: lab_store().metrics(r["id"]) for r in chosen}
         available = sorted({n for m in metrics.values() for n in m["name"].unique()})
         c = st.columns([2, 3, 2, 1])  # the x-axis radio needs room for its three options on one line
-        default = "test_acc" if "test_acc" in available else (available[0] if available else None)
+        # Accuracy when a selected run has it, else the test loss (regression runs), else the first metric.
+        default = next((m for m in ("test_acc", "test_loss") if m in available), available[0] if available else None)
         metric = c[0].selectbox(tr("runs.metric"), available, index=available.index(default) if default else 0,
                                 key="rn_metric", bind="query-params")
         x = url_choice(c[1].radio, tr("runs.x"), ["step", "epoch", "wall"], "rn_x", "step",
@@ -86,11 +93,12 @@ else:
         log_y = c[3].toggle(tr("runs.log"), key="rn_log", bind="query-params")
         labelled = {names[r["id"]]: metrics[r["id"]] for r in chosen}
         if metric:
-            st.plotly_chart(curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420),
-                            key="rn_chart")
+            axes = {"x": t(f"runs.x.{x}", lang()), "y": metric}  # plotly shows plain text: no Markdown escapes
+            st.plotly_chart(curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420,
+                                          labels=axes), key="rn_chart")
         target = st.number_input(tr("runs.target"), 0.0, 1.0, 0.98, step=0.005, format="%.3f", key="rn_target",
                                  bind="query-params")
-        st.dataframe(summary_rows(chosen, metrics, target), hide_index=True, width="stretch")
+        W.summary_table(chosen, metrics, target)
         diff = st.toggle(tr("runs.only_diff"), key="rn_diff", value=len(chosen) > 1, bind="query-params")
         st.dataframe(config_table(chosen, only_differences=diff), width="stretch")
         csv = pd.concat(metrics.values()).to_csv(index=False).encode() if metrics else b""
@@ -108,7 +116,7 @@ else:
         with st.expander(tr("runs.config")):
             st.json(run["config"])
         if run["status"] in ("completed", "stopped"):
-            W.evaluation(run)
+            W.evaluation(run, prefix="rn")
     else:
         run = chosen[-1]
         st.subheader(plain(names[run["id"]]))  # a run name is user text: shown literally
