@@ -6,10 +6,12 @@ from core.i18n import t
 from core.ml.data import DATASETS
 from core.ml.zoo import PRESETS
 from core.runs.view import config_table, curves_figure, runs_table
+from core.training.config import DEVICES
 from pages.ui import train_views as W
 from pages.ui.frame import frame
 from pages.ui.state import lab_store, shared_extras
 from pages.ui.text import lang, plain, tr
+from pages.ui.train_form import LABELLED
 from pages.ui.widgets import url_choice
 
 frame()
@@ -60,11 +62,10 @@ else:
         table = table[table.apply(lambda r: text.lower() in f"{r['name']} {r['tags']} {r['id']}".lower(), axis=1)]
     # Headers, statuses and datasets in the page's language; the frame keeps core's stable column names.
     columns = {c: st.column_config.Column(tr(f"runs.col.{c}")) for c in table.columns}
-    for c in ("best acc", "last acc"):
-        columns[c] = st.column_config.NumberColumn(tr(f"runs.col.{c}"), format="percent")
-    columns["test loss"] = st.column_config.NumberColumn(tr("runs.col.test loss"), format="%.4f")
-    shown = table.assign(status=table["status"].map(lambda v: tr(f"status.{v}")),
+    shown = W.numbers_shown(table, {"best acc": ".1%", "last acc": ".1%", "test loss": ".4f", "duration s": ".1f"})
+    shown = shown.assign(status=table["status"].map(lambda v: tr(f"status.{v}")),
                          dataset=table["dataset"].map(lambda v: W.option_label("dataset", v) if v in DATASETS else v),
+                         device=table["device"].map(lambda v: W.option_label("device", v) if v in DEVICES else v),
                          model=table["model"].map(lambda v: W.preset_label(v) if v in PRESETS else v))
     st.dataframe(shown, hide_index=True, width="stretch", column_config=columns)
     names = {r["id"]: f"{r['name'] or r['id']} ({tr('status.' + r['status'])})" for r in runs}
@@ -100,7 +101,11 @@ else:
                                  bind="query-params")
         W.summary_table(chosen, metrics, target)
         diff = st.toggle(tr("runs.only_diff"), key="rn_diff", value=len(chosen) > 1, bind="query-params")
-        st.dataframe(config_table(chosen, only_differences=diff), width="stretch")
+        configs = config_table(chosen, only_differences=diff)
+        for field in LABELLED:  # choices as the form shows them; setting names stay as in the config
+            if field in configs.index:
+                configs.loc[field] = [W.option_label(field, v) if v != "—" else v for v in configs.loc[field]]
+        st.dataframe(configs, width="stretch")
         csv = pd.concat(metrics.values()).to_csv(index=False).encode() if metrics else b""
         st.download_button(tr("runs.csv"), csv, file_name="metrics.csv", mime="text/csv", key="rn_csv")
     elif view == "open":

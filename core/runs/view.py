@@ -116,13 +116,18 @@ def series(metrics: pd.DataFrame, name: str, x: str = "step") -> pd.DataFrame:
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
+# ... and a dash per run, so a run drawn exactly over another (an A/B pair that agrees) still shows.
+RUN_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
 def run_color(index: int) -> str:
     return RUN_COLORS[index % len(RUN_COLORS)]
 
 
-def _y_range(values: list[np.ndarray], log_y: bool) -> list[float] | None:
+def _y_range(values: list[np.ndarray], log_y: bool, name: str = "") -> list[float] | None:
     """A y range that shows a flat series as what it is (0.01 sits in the middle of 0..0.02, not on a
-    -1..1 axis where it looks like 0); None lets plotly choose for a series that varies."""
+    -1..1 axis where it looks like 0; a flat accuracy on 0..1); None lets plotly choose for a series
+    that varies."""
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
     if log_y:
         finite = finite[finite > 0]
@@ -134,6 +139,8 @@ def _y_range(values: list[np.ndarray], log_y: bool) -> list[float] | None:
         return [lo - 0.5, hi + 0.5] if hi - lo < 1e-9 else None
     if hi - lo > 1e-9 * max(1.0, abs(hi)):
         return None
+    if name.endswith("acc") and lo >= 0 and hi <= 1:
+        return [0.0, 1.02]
     pad = abs(hi) if hi != 0 else 1.0
     return [0.0, 2 * hi] if hi > 0 else [hi - pad, hi + pad]
 
@@ -146,8 +153,8 @@ def _x_axis(xs: list[np.ndarray], x: str) -> dict[str, Any]:
     finite = finite[np.isfinite(finite)]
     if finite.size == 0:
         return {}
-    span = float(finite.max() - min(0.0, float(finite.min())))
-    dtick = max(1, math.ceil(span / 8))  # at most ~8 ticks; plotly picks nicer multiples above 10
+    span = float(finite.max() - finite.min())  # one point (span 0) too: plotly would tick it at 109.5, 110, 110.5
+    dtick = max(1, math.ceil(span / 8))  # at most ~8 ticks; plotly picks whole multiples above that
     return {"tick0": 0, "dtick": dtick} if span <= 80 else {"tickformat": ",d"}
 
 
@@ -171,21 +178,23 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smo
         s = downsample(s)
         xs, ys = s["x"].to_numpy(dtype=float), s["value"].to_numpy(dtype=float)
         xs_all.append(xs)
-        color = run_color(index)
+        color, dash = run_color(index), RUN_DASHES[index % len(RUN_DASHES)]
         if smoothing > 0 and len(s) > 2:
             smooth = ema(ys, smoothing)
             traces.append(dict(type="scatter", x=xs, y=ys, name=f"{label} (raw)", mode="lines",
                                line=dict(width=1, color=color), opacity=0.25, showlegend=False, legendgroup=label))
-            traces.append(dict(type="scatter", x=xs, y=smooth, name=label, mode="lines", line=dict(color=color),
-                               legendgroup=label))
+            traces.append(dict(type="scatter", x=xs, y=smooth, name=label, mode="lines",
+                               line=dict(color=color, dash=dash), legendgroup=label))
             ys_all += [ys, smooth]
         else:
-            traces.append(dict(type="scatter", x=xs, y=ys, name=label, line=dict(color=color),
-                               marker=dict(color=color), mode="lines+markers" if len(s) < 30 else "lines"))
+            few = len(s) < 30
+            traces.append(dict(type="scatter", x=xs, y=ys, name=label, line=dict(color=color, dash=dash),
+                               marker=dict(color=color, size=9 - 3 * (index % 2), symbol=index % 4),
+                               mode="lines+markers" if few else "lines"))
             ys_all.append(ys)
     lab = {"x": {"step": "step", "epoch": "epoch", "wall": "seconds"}[x], "y": name, **(labels or {})}
     yaxis: dict[str, Any] = {"type": "log"} if log_y else {}
-    y_range = _y_range(ys_all, log_y)
+    y_range = _y_range(ys_all, log_y, name)
     if y_range is not None:
         yaxis["range"] = y_range
     layout = dict(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=lab["y"], x=0),

@@ -1,11 +1,13 @@
 """Train page pieces: the config form, the live run watcher, evaluation and the step mode."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
 from core.errors import Code
-from core.i18n import t
+from core.i18n import CATALOGUE, t
 from core.lessons.regression import (
     can_run_on,
     fit_figure,
@@ -74,7 +76,8 @@ def lab_jobs():
 
 def option_label(field: str, value) -> str:
     """A setting's choice as the form shows it: a translated label for the labelled settings, else the value."""
-    return tr(f"option.{field}.{value}") if field in LABELLED else str(value)
+    key = f"option.{field}.{value}"
+    return tr(key) if field in LABELLED and key in CATALOGUE[lang()] else str(value)
 
 
 def preset_label(key: str) -> str:
@@ -315,6 +318,9 @@ def watch(run_ids: list[str]) -> None:
                                           step=p["step"], total=p["total"] or "?") + eta)
         if run.get("error"):
             st.error(plain(run["error"]))
+    if all(m.empty for m in metrics.values()):  # queued or starting: no axes without data
+        st.caption(tr("train.waiting"))
+        return
     smooth = st.session_state.get("tr_smooth", 0.6)
     c = st.columns(2)
     c[0].plotly_chart(curves_figure(metrics, "loss", smoothing=smooth, labels=_axes("loss")), key="tr_c_loss")
@@ -329,15 +335,28 @@ def watch(run_ids: list[str]) -> None:
         summary_table(runs, by_run)
 
 
+def numbers_shown(frame: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:
+    """Number columns as the table shows them: formatted, and "—" where a value does not apply (a regression
+    run has no accuracy, a queued run no duration yet). Streamlit draws a missing number as "None"."""
+    def one(value, fmt: str) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        return format(value, fmt)
+
+    return frame.assign(**{c: [one(v, f) for v in frame[c]] for c, f in formats.items() if c in frame})
+
+
 def summary_table(runs: list[RunRow], metrics: dict, target: float = 0.98) -> None:
     """summary_rows as a table in the page's language (headers and statuses translated)."""
     frame = summary_rows(runs, metrics, target)
     target_col = next(c for c in frame.columns if c.startswith("s to "))
-    names = {c: tr(f"runs.sum.{c}") for c in frame.columns if c != target_col}
-    names[target_col] = tr("runs.sum.to_target", target=f"{target:.1%}")
-    frame = frame.assign(status=frame["status"].map(lambda v: tr(f"status.{v}"))).rename(columns=names)
-    percent = {names[c]: st.column_config.NumberColumn(format="percent") for c in ("best acc", "last acc")}
-    st.dataframe(frame, hide_index=True, width="stretch", column_config=percent)
+    frame = numbers_shown(frame, {"best acc": ".1%", "last acc": ".1%", "min test loss": ".4f", target_col: ".1f",
+                                  "duration s": ".1f"})
+    # Table headers are plain text (t, not tr: nothing is Markdown-escaped there).
+    names = {c: t(f"runs.sum.{c}", lang()) for c in frame.columns if c != target_col}
+    names[target_col] = t("runs.sum.to_target", lang(), target=f"{target:.1%}")
+    frame = frame.assign(status=frame["status"].map(lambda v: t(f"status.{v}", lang()))).rename(columns=names)
+    st.dataframe(frame, hide_index=True, width="stretch")
 
 
 def _axes(chart: str, x: str = "step") -> dict[str, str]:

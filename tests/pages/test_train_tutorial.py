@@ -124,7 +124,8 @@ def test_r1_in_chinese_and_the_runs_page_for_a_regression_run(app):
     shared = encode_state({"runs": [run["id"]]})
     runs = app("pages/runs.py", lang="简体中文", s=shared)
     row = runs.dataframe[0].value.set_index("id").loc[run["id"]]
-    assert row["test loss"] == pytest.approx(mse, rel=1e-4) and row["processes"] == 1
+    assert float(row["test loss"]) == pytest.approx(mse, abs=1e-4) and row["processes"] == 1
+    assert row["best acc"] == row["last acc"] == "—"  # no accuracy for a regression run (and no "None")
     assert runs.selectbox(key="rn_metric").value == "test_loss"
     assert not english_in(texts(runs)), english_in(texts(runs))
     opened = app("pages/runs.py", lang="简体中文", s=shared, rn_view="open")

@@ -37,7 +37,7 @@ def epochs_until_close(seed: int, tol: float = 0.01) -> int:
     model = nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     epochs = 0
-    while abs(float(model.weight) - 2) >= tol:
+    while abs(model.weight.item() - 2) >= tol:
         opt.zero_grad()
         nn.functional.mse_loss(model(X), Y).backward()
         opt.step()

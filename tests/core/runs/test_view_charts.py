@@ -19,6 +19,8 @@ def test_a_constant_lr_sits_inside_its_axis():
     assert lo <= 0.0 and 0.015 <= hi <= 0.05 and lo < 0.01 < hi  # not a -1..1 axis where 0.01 looks like 0
     log = V.curves_figure({"run": frame("lr", range(1, 101), [0.01] * 100)}, "lr", log_y=True)
     assert log.layout.yaxis.range[0] < -2 < log.layout.yaxis.range[1]  # log10(0.01) inside
+    acc = V.curves_figure({"run": frame("test_acc", [10], [0.92])}, "test_acc", x="epoch")
+    assert acc.layout.yaxis.range == (0.0, 1.02)  # one accuracy: on 0..1, not 0..1.84
     varying = V.curves_figure({"run": frame("loss", range(1, 101), [1 / s for s in range(1, 101)])}, "loss")
     assert varying.layout.yaxis.range is None  # plotly's own range for a series that varies
 
@@ -45,6 +47,12 @@ def test_each_run_keeps_its_colour_on_every_chart_and_two_runs_differ():
                 colours.setdefault(trace.legendgroup or trace.name.replace(" (raw)", ""), set()).add(trace.line.color)
     assert all(len(c) == 1 for c in colours.values())  # the same colour everywhere, raw and smoothed too
     assert len({next(iter(c)) for c in colours.values()}) == 3
+    # Two runs that agree exactly (an A/B pair) are still both visible: different dashes and markers.
+    same = V.curves_figure({"fp32": frame("test_loss", [10], [0.5]), "bf16": frame("test_loss", [10], [0.5])},
+                           "test_loss")
+    assert same.data[0].line.dash != same.data[1].line.dash
+    assert (same.data[0].marker.symbol, same.data[0].marker.size) != (same.data[1].marker.symbol,
+                                                                        same.data[1].marker.size)
     assert V.run_color(0) != V.run_color(1) and not all(x.startswith("#1f") or x.startswith("#83")
                                                         for x in (V.run_color(0), V.run_color(1)))
 

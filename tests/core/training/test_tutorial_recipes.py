@@ -100,3 +100,11 @@ def test_processes_must_fit_the_batch_and_the_data():
         recipe("r1").replace(processes=4, batch_size=8)
     assert recipe("r1").replace(processes=3).processes == 3
     assert DATASETS["linear"].train_size == 3
+
+
+@pytest.mark.slow
+def test_r3_passes_the_tutorials_90_percent_on_the_bundled_digits():
+    trainer = Trainer(recipe("r3"))
+    for _ in trainer.run():
+        pass
+    assert trainer.epoch == 5 and trainer.history[-1]["test_acc"] > 0.90
