@@ -12,7 +12,7 @@ seeds 0-2 of the default recipe, of its bf16 variant where bf16 is fast, and of 
 
 It trains ``TrainConfig()`` (the default recipe: preset lab_cnn on digits8k) and the
 tutorials' CNN (recipe r3: preset cnn, Adam 1e-3), prints the seconds until the test
-accuracy first reaches the target (98.5% / 97%) and the final accuracy, and writes or
+accuracy first reaches the target (98.5% / 90%) and the final accuracy, and writes or
 updates the "Time to accuracy" section of BENCHMARKS.md (the machine's facts are in the
 file's header, written by ``python -m bench``).
 
@@ -79,7 +79,8 @@ def describe(config: TrainConfig) -> str:
     model = config.preset if config.model_spec is None else "custom spec"
     parts = [model, config.optimizer, f"lr {config.lr:g}", config.scheduler if config.scheduler != "none" else "",
              f"wd {config.weight_decay:g}" if config.weight_decay else "",
-             f"label smoothing {config.label_smoothing:g}" if config.label_smoothing else "", f"batch {config.batch_size}",
+             f"label smoothing {config.label_smoothing:g}" if config.label_smoothing else "",
+             f"batch {config.batch_size}",
              f"{config.epochs} epochs", "augment" if config.augment else "", config.precision]
     return ", ".join(p for p in parts if p)
 
@@ -114,7 +115,8 @@ def plan_for(seeds: list[int], bf16: bool = False, r3: bool = True, quick: bool 
         else:
             print(f"skipping bf16: {env_facts().fast_bf16_reason}", file=sys.stderr)
     if r3:
-        plan += [("r3 (tutorials' CNN, M5)", recipe("r3").replace(seed=s), 0.97) for s in seeds]
+        # r3 is the tutorials' plain recipe (5 epochs, constant lr): the tutorials claim over 90%.
+        plan += [("r3 (tutorials' CNN, M5)", recipe("r3").replace(seed=s), 0.90) for s in seeds]
     return plan
 
 
