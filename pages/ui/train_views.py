@@ -644,9 +644,16 @@ def step_mode(config: TrainConfig) -> None:
         st.plotly_chart(image_grid((x - x.amin()) / (x.amax() - x.amin() + 1e-8), titles, cols=8, size=70),
                         key="tr_step_batch", config={"displayModeBar": False})
     c = st.columns(2)
+    # Column headers in the page's language (core's frames keep stable English names).
+    head = {k: t(f"train.step_col.{k}", lang()) for k in STEP_COLUMNS}
     c[0].dataframe(result["layers"], hide_index=True, column_config={
-        k: st.column_config.NumberColumn(format="%.2e") for k in ("grad norm", "update norm", "update / weight")})
+        k: st.column_config.NumberColumn(head[k], format="%.2e") if k != "layer" else st.column_config.Column(head[k])
+        for k in result["layers"].columns})
     if "predictions" in result:
         c[1].dataframe(result["predictions"], hide_index=True, column_config={
-            k: st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f")
-            for k in ("p(label) before", "p(label) after")})
+            k: st.column_config.ProgressColumn(head[k], min_value=0.0, max_value=1.0, format="%.2f")
+            if k.startswith("p(") else st.column_config.Column(head[k]) for k in result["predictions"].columns})
+
+
+STEP_COLUMNS = ("layer", "grad norm", "update norm", "update / weight", "label", "before", "after", "p(label) before",
+                "p(label) after")

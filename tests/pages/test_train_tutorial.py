@@ -286,3 +286,17 @@ def test_a_tutorial_checkpoint_loads_into_the_model_the_learner_names_and_resume
     at.run()
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["w"] == f"{float(model.linear.weight):.4f}" and metrics["b"] == f"{float(model.linear.bias):.4f}"
+
+
+def test_step_mode_in_chinese_has_no_english(app):
+    at = app("pages/train.py", tr_view="step")
+    at.button(key="tr_step_one").click().run()
+    at.button_group(key="lang").set_value("zh").run()  # one run in Chinese (AppTest cannot rerun after it)
+    assert not at.exception and not at.error
+    # The headers as the browser shows them: each column's configured label (else its name).
+    headers = []
+    for df in at.dataframe:
+        config = json.loads(df.proto.columns or "{}")
+        headers += [(config.get(c) or {}).get("label") or c for c in df.value.columns]
+    assert not english_in(texts(at)), english_in(texts(at))
+    assert not any(re.search(r"[A-Za-z]{3,}", h) and not h.startswith("p(") for h in headers), headers
