@@ -199,7 +199,8 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str, x: str = "step", smo
         yaxis["range"] = y_range
     layout = dict(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=lab["y"], x=0),
                   xaxis=dict(title=dict(text=lab["x"]), **_x_axis(xs_all, x)), yaxis=yaxis,
-                  legend=dict(orientation="h", y=-0.25))
+                  # Below the x-axis title whatever the chart's height (a fraction of the plot area's height).
+                  legend=dict(orientation="h", yanchor="top", y=-80 / max(120, height - 30)))
     return go.Figure(dict(data=traces, layout=layout))
 
 
