@@ -11,7 +11,7 @@ It is also the "recipe" section of the suite (``python -m bench``, through ``sec
 
 Every run trains to the end; seconds are wall-clock from building the trainer (the data load
 included: the in-process data cache is emptied first) to the end of the first epoch whose test
-accuracy reaches the target (98.5% for the lab's recipes, 97% for R3). The test split is only
+accuracy reaches the target (98.5% for the lab's recipes, 90% for R3, the tutorials' claim). The test split is only
 reported: the runs choose nothing on it (best.pt is chosen on the validation split held out of
 the training images; the final model is the last epoch's). Accuracies are on the bundled
 1,000-image test split, evaluated the lab's way (the weights' moving average and test-time
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Time to accuracy"
 ABLATION_SECTION = "## Recipe ablation"
 TARGET = 0.985
-R3_TARGET = 0.97
+R3_TARGET = 0.90  # the tutorials claim over 90% for their plain recipe (R3)
 SEEDS = (0, 1, 2, 3, 4)
 MEDIAN_TARGET_S, WORST_TARGET_S, ACC_TARGET = 10.0, 15.0, 0.99
 QUIET_BUDGET_S = 1800.0  # most seconds the section waits for quiet windows in all

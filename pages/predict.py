@@ -26,7 +26,7 @@ def run_model(run_id: str, stamp: float):
 
 def choose_model():
     """(model, spec) of the chosen source, or None after showing why it can't be used."""
-    runs = trained_runs(lab_store())
+    runs = trained_runs(lab_store(), task="classification")  # a regression run cannot read digits
     options = ["current"] + [r["id"] for r in runs]
     names = {r["id"]: f"{r['name'] or r['id']} · {r['status']}" for r in runs}
     # The default is the newest run, which changes as runs are trained: keep the choice in the URL

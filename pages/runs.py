@@ -2,13 +2,18 @@
 import pandas as pd
 import streamlit as st
 
+from core.i18n import t
+from core.ml.data import DATASETS
+from core.ml.zoo import PRESETS
 from core.runs.view import config_table, curves_figure, runs_table
+from core.training.config import DEVICES
 from pages.ui import compare_views as C
 from pages.ui import train_views as W
 from pages.ui.frame import frame
 from pages.ui.navigate import apply_requests
 from pages.ui.state import lab_store, shared_extras
-from pages.ui.text import plain, tr
+from pages.ui.text import lang, plain, tr
+from pages.ui.train_form import LABELLED
 from pages.ui.widgets import url_choice
 
 frame()
@@ -64,12 +69,15 @@ else:
     table = runs_table(runs)
     if text:
         table = table[table.apply(lambda r: text.lower() in f"{r['name']} {r['tags']} {r['id']}".lower(), axis=1)]
-    # Headers and statuses in the page's language; the frame keeps core's stable column names.
+    # Headers, statuses and datasets in the page's language; the frame keeps core's stable column names.
     columns = {c: st.column_config.Column(tr(f"runs.col.{c}")) for c in table.columns}
-    for c in ("val acc", "best acc", "last acc"):
-        columns[c] = st.column_config.NumberColumn(tr(f"runs.col.{c}"), format="percent")
-    st.dataframe(table.assign(status=table["status"].map(lambda v: tr(f"status.{v}"))), hide_index=True,
-                 width="stretch", column_config=columns)
+    shown = W.numbers_shown(table, {"val acc": ".1%", "best acc": ".1%", "last acc": ".1%", "test loss": ".4f",
+                                    "duration s": ".1f"})
+    shown = shown.assign(status=table["status"].map(lambda v: tr(f"status.{v}")),
+                         dataset=table["dataset"].map(lambda v: W.option_label("dataset", v) if v in DATASETS else v),
+                         device=table["device"].map(lambda v: W.option_label("device", v) if v in DEVICES else v),
+                         model=table["model"].map(lambda v: W.preset_label(v) if v in PRESETS else v))
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=columns)
     names = {r["id"]: f"{r['name'] or r['id']} ({tr('status.' + r['status'])})" for r in runs}
     st.session_state["rn_labels"] = {**seen_labels, **{label: run_id for run_id, label in names.items()}}
     picked = [r for r in st.session_state.get("rn_sel", []) if r in known]
@@ -97,7 +105,8 @@ else:
         metrics = {r["id"]: lab_store().metrics(r["id"]) for r in chosen}
         available = sorted({n for m in metrics.values() for n in m["name"].unique()})
         c = st.columns([2, 3, 2, 1])  # the x-axis radio needs room for its three options on one line
-        default = "test_acc" if "test_acc" in available else (available[0] if available else None)
+        # Accuracy when a selected run has it, else the test loss (regression runs), else the first metric.
+        default = next((m for m in ("test_acc", "test_loss") if m in available), available[0] if available else None)
         metric = c[0].selectbox(tr("runs.metric"), available, index=available.index(default) if default else 0,
                                 key="rn_metric", bind="query-params")
         x = url_choice(c[1].radio, tr("runs.x"), ["step", "epoch", "wall"], "rn_x", "step",
@@ -107,14 +116,19 @@ else:
         labelled = {names[r["id"]]: metrics[r["id"]] for r in chosen}
         base, at = C.compare_controls(chosen, metrics, x, names)
         if metric:
-            fig = curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420)
+            axes = {"x": t(f"runs.x.{x}", lang()), "y": metric}  # plotly shows plain text: no Markdown escapes
+            fig = curves_figure(labelled, metric, x=x, smoothing=smooth, log_y=log_y, height=420, labels=axes)
             st.plotly_chart(C.marked(fig, names.get(base or ""), x, at), key="rn_chart")
         target = st.number_input(tr("runs.target"), 0.0, 1.0, 0.98, step=0.005, format="%.3f", key="rn_target",
                                  bind="query-params")
         C.summary(chosen, metrics, target, metric, base)  # best and last of each metric, Δ to the baseline
         C.at_point(chosen, metrics, x, at, smooth, metric, base)
         diff = st.toggle(tr("runs.only_diff"), key="rn_diff", value=len(chosen) > 1, bind="query-params")
-        st.dataframe(config_table(chosen, only_differences=diff), width="stretch")
+        configs = config_table(chosen, only_differences=diff)
+        for field in LABELLED:  # choices as the form shows them; setting names stay as in the config
+            if field in configs.index:
+                configs.loc[field] = [W.option_label(field, v) if v != "—" else v for v in configs.loc[field]]
+        st.dataframe(configs, width="stretch")
         csv = pd.concat(metrics.values()).to_csv(index=False).encode() if metrics else b""
         st.download_button(tr("runs.csv"), csv, file_name="metrics.csv", mime="text/csv", key="rn_csv")
     elif view == "open":
@@ -131,7 +145,7 @@ else:
         with st.expander(tr("runs.config")):
             st.json(run["config"])
         if run["status"] in ("completed", "stopped"):
-            W.evaluation(run)
+            W.evaluation(run, prefix="rn")
     else:
         run = chosen[-1]
         st.subheader(plain(names[run["id"]]))  # a run name is user text: shown literally

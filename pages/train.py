@@ -13,17 +13,16 @@ from pages.ui.text import tr
 from pages.ui.widgets import url_choice
 
 frame()
-EXAMPLES = {"R1": "r1", "R2": "r2", "R3": "r3", "R4": None, "R5": None, "R6": None, "R7": None}
+# Each example fills the form with a recipe of core.training.config.RECIPES (R6 and R7 use R3's: they are
+# about how it runs, A/B precision and Stop/Resume) and opens the view it needs.
+EXAMPLES = {"R1": "r1", "R2": "r2", "R3": "r3", "R4": "r4", "R5": "r5", "R6": "r3", "R7": "r3", "R8": "r8",
+            "R9": "r9"}
+PER_ROW = 5
 
 
 def example(ex: str) -> None:
-    if EXAMPLES[ex]:
-        W.apply_recipe(EXAMPLES[ex])
-    elif ex == "R4":
-        st.session_state.update(tr_optimizer="sgd", tr_momentum=0.9, tr_lr=0.05)
-    elif ex == "R5":
-        st.session_state.update(tr_loss="cross_entropy", tr_label_smoothing=0.1)
-    st.session_state["tr_view"] = "step" if ex == "R4" else "run"
+    W.apply_recipe(EXAMPLES[ex])
+    st.session_state["tr_view"] = "step" if ex in ("R4", "R9") else "run"
     st.session_state["tr_note"] = ex
 
 
@@ -32,14 +31,18 @@ st.write(tr("train.intro"))
 st.caption(tr("train.honest"))
 page_prompt_box("train_lr", "tr_pp")
 st.markdown(f"**{tr('train.examples')}**")
-for col, ex in zip(st.columns(len(EXAMPLES)), EXAMPLES, strict=False):
-    col.button(ex, key=f"tr_ex_{ex}", on_click=example, args=(ex,), help=tr(f"train.ex.{ex}"), width="stretch")
+names = list(EXAMPLES)
+for row in range(0, len(names), PER_ROW):
+    for col, ex in zip(st.columns(PER_ROW), names[row:row + PER_ROW], strict=False):
+        col.button(tr(f"train.ex_title.{ex}"), key=f"tr_ex_{ex}", on_click=example, args=(ex,),
+                   help=tr(f"train.ex.{ex}"), width="stretch")
 if st.session_state.get("tr_note"):
     st.info(tr(f"train.note.{st.session_state['tr_note']}"))
 
 follow()  # a button below asked for another page (the Runs page: a sweep, a clone and its parent)
 clone.apply_request()  # "clone" on the Runs page: the form opens with that run's config
 clone.banner()
+W.form_from_run_link()
 config = W.form()
 view = url_choice(st.segmented_control, tr("train.view"), ["run", "step"], "tr_view", "run",
                   lambda v: tr(f"train.view.{v}"), required=True)

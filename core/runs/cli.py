@@ -38,12 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=EXECUTORS, default=None,
                    help="local: train in this process (the default); ray: submit the run as a Ray Job to the "
                         "cluster at PYTORCH_LAB_RAY_ADDRESS and follow it (default: PYTORCH_LAB_EXECUTOR)")
-    if "world_size" not in TrainConfig.model_fields:
-        p.add_argument("--world-size", type=int, default=None, metavar="N",
-                       help="train with DistributedDataParallel in N processes, as a job of the executor (local "
-                            "processes, or Ray Train workers across the cluster)")
     p.add_argument("--detach", action="store_true",
-                   help="with a job (--executor ray, --world-size): print its run id and return at once")
+                   help="with a job (--executor ray, --processes N): print its run id and return at once")
     p.add_argument("--print-config", action="store_true", help="print the validated config as JSON and exit")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_config_flags(p)
@@ -95,6 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if info.distributed and config.processes != info.world_size:
+        if config.processes != 1:
+            print(f"error: the config asks for {config.processes} processes but torchrun started "
+                  f"{info.world_size}", file=sys.stderr)
+            return 2
+        config = config.replace(processes=info.world_size)  # the run records its world size
     store, run_id = None, None
     if info.is_main and not args.no_store:  # rank 0 alone writes; the store is checked before any work
         try:
@@ -119,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _world_size(args: argparse.Namespace, config: TrainConfig) -> int:
-    given = getattr(args, "world_size", None) if "world_size" not in TrainConfig.model_fields else None
-    return int(given if given is not None else getattr(config, "world_size", 1))
+    """DDP processes of the run (``--processes``): 2 or more make it a job whose executor starts the ranks."""
+    return config.processes
 
 
 def _as_job(args: argparse.Namespace, config: TrainConfig) -> bool:
@@ -136,10 +138,10 @@ def _as_job(args: argparse.Namespace, config: TrainConfig) -> bool:
         return False
     if dist_from_env().distributed:
         if args.executor or world > 1:
-            raise ValueError("under torchrun this command trains here; --executor and --world-size submit a job")
+            raise ValueError("under torchrun this command trains here; --executor and --processes submit a job")
         return False  # the environment's executor does not apply to torchrun's processes
     if args.no_store:
-        raise ValueError("--no-store trains in this process; a job (--executor ray, --world-size) needs the store")
+        raise ValueError("--no-store trains in this process; a job (--executor ray, --processes N) needs the store")
     return True
 
 

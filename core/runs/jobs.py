@@ -47,6 +47,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from core.errors import Code, LabError, Term
 from core.runs.executors import Executor, ExecutorError, ExecutorUnavailable, LocalExecutor, open_executor
 from core.runs.executors.base import UNKNOWN, JobInfo, JobSpec, Resources, read_tail
 from core.runs.store import FINISHED, RunRow, RunStore, StoreUnavailable, check_run_id, check_world_size, open_store
@@ -138,11 +139,11 @@ class JobManager:
         ``parent``: the run it was cloned from; ``sweep``: the sweep queueing it (core.runs.sweep);
         ``poll=False`` only queues it (a sweep polls once after queueing all of its runs).
         ``world_size`` >= 2 trains with DistributedDataParallel in that many processes (default:
-        the config's ``world_size`` where it has one, else 1). A cluster executor that cannot be
+        the config's ``processes``). A cluster executor that cannot be
         reached is an ``ExecutorUnavailable`` here, before anything is queued.
         """
         config = TrainConfig.from_dict(config).validate()
-        world = check_world_size(world_size if world_size is not None else int(getattr(config, "world_size", 1)))
+        world = check_world_size(world_size if world_size is not None else config.processes)
         self.executor.check()
         run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
                                        precision=config.precision, parent=parent, sweep=sweep, world_size=world)
@@ -166,14 +167,29 @@ class JobManager:
         """Queue a stopped or failed run again; its worker continues from last.pt."""
         run = self.store.run(run_id)
         if run["delete_requested"]:
-            raise ValueError(f"run {run_id} is being deleted")
+            raise LabError("jobs.deleting", run=Code(run_id))
         if run["status"] not in ("stopped", "failed"):
-            raise ValueError(f"run {run_id} is {run['status']}; only a stopped or failed run can be resumed")
+            raise LabError("jobs.not_resumable", run=Code(run_id), status=Term(f"status.{run['status']}"))
         if run["kind"] != "job":
             self.store.update_run(run_id, kind="job")
+        # Progress restarts where last.pt is, not at the step a failed worker reached after it.
+        where = self._checkpoint_position(run_id)
         self.store.update_run(run_id, status="queued", launched=None, pid=None, stop_requested=False, error=None,
-                              finished=None, executor=None, job_ref=None)
+                              finished=None, executor=None, job_ref=None, **where)
         self.poll()
+
+    def _checkpoint_position(self, run_id: str) -> dict[str, int]:
+        """{epoch, step} of the run's last.pt ({} when it has none or it cannot be read: the worker says why)."""
+        from core.ml.checkpoint import LAST, CheckpointError, load_checkpoint
+
+        path = self.store.run_dir(run_id) / LAST
+        if not path.is_file():
+            return {}
+        try:
+            ckpt = load_checkpoint(path)
+            return {"epoch": int(ckpt["epoch"]), "step": int(ckpt.get("step") or 0)}
+        except (CheckpointError, ValueError, TypeError, KeyError):
+            return {}
 
     def delete(self, run_id: str) -> bool:
         """Delete a run without waiting for its worker: True if it is gone now.

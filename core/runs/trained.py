@@ -7,17 +7,21 @@ evaluates it with (their moving average when the run kept one).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from core.errors import Code
+from core.errors import Code, Term, first_line
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from core.ml.data import load_dataset
+from core.ml.data import DATASETS, load_dataset
 from core.ml.evaluate import checkpoint_model, checkpoint_normalization, evaluation_model, prepare
-from core.ml.spec import ModelSpec
+from core.ml.modules import build_model
+from core.ml.spec import ModelSpec, SpecError
 from core.runs.store import RunRow, RunStore
+from core.runs.view import total_steps
 from core.settings import Settings, load_settings
+from core.training.config import TrainConfig
 
 
 def checkpoint_path(store: RunStore, run_id: str, which: str = "best") -> Path | None:
@@ -30,10 +34,23 @@ def checkpoint_path(store: RunStore, run_id: str, which: str = "best") -> Path |
     return None
 
 
-def trained_runs(store: RunStore) -> list[RunRow]:
-    """Runs that have a checkpoint on disk, newest first."""
+def trained_runs(store: RunStore, task: str | None = None) -> list[RunRow]:
+    """Runs that have a checkpoint on disk, newest first; with ``task``, only runs of that task
+    (``classification``: what Predict can use)."""
     runs = [r for r in store.runs() if checkpoint_path(store, r["id"]) is not None]
+    if task is not None:
+        runs = [r for r in runs if run_task(r) == task]
     return sorted(runs, key=lambda r: r.get("created") or 0, reverse=True)
+
+
+def run_task(run: RunRow) -> str | None:
+    """classification or regression: the task of a stored run's config (None for an unknown dataset)."""
+    config = run.get("config") or {}
+    task = config.get("task", "auto")
+    info = DATASETS.get(str(config.get("dataset")))
+    if task not in (None, "auto"):
+        return str(task)
+    return info.task if info is not None else None
 
 
 def model_from_checkpoint(ckpt: dict) -> tuple[nn.Module, ModelSpec]:
@@ -65,6 +82,67 @@ def load_run_evaluation(store: RunStore, run_id: str, which: str = "best") -> tu
     if path is None:
         raise CheckpointError("checkpoint.none_yet", run=Code(run_id))
     return checkpoint_test_evaluation(load_checkpoint(path, map_location=torch.device("cpu")))
+
+
+def model_from_state(ckpt: dict, spec: ModelSpec) -> nn.Module:
+    """The tutorials' own checkpoint (epoch, model_state_dict, optimizer_state_dict, loss; no lab config):
+    build ``spec`` and load the weights into it, when the parameter names and shapes fit (eval mode)."""
+    state = ckpt.get("model_state_dict")
+    if not isinstance(state, dict):
+        raise CheckpointError("checkpoint.bad_model_state", where=Term("uploaded_file"))
+    try:
+        model = build_model(spec, seed=None)
+    except (ValueError, SpecError) as exc:
+        raise CheckpointError("checkpoint.does_not_fit_its_model", reason=Code(first_line(exc))) from None
+    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    missing, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
+    if missing or extra:
+        raise CheckpointError("trained.keys_differ", model=Code(spec.name), missing=Code(", ".join(missing[:6]) or "-"),
+                              extra=Code(", ".join(extra[:6]) or "-"))
+    shapes = [f"{k}: {list(theirs[k])} vs {list(mine[k])}" for k in sorted(mine) if mine[k] != theirs[k]]
+    if shapes:
+        raise CheckpointError("trained.shapes_differ", model=Code(spec.name), shapes=Code("; ".join(shapes[:4])))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError("checkpoint.does_not_fit_its_model", reason=Code(first_line(exc))) from None
+    return model.eval()
+
+
+# Keys of an optimizer's param_groups that tell which optimizer made a state_dict (first match wins).
+_OPTIMIZER_SIGNS = (("rmsprop", {"alpha", "centered"}), ("adadelta", {"rho"}), ("sgd", {"dampening"}),
+                    ("adam", {"betas"}))
+
+
+def optimizer_kind(optimizer_state: Any) -> str | None:
+    """sgd, adam (Adam or AdamW), rmsprop or adadelta: the optimizer a state_dict came from (None if unknown)."""
+    groups = optimizer_state.get("param_groups") if isinstance(optimizer_state, dict) else None
+    if not groups or not isinstance(groups[0], dict):
+        return None
+    keys = set(groups[0])
+    return next((name for name, signs in _OPTIMIZER_SIGNS if signs <= keys), None)
+
+
+def as_lab_checkpoint(ckpt: dict, config: TrainConfig) -> dict:
+    """The tutorials' checkpoint (epoch = epochs done, model_state_dict, optimizer_state_dict, loss) as one
+    the lab's worker resumes under ``config``: the weights must fit its model, the optimizer state its
+    optimizer, and the config must ask for more epochs than were done."""
+    model = model_from_state(ckpt, config.spec())
+    state = ckpt.get("optimizer_state_dict")
+    kind = optimizer_kind(state)
+    family = "adam" if config.optimizer in ("adam", "adamw") else config.optimizer
+    if kind is not None and kind != family:
+        raise CheckpointError("trained.optimizer_differs", saved=Code(kind), chosen=Code(config.optimizer))
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    if groups and sum(len(g.get("params", [])) for g in groups) != len(list(model.parameters())):
+        raise CheckpointError("trained.optimizer_params", model=Code(config.spec().name))
+    epoch = int(ckpt.get("epoch") or 0)
+    if epoch >= config.epochs:
+        raise CheckpointError("trained.epochs_done", epoch=epoch, epochs=config.epochs)
+    per_epoch = (total_steps(config.to_dict()) or 0) // config.epochs  # as the trainer counts (no validation)
+    return {**ckpt, "config": config.to_dict(), "step": epoch * per_epoch,
+            "progress": {"batch": 0, "world_size": config.processes}}
 
 
 def load_run_model(store: RunStore, run_id: str, which: str = "best") -> tuple[nn.Module, ModelSpec, dict]:

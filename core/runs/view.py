@@ -26,6 +26,7 @@ from core.ml.data import DATASETS
 from core.ml.plots import plot_text
 from core.runs.store import RunRow
 from core.safe.budget import Deadline
+from core.training.config import steps_per_epoch
 
 MAX_POINTS = 2000  # per series: charts stay responsive with long runs
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "epoch_seconds")
@@ -73,24 +74,38 @@ def train_samples(config: Mapping[str, Any]) -> int | None:
 
 
 def total_steps(config: Mapping[str, Any]) -> int | None:
-    """Optimizer steps a run config takes (None when the dataset size is unknown)."""
+    """Optimizer steps a run config takes, as the trainer counts them (accumulation and processes
+    included); None when the dataset size is unknown."""
     n = train_samples(config)
     if n is None:
         return None
-    batch = max(1, int(config.get("batch_size") or 1))
-    per_epoch = n // batch if config.get("drop_last") and n >= batch else -(-n // batch)
+    per_epoch = steps_per_epoch(n, max(1, int(config.get("batch_size") or 1)), int(config.get("accum_steps") or 1),
+                                int(config.get("processes") or 1), bool(config.get("drop_last")))
     return per_epoch * int(config.get("epochs") or 1)
 
 
-def progress(run: RunRow, total_steps: int | None) -> dict[str, Any]:
-    """Fraction done and an ETA from the run's step count and elapsed time."""
+def first_step_since(metrics: pd.DataFrame, started: float | None) -> int | None:
+    """The step this worker started from: one before the first step it logged (None if it logged none yet).
+
+    A resumed run's worker starts at its checkpoint's step, so an ETA must count only the steps since."""
+    if started is None or metrics is None or metrics.empty:
+        return None
+    mine = metrics[(metrics["name"] == "loss") & (metrics["wall"] >= started)]
+    return int(mine["step"].min()) - 1 if len(mine) else None
+
+
+def progress(run: RunRow, total_steps: int | None, start_step: int | None = 0) -> dict[str, Any]:
+    """Fraction done and an ETA: the time per step this worker has taken so far (from ``start_step``,
+    the step it started at; None when not known yet) times the steps left; no ETA before it has done
+    a step of its own."""
     step = int(run.get("step") or 0)
     started = run.get("started")
     done = min(1.0, step / total_steps) if total_steps else 0.0
     eta = None
-    if started and step and total_steps and run.get("status") == "running":
+    if started and total_steps and start_step is not None and run.get("status") == "running" \
+            and step > start_step:
         elapsed = time.time() - started
-        eta = max(0.0, elapsed / step * (total_steps - step))
+        eta = max(0.0, elapsed / (step - start_step) * (total_steps - step))
     return {"fraction": done, "step": step, "total": total_steps, "eta_s": eta}
 
 
@@ -109,6 +124,52 @@ def series(metrics: pd.DataFrame, name: str, x: str = "step") -> pd.DataFrame:
     return pd.DataFrame({"x": xs.to_numpy(), "value": rows["value"].to_numpy()})
 
 
+# One colour per run, the same on every chart: distinct hues (Category10), never two blues in a row.
+RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+# ... and a dash per run, so a run drawn exactly over another (an A/B pair that agrees) still shows.
+RUN_DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def run_color(index: int) -> str:
+    return RUN_COLORS[index % len(RUN_COLORS)]
+
+
+def _y_range(values: list[np.ndarray], log_y: bool, name: str = "") -> list[float] | None:
+    """A y range that shows a flat series as what it is (0.01 sits in the middle of 0..0.02, not on a
+    -1..1 axis where it looks like 0; a flat accuracy on 0..1); None lets plotly choose for a series
+    that varies."""
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
+    if log_y:
+        finite = finite[finite > 0]
+    if finite.size == 0:
+        return None
+    lo, hi = float(finite.min()), float(finite.max())
+    if log_y:
+        lo, hi = math.log10(lo), math.log10(hi)
+        return [lo - 0.5, hi + 0.5] if hi - lo < 1e-9 else None
+    if hi - lo > 1e-9 * max(1.0, abs(hi)):
+        return None
+    if name.endswith("acc") and lo >= 0 and hi <= 1:
+        return [0.0, 1.02]
+    pad = abs(hi) if hi != 0 else 1.0
+    return [0.0, 2 * hi] if hi > 0 else [hi - pad, hi + pad]
+
+
+def _x_axis(xs: list[np.ndarray], x: str) -> dict[str, Any]:
+    """Steps and epochs are whole numbers: ticks on integers only (a 3-epoch run shows 1, 2, 3, not 1.5)."""
+    if x == "wall" or not xs:
+        return {}
+    finite = np.concatenate(xs)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return {}
+    span = float(finite.max() - finite.min())  # one point (span 0) too: plotly would tick it at 109.5, 110, 110.5
+    dtick = max(1, math.ceil(span / 8))  # at most ~8 ticks; plotly picks whole multiples above that
+    return {"tick0": 0, "dtick": dtick} if span <= 80 else {"tickformat": ",d"}
+
+
 def curves_figure(runs: dict[str, pd.DataFrame], name: str | Sequence[str], x: str = "step", smoothing: float = 0.0,
                   log_y: bool = False, labels: dict | None = None, height: int = 320,
                   legend: Mapping[str, str] | None = None) -> go.Figure:
@@ -116,35 +177,50 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str | Sequence[str], x: s
     be several metrics (e.g. validation and test accuracy), each run's traces then named
     "label · metric" (``legend`` gives a metric's shown name).
 
-    The figure is described as one dict and validated once by ``go.Figure``: about 5x faster
+    Each run keeps its colour (its place in ``runs``) on every chart, also where another run has
+    no points yet; a flat series gets a y range that shows its value; steps and epochs get integer
+    ticks. The figure is described as one dict and validated once by ``go.Figure``: about 5x faster
     than ``add_trace`` + ``update_layout`` (each a separate validation pass), which matters
     because the Train page redraws four of these every second while it watches a run
     ("UI cost" in BENCHMARKS.md).
     """
     traces = []
     names = [name] if isinstance(name, str) else list(name)
-    for (raw_label, metrics), metric in ((item, m) for item in runs.items() for m in names):
+    ys_all, xs_all = [], []
+    pairs = ((index, item, m) for index, item in enumerate(runs.items()) for m in names)
+    for index, (raw_label, metrics), metric in pairs:
         run_label = plot_text(raw_label)  # a run's name is user text: never markup in the legend or hover
         s = series(metrics, metric, x)
         if s.empty:
             continue
         label = run_label if len(names) == 1 else f"{run_label} · {(legend or {}).get(metric, metric)}"
         s = downsample(s)
-        xs, ys = s["x"].to_numpy(), s["value"].to_numpy(dtype=float)
+        xs, ys = s["x"].to_numpy(dtype=float), s["value"].to_numpy(dtype=float)
+        xs_all.append(xs)
+        color, dash = run_color(index), RUN_DASHES[index % len(RUN_DASHES)]
         if smoothing > 0 and len(s) > 2:
-            traces.append(dict(type="scatter", x=xs, y=ys, name=f"{label} (raw)", mode="lines", line=dict(width=1),
-                               opacity=0.25, showlegend=False, legendgroup=label))
-            traces.append(dict(type="scatter", x=xs, y=ema(ys, smoothing), name=label, mode="lines",
-                               legendgroup=label))
+            smooth = ema(ys, smoothing)
+            traces.append(dict(type="scatter", x=xs, y=ys, name=f"{label} (raw)", mode="lines",
+                               line=dict(width=1, color=color), opacity=0.25, showlegend=False, legendgroup=label))
+            traces.append(dict(type="scatter", x=xs, y=smooth, name=label, mode="lines",
+                               line=dict(color=color, dash=dash), legendgroup=label))
+            ys_all += [ys, smooth]
         else:
-            traces.append(dict(type="scatter", x=xs, y=ys, name=label,
-                               mode="lines+markers" if len(s) < 30 else "lines"))
+            few = len(s) < 30
+            traces.append(dict(type="scatter", x=xs, y=ys, name=label, line=dict(color=color, dash=dash),
+                               marker=dict(color=color, size=9 - 3 * (index % 2), symbol=index % 4),
+                               mode="lines+markers" if few else "lines"))
+            ys_all.append(ys)
     lab = {"x": {"step": "step", "epoch": "epoch", "wall": "seconds"}[x], "y": ", ".join(names), **(labels or {})}
     lab = {k: plot_text(v) for k, v in lab.items()}
+    yaxis: dict[str, Any] = {"type": "log"} if log_y else {}
+    y_range = _y_range(ys_all, log_y, names[0] if len(names) == 1 else "")
+    if y_range is not None:
+        yaxis["range"] = y_range
     layout = dict(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=lab["y"], x=0),
-                  xaxis=dict(title=dict(text=lab["x"])), legend=dict(orientation="h", y=-0.25))
-    if log_y:
-        layout["yaxis"] = dict(type="log")
+                  xaxis=dict(title=dict(text=lab["x"]), **_x_axis(xs_all, x)), yaxis=yaxis,
+                  # Below the x-axis title whatever the chart's height (a fraction of the plot area's height).
+                  legend=dict(orientation="h", yanchor="top", y=-80 / max(120, height - 30)))
     return go.Figure(dict(data=traces, layout=layout))
 
 
@@ -245,15 +321,18 @@ class LiveCharts:
 def live_figures(metrics: dict[str, pd.DataFrame], smoothing: float, text: Mapping[str, str]) -> dict[str, Any]:
     """The live view's charts of one run or an A/B pair ({label: metrics}): training loss per step,
     validation and test accuracy (or loss, for regression) per epoch, lr and samples/s. ``text``
-    holds the shown words (keys: loss, acc, test_acc, test_loss, val, test, speed)."""
+    holds the shown words (keys: loss, acc, test_acc, test_loss, val, test, speed; step and epoch, the x-axis
+    titles, default to those words)."""
+    step, epoch = text.get("step", "step"), text.get("epoch", "epoch")
     acc = "acc" if any((m["name"] == "test_acc").any() for m in metrics.values()) else "loss"
     names = (f"val_{acc}", f"test_{acc}")
     return {
-        "loss": curves_figure(metrics, "loss", smoothing=smoothing, labels={"y": text["loss"]}),
-        "acc": curves_figure(metrics, names, x="epoch", labels={"y": text[f"test_{acc}"]},
+        "loss": curves_figure(metrics, "loss", smoothing=smoothing, labels={"y": text["loss"], "x": step}),
+        "acc": curves_figure(metrics, names, x="epoch", labels={"y": text[f"test_{acc}"], "x": epoch},
                              legend={names[0]: text["val"], names[1]: text["test"]}),
-        "lr": curves_figure(metrics, "lr", height=240, labels={"y": "lr"}),
-        "speed": curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240, labels={"y": text["speed"]}),
+        "lr": curves_figure(metrics, "lr", height=240, labels={"y": "lr", "x": step}),
+        "speed": curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240,
+                               labels={"y": text["speed"], "x": step}),
     }
 
 
@@ -314,14 +393,15 @@ def runs_table(runs: list[RunRow]) -> pd.DataFrame:
             "id": r["id"], "name": r["name"], "status": r["status"],
             "model": (cfg.get("model_spec") or {}).get("name") or cfg.get("preset"),
             "dataset": cfg.get("dataset"), "precision": r.get("precision") or cfg.get("precision"),
-            "device": r.get("device") or cfg.get("device"),
+            "device": r.get("device") or cfg.get("device"), "processes": int(cfg.get("processes") or 1),
             "val acc": best.get("val_acc"), "best acc": best.get("test_acc"), "last acc": last.get("test_acc"),
+            "test loss": last.get("test_loss"),
             "duration s": round(end - start, 1) if start and end else None,
             "created": pd.to_datetime(r["created"], unit="s").strftime("%Y-%m-%d %H:%M:%S"),
             "tags": ", ".join(r.get("tags") or []),
         })
-    return pd.DataFrame(rows, columns=["id", "name", "status", "model", "dataset", "precision", "device",
-                                       "val acc", "best acc", "last acc", "duration s", "created", "tags"])
+    return pd.DataFrame(rows, columns=["id", "name", "status", "model", "dataset", "precision", "device", "processes",
+                                       "val acc", "best acc", "last acc", "test loss", "duration s", "created", "tags"])
 
 
 @torch.no_grad()

@@ -224,10 +224,11 @@ def execute(trainer: Trainer, store: RunStore | None, run_id: str | None, args) 
 
 
 def run_stored(args) -> int:
-    """Worker mode: run the stored run ``--run-id`` (claim its job slot first)."""
+    """Worker mode: run the stored run ``--run-id`` (claim its job slot first). A DDP run (its
+    ``world_size``, the config's ``processes``, >= 2) is driven from here: ``run_ddp`` has the
+    executor start its ranks."""
     from core.ml.data import DataUnavailable
     from core.runs.store import FINISHED, check_run_id
-
     try:
         run_id = check_run_id(args.run_id)
     except ValueError as exc:
@@ -290,6 +291,8 @@ def run_stored(args) -> int:
         print(f"resuming run {run_id} at epoch {trainer.epoch + 1}, step {trainer.global_step}", file=sys.stderr)
     else:
         store.truncate_metrics(run_id, 0)
+    # Where this worker starts: the page's progress and ETA count from here, not from an earlier worker's step.
+    store.update_run(run_id, epoch=trainer.epoch, step=trainer.global_step)
     code = execute(trainer, store, run_id, args)
     _hand_off(store, args.job_cap)
     return code

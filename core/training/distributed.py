@@ -44,3 +44,10 @@ def init_distributed(info: DistInfo, device: torch.device) -> None:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group(backend=backend)
+
+
+def torchrun_command(python: str, processes: int, args: list[str]) -> list[str]:
+    """``python -m core.train <args>`` under torchrun with ``processes`` processes on this machine (the
+    command a terminal user types as ``torchrun --standalone --nproc_per_node=N -m core.train ...``)."""
+    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(processes)}",
+            "-m", "core.train", *args]

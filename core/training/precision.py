@@ -56,6 +56,53 @@ def auto_precision(device: torch.device | str, facts: Any = None) -> Precision:
     return Precision("fp32", None, False, dev, f"auto -> fp32 on {dev}")
 
 
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def available_devices() -> tuple[str, ...]:
+    """The device choices this machine has: auto and cpu always, cuda with a usable CUDA GPU, mps on Apple GPUs."""
+    return ("auto", "cpu") + (("cuda",) if torch.cuda.is_available() else ()) + (("mps",) if _mps_available() else ())
+
+
+def missing_devices() -> tuple[str, ...]:
+    """The device choices of the config that this machine does not have (the page says why)."""
+    return tuple(d for d in DEVICES if d not in available_devices())
+
+
+def device_type(requested: str) -> str:
+    """cuda, mps or cpu: where ``requested`` (auto, cpu, cuda, mps) trains on this machine (cpu if it is missing)."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu"
+    return requested if requested in available_devices() else "cpu"
+
+
+def available_precisions(requested_device: str, facts: Any = None) -> tuple[str, ...]:
+    """The precisions ``select_precision`` accepts on the device ``requested_device`` resolves to here."""
+    dev = device_type(requested_device)
+    out = []
+    for name in PRECISIONS:
+        try:
+            select_precision(name, dev, facts)
+        except ValueError:
+            continue
+        out.append(name)
+    return tuple(out)
+
+
+def max_processes(requested_device: str) -> int:
+    """The most DDP processes worth starting here: one per GPU on CUDA (nccl), one per CPU core on the
+    CPU (gloo); MPS has no DDP backend, so 1."""
+    import os
+
+    dev = device_type(requested_device)
+    if dev == "cuda":
+        return max(1, torch.cuda.device_count())
+    if dev == "mps":
+        return 1
+    return max(1, os.cpu_count() or 1)
+
+
 def select_precision(requested: str, device: torch.device | str, facts: Any = None, force: bool = False) -> Precision:
     """The one place that decides autocast dtype and GradScaler for a precision on a device
     (``auto``: ``auto_precision``).

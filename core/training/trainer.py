@@ -43,13 +43,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import Code, first_line
+from core.errors import Code, LabError, first_line
 from core.ml.activations import eval_batch_size
 from core.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.ml.evaluate import ShiftTTA
 from core.ml.modules import build_model
 from core.training.batches import TrainData, augment_batch, derive_seed, load_data
-from core.training.config import Limits, TrainConfig
+from core.training.config import Limits, TrainConfig, steps_per_epoch
 from core.training.distributed import DistInfo, init_distributed
 from core.training.ema import WeightEMA
 from core.training.events import (
@@ -65,8 +65,8 @@ from core.training.events import (
 from core.training.precision import Precision, resolve_device, select_precision
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite: the message suggests what to change."""
+class TrainingDiverged(LabError):
+    """The loss became NaN or infinite: the message suggests what to change (code ``trainer.diverged``)."""
 
 
 
@@ -81,10 +81,12 @@ def _loss_fn(name: str, label_smoothing: float) -> nn.Module:
     return nn.L1Loss()
 
 
-def _optimizer(cfg: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
-    """The config's optimizer; SGD, Adam and AdamW with their fused kernel on CPU and CUDA (one op per
-    step over every parameter), the others (and other devices) with the multi-tensor foreach path."""
-    fused: dict[str, Any] = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
+def make_optimizer(cfg: TrainConfig, params, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """The config's optimizer over ``params`` (also used to continue a finished run by hand); SGD, Adam
+    and AdamW with their fused kernel on CPU and CUDA (one op per step over every parameter), the others
+    (and other devices) with the multi-tensor foreach path."""
+    kind = device.type if device is not None else "cpu"
+    fused: dict[str, Any] = {"fused": True} if kind in ("cpu", "cuda") else {"foreach": True}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                weight_decay=cfg.weight_decay, **fused)
@@ -189,7 +191,7 @@ class Trainer:
             self.model = DDP(self.core, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.loss_fn = _loss_fn(self.loss_name, cfg.label_smoothing).to(self.device)
         self.params = [p for p in self.core.parameters() if p.requires_grad]
-        self.optimizer = _optimizer(cfg, self.params, self.device)
+        self.optimizer = make_optimizer(cfg, self.params, self.device)
         # What evaluation runs: the weights' moving average (a copy updated after every step), and
         # test-time augmentation over it for images.
         self.ema = WeightEMA(self.core, cfg.ema) if cfg.ema > 0 else None
@@ -203,11 +205,10 @@ class Trainer:
         self.n_shard = len(self.data.train_x) // self.dist.world_size
         per_rank_batch = max(1, cfg.batch_size // self.dist.world_size)
         self.micro_batch = max(1, per_rank_batch // cfg.accum_steps)
-        if cfg.drop_last and self.n_shard >= self.micro_batch:
-            self.batches_per_epoch = self.n_shard // self.micro_batch
-        else:
-            self.batches_per_epoch = -(-self.n_shard // self.micro_batch)
-        self.steps_per_epoch = -(-self.batches_per_epoch // cfg.accum_steps)
+        self.batches_per_epoch = (self.n_shard // self.micro_batch if cfg.drop_last and self.n_shard >= self.micro_batch
+                                  else -(-self.n_shard // self.micro_batch))
+        self.steps_per_epoch = steps_per_epoch(len(self.data.train_x), cfg.batch_size, cfg.accum_steps,
+                                               self.dist.world_size, cfg.drop_last)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.scheduler = _scheduler(cfg, self.optimizer, self.steps_per_epoch)
         # fp16 on CUDA: scale the loss against underflow; unscale_ before clipping, step, update.
@@ -350,8 +351,7 @@ class Trainer:
             skipped = self.scaler.get_scale() < scale
         else:
             if not math.isfinite(loss_value):
-                raise TrainingDiverged(f"the loss became {loss_value} at step {self.global_step + 1}: training "
-                                       "diverged; lower the learning rate or turn on gradient clipping")
+                raise TrainingDiverged("trainer.diverged", loss=Code(str(loss_value)), step=self.global_step + 1)
             self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()

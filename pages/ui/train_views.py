@@ -1,32 +1,52 @@
 """Train page pieces: the config form, the live run watcher, evaluation and the step mode."""
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import streamlit as st
 
+from core.errors import Code
+from core.i18n import CATALOGUE, t
+from core.lessons.regression import (
+    can_run_on,
+    fit_figure,
+    least_squares,
+    regression_report,
+    run_on,
+    run_on_figure,
+    slow_direction,
+)
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
 from core.ml.data import DATASETS
 from core.ml.env import env_facts
+from core.ml.modules import build_model
 from core.ml.plots import image_grid
-from core.ml.zoo import PRESETS
-from core.runs.store import RunRow
+from core.ml.spec import ModelSpec, SpecError
+from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
+from core.runs.store import RunRow, check_run_id
 from core.runs.trained import (
+    as_lab_checkpoint,
     checkpoint_path,
     checkpoint_test_evaluation,
     load_run_evaluation,
+    load_run_model,
     model_from_checkpoint,
+    model_from_state,
+    run_task,
 )
 from core.runs.view import (
     LiveCharts,
     confusion_figure,
     evaluate_model,
+    first_step_since,
     live_figures,
     progress,
     summary_rows,
     total_steps,
 )
+from core.training.batches import load_data
 from core.training.config import (
-    DEVICES,
     LOSSES,
     OPTIMIZERS,
     PRECISIONS,
@@ -35,12 +55,13 @@ from core.training.config import (
     TrainConfig,
     field_default,
 )
+from core.training.precision import available_devices, available_precisions, max_processes, missing_devices
 from core.training.trainer import Trainer
 from pages.ui import clone
-from pages.ui.model_state import current_spec
+from pages.ui.model_state import SPEC_KEY, current_spec
 from pages.ui.state import lab_store, seed
-from pages.ui.text import plain, tr, tr_error
-from pages.ui.train_form import FIELDS
+from pages.ui.text import lang, plain, tr, tr_error
+from pages.ui.train_form import FIELDS, LABELLED
 from pages.ui.train_form import RANGES as FORM_RANGES
 
 
@@ -87,6 +108,19 @@ def start_error(exc: BaseException) -> str:
     return tr("error.bad_value", reason=exc)
 
 
+def option_label(field: str, value) -> str:
+    """A setting's choice as the form shows it: a translated label for the labelled settings, else the value."""
+    key = f"option.{field}.{value}"
+    return tr(key) if field in LABELLED and key in CATALOGUE[lang()] else str(value)
+
+
+def preset_label(key: str) -> str:
+    """A preset as the form names it: its tutorial example and class name (``M5 · CNN``), the same in every
+    language (the zoo's longer English title is on the Builder and Home pages)."""
+    p = PRESETS[key]
+    return f"{p.example} · {p.spec.name}" if p.example else p.spec.name
+
+
 def apply_recipe(name: str) -> None:
     """Fill the form with a tutorial recipe (one click); the form's config is made from it."""
     changes = RECIPES[name]
@@ -94,6 +128,76 @@ def apply_recipe(name: str) -> None:
     s["tr_source"] = "preset"
     for f in ("preset", *FIELDS):
         s[f"tr_{f}"] = changes.get(f, field_default(f))
+    _fit_to_machine(notify=False)
+
+
+def apply_config(config: dict) -> None:
+    """Fill the form with a stored run's config: its preset, or its own model as the current model."""
+    s = st.session_state
+    spec = config.get("model_spec")
+    if spec is not None:
+        try:
+            parsed = ModelSpec.parse(spec)
+        except SpecError:
+            return
+        current = s.get(SPEC_KEY)
+        if current is not None and current != parsed and current != preset_spec(DEFAULT_PRESET):
+            s["tr_form_notice"] = ("train.link_model_kept", {})
+            return  # the learner's own model stays; the form stays as it was
+        s[SPEC_KEY] = parsed
+        s["tr_source"] = "current"
+    else:
+        s["tr_source"] = "preset"
+        s["tr_preset"] = config.get("preset", field_default("preset"))
+    for f in FIELDS:
+        value = config.get(f, field_default(f))
+        lo_hi = FORM_RANGES.get(f)
+        if lo_hi is not None and not lo_hi[0] <= value <= lo_hi[1]:
+            value = field_default(f)  # outside the form's range: the widget would clamp it silently
+        s[f"tr_{f}"] = float(value) if lo_hi is not None and isinstance(lo_hi[0], float) else value
+
+
+def form_from_run_link() -> None:
+    """A link to a run (``/train?run=<id>``) opened in a new session shows that run's config in the form
+    (once, before the form is first drawn; a share link's own form values win)."""
+    s = st.session_state
+    if s.get("tr_link_applied") or "tr_dataset" in s:
+        return
+    s["tr_link_applied"] = True
+    wanted = str(st.query_params.get("run") or "").split(",")[0].strip()
+    try:
+        run = lab_store().get_run(check_run_id(wanted)) if wanted else None
+    except ValueError:
+        return  # the page says so where it reads the link
+    if run is not None:
+        apply_config(run["config"])
+
+
+def _fit_to_machine(notify: bool = True) -> None:
+    """Device, precision and processes the form holds, brought to what this machine offers (a link or
+    a recipe may ask for more); says what changed."""
+    s = st.session_state
+    changes = []
+    if s.get("tr_device") not in available_devices():
+        changes.append(("device", s.get("tr_device"), "auto"))
+        s["tr_device"] = "auto"
+    if s.get("tr_precision") not in available_precisions(s["tr_device"]):
+        changes.append(("precision", s.get("tr_precision"), "fp32"))
+        s["tr_precision"] = "fp32"
+    most = max_processes(s["tr_device"])
+    if not isinstance(s.get("tr_processes"), int) or not 1 <= s["tr_processes"] <= most:
+        changes.append(("processes", s.get("tr_processes"), most))
+        s["tr_processes"] = most if isinstance(s.get("tr_processes"), int) and s["tr_processes"] > most else 1
+    if changes and notify:
+        text = ", ".join(f"{f}: {a} → {b}" for f, a, b in changes)
+        s["tr_form_notice"] = ("train.not_here_changed", {"changes": text})
+
+
+def _not_here_text(device: str) -> str:
+    """Why some choices are missing on this machine, in one line (empty when nothing is)."""
+    reasons = [tr(f"train.why.{d}") for d in missing_devices()]
+    reasons += [tr(f"train.why.{p}") for p in PRECISIONS if p not in available_precisions(device)]
+    return tr("train.not_here", items="; ".join(reasons)) if reasons else ""
 
 
 def form() -> TrainConfig | None:
@@ -102,22 +206,36 @@ def form() -> TrainConfig | None:
     for f in FIELDS:
         s.setdefault(f"tr_{f}", field_default(f))
     s.setdefault("tr_preset", field_default("preset"))
+    _fit_to_machine()
+    if notice := s.pop("tr_form_notice", None):
+        st.info(tr(notice[0], **notice[1]))
     c = st.columns([1, 2, 2])
     source = c[0].radio(tr("train.model"), ["current", "preset"], key="tr_source",
                         format_func=lambda k: tr(f"train.model.{k}"))
     c[1].selectbox(tr("train.preset"), [k for k, p in PRESETS.items() if p.task != "shapes"],
-                   key="tr_preset", disabled=source != "preset", format_func=lambda k: PRESETS[k].title)
-    c[2].selectbox(tr("train.dataset"), list(DATASETS), key="tr_dataset")
+                   key="tr_preset", disabled=source != "preset", format_func=preset_label)
+    c[2].selectbox(tr("train.dataset"), list(DATASETS), key="tr_dataset",
+                   format_func=lambda v: option_label("dataset", v))
     c = st.columns(4)
-    c[0].selectbox(tr("train.optimizer"), OPTIMIZERS, key="tr_optimizer")
+    c[0].selectbox(tr("train.optimizer"), OPTIMIZERS, key="tr_optimizer",
+                   format_func=lambda v: option_label("optimizer", v))
     c[1].number_input(tr("train.lr"), *FORM_RANGES["lr"], format="%.5f", key="tr_lr")
-    c[2].selectbox(tr("train.scheduler"), SCHEDULERS, key="tr_scheduler")
-    c[3].selectbox(tr("train.loss"), LOSSES, key="tr_loss")
+    c[2].selectbox(tr("train.scheduler"), SCHEDULERS, key="tr_scheduler",
+                   format_func=lambda v: option_label("scheduler", v))
+    c[3].selectbox(tr("train.loss"), LOSSES, key="tr_loss", format_func=lambda v: option_label("loss", v))
     c = st.columns(4)
     c[0].number_input(tr("train.batch"), *FORM_RANGES["batch_size"], key="tr_batch_size")
-    c[1].number_input(tr("train.epochs"), *FORM_RANGES["epochs"], key="tr_epochs")
-    c[2].selectbox(tr("train.device"), DEVICES, key="tr_device")
-    c[3].selectbox(tr("train.precision"), PRECISIONS, key="tr_precision")
+    c[1].number_input(tr("train.accum"), *FORM_RANGES["accum_steps"], key="tr_accum_steps",
+                      help=tr("train.accum_help"))
+    c[2].number_input(tr("train.epochs"), *FORM_RANGES["epochs"], key="tr_epochs")
+    c[3].selectbox(tr("train.processes"), list(range(1, max_processes(s["tr_device"]) + 1)), key="tr_processes",
+                   help=tr("train.processes_help"))
+    c = st.columns(4)
+    c[0].selectbox(tr("train.device"), available_devices(), key="tr_device",
+                   format_func=lambda v: option_label("device", v))
+    c[1].selectbox(tr("train.precision"), available_precisions(s["tr_device"]), key="tr_precision")
+    if why := _not_here_text(s["tr_device"]):
+        c[2].caption(why)
     with st.expander(tr("train.more")):
         c = st.columns(4)
         c[0].checkbox(tr("train.augment"), key="tr_augment")
@@ -212,6 +330,17 @@ def live_charts() -> LiveCharts:
     return LiveCharts()
 
 
+def run_label(run: RunRow) -> str:
+    """A run as charts and status lines name it: its name (or id), precision and, under DDP, its world size.
+    Plain text (not Markdown): callers escape it where Markdown renders."""
+    name = run["name"] or run["id"]
+    precision = run.get("precision") or run["config"].get("precision")
+    processes = int(run["config"].get("processes") or 1)
+    if processes > 1:
+        return t("train.run_label_ddp", lang(), name=name, precision=precision, n=processes)
+    return t("train.run_label", lang(), name=name, precision=precision)
+
+
 def watch(run_ids: list[str]) -> None:
     """Status, progress with ETA and live charts of one run (or an A/B pair), refreshed every second."""
     store = lab_store()
@@ -226,20 +355,24 @@ def watch(run_ids: list[str]) -> None:
     charts = live_charts()
     metrics, seen = {}, []
     for run in runs:
-        label = f"{run['name'] or run['id']} ({run.get('precision') or run['config'].get('precision')})"
+        label = run_label(run)
         metrics[label], last = charts.metrics(store, run, WATCHED_METRICS)
         seen.append((run["id"], run.get("started"), last, label))
         steps = total_steps(run["config"])
-        p = progress(run, steps)
-        eta = f" · ETA {p['eta_s']:.0f} s" if p["eta_s"] is not None else ""
+        # The ETA counts only the steps this worker did: a resumed run starts at its checkpoint's step.
+        p = progress(run, steps, first_step_since(metrics[label], run.get("started")))
+        eta = tr("train.eta", s=p["eta_s"]) if p["eta_s"] is not None else ""
         st.progress(p["fraction"], text=tr("train.status", run=label, status=tr(f"status.{run['status']}"),
                                           step=p["step"], total=p["total"] or "?") + eta)
         if run.get("error"):
             st.error(plain(run["error"]))
+    if all(m.empty for m in metrics.values()):  # queued or starting: no axes without data
+        st.caption(tr("train.waiting"))
+        return
     smooth = st.session_state.get("tr_smooth", 0.6)
     text = {"loss": tr("train.chart.loss"), "test_acc": tr("train.chart.test_acc"),
             "test_loss": tr("train.chart.test_loss"), "val": tr("train.chart.val"), "test": tr("train.chart.test"),
-            "speed": tr("train.chart.speed")}
+            "speed": tr("train.chart.speed"), "step": t("runs.x.step", lang()), "epoch": t("runs.x.epoch", lang())}
     figures = charts.charts((tuple(seen), smooth, tuple(text.values())), lambda: live_figures(metrics, smooth, text))
     c = st.columns(2)
     c[0].plotly_chart(figures["loss"], key="tr_c_loss")
@@ -249,7 +382,31 @@ def watch(run_ids: list[str]) -> None:
     c[1].plotly_chart(figures["speed"], key="tr_c_speed")
     if len(runs) == 2:
         by_run = {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}
-        st.dataframe(summary_rows(runs, by_run), hide_index=True)
+        summary_table(runs, by_run)
+
+
+def numbers_shown(frame: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:
+    """Number columns as the table shows them: formatted, and "—" where a value does not apply (a regression
+    run has no accuracy, a queued run no duration yet). Streamlit draws a missing number as "None"."""
+    def one(value, fmt: str) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        return format(value, fmt)
+
+    return frame.assign(**{c: [one(v, f) for v in frame[c]] for c, f in formats.items() if c in frame})
+
+
+def summary_table(runs: list[RunRow], metrics: dict, target: float = 0.98) -> None:
+    """summary_rows as a table in the page's language (headers and statuses translated)."""
+    frame = summary_rows(runs, metrics, target)
+    target_col = next(c for c in frame.columns if c.startswith("s to "))
+    frame = numbers_shown(frame, {"best acc": ".1%", "last acc": ".1%", "min test loss": ".4f", target_col: ".1f",
+                                  "duration s": ".1f"})
+    # Table headers are plain text (t, not tr: nothing is Markdown-escaped there).
+    names = {c: t(f"runs.sum.{c}", lang()) for c in frame.columns if c != target_col}
+    names[target_col] = t("runs.sum.to_target", lang(), target=f"{target:.1%}")
+    frame = frame.assign(status=frame["status"].map(lambda v: t(f"status.{v}", lang()))).rename(columns=names)
+    st.dataframe(frame, hide_index=True, width="stretch")
 
 
 def controls(run_id: str) -> None:
@@ -281,62 +438,196 @@ def _evaluation(run_id: str, stamp: float, dataset: str) -> dict:
     return {**evaluate_model(model, x, y), "x": x, "y": y}
 
 
-def evaluation(run: RunRow) -> None:
-    """Confusion matrix, per-class accuracy and misclassified digits of a finished classification run."""
-    if DATASETS[run["config"]["dataset"]].task != "classification" or checkpoint_path(lab_store(), run["id"]) is None:
+@st.cache_data(max_entries=16, show_spinner=False)
+def _regression(run_id: str, stamp: float, dataset: str) -> dict:
+    """The final model of a regression run (last.pt: what the run ended with) on its test split."""
+    model, _spec, info = load_run_model(lab_store(), run_id, "last")
+    data = load_data(TrainConfig.model_construct(dataset=dataset))
+    return {"report": regression_report(model, data.test_x, data.test_y), "x": data.test_x, "y": data.test_y,
+            "epoch": info["epoch"], "train_x": data.train_x, "train_y": data.train_y}
+
+
+def evaluation(run: RunRow, prefix: str = "tr") -> None:
+    """A finished run on its test split: confusion matrix, per-class accuracy and misclassified digits of a
+    classification run; loss, MAE and the fitted line of a regression run. ``prefix`` keeps the
+    widget keys of two evaluations on one page apart."""
+    if checkpoint_path(lab_store(), run["id"]) is None:
+        st.caption(tr("train.no_checkpoint"))
         return
+    task = run_task(run)
     try:
+        if task == "regression":
+            regression_evaluation(run, prefix)
+            return
+        if task != "classification":
+            return
         result = _evaluation(run["id"], float(run.get("finished") or 0), run["config"]["dataset"])
     except (CheckpointError, ValueError) as exc:
         st.error(tr("error.bad_value", reason=exc))
         return
-    show_evaluation(result)
+    show_evaluation(result, prefix)
 
 
-def show_evaluation(result: dict) -> None:
+def show_evaluation(result: dict, prefix: str = "tr") -> None:
     classes = [str(i) for i in range(len(result["per_class"]))]
     st.metric(tr("train.test_acc"), f"{100 * result['accuracy']:.2f}%")
     c = st.columns([3, 2])
     c[0].plotly_chart(confusion_figure(result["confusion"], classes, {"x": tr("train.pred"), "y": tr("train.true")}),
-                      key="tr_conf")
+                      key=f"{prefix}_conf")
     c[1].dataframe(pd.DataFrame({tr("train.class"): classes, tr("train.accuracy"): result["per_class"]}),
                    hide_index=True, column_config={tr("train.accuracy"): st.column_config.ProgressColumn(
-                       min_value=0.0, max_value=1.0, format="percent")})
+                       min_value=0.0, max_value=1.0, format="percent")}, key=f"{prefix}_per_class")
     wrong = result["wrong"][:24]
     if len(wrong):
         st.markdown(f"**{tr('train.wrong', n=len(result['wrong']))}**")
         x = result["x"][wrong].float()
         x = (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
         titles = [f"{int(result['y'][i])}→{int(result['pred'][i])} {result['confidence'][i]:.0%}" for i in wrong]
-        st.plotly_chart(image_grid(x, titles, cols=8, size=80), key="tr_wrong", config={"displayModeBar": False})
+        st.plotly_chart(image_grid(x, titles, cols=8, size=80), key=f"{prefix}_wrong",
+                        config={"displayModeBar": False})
+
+
+def regression_evaluation(run: RunRow, prefix: str = "tr") -> None:
+    """A regression run's own metrics (MSE, MAE; w and b of a Linear(1, 1)), the fitted line against the
+    points and, for R1, why w is not 2 yet and a button that runs the tutorial's loop on until it is."""
+    res = _regression(run["id"], float(run.get("finished") or 0), run["config"]["dataset"])
+    rep, x, y = res["report"], res["x"], res["y"]
+    line = rep["line"]
+    m = st.columns(4)
+    m[0].metric(tr("train.mse"), f"{rep['mse']:.4f}")
+    m[1].metric(tr("train.mae"), f"{rep['mae']:.4f}")
+    if line is not None:
+        m[2].metric("w", f"{line[0]:.4f}")
+        m[3].metric("b", f"{line[1]:.4f}")
+    labels = {k: t(f"train.fit.{k}", lang()) for k in ("data", "fit", "ideal", "true", "pred")}
+    st.plotly_chart(fit_figure(x, y, rep["pred"], labels, line), key=f"{prefix}_fit")
+    if line is None or x.ndim != 2 or x.shape[1] != 1:
+        return
+    w, b = line
+    target, target_b = least_squares(x, y)
+    lr = float(run["config"].get("lr") or 0.0)
+    if abs(w - target) >= RUN_ON_TOL:
+        slow = slow_direction(x, lr)
+        st.markdown(tr("train.r1.not_yet", epochs=res["epoch"], w=w, b=b, target=target, tol=RUN_ON_TOL))
+        st.markdown(tr("train.r1.why", n=len(x), w=w, best_b=target_b + slow["mean_x"] * (target - w),
+                       curvature=slow["curvature"], lr=lr, pct=100 * slow["per_epoch"]))
+    else:
+        st.markdown(tr("train.r1.there", epochs=res["epoch"], w=w, target=target, tol=RUN_ON_TOL))
+    probe = build_model(TrainConfig.model_of(run["config"]), seed=0)
+    if abs(w - target) >= RUN_ON_TOL and can_run_on(run["config"], probe, len(res["train_x"])):
+        st.button(tr("train.r1.run_on", target=target, tol=RUN_ON_TOL), key=f"{prefix}_run_on",
+                  on_click=_run_on, args=(run["id"], prefix, int(res["epoch"] or 0)))
+    result = st.session_state.get(f"{prefix}_run_on_result")
+    if result and result[0] == run["id"]:
+        done = result[1]
+        key = "train.r1.reached" if done["reached"] else "train.r1.not_reached"
+        (st.success if done["reached"] else st.warning)(tr(key, more=done["more"], epochs=done["epochs"], w=done["w"],
+                                                          b=done["b"], loss=done["loss"], tol=RUN_ON_TOL,
+                                                          target=done["target"]))
+        st.plotly_chart(run_on_figure(done, {"target": t("train.fit.target", lang(), target=f"{done['target']:.4g}"),
+                                             "epoch": t("runs.x.epoch", lang())}), key=f"{prefix}_run_on_chart")
+
+
+RUN_ON_TOL = 0.01  # R1: "until |w - 2| < 0.01"
+
+
+def _run_on(run_id: str, prefix: str, start_epoch: int) -> None:
+    """Continue the run's last state with the tutorial's loop (run_on), in this session: R1 is 2 weights."""
+    s = st.session_state
+    try:
+        run = lab_store().run(run_id)
+        path = checkpoint_path(lab_store(), run_id, "last")
+        if path is None:
+            raise CheckpointError("checkpoint.none_yet", run=run_id)
+        ckpt = load_checkpoint(path)
+        model, _spec = model_from_checkpoint(ckpt)
+        data = load_data(TrainConfig.model_construct(dataset=run["config"]["dataset"]))
+        s[f"{prefix}_run_on_result"] = (run_id, run_on(model, run["config"], ckpt.get("optimizer_state_dict"),
+                                                       data.train_x, data.train_y, start_epoch, tol=RUN_ON_TOL))
+    except (CheckpointError, ValueError, KeyError) as exc:
+        s["tr_start_error"] = exc
 
 
 def uploaded_checkpoint() -> None:
-    """Evaluate or resume from an uploaded checkpoint (weights_only=True, size-capped)."""
+    """Evaluate or resume from an uploaded checkpoint (weights_only=True, size-capped): the lab's own, or
+    the tutorials' plain dict (epoch, model_state_dict, optimizer_state_dict, loss) once the learner
+    has said which model it belongs to."""
     upload = st.file_uploader(tr("train.upload"), type=["pt", "pth"], key="tr_upload", help=tr("train.upload_help"))
     if upload is None:
         return
+    resumable: dict | None = None
     try:
         ckpt = load_checkpoint(upload.getvalue())
-        _model, spec = model_from_checkpoint(ckpt)  # checks the weights fit the model
-        config = TrainConfig.from_stored(ckpt["config"])
+        if isinstance(ckpt.get("config"), dict):
+            _model, spec = model_from_checkpoint(ckpt)  # checks the weights fit the model
+            config = TrainConfig.from_stored(ckpt["config"])
+            resumable = ckpt
+        else:
+            model, spec, config = _tutorial_model(ckpt)
     except (CheckpointError, ValueError) as exc:
         st.error(tr("train.bad_checkpoint", reason=exc))
         return
     st.success(tr("train.checkpoint_ok", name=spec.name, epoch=ckpt.get("epoch"), loss=ckpt.get("loss") or 0))
+    why_not = None
+    if resumable is None:
+        try:
+            resumable = as_lab_checkpoint(ckpt, config)
+        except CheckpointError as exc:
+            why_not = exc
     c = st.columns(2)
     evaluate = c[0].toggle(tr("train.evaluate"), key="tr_up_eval",
                            disabled=DATASETS[config.dataset].task != "classification")
     c[1].button(tr("train.resume_upload"), key="tr_up_resume", on_click=_resume_upload,
-                args=(ckpt, config, upload.name))
+                args=(resumable, config, upload.name), disabled=resumable is None)
+    if why_not is not None:
+        st.warning(tr("train.cannot_resume", reason=why_not))
     if evaluate:
         try:  # EMA weights and TTA, as the run scored its test split; sized and timed by the request budget
-            scored, x, y = checkpoint_test_evaluation(ckpt)
+            if isinstance(ckpt.get("config"), dict):
+                scored, x, y = checkpoint_test_evaluation(ckpt)
+            else:  # the tutorials' checkpoint: its plain weights on the chosen config's test split
+                data = load_data(config)
+                scored, x, y = model, data.test_x, data.test_y
             result = evaluate_model(scored, x, y)
         except ValueError as exc:
             st.error(tr("error.bad_value", reason=exc))
             return
-        show_evaluation({**result, "x": x, "y": y})
+        show_evaluation({**result, "x": x, "y": y}, prefix="tr_up")
+
+def _tutorial_model(ckpt: dict):
+    """A checkpoint without the lab's config: the learner picks its model (the current one or a preset);
+    the weights load when names and shapes fit. The config is the form's, with that model and a dataset
+    it fits."""
+    st.info(tr("train.tutorial_checkpoint"))
+    options = ["current", *[k for k, p in PRESETS.items() if p.task != "shapes"]]
+    choice = st.selectbox(tr("train.checkpoint_model"), options, key="tr_up_model",
+                          format_func=lambda k: tr("train.model.current") if k == "current" else preset_label(k))
+    spec = current_spec() if choice == "current" else preset_spec(choice)
+    model = model_from_state(ckpt, spec)
+    try:
+        base = config_from_state()
+    except ValueError:
+        base = TrainConfig()
+    model_fields = {"model_spec": spec, "preset": field_default("preset")} if choice == "current" else \
+        {"model_spec": None, "preset": choice}
+    fitting = [base.dataset] + [k for k, d in DATASETS.items()
+                                if k != base.dataset and d.input_shape == spec.input_shape]
+    for dataset in fitting:
+        info = DATASETS[dataset]
+        try:
+            config = base.replace(dataset=dataset, **model_fields, **({} if info.image else {"augment": False}),
+                                  **({} if base.resolved_loss in _losses_of(info.task) else {"loss": "auto"}),
+                                  **({} if info.task == "classification" else {"label_smoothing": 0.0}))
+            return model, spec, config
+        except ValueError:
+            continue
+    raise CheckpointError("trained.no_dataset", model=Code(spec.name), shape=Code(str(list(spec.input_shape))))
+
+
+def _losses_of(task: str) -> tuple[str, ...]:
+    from core.training.config import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
+
+    return CLASSIFICATION_LOSSES if task == "classification" else REGRESSION_LOSSES
 
 
 def _resume_upload(ckpt: dict, config: TrainConfig, filename: str) -> None:
@@ -346,15 +637,20 @@ def _resume_upload(ckpt: dict, config: TrainConfig, filename: str) -> None:
     store = lab_store()
     run_id = store.create_run(config.to_dict(), name=f"resumed {filename}"[:60], status="stopped", kind="job")
     save_checkpoint(ckpt, store.run_dir(run_id, create=True) / LAST)
-    lab_jobs().resume(run_id)
+    try:
+        lab_jobs().resume(run_id)
+    except ValueError as exc:
+        st.session_state["tr_start_error"] = exc
+        return
     st.session_state["tr_watch"] = run_id
 
 
 def _step_reset(config: TrainConfig) -> None:
     s = st.session_state
     try:
-        on_cpu = config if (config.device, config.precision) == ("cpu", "fp32") else config.replace(
-            device="cpu", precision="fp32")
+        # The page's own trainer: one process, on the CPU, in fp32 (the background run is for the rest).
+        on_cpu = config if (config.device, config.precision, config.processes) == ("cpu", "fp32", 1) else \
+            config.replace(device="cpu", precision="fp32", processes=1)
         s["tr_step_trainer"] = Trainer(on_cpu)
         s["tr_step_key"], s["tr_step_result"] = config.to_json(), None
         s.pop("tr_step_error", None)
@@ -368,7 +664,7 @@ def _step_one() -> None:
     s = st.session_state
     try:
         s["tr_step_result"] = teaching_step(s["tr_step_trainer"])
-    except ValueError as exc:
+    except ValueError as exc:  # LabErrors (a finished trainer, a diverged loss): shown in the page's language
         s["tr_step_error"] = exc
 
 
@@ -403,9 +699,16 @@ def step_mode(config: TrainConfig) -> None:
         st.plotly_chart(image_grid((x - x.amin()) / (x.amax() - x.amin() + 1e-8), titles, cols=8, size=70),
                         key="tr_step_batch", config={"displayModeBar": False})
     c = st.columns(2)
+    # Column headers in the page's language (core's frames keep stable English names).
+    head = {k: t(f"train.step_col.{k}", lang()) for k in STEP_COLUMNS}
     c[0].dataframe(result["layers"], hide_index=True, column_config={
-        k: st.column_config.NumberColumn(format="%.2e") for k in ("grad norm", "update norm", "update / weight")})
+        k: st.column_config.NumberColumn(head[k], format="%.2e") if k != "layer" else st.column_config.Column(head[k])
+        for k in result["layers"].columns})
     if "predictions" in result:
         c[1].dataframe(result["predictions"], hide_index=True, column_config={
-            k: st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f")
-            for k in ("p(label) before", "p(label) after")})
+            k: st.column_config.ProgressColumn(head[k], min_value=0.0, max_value=1.0, format="%.2f")
+            if k.startswith("p(") else st.column_config.Column(head[k]) for k in result["predictions"].columns})
+
+
+STEP_COLUMNS = ("layer", "grad norm", "update norm", "update / weight", "label", "before", "after", "p(label) before",
+                "p(label) after")
