@@ -4,7 +4,7 @@ import streamlit as st
 
 from core.ml.zoo import zoo_rows
 from pages.ui.frame import PAGES, env_rows, frame
-from pages.ui.text import tr
+from pages.ui.text import lang, tr
 
 frame()
 st.title(tr("home.title"))
@@ -22,7 +22,7 @@ for row_start in range(0, len(cards), 3):
 
 st.subheader(tr("home.zoo"))
 st.caption(tr("home.zoo_intro"))
-zoo = pd.DataFrame(st.cache_data(zoo_rows)())
+zoo = pd.DataFrame(st.cache_data(zoo_rows)(lang()))  # titles in the page's language
 zoo.columns = [tr(f"home.zoo.col.{c}") for c in ("preset", "example", "title", "input", "output", "params")]
 st.dataframe(zoo, hide_index=True, width="stretch",
              column_config={tr("home.zoo.col.params"): st.column_config.NumberColumn(format="localized")})

@@ -119,12 +119,12 @@ def preset_spec(key: str) -> ModelSpec:
     return PRESETS[key].spec
 
 
-def zoo_rows() -> list[dict]:
-    """One row per preset: key, example id, title, input/output shapes (batch 1), parameters."""
+def zoo_rows(lang: str = "en") -> list[dict]:
+    """One row per preset: key, example id, title (in ``lang``), input/output shapes (batch 1), parameters."""
     rows = []
     for key, p in PRESETS.items():
         steps = infer_shapes(p.spec, batch=1)
-        rows.append({"preset": key, "example": p.example or "—", "title": p.title,
+        rows.append({"preset": key, "example": p.example or "—", "title": t(f"zoo.title.{key}", lang),
                      "input": str((1, *p.spec.input_shape)),
                      "output": str(steps[-1].output_shape), "params": parameter_count(p.spec)})
     return rows
