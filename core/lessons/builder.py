@@ -476,7 +476,7 @@ def hooks_demo(spec: ModelSpec, seed: int = 0, batch: int = 2) -> dict:
     return {"rows": rows, "layer": first_name, "same": bool(torch.equal(outputs[0], outputs[1])),
             "code": "calls = 0\n\ndef hook(module, inputs, output):\n    global calls\n    calls += 1\n\n"
                     "model.register_forward_hook(hook)\nmodel(x)          # calls == 1\n"
-                    "model.forward(x)  # calls is still 1: forward() skips the hooks"}
+                    "model.forward(x)  # calls == 1"}
 
 
 def _esc(text: str) -> str:
