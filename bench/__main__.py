@@ -34,6 +34,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("export", "ONNX / TorchScript export time and runtime latency"),
     ("ui", "UI cost of a watched training run and server memory"),
     ("load", "load test of the server"),
+    ("store", "metric-write throughput of the SQLite and PostgreSQL run stores"),
 ]
 NAMES = [name for name, _ in SECTIONS]
 
@@ -59,7 +60,7 @@ def run_section(name: str, quick: bool) -> tuple[str, bool]:
         if not isinstance(text, str) or not text.lstrip().startswith("## "):
             raise ValueError(f"bench.{name}.section() must return markdown starting with a '## ' heading")
         return text, True
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a failing section is reported; the others still run
         traceback.print_exc()
         return failed_section(name, exc), False
 

@@ -167,7 +167,7 @@ class LabServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.home / "server.log"
         full_env = {**os.environ, "PYTORCH_LAB_HOME": str(self.home), "PYTORCH_LAB_DOWNLOAD": "0", **(env or {})}
-        self._log = open(self.log_path, "w")
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - open for the server's life, closed by stop()
         self.proc = subprocess.Popen(
             # No file watcher: the measured server runs the code it started with, whatever else
             # changes in this checkout meanwhile (a development aid, not part of the lab).
@@ -279,7 +279,7 @@ def run_sessions(base_url: str, sessions: int, *, start_path: str | Callable[[in
         try:
             asyncio.run(_main(base_url, sessions, start_path, min_rounds, max_rounds, keep_going, think_s,
                               page_timeout_s, deadline_s, probe, pages or lab_pages(), result, cpu_probe))
-        except BaseException as exc:  # re-raised in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             box["exc"] = exc
 
     thread = threading.Thread(target=target, name="lab-load-sessions")
@@ -373,7 +373,7 @@ async def _walk(i, ctx, base_url, start_path, min_rounds, max_rounds, keep_going
                 await _check(page, who, result)
                 await asyncio.sleep(think_s)
             rounds += 1
-    except Exception as exc:  # the session broke off: count it, let the others go on
+    except Exception as exc:  # noqa: BLE001 - the session broke off: count it, let the others go on
         result.failures.append(f"session {i}: {type(exc).__name__}: {str(exc)[:300]}")
     finally:
         result.rounds.append(rounds)

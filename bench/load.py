@@ -19,6 +19,7 @@ version of it and asserts on them.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -110,10 +111,8 @@ def run_load(sessions: int, config: TrainConfig, *, cap: int | None = None, min_
                                   think_s=think_s, page_timeout_s=page_timeout_s, deadline_s=walk_deadline_s,
                                   probe=lambda: (srv.peak_rss_kb(), cpu_by_role(), srv.cpu_seconds()))
             for r in ids:
-                try:
+                with contextlib.suppress(TimeoutError):  # reported as not completed below
                     jobs.wait(r, timeout=run_timeout_s, interval=1.0)
-                except TimeoutError:
-                    pass  # reported as not completed below
             runs = {r: store.run(r) for r in ids}
             report = LoadReport(sessions, jobs.cap, config, result, {r: v["status"] for r, v in runs.items()},
                                 {r: v["error"] for r, v in runs.items()}, queued)

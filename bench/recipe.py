@@ -79,7 +79,8 @@ def describe(config: TrainConfig) -> str:
     model = config.preset if config.model_spec is None else "custom spec"
     parts = [model, config.optimizer, f"lr {config.lr:g}", config.scheduler if config.scheduler != "none" else "",
              f"wd {config.weight_decay:g}" if config.weight_decay else "",
-             f"label smoothing {config.label_smoothing:g}" if config.label_smoothing else "", f"batch {config.batch_size}",
+             f"label smoothing {config.label_smoothing:g}" if config.label_smoothing else "",
+             f"batch {config.batch_size}",
              f"{config.epochs} epochs", "augment" if config.augment else "", config.precision]
     return ", ".join(p for p in parts if p)
 

@@ -187,9 +187,9 @@ def fragment_tick(home: Path, completed: list[str], quick: bool) -> list[tuple[s
     """(case, median wall ms, median CPU ms, ticks) for one run, an A/B pair and a long run."""
     from streamlit.testing.v1 import AppTest
 
-    from core.runs.store import RunStore
+    from core.runs.store import SQLiteRunStore
 
-    store = RunStore(home)
+    store = SQLiteRunStore(home)
     long_id = long_run(store)
     cases = [(f"one run ({len(store.metrics(completed[0]))} metric rows)", [completed[0]])]
     if len(completed) >= 2:

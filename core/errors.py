@@ -61,6 +61,8 @@ def render(code: str, params: dict[str, Any], lang: str = DEFAULT_LANGUAGE, mark
 def _value(value: Any, lang: str, markdown: bool) -> Any:
     if isinstance(value, LabError):
         return value.message(lang, markdown)
+    if isinstance(value, Message):
+        return value.text(lang, markdown)
     if isinstance(value, Code):
         return code_span(value) if markdown else str(value)
     if isinstance(value, Term):
@@ -92,6 +94,36 @@ def _rebuild(cls: type[LabError], code: str, params: dict[str, Any]) -> LabError
     err = cls.__new__(cls)
     LabError.__init__(err, code, **params)
     return err
+
+
+class Message:
+    """A text of the catalogue that is not an error (a step's note, a table's rule): its full key
+    and parameters, rendered like an error's (``Code`` as code, ``Term`` translated, numbers kept).
+
+    Engines return these instead of English sentences, so each page shows them in its language.
+    """
+
+    __slots__ = ("key", "params")
+
+    def __init__(self, key: str, /, **params: Any) -> None:
+        self.key = key
+        self.params = params
+
+    def text(self, lang: str = DEFAULT_LANGUAGE, markdown: bool = False) -> str:
+        values = {name: _value(value, lang, markdown) for name, value in self.params.items()}
+        return t(self.key, lang, **values)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def __repr__(self) -> str:
+        return f"Message({self.key!r}, **{self.params!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Message) and (self.key, self.params) == (other.key, other.params)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
 
 def strip_ansi(text: str) -> str:

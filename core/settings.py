@@ -47,7 +47,11 @@ class Setting:
 
 SETTINGS_TABLE: tuple[Setting, ...] = (
     Setting("home", Path, lambda: Path.home() / ".pytorch_lab", "the lab's home: the SQLite run store "
-            "(`runs.sqlite3`) and `runs/<id>/` with checkpoints and logs", "`~/.pytorch_lab`"),
+            "(`runs.sqlite3`, unless `PYTORCH_LAB_STORE_URL` is set) and `runs/<id>/` with checkpoints and logs (a "
+            "folder all hosts share when they share a PostgreSQL store)", "`~/.pytorch_lab`"),
+    Setting("store_url", str, None, "where runs and metrics are stored: unset is SQLite in the lab home; "
+            "`postgresql://user@host:port/db` is a PostgreSQL database that servers and workers on many hosts share "
+            "(see Scaling out)", "unset (SQLite)"),
     Setting("data_root", Path, None, "where torchvision datasets are looked for and downloaded to",
             "`$PYTORCH_LAB_HOME/data`"),
     Setting("download", bool, True, "`0` never tries a download (offline machines, CI)", "`1`"),
@@ -73,7 +77,8 @@ def _number(x: float) -> str:
 
 def readme_row(setting: Setting) -> str:
     """The setting's row in README's configuration table (a test keeps README equal to these rows)."""
-    span = f" ({_number(setting.lo)}–{_number(setting.hi)})" if setting.lo is not None and setting.hi is not None else ""
+    lo, hi = setting.lo, setting.hi
+    span = f" ({_number(lo)}–{_number(hi)})" if lo is not None and hi is not None else ""
     return f"| `{setting.env}` | {setting.readme_default} | {setting.doc}{span} |"
 
 
@@ -83,6 +88,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     home: Path
+    store_url: str | None
     data_root: Path
     download: bool
     download_timeout: float
@@ -117,6 +123,8 @@ def _parse(setting: Setting, text: str) -> tuple[Any, str | None]:
     """(value, note): the parsed value clamped into range, or (None, why) when it does not parse."""
     if setting.kind is Path:
         return Path(text).expanduser(), None
+    if setting.kind is str:
+        return text.strip(), None
     if setting.kind is bool:
         flag = _flag(text)
         return (flag, None) if flag is not None else (None, f"{setting.env}={text!r} is not 0/1; using the default")
@@ -128,7 +136,8 @@ def _parse(setting: Setting, text: str) -> tuple[Any, str | None]:
         if setting.kind is int and number != int(number):
             raise ValueError
     except ValueError:
-        return None, f"{setting.env}={text!r} is not a {'whole ' if setting.kind is int else ''}number; using the default"
+        kind = "whole number" if setting.kind is int else "number"
+        return None, f"{setting.env}={text!r} is not a {kind}; using the default"
     lo, hi = setting.lo, setting.hi
     clamped = min(max(value, lo if lo is not None else value), hi if hi is not None else value)
     note = None if clamped == value else f"{setting.env}={text} is outside {lo:g}..{hi:g}; using {clamped:g}"
@@ -151,6 +160,15 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if values["data_root"] is None:
         values["data_root"] = values["home"] / "data"
     return Settings(**values, notes=tuple(notes))
+
+
+def settings_environ(**values: Any) -> dict[str, str]:
+    """The environment variables that give a child process these settings (``home=...`` ->
+    ``{"PYTORCH_LAB_HOME": ...}``); an empty value means the default."""
+    unknown = set(values) - set(BY_FIELD)
+    if unknown:
+        raise KeyError(f"no setting named {', '.join(sorted(unknown))}")
+    return {BY_FIELD[name].env: "" if value is None else str(value) for name, value in values.items()}
 
 
 def scratch_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.lessons.autograd import (
     EXAMPLES,
+    a3_note,
     activation_figure,
     activations,
     contour_figure,
@@ -17,7 +18,8 @@ from core.lessons.autograd import (
 from core.lessons.graph import trace_expression
 from core.safe.allowlist import ExprError
 from pages.ui.frame import frame
-from pages.ui.text import plain, tr
+from pages.ui.predict_prompt import page_prompt_box
+from pages.ui.text import tr, tr_message
 from pages.ui.widgets import url_choice
 
 frame()
@@ -43,15 +45,14 @@ def labels(*keys: str) -> dict:
 
 st.title(tr("autograd.title"))
 st.write(tr("autograd.intro"))
+page_prompt_box("autograd_sign", "ag_pp")
 st.markdown(f"**{tr('autograd.examples')}**")
-for col, example in zip(st.columns(7), EXAMPLES, strict=False):
-    col.button(example, key=f"ag_ex_{example}", on_click=pick_example, args=(example,), width="stretch",
-               help=tr(f"autograd.ex.{example}"))
+with st.container(horizontal=True):  # buttons as wide as their titles, wrapping: no title is cut off
+    for example in EXAMPLES:
+        st.button(tr(f"autograd.ex.{example}"), key=f"ag_ex_{example}", on_click=pick_example, args=(example,),
+                  help=tr(f"autograd.ex_help.{example}"))
 view = url_choice(st.segmented_control, tr("autograd.view"), VIEWS, "ag_view", "derivative",
                   lambda v: tr(f"autograd.view.{v}"), required=True)
-if st.session_state.get("ag_example") == "A3" and view == "gradient":
-    st.warning(tr("autograd.note.A3"))
-
 try:
     if view == "derivative":
         f = st.text_input("f(x)", "x**3 + 5*x", key="ag_f", bind="query-params", max_chars=500,
@@ -73,12 +74,14 @@ try:
                           help=tr("autograd.w_help"))
         w_text = st.text_input("w", "3.14, 1", key="ag_w", bind="query-params", help=tr("autograd.w_values"))
         result = gradient(g, w_text)
+        if (note := a3_note(result)) is not None:  # A3's function at A3's point: what the tutorial gets wrong
+            st.warning(tr_message(note))
         st.dataframe(pd.DataFrame({"w": result["names"], tr("autograd.value"): result["w"],
                                    "∂g/∂w": result["grad"]}), hide_index=True)
         st.metric("g(w)", f"{result['value']:.6g}")
         if len(result["names"]) == 2:
             span = st.slider(tr("autograd.span"), 0.5, 10.0, 2.0, key="ag_span", bind="query-params")
-            st.plotly_chart(contour_figure(g, result["w"], span, labels=labels("g", "gradient", "point")))
+            st.plotly_chart(contour_figure(g, result["w"], span, labels={**labels("g", "gradient"), "point": "w"}))
             st.caption(tr("autograd.contour_caption"))
         st.code(result["code"], language="python")
 
@@ -100,10 +103,12 @@ try:
 
     elif view == "demos":
         demo = url_choice(st.radio, tr("autograd.demo"), ["A4", "A5", "A6"], "ag_demo", "A4",
-                          lambda d: f"{d} · {tr(f'autograd.ex.{d}')}", horizontal=True)
+                          lambda d: tr(f"autograd.ex.{d}"), horizontal=True)
         if demo == "A4":
             result = demo_accumulation()
-            st.dataframe(pd.DataFrame(result["steps"]), hide_index=True)
+            st.dataframe(pd.DataFrame([{tr("autograd.col.code"): s["code"], tr("autograd.col.grad"): s["grad"],
+                                        tr("autograd.col.note"): tr_message(s["note"], markdown=False)}
+                                       for s in result["steps"]]), hide_index=True)
             st.info(tr("autograd.a4", first=result["first"], second=result["second"]))
         elif demo == "A5":
             result = demo_no_grad()
@@ -112,7 +117,9 @@ try:
         else:
             result = demo_anomaly()
             st.metric(tr("autograd.plain_grad"), str(result["grad_plain"]))
-            st.error(plain(result["error"]))
+            if result["error"]:
+                st.error(tr("autograd.torch_says"))
+                st.code(result["error"], language="text", wrap_lines=True)
             st.info(tr("autograd.a6", op=result["op"], forward=result["forward_op"]))
         st.code(result["code"], language="python")
 

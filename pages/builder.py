@@ -27,6 +27,7 @@ from pages.ui.model_state import (
     set_input_shape,
     stack_controls,
 )
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.text import tr
 from pages.ui.widgets import url_choice
 
@@ -44,6 +45,7 @@ def load_example(example: str) -> None:
 
 st.title(tr("builder.title"))
 st.write(tr("builder.intro"))
+page_prompt_box("builder_params", "bld_pp", overrides={"model": current_spec()})
 st.markdown(f"**{tr('builder.examples')}**")
 with st.container(horizontal=True, gap="small"):  # buttons as wide as their titles, wrapping into rows
     for example in EXAMPLES:

@@ -1,42 +1,52 @@
 """Data: the bundled digits or torchvision's MNIST/FashionMNIST, and the tutorials' data examples."""
+import os
+
 import pandas as pd
 import streamlit as st
 import torch
 
 from core.ml.data import (
     AUGMENTATIONS,
-    DATASETS,
     DEFAULT_DATASET,
     IMAGE_DATASETS,
     MNIST_MEAN,
     MNIST_NORMALIZE,
     MNIST_STD,
+    DatasetShelf,
     DataUnavailable,
     ImageData,
     augment_preview,
     class_counts,
     custom_dataset_example,
     dataloader_batch,
-    load_dataset,
+    loader_workers_example,
     normalization_table,
 )
 from core.ml.plots import class_balance, image_grid, value_histograms
 from core.settings import load_settings
 from pages.ui.frame import frame
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.state import seed
-from pages.ui.text import tr
+from pages.ui.text import tr, tr_message
 from pages.ui.widgets import code_block, url_choice
 
 frame()
-VIEWS = ["samples", "balance", "normalize", "augment", "batch", "custom"]
-EXAMPLES = {"D1": ("custom", None), "D2": ("normalize", None), "D3": ("augment", "imagenet")}
+VIEWS = ["samples", "balance", "normalize", "augment", "batch", "workers", "custom"]
+EXAMPLES = {"D1": ("custom", None), "D2": ("normalize", None), "D3": ("augment", "imagenet"), "D4": ("workers", None)}
+WORKERS_SAMPLE = 512  # images in D4's timed epoch: a few seconds per configuration on 2 busy cores
 
 
-@st.cache_resource(show_spinner=True)
+@st.cache_resource
+def shelf() -> DatasetShelf:
+    """The datasets all sessions share (read-only); a failure is not kept once files appear (no restart)."""
+    return DatasetShelf()
+
+
 def get_dataset(name: str) -> tuple[ImageData | None, DataUnavailable | None]:
-    """The dataset or why it is unavailable (shown in each reader's language); shared read-only by all sessions."""
+    """The dataset or why it is unavailable (shown in each reader's language)."""
     try:
-        return load_dataset(name, load_settings()), None
+        with st.spinner(tr("data.loading")):
+            return shelf().get(name, load_settings()), None
     except DataUnavailable as exc:
         return None, exc
 
@@ -46,27 +56,30 @@ def show_example(example: str) -> None:
     st.session_state["data_view"] = view
     if augmentation:
         st.session_state["data_aug"] = augmentation
+    if example == "D4":
+        st.session_state["data_workers_go"] = True
 
 
 st.title(tr("data.title"))
 st.write(tr("data.intro"))
+page_prompt_box("data_normalize", "data_pp")
 
-name = st.selectbox(tr("data.dataset"), IMAGE_DATASETS, format_func=lambda k: DATASETS[k].title,
-                    key="data_ds", bind="query-params")
+# In the URL by its key (digits8k, mnist, ...), shown by its translated name.
+name = url_choice(st.selectbox, tr("data.dataset"), list(IMAGE_DATASETS), "data_ds", DEFAULT_DATASET,
+                  lambda k: tr(f"data.ds.{k}"))
 data, problem = get_dataset(name)
 if data is None:
-    st.error(tr("data.unavailable", title=DATASETS[name].title, reason=problem))
+    st.error(tr("data.unavailable", title=tr(f"data.ds.{name}"), reason=problem))
     st.info(tr("data.fallback"))
     data, _ = get_dataset(DEFAULT_DATASET)
 h, w = data.train_images.shape[1:]
 st.caption(tr("data.summary", train=len(data.train_labels), test=len(data.test_labels), h=h, w=w,
-              classes=len(data.classes), mean=data.mean, std=data.std) + "  \n" + tr("data.source", source=data.source))
+              classes=len(data.classes), mean=data.mean, std=data.std) + "  \n" + tr_message(data.source))
 
 st.markdown(f"**{tr('data.examples')}**")
-cols = st.columns(len(EXAMPLES))
-for col, example in zip(cols, EXAMPLES, strict=False):
-    col.button(tr(f"data.example.{example}"), key=f"data_ex_{example}", on_click=show_example,
-               args=(example,), width="stretch")
+with st.container(horizontal=True):  # buttons as wide as their titles, wrapping: no title is cut off
+    for example in EXAMPLES:
+        st.button(tr(f"data.example.{example}"), key=f"data_ex_{example}", on_click=show_example, args=(example,))
 
 view = url_choice(st.segmented_control, tr("data.view"), VIEWS, "data_view", "samples",
                   lambda v: tr(f"data.view.{v}"), required=True)
@@ -88,18 +101,21 @@ if view == "samples":
                "print(images.shape, images.dtype)  # torch.Size([8000, 28, 28]) torch.uint8")
 
 elif view == "balance":
-    st.plotly_chart(class_balance(class_counts(data), tr("data.balance.split"), tr("data.balance.count")))
+    counts = class_counts(data).rename(columns={"train": tr("data.balance.train"), "test": tr("data.balance.test")})
+    st.plotly_chart(class_balance(counts, tr("data.balance.split"), tr("data.balance.count")))
     st.caption(tr("data.balance.caption"))
     code_block("counts = torch.bincount(labels, minlength=10)")
 
 elif view == "normalize":
     sample = train_x[:2000]
-    st.dataframe(normalization_table(sample), hide_index=True)
+    st.dataframe(normalization_table(sample).rename(columns={"step": tr("data.normalize.step")}), hide_index=True)
     st.caption(tr("data.normalize.caption"))
     st.markdown(f"**{tr('data.normalize.hist')}**")
     x01 = sample.float() / 255
     st.plotly_chart(value_histograms({"ToTensor()": x01, "Normalize((0.5,), (0.5,))": (x01 - 0.5) / 0.5,
-                                      MNIST_NORMALIZE: (x01 - MNIST_MEAN) / MNIST_STD}))
+                                      MNIST_NORMALIZE: (x01 - MNIST_MEAN) / MNIST_STD},
+                                     count_label=tr("data.normalize.count"), value_label=tr("data.normalize.value")),
+                    key="data_hist")
     code_block("from torchvision import transforms\n"
                "transform = transforms.Compose([\n"
                "    transforms.ToTensor(),\n"
@@ -116,7 +132,9 @@ elif view == "augment":
     st.plotly_chart(image_grid(before, titles), key="data_before", config={"displayModeBar": False})
     st.markdown(f"**{tr('data.augment.after')}**")
     st.plotly_chart(image_grid(after, titles), key="data_after", config={"displayModeBar": False})
-    st.dataframe(table, hide_index=True)
+    table["tensor"] = [tr(f"data.augment.row.{row}") for row in table["tensor"]]
+    st.dataframe(table.rename(columns={"tensor": tr("data.batch.col.tensor"), "shape": tr("data.batch.col.shape")}),
+                 hide_index=True)
     st.caption(tr("data.augment.caption") + (" " + tr("data.augment.imagenet_note") if kind == "imagenet" else ""))
     code_block({
         "hflip": "transforms.RandomHorizontalFlip(p=1.0)",
@@ -144,6 +162,40 @@ elif view == "batch":
     code_block(f"loader = DataLoader(train_set, batch_size={int(size)}, shuffle=True)\n"
                "images, labels = next(iter(loader))\n"
                f"print(images.shape, labels.shape)  # {batch['x_shape']} {batch['y_shape']}")
+
+elif view == "workers":  # D4: DataLoader(num_workers=...) timed on this machine
+    st.caption(tr("data.workers.caption", n=WORKERS_SAMPLE, cores=os.cpu_count() or 1))
+    go = st.button(tr("data.workers.measure"), key="data_workers_run", type="primary")
+    if go or st.session_state.pop("data_workers_go", False):
+        sample = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(seed()))[:WORKERS_SAMPLE]
+        with st.spinner(tr("data.workers.measuring")):
+            st.session_state["data_workers"] = (name, loader_workers_example(train_x[sample], train_y[sample],
+                                                                             seed=seed()))
+    measured = st.session_state.get("data_workers")
+    if measured is not None:
+        table = measured[1].copy()
+        st.caption(tr("data.workers.done", dataset=tr(f"data.ds.{measured[0]}")))
+        for pipeline in table["pipeline"].unique():
+            rows = table[table["pipeline"] == pipeline].set_index("num_workers")
+            best = int(rows["epoch_s"].idxmin())
+            st.markdown(tr("data.workers.verdict", pipeline=tr(f"data.workers.pipeline.{pipeline}"), best=best,
+                           fast=rows.loc[best, "epoch_s"], slow=rows["epoch_s"].max(),
+                           start=rows["first_batch_ms"].max()))
+        table["pipeline"] = [tr(f"data.workers.pipeline.{p}") for p in table["pipeline"]]
+        st.dataframe(table.rename(columns={c: tr(f"data.workers.col.{c}") for c in table.columns}), hide_index=True,
+                     column_config={tr("data.workers.col.first_batch_ms"): st.column_config.NumberColumn(format="%.0f"),
+                                    tr("data.workers.col.epoch_s"): st.column_config.NumberColumn(format="%.2f"),
+                                    tr("data.workers.col.images_per_s"): st.column_config.NumberColumn(format="%.0f"),
+                                    tr("data.workers.col.speedup"): st.column_config.NumberColumn(format="%.2f×")})
+        st.caption(tr("data.workers.why", threads=torch.get_num_threads()))
+    code_block("from torch.utils.data import DataLoader\n\n"
+               "# the same Dataset (one image at a time, with its transform), read by 0 or 2 worker processes\n"
+               "for workers in (0, 2):\n"
+               "    loader = DataLoader(dataset, batch_size=64, shuffle=True, num_workers=workers)\n"
+               "    start = time.perf_counter()\n"
+               "    for images, labels in loader:\n"
+               "        pass\n"
+               "    print(workers, time.perf_counter() - start)")
 
 else:  # custom Dataset, D1
     result = custom_dataset_example(batch_size=32, seed=seed())

@@ -2,10 +2,20 @@
 torch.export files, each verified against eager before it is offered for download."""
 import streamlit as st
 
-from core.ml.export import FORMATS, ONNX_OPSETS, export_model, results_table, saving_examples_code, speed_table
+from core.errors import Code
+from core.ml.export import (
+    FORMATS,
+    ONNX_OPSETS,
+    TORCHSCRIPT_DEPRECATED_IN,
+    export_model,
+    results_table,
+    saving_examples_code,
+    speed_table,
+    torchscript_warning,
+)
 from pages.ui.frame import frame
 from pages.ui.model_state import pick_model
-from pages.ui.text import plain, tr, tr_error
+from pages.ui.text import lang, plain, tr, tr_error, tr_message
 from pages.ui.widgets import url_choice
 
 frame()
@@ -41,7 +51,9 @@ if chosen is not None:
     saved = st.session_state.get("ex_results")
     if saved and saved[0] == key:
         results = saved[1]
-        st.dataframe(results_table(results), hide_index=True, width="stretch")
+        table = results_table(results)  # the error column in the page's language (None when it worked)
+        table["error"] = [r.failure.message(lang()) if r.failure is not None else (r.error or None) for r in results]
+        st.dataframe(table, hide_index=True, width="stretch")
         cols = st.columns(3)
         for i, result in enumerate(results):
             with cols[i % 3].container(border=True):
@@ -59,9 +71,15 @@ if chosen is not None:
                     st.error(tr_error(result.failure) if result.failure is not None else plain(result.error))
         with st.expander(tr("export.speed")):
             if st.toggle(tr("export.measure"), key="ex_speed"):
-                st.dataframe(speed_table(model, spec.input_shape, results), hide_index=True, width="stretch")
+                speed = speed_table(model, spec.input_shape, results)
+                speed["note"] = [tr_message(n, markdown=False) if n is not None else "" for n in speed["note"]]
+                st.dataframe(speed, hide_index=True, width="stretch")
     view = url_choice(st.segmented_control, tr("export.examples"), ["E1", "E2", "E3"], "ex_example", "E1",
                       lambda e: tr(f"export.ex.{e}"), required=True)
     st.code(saving_examples_code(spec.input_shape, name)[view], language="python")
     if view == "E1":
         st.info(tr("export.e1_note"))
+    elif view == "E2":  # what this PyTorch itself says when torch.jit.trace runs
+        warning = torchscript_warning()
+        st.warning(tr("export.e2_note", version=TORCHSCRIPT_DEPRECATED_IN)
+                   + (" " + tr("export.e2_says", warning=Code(warning)) if warning else ""))

@@ -28,5 +28,5 @@ st.dataframe(zoo, hide_index=True, width="stretch",
              column_config={tr("home.zoo.col.params"): st.column_config.NumberColumn(format="localized")})
 
 st.subheader(tr("home.env"))
-st.dataframe(pd.DataFrame(env_rows(), columns=[tr("home.env.fact"), tr("home.env.value")]),
+st.dataframe(pd.DataFrame(env_rows(markdown=False), columns=[tr("home.env.fact"), tr("home.env.value")]),
              hide_index=True, width="stretch")

@@ -33,6 +33,7 @@ if chosen is not None:
     if st.session_state.get("pf_p1_show"):
         example = p1_example(chosen[0], chosen[1].input_shape)
         st.code(example["code"], language="python")
+        st.caption(tr(f"profiler.p1_sort.{example['sort_by']}"))
         st.dataframe(example["table"], hide_index=True, width="stretch")
     mode = url_choice(st.segmented_control, tr("profiler.mode"), MODES, "pf_mode", "inference",
                       lambda m: tr(f"profiler.mode.{m}"), required=True)
@@ -65,7 +66,9 @@ if chosen is not None:
                       device=result["device"], s=result["wall_seconds"]))
         left, right = st.columns(2)
         left.plotly_chart(top_ops_figure(result["top"], title=tr("profiler.top")), key="pf_top")
-        right.plotly_chart(breakdown_figure(result["breakdown"], title=tr("profiler.breakdown")), key="pf_bd")
+        right.plotly_chart(breakdown_figure(result["breakdown"], title=tr("profiler.breakdown"),
+                                            y_title=tr("profiler.ms_per_step"), x_title=tr("profiler.phase")),
+                           key="pf_bd")
         st.markdown(f"**{tr('profiler.table')}**")
         st.dataframe(result["table"], hide_index=True, width="stretch")
         if result.get("memory") is not None:

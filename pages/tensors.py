@@ -5,15 +5,17 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from core.errors import Message
 from core.lessons.tensor_examples import EXAMPLES, run_example
 from core.lessons.tensors import DTYPE_NAMES, KINDS, OPS, apply_op, broadcast_explain, make_tensor
 from core.safe.allowlist import ExprError
 from core.safe.expr import evaluate
 from core.safe.pycode import to_torch_code
 from pages.ui.frame import frame
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.state import seed, shared_extras
 from pages.ui.tensor_view import show_tensor
-from pages.ui.text import plain, tr
+from pages.ui.text import tr, tr_message
 from pages.ui.widgets import url_choice
 
 frame()
@@ -84,12 +86,11 @@ def create() -> None:
 
 st.title(tr("tensors.title"))
 st.write(tr("tensors.intro"))
+page_prompt_box("tensors_broadcast", "ten_pp")
 st.markdown(f"**{tr('tensors.examples')}**")
-examples = list(EXAMPLES)
-for row in (examples[:3], examples[3:]):
-    for col, example in zip(st.columns(3), row, strict=False):
-        col.button(tr(f"tensors.ex.{example}"), key=f"ten_ex_{example}", on_click=pick_example, args=(example,),
-                   width="stretch")
+with st.container(horizontal=True):  # buttons as wide as their titles, wrapping: no title is cut off
+    for example in EXAMPLES:
+        st.button(tr(f"tensors.ex.{example}"), key=f"ten_ex_{example}", on_click=pick_example, args=(example,))
 view = url_choice(st.segmented_control, tr("tensors.view"), VIEWS, "ten_view", "create",
                   lambda v: tr(f"tensors.view.{v}"), required=True)
 x, y = st.session_state["ten_x"], st.session_state["ten_y"]
@@ -99,18 +100,20 @@ if view == "examples":
                          lambda e: tr(f"tensors.ex.{e}"))
     result = run_example(example)
     if result["note"]:
-        st.warning(tr(f"tensors.note.{example}"))
+        st.warning(tr_message(result["note"]))
     for step in result["steps"]:
         left, right = st.columns([2, 3])
         left.code(step["code"], language="python")
         if step["error"]:
-            right.error(plain(step["error"]))
+            right.error(tr("tensors.torch_says"))
+            right.code(step["error"], language="text", wrap_lines=True)
         else:
             right.code(step["text"], language="text")
         if step["note"]:
-            right.caption(step["note"])
-    if example == "T4":
-        st.info(result["values"]["explanation"])
+            right.caption(tr_message(step["note"]))
+    for key in ("explanation", "note"):
+        if isinstance(result["values"].get(key), Message):  # T4's explanation, T7's note on this machine
+            st.info(tr_message(result["values"][key]))
     with st.expander(tr("tensors.code")):
         st.code(result["code"], language="python")
 
@@ -143,18 +146,20 @@ elif view == "create":
 
 elif view == "ops":
     c = st.columns([2, 3])
-    op = c[0].selectbox(tr("tensors.op"), list(OPS), key="ten_op")
+    # Bound to the URL (the options are PyTorch's names, not translated), so a share link keeps the operation.
+    op = c[0].selectbox(tr("tensors.op"), list(OPS), key="ten_op", bind="query-params")
     params = {}
     with c[1]:
         for name in OPS[op]["params"]:
             if name == "keepdim":
-                params[name] = st.checkbox("keepdim", key="ten_p_keepdim")
+                params[name] = st.checkbox("keepdim", key="ten_p_keepdim", bind="query-params")
             elif name == "other":
-                text = st.text_input("other", "y", key="ten_p_other", help=tr("tensors.other_help"))
+                text = st.text_input("other", "y", key="ten_p_other", help=tr("tensors.other_help"),
+                                     bind="query-params")
                 params[name] = y if text.strip() == "y" else text
             else:
                 text = st.text_input(name, {"shape": "4, 3", "dims": "1, 0", "dim1": "1"}.get(name, "0"),
-                                     key=f"ten_p_{name}")
+                                     key=f"ten_p_{name}", bind="query-params")
                 if text.strip():
                     params[name] = text
     try:
@@ -181,7 +186,10 @@ elif view == "broadcast":
         st.error(tr("error.bad_value", reason=exc))
         info = None
     if info is not None:
-        st.dataframe(pd.DataFrame(info["rows"]), hide_index=True, width="stretch")
+        columns = {"dim": "dim", "dim_from_right": "from_right", "a": "a", "b": "b", "result": "result", "rule": "rule"}
+        table = [{tr(f"tensors.bc.col.{label}"): tr_message(row[k], markdown=False) if k == "rule" else row[k]
+                  for k, label in columns.items()} for row in info["rows"]]
+        st.dataframe(pd.DataFrame(table), hide_index=True, width="stretch")
         if info["ok"]:
             st.success(tr("tensors.broadcast_ok", a=info["shape_a"], b=info["shape_b"], result=info["result"]))
         else:

@@ -4,6 +4,7 @@ import streamlit as st
 from core.runs.store import check_run_id
 from pages.ui import train_views as W
 from pages.ui.frame import frame
+from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.state import lab_store
 from pages.ui.text import tr
 from pages.ui.widgets import url_choice
@@ -25,6 +26,7 @@ def example(ex: str) -> None:
 
 st.title(tr("train.title"))
 st.write(tr("train.intro"))
+page_prompt_box("train_lr", "tr_pp")
 st.markdown(f"**{tr('train.examples')}**")
 for col, ex in zip(st.columns(len(EXAMPLES)), EXAMPLES, strict=False):
     col.button(ex, key=f"tr_ex_{ex}", on_click=example, args=(ex,), help=tr(f"train.ex.{ex}"), width="stretch")

@@ -75,7 +75,8 @@ def imports_of(path: Path, known: set[str], missing: list[str] | None = None) ->
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # "from core.ml import data" imports the module core.ml.data; "from core.ml.data import x" imports core.ml.data
+            # "from core.ml import data" imports the module core.ml.data;
+            # "from core.ml.data import x" imports core.ml.data
             names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module
                      for a in node.names]
             if missing is not None and node.module in ("core", "pages", "pages.ui"):

@@ -217,3 +217,20 @@ def test_trimmed_step_bookkeeping_reports_the_batch_it_trained_on(accum_steps):
     assert trainer.core.training  # train mode holds between steps without a walk over the modules
     trainer.evaluate()
     assert trainer.core.training
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_store_section_compares_sqlite_and_postgres(pg_server):
+    """`bench/store.py` (quick): one table row per back end and writer count, numbers only; it starts
+    its own throwaway PostgreSQL (``pg_server`` only makes the test skip, or fail in CI, without one)."""
+    from bench import store as BS
+
+    text = BS.section(quick=True)
+    assert text.startswith("## Run store") and "not measurements" in text
+    (table,) = tables(text)
+    assert table[0] == ["store", "writers", "rows/s", "transactions/s", "vs SQLite"]
+    assert column(table, "store") == ["SQLite", "PostgreSQL"] * 2 and column(table, "writers") == ["1", "1", "4", "4"]
+    for name in ("rows/s", "transactions/s", "vs SQLite"):
+        assert all(NUMBER.match(v) and float(v.rstrip("×").replace(",", "")) > 0 for v in column(table, name))
+    assert "store" in runner.NAMES

@@ -30,7 +30,7 @@ import torch
 from plotly.subplots import make_subplots
 from torch import nn
 
-from core.errors import Code, LabError, Term, exception_text
+from core.errors import Code, LabError, Message, Term, exception_text
 from core.lessons.tensors import finite_number, parse_values
 from core.safe.allowlist import DTYPES, Limits
 from core.safe.expr import evaluate
@@ -457,7 +457,7 @@ def contour_figure(
 def demo_accumulation(expr_text: str = "x**2 + 2*x + 2", x0: float = 2.0) -> dict[str, Any]:
     """Gradients add up: backward twice without zeroing doubles x.grad; x.grad.zero_() resets it.
 
-    Returns ``{"expr", "x0", "value", "steps": [{"code", "grad"}], "first", "second",
+    Returns ``{"expr", "x0", "value", "steps": [{"code", "grad", "note"}], "first", "second",
     "after_zero", "after_zero_backward", "code"}`` (grads as floats).
     """
     x0 = _finite(x0, "x0")
@@ -490,10 +490,10 @@ def demo_accumulation(expr_text: str = "x**2 + 2*x + 2", x0: float = 2.0) -> dic
         f"({source}).backward()\nprint(x.grad)   # {after:g}"
     )
     steps = [
-        {"code": "y.backward()", "grad": first},
-        {"code": "y.backward()  # again, no zero_", "grad": second},
-        {"code": "x.grad.zero_()", "grad": after_zero},
-        {"code": "y.backward()", "grad": after},
+        {"code": "y.backward()", "grad": first, "note": Message("autograd.step.first")},
+        {"code": "y.backward()", "grad": second, "note": Message("autograd.step.again")},
+        {"code": "x.grad.zero_()", "grad": after_zero, "note": Message("autograd.step.zeroed")},
+        {"code": "y.backward()", "grad": after, "note": Message("autograd.step.after_zero")},
     ]
     return {"expr": expr_text, "x0": x0, "value": _number(y), "steps": steps, "first": first, "second": second,
             "after_zero": after_zero, "after_zero_backward": after, "code": code}
@@ -621,92 +621,122 @@ def activations(lo: float = -5.0, hi: float = 5.0, points: int = 201, negative_s
     return {"x": _curve(x), "names": list(out), "functions": out, "negative_slope": slope, "code": code}
 
 
+# One colour and line style per function, the same in both panels. ReLU is drawn wide and first, and
+# LeakyReLU dashed on top: with the usual slope 0.01 the two curves almost coincide, and one drawn
+# over the other in the same style would hide it.
+ACTIVATION_STYLES: dict[str, dict[str, Any]] = {
+    "ReLU": {"color": "#1f77b4", "width": 6, "dash": "solid"},
+    "Sigmoid": {"color": "#2ca02c", "width": 2.5, "dash": "solid"},
+    "Tanh": {"color": "#9467bd", "width": 2.5, "dash": "dashdot"},
+    "LeakyReLU": {"color": "#ff7f0e", "width": 2.5, "dash": "dash"},
+}
+
+
 def activation_figure(result: Mapping[str, Any], labels: Mapping[str, str] | None = None,
                       which: Sequence[str] | None = None) -> go.Figure:
-    """Two panels: the activation functions and their derivatives (from :func:`activations`)."""
+    """Two panels: the activation functions and their derivatives (from :func:`activations`).
+
+    Each function keeps one colour and line style (``ACTIVATION_STYLES``) in both panels, so curves
+    that coincide (ReLU and LeakyReLU for x > 0) stay visible, the dashed one over the wide one.
+    """
     lab = {"function": "function", "derivative": "derivative (autograd)", "x": "x", **(labels or {})}
     names = list(which) if which else list(result["names"])
     fig = make_subplots(rows=1, cols=2, subplot_titles=(lab["function"], lab["derivative"]))
-    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd"]
+    fallback = ["#d62728", "#8c564b", "#e377c2", "#7f7f7f"]
     for i, name in enumerate(names):
         f = result["functions"][name]
-        color = colors[i % len(colors)]
-        fig.add_trace(go.Scatter(x=result["x"], y=f["y"], name=name, legendgroup=name, line=dict(color=color)),
-                      row=1, col=1)
+        style = ACTIVATION_STYLES.get(name, {"color": fallback[i % len(fallback)], "width": 2.5, "dash": "dot"})
+        line = dict(color=style["color"], width=style["width"], dash=style["dash"])
+        fig.add_trace(go.Scatter(x=result["x"], y=f["y"], name=name, legendgroup=name, line=line), row=1, col=1)
         fig.add_trace(go.Scatter(x=result["x"], y=f["dy"], name=name, legendgroup=name, showlegend=False,
-                                 line=dict(color=color, dash="dash")), row=1, col=2)
+                                 line=line), row=1, col=2)
     fig.update_xaxes(title_text=lab["x"])
-    fig.update_layout(height=360, margin=dict(l=0, r=0, t=30, b=0),
-                      legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(height=380, margin=dict(l=0, r=0, t=30, b=0),
+                      legend=dict(orientation="h", y=-0.22))
     return fig
 
 
 # --------------------------------------------------------------------------- examples
 EXAMPLES: dict[str, dict[str, Any]] = {
     "A1": {
-        "title": "Derivative of y = x**3 + 5*x at x = 2",
+        "title": Message("autograd.ex.A1"),
         "expr": "x**3 + 5*x", "point": 2.0, "values": None,
         "code": ("import torch\nx = torch.tensor(2.0, requires_grad=True)\ny = x**3 + 5*x\ny.backward()\n"
                  "print(y.item(), x.grad.item())   # 18.0 17.0"),
-        "note": "",
+        "note": None,
     },
     "A2": {
-        "title": "Derivative of y = x**2 + 2*x + 2 at x = 2",
+        "title": Message("autograd.ex.A2"),
         "expr": "x**2 + 2*x + 2", "point": 2.0, "values": None,
         "code": ("import torch\nx = torch.tensor(2.0, requires_grad=True)\ny = x**2 + 2*x + 2\ny.backward()\n"
                  "print(y.item(), x.grad.item())   # 10.0 6.0"),
-        "note": "",
+        "note": None,
     },
     "A3": {
-        "title": "Gradient of g(w) = 2*w0*w1 + w1*cos(w0) at w = [3.14, 1]",
+        "title": Message("autograd.ex.A3"),
         "expr": "2*w0*w1 + w1*cos(w0)", "point": None, "values": [3.14, 1.0],
         "code": ("import torch\nw = torch.tensor([3.14, 1.0], requires_grad=True)\n"
                  "g = 2*w[0]*w[1] + w[1]*torch.cos(w[0])\ng.backward()\n"
                  "print(w.grad)   # tensor([1.9984, 5.2800])"),
-        "note": "A tutorial claims about [2.0, 6.28]; PyTorch gives [1.9984, 5.2800] because "
-                "dg/dw0 = 2*w1 - w1*sin(w0) and dg/dw1 = 2*w0 + cos(w0), with cos(3.14) ≈ -1.",
+        "note": None,  # computed: see a3_note
     },
     "A4": {
-        "title": "Gradients accumulate until you zero them",
+        "title": Message("autograd.ex.A4"),
         "expr": "x**2 + 2*x + 2", "point": 2.0, "values": None,
         "code": ("import torch\nx = torch.tensor(2.0, requires_grad=True)\n"
                  "(x**2 + 2*x + 2).backward(); print(x.grad)   # 6\n"
                  "(x**2 + 2*x + 2).backward(); print(x.grad)   # 12: added, not replaced\n"
                  "x.grad.zero_(); print(x.grad)                # 0"),
-        "note": "",
+        "note": None,
     },
     "A5": {
-        "title": "torch.no_grad() and detach(): no graph is built",
+        "title": Message("autograd.ex.A5"),
         "expr": "x * 2", "point": None, "values": [1.0, 2.0, 3.0],
         "code": (
             "import torch\nx = torch.tensor([1., 2., 3.], requires_grad=True)\n"
             "with torch.no_grad():\n    z = x * 2\nprint(z.requires_grad, z.grad_fn)   # False None\n"
             "d = x.detach()\nprint(d.requires_grad)              # False"),
-        "note": "",
+        "note": None,
     },
     "A6": {
-        "title": "Anomaly detection finds the op that made NaN in backward",
+        "title": Message("autograd.ex.A6"),
         "expr": "sqrt(x) * 0", "point": 0.0, "values": None,
         "code": ("import torch\nx = torch.tensor(0.0, requires_grad=True)\n"
                  "with torch.autograd.detect_anomaly(check_nan=True):\n"
                  "    y = torch.sqrt(x) * 0     # forward is fine: 0\n"
                  "    y.backward()              # d sqrt/dx at 0 is inf, times 0 is NaN\n"
                  "# RuntimeError: Function 'SqrtBackward0' returned nan values in its 0th output."),
-        "note": "",
+        "note": None,
     },
     "A7": {
-        "title": "Activation functions and their derivatives",
+        "title": Message("autograd.ex.A7"),
         "expr": "", "point": None, "values": None, "range": (-5.0, 5.0),
         "code": ("import torch\nfrom torch import nn\nx = torch.linspace(-5, 5, 201, requires_grad=True)\n"
                  "y = nn.Sigmoid()(x)\n(dy,) = torch.autograd.grad(y.sum(), x)   # sigmoid'(0) = 0.25"),
-        "note": "",
+        "note": None,
     },
 }
+
+
+A3_CLAIM = (2.0, 6.28)  # what a tutorial prints for A3's gradient
+
+
+def a3_note(result: Mapping[str, Any]) -> Message | None:
+    """What the tutorial's A3 claim gets wrong, with the values :func:`gradient` computed; None when
+    ``result`` is not A3's g(w) at A3's point (the learner changed them)."""
+    ex = EXAMPLES["A3"]
+    if result.get("expr", "").replace(" ", "") != ex["expr"].replace(" ", "") or list(result["w"]) != ex["values"]:
+        return None
+    w0 = ex["values"][0]
+    g0, g1 = result["grad"]
+    return Message("autograd.note.A3", claim0=A3_CLAIM[0], claim1=A3_CLAIM[1], g0=g0, g1=g1, cos=math.cos(w0),
+                   two_w0=2 * w0)
 
 
 def run_example(example_id: str) -> dict[str, Any]:
     """Run tutorial example A1..A7 with torch; returns ``{**EXAMPLES[id], "id", "result"}``.
 
+    ``title`` and ``note`` are ``Message``s (A3's note holds the computed gradient; see :func:`a3_note`).
     ``result`` is what the matching function returns: :func:`derivatives` (A1, A2; range
     x0 ± 3), :func:`gradient` (A3), :func:`demo_accumulation` (A4), :func:`demo_no_grad` (A5),
     :func:`demo_anomaly` (A6) and :func:`activations` (A7).
@@ -718,6 +748,7 @@ def run_example(example_id: str) -> dict[str, Any]:
         result = derivatives(ex["expr"], ex["point"], ex["point"] - 3, ex["point"] + 3)
     elif example_id == "A3":
         result = gradient(ex["expr"], ex["values"])
+        return {**ex, "id": example_id, "result": result, "note": a3_note(result)}
     elif example_id == "A4":
         result = demo_accumulation(ex["expr"], ex["point"])
     elif example_id == "A5":

@@ -1,4 +1,8 @@
-"""The tutorials' tensor examples T1..T6, run with PyTorch's true results."""
+"""The tutorials' tensor examples T1..T7, run with PyTorch's true results.
+
+Their notes are ``core.errors.Message``s (catalogue keys with parameters), so a page shows them in
+its language; the code lines and PyTorch's own messages stay as they are (code).
+"""
 from __future__ import annotations
 
 import math
@@ -7,13 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.errors import Code, LabError, exception_text
+from core.errors import Code, LabError, Message, exception_text
 from core.lessons.tensors import _dtype_name, _shape, broadcast_explain
 
 # --------------------------------------------------------------------------- examples
-EXAMPLES: dict[str, dict[str, str]] = {
+EXAMPLES: dict[str, dict[str, Any]] = {
     "T1": {
-        "title": "Adding tensors and taking the mean",
+        "title": Message("tensors.ex.T1"),
         "code": (
             "import torch\n"
             "a = torch.tensor([[1, 2, 3], [4, 5, 6]])\n"
@@ -22,10 +26,10 @@ EXAMPLES: dict[str, dict[str, str]] = {
             "print(c)\n"
             "print(c.mean())"
         ),
-        "note": "A tutorial claims (a + b).mean() is 3.35; PyTorch gives 3.85 (23.1 / 6).",
+        "note": Message("tensors.note.T1"),
     },
     "T2": {
-        "title": "Tensors from lists and NumPy arrays",
+        "title": Message("tensors.ex.T2"),
         "code": (
             "import numpy as np\n"
             "import torch\n"
@@ -38,10 +42,10 @@ EXAMPLES: dict[str, dict[str, str]] = {
             "n[0] = 100.0\n"
             "print(s, c)"
         ),
-        "note": "",
+        "note": None,
     },
     "T3": {
-        "title": "zeros, ones, rand and randn",
+        "title": Message("tensors.ex.T3"),
         "code": (
             "import torch\n"
             "torch.manual_seed(0)\n"
@@ -51,10 +55,10 @@ EXAMPLES: dict[str, dict[str, str]] = {
             "g = torch.randn(2, 2)   # standard normal\n"
             "print(z, o, r, g, sep='\\n')"
         ),
-        "note": "",
+        "note": None,
     },
     "T4": {
-        "title": "view, transpose, contiguity and reshape",
+        "title": Message("tensors.ex.T4"),
         "code": (
             "import torch\n"
             "x = torch.arange(24).reshape(2, 3, 4)\n"
@@ -64,10 +68,10 @@ EXAMPLES: dict[str, dict[str, str]] = {
             "# y.view(6, 4)                # RuntimeError\n"
             "print(y.reshape(6, 4).shape)  # reshape copies when it must"
         ),
-        "note": "",
+        "note": None,
     },
     "T5": {
-        "title": "unsqueeze, squeeze, transpose and permute",
+        "title": Message("tensors.ex.T5"),
         "code": (
             "import torch\n"
             "x = torch.arange(12.).reshape(3, 4)\n"
@@ -78,11 +82,10 @@ EXAMPLES: dict[str, dict[str, str]] = {
             "y = torch.arange(60.).reshape(3, 4, 5)\n"
             "p = y.permute(1, 0, 2)      # (4, 3, 5)"
         ),
-        "note": "A tutorial shows permute(1, 0, 2) on a 2-D tensor as if it worked; PyTorch raises an error "
-                "because permute needs one index per dimension.",
+        "note": Message("tensors.note.T5"),
     },
     "T6": {
-        "title": "Elementwise maths and broadcasting",
+        "title": Message("tensors.ex.T6"),
         "code": (
             "import math\n"
             "import torch\n"
@@ -92,13 +95,32 @@ EXAMPLES: dict[str, dict[str, str]] = {
             "row = torch.tensor([0.0, 1.0, 2.0])   # (3,)\n"
             "z = col * 2 + torch.sin(row)          # (4, 1) with (3,) -> (4, 3)"
         ),
-        "note": "",
+        "note": None,
+    },
+    "T7": {
+        "title": Message("tensors.ex.T7"),
+        "code": (
+            "import torch\n"
+            "from torch import nn\n"
+            "device = 'cuda' if torch.cuda.is_available() else 'meta'  # a second device\n"
+            "x = torch.ones(2, 3)                      # on the CPU\n"
+            "w = torch.ones(2, 3, device=device)\n"
+            "# x + w                                   # RuntimeError: two devices\n"
+            "print(x.to(w.device) + w)                 # fix: move one tensor to the other's device\n"
+            "model = nn.Linear(3, 2).to(device)\n"
+            "# model(x)                                # RuntimeError: the weights are on the other device\n"
+            "print(model(x.to(device)).shape)          # fix: inputs go where the model is"
+        ),
+        "note": None,
     },
 }
+TUTORIAL_DEVICE_ERROR = ("Expected all tensors to be on the same device, but found at least two devices, "
+                         "cuda:0 and cpu!")  # the tutorial's wording, PyTorch's message on a GPU
 
 
-def _step(code: str, value: object = None, error: str | None = None, note: str = "") -> dict[str, Any]:
-    """One line of an example: its code, its value (tensor/str/number) or torch's error."""
+def _step(code: str, value: object = None, error: str | None = None, note: Message | None = None) -> dict[str, Any]:
+    """One line of an example: its code, its value (tensor/str/number) or torch's error, and a note
+    (a catalogue text, shown in the page's language)."""
     step: dict[str, Any] = {"code": code, "value": value, "error": error, "note": note,
                             "shape": None, "dtype": None, "text": None}
     if isinstance(value, torch.Tensor):
@@ -131,7 +153,7 @@ def _example_t1() -> dict[str, Any]:
     mean = c.mean()
     steps = [
         _step("a", a), _step("b", b),
-        _step("c = a + b", c, note="int64 + float32 gives float32 (type promotion)"),
+        _step("c = a + b", c, note=Message("tensors.step.promotion")),
         _step("c.mean()", mean),
     ]
     return {"steps": steps, "values": {"a": a, "b": b, "sum": c, "mean": float(mean), "claimed_mean": 3.35}}
@@ -151,12 +173,12 @@ def _example_t2() -> dict[str, Any]:
         _step("t = torch.tensor([1, 2, 3])", t),
         _step("f = torch.tensor([1.0, 2.0, 3.0])", f),
         _step("n = np.array([1.0, 2.0, 3.0])", n_before),
-        _step("s = torch.from_numpy(n)", before, note="float64 is kept"),
-        _step("c = torch.tensor(n)", c.clone(), note="torch.tensor copies"),
+        _step("s = torch.from_numpy(n)", before, note=Message("tensors.step.kept")),
+        _step("c = torch.tensor(n)", c.clone(), note=Message("tensors.step.copies")),
         _step("back = s.numpy()", n_before.copy()),
-        _step("n[0] = 100.0; s", s.clone(), note="s shares memory with n, so it changed too"),
-        _step("c", c.clone(), note="the copy did not change"),
-        _step("back", np.array(back, copy=True), note="back is the same memory as n and s"),
+        _step("n[0] = 100.0; s", s.clone(), note=Message("tensors.step.shared")),
+        _step("c", c.clone(), note=Message("tensors.step.copy_kept")),
+        _step("back", np.array(back, copy=True), note=Message("tensors.step.same_memory")),
     ]
     values = {
         "list_dtype": _dtype_name(t.dtype),
@@ -182,8 +204,8 @@ def _example_t3() -> dict[str, Any]:
     big_g = torch.randn(100_000, generator=torch.Generator().manual_seed(1))
     steps = [
         _step("torch.zeros(3, 2)", z), _step("torch.ones(3, 2)", o),
-        _step("torch.rand(2, 2)", r, note="uniform on [0, 1)"),
-        _step("torch.randn(2, 2)", g, note="standard normal: mean 0, std 1, any real value"),
+        _step("torch.rand(2, 2)", r, note=Message("tensors.step.uniform")),
+        _step("torch.randn(2, 2)", g, note=Message("tensors.step.normal")),
     ]
     values = {
         name: {"shape": _shape(v), "min": float(v.min()), "max": float(v.max())}
@@ -202,12 +224,14 @@ def _example_t4() -> dict[str, Any]:
     view_error = _error_of(lambda: y.view(6, 4))
     r = y.reshape(6, 4)
     steps = [
-        _step("x = torch.arange(24).reshape(2, 3, 4)", x, note=f"stride {tuple(x.stride())}"),
-        _step("x.view(6, 4)", v, note="x is contiguous, so view only changes the shape"),
-        _step("y = x.transpose(1, 2)", y, note=f"stride {tuple(y.stride())}: same memory, swapped strides"),
+        _step("x = torch.arange(24).reshape(2, 3, 4)", x,
+              note=Message("tensors.step.stride", stride=Code(str(tuple(x.stride()))))),
+        _step("x.view(6, 4)", v, note=Message("tensors.step.view_ok")),
+        _step("y = x.transpose(1, 2)", y,
+              note=Message("tensors.step.swapped", stride=Code(str(tuple(y.stride()))))),
         _step("y.is_contiguous()", y.is_contiguous()),
         _step("y.view(6, 4)", error=view_error),
-        _step("y.reshape(6, 4)", r, note="reshape copies the data when a view is impossible"),
+        _step("y.reshape(6, 4)", r, note=Message("tensors.step.reshape_copies")),
     ]
     values = {
         "x_shape": _shape(x), "x_stride": tuple(x.stride()), "view_shape": _shape(v),
@@ -215,12 +239,7 @@ def _example_t4() -> dict[str, Any]:
         "view_error": view_error, "reshape_shape": _shape(r),
         "reshape_shares_memory": r.data_ptr() == x.data_ptr(),
         "view_shares_memory": v.data_ptr() == x.data_ptr(),
-        "explanation": (
-            "transpose swaps strides without moving data, so rows of y are no longer laid out one after "
-            "another in memory. view never copies, so it cannot merge dimensions that are not adjacent in "
-            "memory; reshape returns a view when it can and a contiguous copy otherwise "
-            "(like y.contiguous().view(6, 4))."
-        ),
+        "explanation": Message("tensors.explain.T4"),
     }
     return {"steps": steps, "values": values}
 
@@ -237,7 +256,8 @@ def _example_t5() -> dict[str, Any]:
         _step("x = torch.arange(12.).reshape(3, 4)", x),
         _step("x.unsqueeze(0)", u), _step("x.unsqueeze(0).squeeze(0)", s),
         _step("x.transpose(0, 1)", t),
-        _step("x.permute(1, 0, 2)", error=permute_error, note="x has 2 dimensions but 3 were given"),
+        _step("x.permute(1, 0, 2)", error=permute_error,
+              note=Message("tensors.step.permute_dims", ndim=x.dim(), given=3)),
         _step("y = torch.arange(60.).reshape(3, 4, 5)", y),
         _step("y.permute(1, 0, 2)", p),
     ]
@@ -257,19 +277,54 @@ def _example_t6() -> dict[str, Any]:
     steps = [
         _step("x", x), _step("x * 2 + torch.sin(x)", y),
         _step("col = x.reshape(4, 1)", col), _step("row = torch.tensor([0.0, 1.0, 2.0])", row),
-        _step("col * 2 + torch.sin(row)", z, note="(4, 1) and (3,) broadcast to (4, 3)"),
+        _step("col * 2 + torch.sin(row)", z,
+              note=Message("tensors.step.broadcast", a=Code("(4, 1)"), b=Code("(3,)"), result=Code(str(_shape(z))))),
     ]
     values = {"x": x, "y": y, "z": z, "z_shape": _shape(z),
               "broadcast": broadcast_explain((4, 1), (3,))}
     return {"steps": steps, "values": values}
 
 
+def second_device() -> str:
+    """The device T7 puts a tensor on: cuda when there is a GPU, else meta (shapes only, no data)."""
+    return "cuda" if torch.cuda.is_available() else "meta"
+
+
+def _example_t7() -> dict[str, Any]:
+    from torch import nn
+
+    device = second_device()
+    x = torch.ones(2, 3)
+    w = torch.ones(2, 3, device=device)
+    add_error = _error_of(lambda: x + w)
+    fixed = x.to(w.device) + w
+    model = nn.Linear(3, 2).to(device)
+    model_error = _error_of(lambda: model(x))
+    out = model(x.to(device))
+    steps = [
+        _step("x = torch.ones(2, 3)", x, note=Message("tensors.step.on_device", device=Code(str(x.device)))),
+        _step(f"w = torch.ones(2, 3, device={device!r})", w,
+              note=Message("tensors.step.on_device", device=Code(str(w.device)))),
+        _step("x + w", error=add_error, note=Message("tensors.step.two_devices")),
+        _step("x.to(w.device) + w", fixed, note=Message("tensors.step.moved", device=Code(str(fixed.device)))),
+        _step(f"model = nn.Linear(3, 2).to({device!r}); model(x)", error=model_error,
+              note=Message("tensors.step.model_elsewhere")),
+        _step(f"model(x.to({device!r}))", out, note=Message("tensors.step.moved", device=Code(str(out.device)))),
+    ]
+    note = (Message("tensors.note.T7_cuda") if device == "cuda"
+            else Message("tensors.note.T7_meta", message=Code(TUTORIAL_DEVICE_ERROR)))
+    values = {"device": device, "add_error": add_error, "model_error": model_error,
+              "fixed_device": str(fixed.device), "fixed_shape": _shape(fixed), "model_out_shape": _shape(out),
+              "model_out_device": str(out.device), "note": note}
+    return {"steps": steps, "values": values}
+
+
 _RUNNERS = {"T1": _example_t1, "T2": _example_t2, "T3": _example_t3,
-            "T4": _example_t4, "T5": _example_t5, "T6": _example_t6}
+            "T4": _example_t4, "T5": _example_t5, "T6": _example_t6, "T7": _example_t7}
 
 
 def run_example(example_id: str) -> dict[str, Any]:
-    """Run tutorial example T1..T6 with torch and return its real results.
+    """Run tutorial example T1..T7 with torch and return its real results.
 
     Returns ``{"id", "title", "code", "note", "steps", "values"}`` where ``steps`` is a list of
     ``{"code", "value", "error", "note", "shape", "dtype", "text"}`` (``value`` is a tensor,

@@ -6,7 +6,7 @@ imports streamlit. Text typed by a user (list values, shapes) is parsed only thr
 
 Public API
 ----------
-* ``EXAMPLES`` / :func:`run_example` - the tutorials' T1..T6 with PyTorch's true results.
+* ``EXAMPLES`` / :func:`run_example` (in ``tensor_examples``) - the tutorials' T1..T7 with PyTorch's true results.
 * :func:`make_tensor` - build a tensor the page asked for, with the equivalent code.
 * :func:`describe`, :func:`to_frame` - facts about a tensor and a table of its values.
 * :func:`broadcast_explain` - why two shapes broadcast, or which dimension conflicts.
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.errors import Code, LabError, Term, exception_text
+from core.errors import Code, LabError, Message, Term, exception_text
 from core.safe.allowlist import DTYPES, ExprError, Limits, broadcast_shape, matmul_shape
 from core.safe.expr import evaluate
 
@@ -412,7 +412,8 @@ def broadcast_explain(shape_a: object, shape_b: object) -> dict[str, Any]:
     dimension indices where that input is repeated; ``conflicts`` the dimensions where the
     sizes differ and neither is 1; ``result`` the broadcast shape (torch.broadcast_shapes)
     or None; ``error`` torch's message for ``a + b`` when they do not broadcast; ``rows``
-    one dict per aligned dimension (``dim``, ``a``, ``b``, ``result``, ``rule``) for a table.
+    one dict per aligned dimension (``dim``, ``a``, ``b``, ``result``, ``rule``: a ``Message`` such as
+    ``tensors.rule.conflict``, shown in the page's language) for a table.
     """
     a = parse_shape(shape_a, max_dim_size=MAX_BROADCAST_DIM)
     b = parse_shape(shape_b, max_dim_size=MAX_BROADCAST_DIM)
@@ -437,14 +438,15 @@ def broadcast_explain(shape_a: object, shape_b: object) -> dict[str, Any]:
     for d in range(ndim):
         sa, sb = aligned_a[d], aligned_b[d]
         if d in conflicts:
-            rule, out = "conflict: sizes differ and neither is 1", None
+            rule, out = "conflict", None
         elif sa == sb:
-            rule, out = "same size", sa
+            rule, out = "same", sa
         elif sa == 1:
-            rule, out = ("a is padded with 1 and repeated" if d < ndim - len(a) else "a has size 1 and is repeated"), sb
+            rule, out = ("a_padded" if d < ndim - len(a) else "a_one"), sb
         else:
-            rule, out = ("b is padded with 1 and repeated" if d < ndim - len(b) else "b has size 1 and is repeated"), sa
-        rows.append({"dim": d, "dim_from_right": d - ndim, "a": sa, "b": sb, "result": out, "rule": rule})
+            rule, out = ("b_padded" if d < ndim - len(b) else "b_one"), sa
+        rows.append({"dim": d, "dim_from_right": d - ndim, "a": sa, "b": sb, "result": out,
+                     "rule": Message(f"tensors.rule.{rule}")})
     return {
         "ok": result is not None,
         "shape_a": a, "shape_b": b, "ndim": ndim,

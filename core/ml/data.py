@@ -19,6 +19,7 @@ dataset whose files are missing and cannot be downloaded.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from core.errors import Code, LabError, first_line
+from core.errors import Code, LabError, Message, first_line
 from core.settings import BUNDLED_DIGITS, Settings
 
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -97,7 +98,7 @@ class ImageData:
     train_labels: torch.Tensor  # int64 (N,)
     test_images: torch.Tensor
     test_labels: torch.Tensor
-    source: str
+    source: Message  # where the images come from, in the page's language (paths as code)
     mean: float = field(init=False)
     std: float = field(init=False)
 
@@ -160,7 +161,8 @@ def load_bundled(path: Path = BUNDLED_DIGITS, test_fraction: float = 0.125, seed
         train_labels=torch.from_numpy(labels[train_idx].astype(np.int64)),
         test_images=torch.from_numpy(images[test_idx]),
         test_labels=torch.from_numpy(labels[test_idx].astype(np.int64)),
-        source="assets/mnist_digits_8k.npz (MNIST, CC BY-SA 3.0; see assets/mnist_digits_8k.README.md)",
+        source=Message("data.source.bundled", path=Code("assets/mnist_digits_8k.npz"),
+                       readme=Code("assets/mnist_digits_8k.README.md")),
     )
 
 
@@ -233,7 +235,8 @@ def load_torchvision(name: str, settings: Settings) -> ImageData:
         train_labels=train.targets.to(torch.int64),
         test_images=test.data.to(torch.uint8),
         test_labels=test.targets.to(torch.int64),
-        source=f"torchvision.datasets.{cls_name} at {root}",
+        source=Message("data.source.torchvision", dataset=Code(f"torchvision.datasets.{cls_name}"),
+                       root=Code(str(root))),
     )
 
 
@@ -243,6 +246,54 @@ def load_dataset(name: str, settings: Settings) -> ImageData:
     if name not in IMAGE_DATASETS:
         raise LabError("data.unknown_dataset", name=Code(repr(name)), choices=Code(", ".join(IMAGE_DATASETS)))
     return load_torchvision(name, settings)
+
+
+def files_stamp(name: str, settings: Settings) -> tuple:
+    """What is on disk for dataset ``name``: (file name, size, mtime) of each file in its raw folder
+    (empty for the bundled digits). A stamp that changed means files were copied in or removed."""
+    info = DATASETS.get(name)
+    if info is None or info.torchvision is None:
+        return ()
+    raw = settings.data_root / info.torchvision / "raw"
+    try:
+        files = [p for p in raw.iterdir() if p.is_file()]
+        return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    except OSError:
+        return ()
+
+
+class DatasetShelf:
+    """The datasets a server's sessions share: a loaded dataset is kept; a failure is remembered only
+    while the dataset's files stay as they were and for at most ``retry_seconds`` (so a download is not
+    retried on every click, and MNIST files copied in later are used at once, without a restart).
+
+    ``get`` returns the ``ImageData`` or raises ``DataUnavailable``; one lock serializes the loads.
+    """
+
+    def __init__(self, retry_seconds: float = 60.0, clock=time.monotonic) -> None:
+        self.retry_seconds = retry_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._loaded: dict[tuple[str, str], ImageData] = {}
+        self._failed: dict[tuple[str, str], tuple[tuple, float, DataUnavailable]] = {}
+
+    def get(self, name: str, settings: Settings) -> ImageData:
+        key = (name, str(settings.data_root))
+        with self._lock:
+            if key in self._loaded:
+                return self._loaded[key]
+            stamp = files_stamp(name, settings)
+            failed = self._failed.get(key)
+            if failed is not None and failed[0] == stamp and self._clock() - failed[1] < self.retry_seconds:
+                raise failed[2]
+            try:
+                data = load_dataset(name, settings)
+            except DataUnavailable as exc:
+                self._failed[key] = (stamp, self._clock(), exc)
+                raise
+            self._failed.pop(key, None)
+            self._loaded[key] = data
+            return data
 
 
 class TensorLoader:
@@ -312,6 +363,56 @@ def custom_dataset_example(batch_size: int = 32, seed: int = 0) -> dict:
             "batches": batches}
 
 
+WORKER_PIPELINES = ("normalize", "affine")  # D4's per-sample transforms: light, and an augmentation
+
+
+def _worker_transform(pipeline: str):
+    import torchvision.transforms.v2 as T
+
+    to_float = [T.ToDtype(torch.float32, scale=True), T.Normalize((MNIST_MEAN,), (MNIST_STD,))]
+    if pipeline == "normalize":
+        return T.Compose(to_float)
+    return T.Compose([T.RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.85, 1.15), shear=10), *to_float])
+
+
+def loader_workers_example(images: torch.Tensor, labels: torch.Tensor, workers: tuple[int, ...] = (0, 2),
+                           batch_size: int = 64, pipelines: tuple[str, ...] = WORKER_PIPELINES,
+                           seed: int = 0, timeout: float = 60.0) -> pd.DataFrame:
+    """D4: one epoch of ``DataLoader(dataset, batch_size, shuffle=True, num_workers=w)`` over a per-sample
+    Dataset (the tutorials' way), timed here for each number of workers and each transform pipeline.
+
+    ``images`` uint8 (N, H, W). Returns one row per (pipeline, num_workers): ``first_batch_ms`` (the
+    workers' start-up is in it), ``epoch_s``, ``images_per_s`` and ``speedup`` against 0 workers.
+    Nothing is assumed: the numbers are what this machine measured just now.
+    """
+    if len(images) != len(labels) or not 1 <= len(images) <= 20_000:
+        raise LabError("data.workers_sample", n=len(images))
+    if not workers or any(isinstance(w, bool) or not isinstance(w, int) or not 0 <= w <= 8 for w in workers):
+        raise LabError("data.workers_range", workers=Code(repr(workers)))
+    unknown = [p for p in pipelines if p not in WORKER_PIPELINES]
+    if unknown:
+        raise LabError("data.unknown_pipeline", kind=Code(repr(unknown[0])), choices=Code(", ".join(WORKER_PIPELINES)))
+    rows = []
+    for pipeline in pipelines:
+        dataset = ArrayDataset(images.unsqueeze(1), labels, transform=_worker_transform(pipeline))
+        base = None
+        for w in workers:
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=w,
+                                generator=torch.Generator().manual_seed(seed), timeout=timeout if w else 0)
+            start = time.perf_counter()
+            first = None
+            count = 0
+            for x, _ in loader:
+                if first is None:
+                    first = time.perf_counter() - start
+                count += len(x)
+            epoch = time.perf_counter() - start
+            base = epoch if base is None and w == workers[0] else base
+            rows.append({"pipeline": pipeline, "num_workers": w, "first_batch_ms": 1000 * (first or 0.0),
+                         "epoch_s": epoch, "images_per_s": count / epoch, "speedup": (base or epoch) / epoch})
+    return pd.DataFrame(rows)
+
+
 def dataloader_batch(data: ImageData, batch_size: int = 64, seed: int = 0) -> dict:
     """One shuffled batch of the tensor-resident training split: shapes, dtypes, value range, labels."""
     loader = TensorLoader(data.normalized("train"), data.labels("train"), batch_size, shuffle=True, seed=seed)
@@ -326,14 +427,17 @@ def value_stats(x: torch.Tensor) -> dict[str, float]:
 
 
 def normalization_table(images: torch.Tensor) -> pd.DataFrame:
-    """D2: value ranges of raw pixels, after ToTensor, and after the two usual Normalize calls."""
+    """D2: value ranges of raw pixels, after ToTensor, and after the two usual Normalize calls.
+
+    One row per step; ``step`` is the transform as code (``uint8`` for the raw pixels).
+    """
     import torchvision.transforms.v2 as T
 
     raw = images.unsqueeze(1)  # uint8 (N,1,H,W) as torchvision expects
     to_tensor = T.Compose([T.ToDtype(torch.float32, scale=True)])
     steps = {
-        "raw uint8 pixels": raw,
-        "ToTensor(): [0, 1]": to_tensor(raw),
+        "uint8": raw,
+        "ToTensor()": to_tensor(raw),
         "Normalize((0.5,), (0.5,))": T.Compose([to_tensor, T.Normalize((0.5,), (0.5,))])(raw),
         MNIST_NORMALIZE: T.Compose([to_tensor, T.Normalize((MNIST_MEAN,), (MNIST_STD,))])(raw),
     }
@@ -391,7 +495,7 @@ def augment_preview(images: torch.Tensor, kind: str, seed: int = 0) -> tuple[tor
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         after_display = (after * std + mean).clamp(0, 1)
-    table = pd.DataFrame([
+    table = pd.DataFrame([  # "tensor" names the row: "before" / "after" (the page translates them)
         {"tensor": "before", "shape": str(tuple(before_f.shape)), **value_stats(before_f)},
         {"tensor": "after", "shape": str(tuple(after_f.shape)), **value_stats(after_f)},
     ])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,8 +71,13 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-@lru_cache(maxsize=1)
 def env_facts() -> EnvFacts:
+    """The machine's facts; the thread count is read live (the server changes it when it starts jobs)."""
+    return replace(_fixed_facts(), cpu_threads=torch.get_num_threads())
+
+
+@lru_cache(maxsize=1)
+def _fixed_facts() -> EnvFacts:
     cuda = torch.cuda.is_available()
     count = torch.cuda.device_count() if cuda else 0
     fast, note = bf16_note(cpu_flags())

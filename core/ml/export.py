@@ -1,8 +1,8 @@
 """Export a model to every format the tutorials teach, and verify each file before it is offered.
 
 Formats (``FORMATS``, in this order): ``state_dict`` (.pt), ``checkpoint`` (the tutorials'
-dict, .pt), ``torchscript_trace`` and ``torchscript_script`` (.pt), ``onnx`` (.onnx) and
-``torch_export`` (.pt2).
+dict, .pt), ``torch_export`` (.pt2), ``onnx`` (.onnx), then the deprecated
+``torchscript_trace`` and ``torchscript_script`` (.pt).
 
 ``export_model`` works on a deep copy of the model in ``.eval()`` mode (the caller's model is
 never touched), writes the file into a temporary folder, reads it back as bytes, reloads
@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core.errors import Code, LabError, first_line
+from core.errors import Code, LabError, Message, first_line
 from core.ml.failures import describe, failure, summarize_error, traceback_text
 from core.ml.spec import check_input_shape
 from core.settings import scratch_dir
@@ -63,6 +63,8 @@ class ExportFormat:
     mime: str = "application/octet-stream"
 
 
+# torch.export and ONNX first: TorchScript (trace, script) is deprecated since PyTorch 2.11 in favour of
+# torch.export, and stays offered for runtimes that still load it (LibTorch).
 FORMATS: dict[str, ExportFormat] = {f.key: f for f in [
     ExportFormat("state_dict", "state_dict", ".pt", "_state_dict",
                  "The weights only (torch.save(model.state_dict())): the recommended way to save. "
@@ -71,18 +73,18 @@ FORMATS: dict[str, ExportFormat] = {f.key: f for f in [
     ExportFormat("checkpoint", "Checkpoint", ".pt", "_checkpoint",
                  "The tutorials' training checkpoint: a dict with epoch, model_state_dict, "
                  "optimizer_state_dict and loss (plus the lab's config), to resume training."),
+    ExportFormat("torch_export", "torch.export", ".pt2", "",
+                 "torch.export's ExportedProgram: a whole-graph, Python-free program of ATen ops "
+                 "(the basis of AOTInductor and ExecuTorch)."),
+    ExportFormat("onnx", "ONNX", ".onnx", "",
+                 "An ONNX graph for onnxruntime and other runtimes: the torch.export-based (dynamo) "
+                 "exporter, falling back to the legacy TorchScript-based exporter."),
     ExportFormat("torchscript_trace", "TorchScript (trace)", ".pt", "_traced",
                  "torch.jit.trace runs the model once on an example and records the ops it saw; "
                  "runs without the Python class (C++ via LibTorch). Data-dependent branches are frozen."),
     ExportFormat("torchscript_script", "TorchScript (script)", ".pt", "_scripted",
                  "torch.jit.script compiles the forward's Python source, keeping control flow; "
                  "only a subset of Python is supported."),
-    ExportFormat("onnx", "ONNX", ".onnx", "",
-                 "An ONNX graph for onnxruntime and other runtimes: the torch.export-based (dynamo) "
-                 "exporter, falling back to the legacy TorchScript-based exporter."),
-    ExportFormat("torch_export", "torch.export", ".pt2", "",
-                 "torch.export's ExportedProgram: a whole-graph, Python-free program of ATen ops "
-                 "(the basis of AOTInductor and ExecuTorch)."),
 ]}
 FORMAT_KEYS = tuple(FORMATS)
 
@@ -654,8 +656,9 @@ def speed_table(model: nn.Module, input_shape: Sequence[int], results: Sequence[
     Measured now, on this machine: one warm-up call, then up to ``repeats`` timed calls per
     (runtime, batch) cell, stopping early when the cell's share of ``budget_seconds`` is used.
     Columns: format, runtime, batch, median_ms, per_sample_ms, runs, speedup_vs_eager
-    (eager median / this median), note. Files exported with a static batch are not run at other
-    batch sizes: their row says so and has no time. state_dict and checkpoint files run as eager.
+    (eager median / this median), note (a ``core.errors.Message`` or None). Files exported with a
+    static batch are not run at other batch sizes: their row says so and has no time. state_dict
+    and checkpoint files run as eager.
     """
     shape = _check_input_shape(input_shape)
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= 1024 for b in batches):
@@ -669,7 +672,7 @@ def speed_table(model: nn.Module, input_shape: Sequence[int], results: Sequence[
     rows: list[dict] = []
     eager_ms: dict[int, float] = {}
 
-    def add(fmt, runtime, b, ms=float("nan"), runs=0, note=""):
+    def add(fmt, runtime, b, ms=float("nan"), runs=0, note: Message | None = None):
         rows.append({"format": fmt, "runtime": runtime, "batch": b, "median_ms": ms,
                      "per_sample_ms": ms / b if ms == ms else float("nan"), "runs": runs,
                      "speedup_vs_eager": (eager_ms.get(b, float("nan")) / ms) if ms == ms and ms > 0 else float("nan"),
@@ -684,29 +687,43 @@ def speed_table(model: nn.Module, input_shape: Sequence[int], results: Sequence[
                 eager_ms[b] = ms
                 add("eager", "PyTorch eager", b, ms, runs)
             except Exception as exc:  # noqa: BLE001 - a cell of the table says why it has no time
-                add("eager", "PyTorch eager", b, note=f"failed: {summarize_error(exc)}")
+                add("eager", "PyTorch eager", b, note=Message("export.note.failed", reason=Code(summarize_error(exc))))
         for r in runnable:
             try:
                 run = _runner_for(r)
             except Exception as exc:  # noqa: BLE001 - the format's cells say why they have no time
                 for b in batches:
-                    add(r.format, _RUNTIMES[r.format], b, note=f"could not load: {summarize_error(exc)}")
+                    add(r.format, _RUNTIMES[r.format], b,
+                        note=Message("export.note.unloadable", reason=Code(summarize_error(exc))))
                 continue
             dynamic = r.info.get("dynamic_batch", False)
             for b in batches:
                 if not dynamic and b != EXAMPLE_BATCH:
-                    add(r.format, _RUNTIMES[r.format], b,
-                        note=f"static batch {EXAMPLE_BATCH}: re-export with a dynamic batch axis to run batch {b}")
+                    add(r.format, _RUNTIMES[r.format], b, note=Message("export.note.static", batch=EXAMPLE_BATCH, b=b))
                     continue
                 try:
                     ms, runs = _time(run, inputs[b], repeats, cell_budget)
                     add(r.format, _RUNTIMES[r.format], b, ms, runs)
                 except Exception as exc:  # noqa: BLE001 - a cell of the table says why it has no time
-                    add(r.format, _RUNTIMES[r.format], b, note=f"failed: {summarize_error(exc)}")
+                    add(r.format, _RUNTIMES[r.format], b,
+                        note=Message("export.note.failed", reason=Code(summarize_error(exc))))
     table = pd.DataFrame(rows, columns=["format", "runtime", "batch", "median_ms", "per_sample_ms", "runs",
                                         "speedup_vs_eager", "note"])
     table.attrs["torch_threads"] = torch.get_num_threads()  # timings depend on it (and on other load)
     return table
+
+
+TORCHSCRIPT_DEPRECATED_IN = "2.11"  # PyTorch's release that deprecated TorchScript in favour of torch.export
+
+
+def torchscript_warning() -> str | None:
+    """What this PyTorch says when ``torch.jit.trace`` runs (its deprecation warning), or None when
+    it says nothing: traced on a tiny model, the warning captured, not printed."""
+    with _EXPORT_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.jit.trace(nn.Linear(2, 1).eval(), torch.zeros(1, 2))
+    texts = [str(w.message) for w in caught if "deprecat" in str(w.message).lower()]
+    return first_line(texts[0]) if texts else None
 
 
 # --------------------------------------------------------------------------- tutorial code
@@ -735,6 +752,8 @@ torch.save(model, "{n}_full.pth")
 '''
     e2 = f'''import torch
 
+# TorchScript is deprecated since PyTorch 2.11: prefer torch.export (below, "torch_export") or ONNX (E3).
+# It still runs, with a FutureWarning, for runtimes that load TorchScript files (LibTorch).
 model.eval()
 example = torch.randn(1, {shape})
 

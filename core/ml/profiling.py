@@ -406,20 +406,33 @@ def top_ops_figure(top_df: pd.DataFrame, metric: str = "self_cpu_ms", title: str
     """Horizontal bars of ``metric`` per op, the largest on top."""
     df = top_df.iloc[::-1]
     hover = [c for c in ("calls", "cpu_total_ms", "self_cuda_ms", "input_shapes") if c in df.columns]
-    fig = px.bar(df, x=metric, y=df["name"] + ((" " + df["input_shapes"]) if "input_shapes" in df.columns else ""),
-                 orientation="h", hover_data=hover, labels={"x": metric, "y": "op", metric: metric})
-    fig.update_layout(height=max(240, 28 * len(df) + 80), margin=dict(l=0, r=0, t=30 if title else 10, b=0),
-                      title=title, yaxis_title=None)
+    names = df["name"] + ((" " + df["input_shapes"]) if "input_shapes" in df.columns else "")
+    labels = [_short_label(n) for n in names]
+    fig = px.bar(df, x=metric, y=labels, orientation="h", hover_data=hover,
+                 labels={"x": metric, "y": "op", metric: metric})
+    fig.update_traces(hovertext=list(names), hovertemplate="%{hovertext}<br>%{x:.3f}<extra></extra>")
+    # Room for the op names: the longest label sets the left margin (automargin alone cut them off).
+    longest = max((len(label) for label in labels), default=10)
+    fig.update_yaxes(automargin=True, tickfont=dict(size=11))
+    fig.update_layout(height=max(240, 28 * len(df) + 80), title=title, yaxis_title=None,
+                      margin=dict(l=min(360, 12 + 7 * longest), r=10, t=40 if title else 10, b=0))
     return fig
 
 
-def breakdown_figure(breakdown_df: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Bars of milliseconds per step for each phase (data / forward / backward / optimizer)."""
+def _short_label(name: str, limit: int = 48) -> str:
+    """An op's name for an axis label: at most ``limit`` characters (the hover shows it whole)."""
+    return name if len(name) <= limit else name[:limit - 1] + "…"
+
+
+def breakdown_figure(breakdown_df: pd.DataFrame, title: str | None = None, y_title: str = "ms per step",
+                     x_title: str = "phase") -> go.Figure:
+    """Bars of milliseconds per step for each phase (data / forward / backward / optimizer); the axis
+    titles come from the page, in its language."""
     df = breakdown_df
     fig = px.bar(df, x="phase", y="ms_per_step", color="phase",
                  text=[f"{p:.0f}%" for p in df["share_pct"]], hover_data=["label", "calls", "ms"])
     fig.update_layout(height=320, margin=dict(l=0, r=0, t=30 if title else 10, b=0), title=title,
-                      showlegend=False, yaxis_title="ms per step")
+                      showlegend=False, yaxis_title=y_title, xaxis_title=x_title)
     return fig
 
 
@@ -438,15 +451,19 @@ with profile(activities=activities, record_shapes=True) as prof:
     with record_function("model_inference"):
         model(inputs)
 
-print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
+# The tutorial sorts by "cuda_time_total": that needs a GPU; without one, sort by CPU time.
+sort_by = "cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+print(prof.key_averages().table(sort_by=sort_by, row_limit=10))
 '''
 
 
 def p1_example(model: nn.Module, input_shape: Sequence[int], batch: int = 5, seed: int = 0) -> dict:
     """Tutorial P1 on ``model``: its code, and the key_averages table it prints, as data.
 
-    Returns ``{"code": str, "table": DataFrame}``: 10 rows sorted by self CPU time (columns as
-    in ``profile_model``'s table, with CUDA columns when a GPU is present).
+    Returns ``{"code": str, "table": DataFrame, "sort_by": str}``: 10 rows sorted as the tutorial
+    sorts them, by ``cuda_time_total`` (column ``cuda_total_ms``) when a GPU is present, else by
+    ``self_cpu_time_total`` (``self_cpu_ms``), since without CUDA every CUDA time is 0. Columns as in
+    ``profile_model``'s table, with CUDA columns when a GPU is present.
     """
     shape = check_input_shape(input_shape)
     if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
@@ -458,5 +475,8 @@ def p1_example(model: nn.Module, input_shape: Sequence[int], batch: int = 5, see
     with profile(activities=_activities(device), record_shapes=True) as prof, record_function(INFERENCE_LABEL):
         m(inputs)
     table = _events_table(prof.key_averages(), cuda=device == "cuda", memory=False, shapes=False)
+    sort_by, column = ("cuda_time_total", "cuda_total_ms") if device == "cuda" else ("self_cpu_time_total",
+                                                                                      "self_cpu_ms")
+    table = table.sort_values([column, "name"], ascending=[False, True], kind="stable")
     code = P1_CODE.format(batch=batch, shape=", ".join(map(str, shape)))
-    return {"code": code, "table": table.head(10).reset_index(drop=True)}
+    return {"code": code, "table": table.head(10).reset_index(drop=True), "sort_by": sort_by}

@@ -8,7 +8,8 @@ import sys
 
 import torch
 
-from core.runs.worker import execute, open_store, run_stored
+from core.runs.store import StoreError, open_store
+from core.runs.worker import execute, run_stored
 from core.training.config import RECIPES, TrainConfig
 from core.training.console import add_config_flags, config_from_args
 from core.training.distributed import dist_from_env
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="a JSON config saved from the lab (flags override it)")
     p.add_argument("--run-id", help="run a stored run: a queued job, or with --resume a stopped/failed run")
     p.add_argument("--resume", action="store_true", help="with --run-id: continue from the run's last.pt")
-    p.add_argument("--home", help="lab home holding runs.sqlite3 and runs/ (default: PYTORCH_LAB_HOME)")
+    p.add_argument("--home", help="lab home holding runs.sqlite3 (unless PYTORCH_LAB_STORE_URL names PostgreSQL) "
+                                  "and runs/ (default: PYTORCH_LAB_HOME)")
     p.add_argument("--name", default="", help="a name for the new run")
     p.add_argument("--tags", default="", help="comma-separated tags for the new run")
     p.add_argument("--no-store", action="store_true", help="do not write to the run store (print only)")
@@ -71,6 +73,17 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         info = dist_from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    store, run_id = None, None
+    if info.is_main and not args.no_store:  # rank 0 alone writes; the store is checked before any work
+        try:
+            store = open_store(home=args.home)
+        except StoreError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    try:
         trainer = Trainer(config, dist_info=info)
     except DataUnavailable as exc:  # before ValueError: it is a LabError, hence a ValueError, too
         print(f"error: {exc}", file=sys.stderr)
@@ -78,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    store, run_id = None, None
-    if trainer.is_main and not args.no_store:
-        store = open_store(args.home)
+    if store is not None:
         tags = [t for t in args.tags.split(",") if t.strip()]
         run_id = store.create_run(config.to_dict(), name=args.name, tags=tags, status="running", kind="cli",
                                   device=str(trainer.device), precision=trainer.precision.name)

@@ -11,8 +11,9 @@ and writing everything to the run store. All job state lives in the store, so an
 - ``start(config)`` validates the config, stores the run as ``queued`` and calls ``poll()``.
 - ``poll()`` (call it at startup and whenever a page refreshes) reaps dead workers and
   launches queued runs while fewer than ``cap`` jobs hold a slot. Slots are claimed in
-  ``BEGIN IMMEDIATE`` transactions, by the manager when launching and again by the worker
-  when it starts, so two servers sharing a home cannot exceed the cap.
+  serialized store transactions (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's row lock), by the
+  manager when launching and again by the worker when it starts, so two servers sharing a
+  store cannot exceed the cap.
 - ``stop(run_id)`` sets the run's stop flag; the worker sees it at its next heartbeat,
   finishes the current step, saves ``last.pt`` and ends with status ``stopped``. A run
   still waiting in the queue is simply marked stopped.
@@ -40,7 +41,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from core.runs.store import FINISHED, RunRow, RunStore, check_run_id, pid_alive
+from core.runs.store import FINISHED, RunRow, RunStore, StoreUnavailable, check_run_id, open_store, pid_alive
 from core.settings import ROOT, load_settings
 from core.training.config import TrainConfig
 
@@ -91,9 +92,7 @@ class JobManager:
                  heartbeat_s: float | None = None, stale_after: float | None = None,
                  launch_timeout: float = 120.0, python: str | None = None) -> None:
         if store is None:
-            if home is None:
-                home = load_settings().home
-            store = RunStore(home)
+            store = open_store(home=home)
         self.store = store
         self.home = store.home
         self.cap = int(cap) if cap is not None else default_cap()
@@ -180,9 +179,10 @@ class JobManager:
         run_dir = self.store.run_dir(run_id, create=True)
         _, threads = thread_plan(cap=self.cap)
         env = dict(os.environ)
+        env.update(self.store.worker_env())  # the worker opens this same store (home, PostgreSQL URL)
         env.update({
             "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-            "PYTORCH_LAB_HOME": str(self.home), "PYTORCH_LAB_HEARTBEAT_S": str(self.heartbeat_s),
+            "PYTORCH_LAB_HEARTBEAT_S": str(self.heartbeat_s),
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p),
             "PYTHONUNBUFFERED": "1",
         })
@@ -274,11 +274,18 @@ class JobManager:
         return [r["id"] for r in self.store.runs(status=("running", "queued"), kind="job")]
 
     def wait(self, run_id: str, timeout: float = 300.0, interval: float = 0.2) -> str:
-        """Poll until the run finishes (completed/stopped/failed); returns the status."""
+        """Poll until the run finishes (completed/stopped/failed); returns the status. A store that is
+        unavailable for a while (its PostgreSQL restarting) is waited for, up to the same deadline."""
         deadline = time.monotonic() + timeout
         while True:
-            self.poll()
-            status = self.store.run(run_id)["status"]
+            try:
+                self.poll()
+                status = self.store.run(run_id)["status"]
+            except StoreUnavailable:  # the store's server restarts: keep waiting until the deadline
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(max(interval, 0.5))
+                continue
             if status in FINISHED:
                 with self._lock:
                     proc = self._procs.pop(run_id, None)

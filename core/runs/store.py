@@ -1,669 +1,83 @@
-"""The run store: runs and their metrics in SQLite, checkpoints as files next to it.
+"""The run store: where runs and their metrics live (checkpoints are files in the lab home).
 
-Layout under the lab home (``Settings.home``, env ``PYTORCH_LAB_HOME``)::
+``open_store()`` opens the lab's store as its settings say: with ``PYTORCH_LAB_STORE_URL``
+unset, the SQLite file ``runs.sqlite3`` in ``PYTORCH_LAB_HOME`` (the default, for one
+machine); with ``PYTORCH_LAB_STORE_URL=postgresql://user@host:port/db``, that PostgreSQL
+database (for servers and workers on many hosts, which then share the lab home's folder
+for the checkpoints). Everything else in the lab uses the ``RunStore`` interface.
 
-    <home>/runs.sqlite3          runs + metrics (WAL mode)
-    <home>/runs/<run_id>/        last.pt, best.pt, worker.log
-
-SQLite is used the way several processes (the Streamlit server, its threads, background
-workers) can share it: WAL journal (readers never block the writer), a 5 s busy timeout,
-one connection per thread, and every write in a ``BEGIN IMMEDIATE`` transaction (so a
-writer waits for the lock up front instead of failing with "database is locked" when it
-upgrades a read). The schema has a version number and a list of migrations.
-
-Run ids are generated (``r20250101-120000-3fa2c1``) and checked against a strict pattern
-wherever one is used to build a path, so a run id can never reach outside ``runs/``.
-
-What the store hands out has documented shapes: a run is a ``RunRow`` (its JSON columns
-parsed, its flags as bools), its summary metrics a ``RunMetrics``, and a metric value a
-``MetricRow`` (one row of ``metrics()``'s long frame; ``MetricPoint`` is what
-``log_metrics`` takes). They are TypedDicts: plain dicts at run time, so ``run["status"]``
-and ``run.get("started")`` read as before, and pandas builds frames from them directly.
+This module is the store's public face: the interface, its row shapes, errors and helpers
+(from ``core.runs.stores.base``), the back ends and the factory. ``MIGRATIONS`` and
+``SCHEMA_VERSION`` are the SQLite back end's (PostgreSQL's list has the same versions).
 """
 from __future__ import annotations
 
-import json
-import math
-import os
-import re
-import secrets
-import shutil
-import socket
-import sqlite3
-import threading
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Literal, TypedDict, cast, get_args
 
-import pandas as pd
+from core.errors import Code
+from core.runs.stores.base import (
+    FINISHED,
+    KINDS,
+    METRIC_COLUMNS,
+    RUN_COLUMNS,
+    RUN_ID_RE,
+    RUNS_DIR,
+    STATUSES,
+    Kind,
+    MetricPoint,
+    MetricRow,
+    MetricTuple,
+    RunMetrics,
+    RunRow,
+    RunStore,
+    Status,
+    StoreError,
+    StoreUnavailable,
+    check_run_id,
+    masked_url,
+    new_run_id,
+    note_retry,
+    pid_alive,
+    retrying,
+)
+from core.runs.stores.sqlite import BUSY_TIMEOUT_MS, DB_NAME, MIGRATIONS, SCHEMA_VERSION, SQLiteRunStore
+from core.settings import Settings, load_settings
 
-DB_NAME = "runs.sqlite3"
-RUNS_DIR = "runs"
-Status = Literal["queued", "running", "completed", "stopped", "failed"]
-Kind = Literal["job", "cli"]  # a background job (JobManager) or a run started in a terminal
-STATUSES: tuple[Status, ...] = get_args(Status)
-FINISHED: tuple[Status, ...] = ("completed", "stopped", "failed")
-KINDS: tuple[Kind, ...] = get_args(Kind)
-BUSY_TIMEOUT_MS = 5000
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-MAX_NAME = 200
-MAX_TAGS = 32
-MAX_TAG = 40
+URL_SCHEMES = ("postgresql://", "postgres://")
 
-
-class RunMetrics(TypedDict, total=False):
-    """A run's ``last_metrics`` / ``best_metrics``: the worker's summary of an epoch (values may be None)."""
-
-    epoch: int
-    step: int
-    train_loss: float | None
-    train_acc: float | None
-    test_loss: float | None
-    test_acc: float | None
-    lr: float | None
-    seconds: float | None
-
-
-class RunRow(TypedDict):
-    """One run as the store returns it (``get_run``, ``run``, ``runs``); keys are the table's columns."""
-
-    id: str
-    name: str
-    created: float                    # time.time() when stored
-    status: Status
-    config: dict[str, Any]            # the run's TrainConfig as a dict (TrainConfig.to_dict())
-    device: str | None                # the device the worker trained on ("cpu", "cuda:0"), once known
-    precision: str | None             # fp32, bf16, fp16
-    best_metrics: RunMetrics | None   # the epoch with the best test score so far
-    last_metrics: RunMetrics | None   # the last finished epoch
-    tags: list[str]
-    kind: Kind                        # job (a background worker) or cli (a terminal)
-    pid: int | None                   # the worker process
-    host: str | None                  # the machine it runs on
-    heartbeat: float | None           # the worker's last sign of life
-    launched: float | None            # a job handed to a worker process, not yet claimed by it
-    started: float | None
-    finished: float | None
-    stop_requested: bool              # the worker stops at its next heartbeat
-    epoch: int                        # epochs completed
-    step: int                         # optimizer steps done
-    error: str | None                 # why a failed run failed
-    delete_requested: bool            # deleted as soon as its worker has stopped (JobManager.delete)
-
-
-class MetricRow(TypedDict):
-    """One stored metric value: a row of ``metrics()`` / ``metrics_since()`` (columns ``METRIC_COLUMNS``)."""
-
-    run_id: str
-    step: int            # optimizer steps done when it was measured
-    epoch: int           # 1-based for step metrics (the epoch in progress), epochs done for epoch metrics
-    name: str            # loss, lr, grad_norm, samples_per_s, train_loss, train_acc, test_loss, ...
-    value: float | None  # None when it was not finite
-    wall: float          # time.time() when logged
-
-
-class _MetricValue(TypedDict):
-    step: int
-    epoch: int
-    name: str
-    value: float | None
-
-
-class MetricPoint(_MetricValue, total=False):
-    """A metric value to store (``log_metrics``): step, epoch, name, value; ``wall`` defaults to now."""
-
-    wall: float
-
-
-MetricTuple = tuple[int, int, str, float | None] | tuple[int, int, str, float | None, float]
-"""``(step, epoch, name, value)`` or ``(step, epoch, name, value, wall)``: ``log_metrics``'s compact rows."""
-
-
-class StoreError(RuntimeError):
-    """The run store cannot be opened or used (message says why)."""
-
-
-def new_run_id() -> str:
-    """A fresh run id: ``r`` + UTC timestamp + 6 random hex digits."""
-    return "r" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-def check_run_id(run_id: Any) -> str:
-    """``run_id`` if it matches the strict pattern (letters, digits, ``_``, ``-``), else ValueError."""
-    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
-        raise ValueError(f"invalid run id {run_id!r}: use 1-64 letters, digits, '_' or '-', starting with a "
-                         "letter or digit")
-    return run_id
-
-
-# --------------------------------------------------------------------------- schema
-# Each migration takes the schema from version i to i + 1. Never edit a released one;
-# append a new one instead.
-MIGRATIONS: list[list[str]] = [
-    [  # 1: runs and metrics
-        """CREATE TABLE runs (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL DEFAULT '',
-            created REAL NOT NULL,
-            status TEXT NOT NULL,
-            config TEXT NOT NULL,
-            device TEXT,
-            precision TEXT,
-            best_metrics TEXT,
-            last_metrics TEXT,
-            tags TEXT NOT NULL DEFAULT '[]'
-        )""",
-        """CREATE TABLE metrics (
-            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-            step INTEGER NOT NULL,
-            epoch INTEGER NOT NULL,
-            name TEXT NOT NULL,
-            value REAL,
-            wall REAL NOT NULL
-        )""",
-        "CREATE INDEX metrics_run_name_step ON metrics(run_id, name, step)",
-    ],
-    [  # 2: job control (worker pid, heartbeat, stop flag, job kind, timestamps, error)
-        "ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'cli'",
-        "ALTER TABLE runs ADD COLUMN pid INTEGER",
-        "ALTER TABLE runs ADD COLUMN host TEXT",
-        "ALTER TABLE runs ADD COLUMN heartbeat REAL",
-        "ALTER TABLE runs ADD COLUMN launched REAL",
-        "ALTER TABLE runs ADD COLUMN started REAL",
-        "ALTER TABLE runs ADD COLUMN finished REAL",
-        "ALTER TABLE runs ADD COLUMN stop_requested INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE runs ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE runs ADD COLUMN step INTEGER NOT NULL DEFAULT 0",
-        "ALTER TABLE runs ADD COLUMN error TEXT",
-        "CREATE INDEX runs_status ON runs(status)",
-    ],
-    [  # 3: delete a run once its worker has stopped (JobManager.delete)
-        "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
-    ],
+__all__ = [
+    "BUSY_TIMEOUT_MS", "DB_NAME", "FINISHED", "KINDS", "METRIC_COLUMNS", "MIGRATIONS", "RUNS_DIR", "RUN_COLUMNS",
+    "RUN_ID_RE", "SCHEMA_VERSION", "STATUSES", "Kind", "MetricPoint", "MetricRow", "MetricTuple", "RunMetrics",
+    "RunRow", "RunStore", "SQLiteRunStore", "Status", "StoreError", "StoreUnavailable", "check_run_id",
+    "masked_url", "new_run_id", "note_retry", "open_store", "pid_alive", "retrying",
 ]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-JSON_FIELDS = ("config", "best_metrics", "last_metrics", "tags")
-FLAGS = ("stop_requested", "delete_requested")
-UPDATABLE = {"name", "status", "device", "precision", "best_metrics", "last_metrics", "tags", "kind", "pid",
-             "host", "heartbeat", "launched", "started", "finished", "stop_requested", "epoch", "step", "error",
-             "config", "delete_requested"}
-METRIC_COLUMNS = list(MetricRow.__annotations__)
-RUN_COLUMNS = list(RunRow.__annotations__)
 
 
-def _json(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, allow_nan=False, default=_json_default, separators=(",", ":"))
+def open_store(settings: Settings | None = None, *, home: str | Path | None = None,
+               url: str | None = None) -> RunStore:
+    """The lab's run store: ``url`` (default ``settings.store_url``) names PostgreSQL, else SQLite in ``home``.
 
-
-def _json_default(value: Any) -> Any:
+    ``home`` (default ``settings.home``) holds the checkpoints and logs either way. A URL
+    that is not ``postgresql://...`` is a ``StoreError`` (``store.bad_url``); an unreachable
+    server is a ``StoreUnavailable`` (``store.unreachable``) after at most its connect timeout.
+    """
+    if settings is None and (home is None or url is None):
+        settings = load_settings()
+    if home is None:
+        assert settings is not None
+        home = settings.home
+    if url is None:
+        assert settings is not None
+        url = settings.store_url or ""
+    url = url.strip()
+    if not url:
+        return SQLiteRunStore(home)
+    if not url.startswith(URL_SCHEMES):
+        raise StoreError("store.bad_url", setting=Code("PYTORCH_LAB_STORE_URL"), url=Code(masked_url(url)),
+                         example=Code("postgresql://user@host:port/database"))
     try:
-        return float(value)  # numpy / torch scalars
-    except (TypeError, ValueError):
-        raise TypeError(f"{type(value).__name__} is not JSON serializable") from None
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _clean_metrics(metrics: dict | None) -> dict | None:
-    if metrics is None:
-        return None
-    out = {}
-    for k, v in metrics.items():
-        if isinstance(v, float):
-            out[str(k)] = _finite_or_none(v)
-        else:
-            out[str(k)] = v
-    return out
-
-
-def _check_tags(tags: Iterable[str]) -> list[str]:
-    tags = list(tags)
-    if len(tags) > MAX_TAGS:
-        raise ValueError(f"at most {MAX_TAGS} tags")
-    for t in tags:
-        if not isinstance(t, str) or not 1 <= len(t.strip()) <= MAX_TAG:
-            raise ValueError(f"a tag must be 1 to {MAX_TAG} characters, got {t!r}")
-    return sorted({t.strip() for t in tags})
-
-
-def _check_name(name: Any) -> str:
-    if not isinstance(name, str) or len(name) > MAX_NAME:
-        raise ValueError(f"a run name must be text of at most {MAX_NAME} characters")
-    return name.strip()
-
-
-class RunStore:
-    """Runs and metrics in one SQLite file; safe to share across threads and processes."""
-
-    def __init__(self, home: str | Path) -> None:
-        self.home = Path(home).expanduser()
-        self.path = self.home / DB_NAME
-        try:
-            (self.home / RUNS_DIR).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the lab home {self.home}: {exc.strerror or exc}") from None
-        self._local = threading.local()
-        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._all_lock = threading.Lock()
-        self._migrate()
-
-    @classmethod
-    def open_default(cls) -> RunStore:
-        from core.settings import load_settings
-
-        return cls(load_settings().home)
-
-    # ---------------------------------------------------------------- connections
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                       check_same_thread=False)
-                conn.row_factory = sqlite3.Row
-                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-                mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode}); is it on a network drive?")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("PRAGMA foreign_keys=ON")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot open the run store {self.path}: {exc}") from None
-            self._local.conn = conn
-            me = threading.current_thread()
-            with self._all_lock:
-                # Servers run each script in a fresh thread: close the connections of finished ones.
-                keep = []
-                for thread, other in self._all:
-                    if thread.is_alive():
-                        keep.append((thread, other))
-                    else:
-                        with suppress(sqlite3.Error):
-                            other.close()
-                self._all = [*keep, (me, conn)]
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes the write lock up front (BEGIN IMMEDIATE)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        else:
-            conn.execute("COMMIT")
-
-    def close(self) -> None:
-        """Close every connection this store opened (in any thread)."""
-        with self._all_lock:
-            conns, self._all = self._all, []
-        for _, conn in conns:
-            with suppress(sqlite3.Error):
-                conn.close()
-        self._local = threading.local()
-
-    # ---------------------------------------------------------------- schema
-    @property
-    def schema_version(self) -> int:
-        row = self._conn().execute("SELECT version FROM schema_version").fetchone()
-        return int(row[0]) if row else 0
-
-    def _migrate(self) -> None:
-        with self._write() as conn:
-            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            version = int(row[0]) if row else 0
-            if row is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (0)")
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} has schema version {version}, newer than this lab's "
-                                 f"{SCHEMA_VERSION}; update the lab or use another PYTORCH_LAB_HOME")
-            for i in range(version, SCHEMA_VERSION):
-                for sql in MIGRATIONS[i]:
-                    conn.execute(sql)
-                conn.execute("UPDATE schema_version SET version = ?", (i + 1,))
-
-    def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check``: ``"ok"`` or the problems found."""
-        rows = self._conn().execute("PRAGMA integrity_check").fetchall()
-        return "\n".join(str(r[0]) for r in rows)
-
-    # ---------------------------------------------------------------- paths
-    def run_dir(self, run_id: str, create: bool = False) -> Path:
-        path = self.home / RUNS_DIR / check_run_id(run_id)
-        if create:
-            path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    # ---------------------------------------------------------------- runs
-    def create_run(self, config: dict, name: str = "", tags: Iterable[str] = (), status: str = "queued",
-                   kind: str = "cli", run_id: str | None = None, device: str | None = None,
-                   precision: str | None = None) -> str:
-        run_id = check_run_id(run_id) if run_id is not None else new_run_id()
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-        if not isinstance(config, dict):
-            raise ValueError("config must be a dict")
-        now = time.time()
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO runs (id, name, created, status, config, device, precision, tags, kind, host, started, "
-                "heartbeat) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, _check_name(name), now, status, _json(config), device, precision, _json(_check_tags(tags)),
-                 kind, socket.gethostname(), now if status == "running" else None,
-                 now if status == "running" else None))
-        return run_id
-
-    @staticmethod
-    def _row(row: sqlite3.Row) -> RunRow:
-        out = dict(row)
-        for key in JSON_FIELDS:
-            if key in out and out[key] is not None:
-                out[key] = json.loads(out[key])
-        for key in FLAGS:
-            out[key] = bool(out.get(key))
-        return cast(RunRow, out)
-
-    def get_run(self, run_id: str) -> RunRow | None:
-        row = self._conn().execute("SELECT * FROM runs WHERE id = ?", (check_run_id(run_id),)).fetchone()
-        return None if row is None else self._row(row)
-
-    def run(self, run_id: str) -> RunRow:
-        """Like ``get_run`` but a missing run is a ``KeyError`` with a clear message."""
-        found = self.get_run(run_id)
-        if found is None:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
-        return found
-
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set columns of a run (status, metrics dicts, heartbeat, pid, ...)."""
-        unknown = set(fields) - UPDATABLE
-        if unknown:
-            raise ValueError(f"cannot update run field(s): {', '.join(sorted(unknown))}")
-        if "status" in fields and fields["status"] not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
-        if not fields:
-            return
-        values = []
-        for key, value in fields.items():
-            if key in ("best_metrics", "last_metrics"):
-                value = _json(_clean_metrics(value))
-            elif key == "tags":
-                value = _json(_check_tags(value))
-            elif key == "config":
-                value = _json(value)
-            elif key == "name":
-                value = _check_name(value)
-            elif key in FLAGS:
-                value = int(bool(value))
-            values.append(value)
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        with self._write() as conn:
-            cur = conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*values, check_run_id(run_id)))
-        if cur.rowcount == 0:
-            raise KeyError(f"no run {run_id!r} in {self.path}")
-
-    def heartbeat(self, run_id: str, epoch: int | None = None, step: int | None = None) -> None:
-        fields: dict[str, Any] = {"heartbeat": time.time()}
-        if epoch is not None:
-            fields["epoch"] = int(epoch)
-        if step is not None:
-            fields["step"] = int(step)
-        self.update_run(run_id, **fields)
-
-    def rename_run(self, run_id: str, name: str) -> None:
-        self.update_run(run_id, name=name)
-
-    def set_tags(self, run_id: str, tags: Iterable[str]) -> None:
-        self.update_run(run_id, tags=list(tags))
-
-    def request_stop(self, run_id: str) -> None:
-        self.update_run(run_id, stop_requested=True)
-
-    def stop_requested(self, run_id: str) -> bool:
-        row = self._conn().execute("SELECT stop_requested FROM runs WHERE id = ?", (check_run_id(run_id),)).fetchone()
-        return bool(row and row[0])
-
-    def finish_run(self, run_id: str, status: str, error: str | None = None) -> None:
-        if status not in FINISHED:
-            raise ValueError(f"a finished run's status is one of {', '.join(FINISHED)}")
-        self.update_run(run_id, status=status, finished=time.time(), error=error, stop_requested=False)
-
-    def delete_run(self, run_id: str, files: bool = True) -> None:
-        """Delete a run, its metrics and (by default) its folder of checkpoints and logs."""
-        with self._write() as conn:
-            self._delete_rows(conn, check_run_id(run_id))
-        if files:
-            shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
-
-    @staticmethod
-    def _delete_rows(conn: sqlite3.Connection, run_id: str) -> None:
-        conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
-        conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-
-    def delete_or_mark(self, run_id: str) -> bool:
-        """Delete a run that no worker holds (True), else ask it to stop and mark it for deletion (False).
-
-        One transaction decides: a finished run, or a queued one not yet handed to a worker, is
-        deleted now; a running (or launched) one gets its stop and delete flags, and
-        ``delete_marked()`` removes it once it has finished. Unknown run: ``KeyError``.
-        """
-        with self._write() as conn:
-            row = conn.execute("SELECT status, launched FROM runs WHERE id = ?", (check_run_id(run_id),)).fetchone()
-            if row is None:
-                raise KeyError(f"no run {run_id!r} in {self.path}")
-            free = row["status"] in FINISHED or (row["status"] == "queued" and row["launched"] is None)
-            if free:
-                self._delete_rows(conn, run_id)
-            else:
-                conn.execute("UPDATE runs SET stop_requested = 1, delete_requested = 1 WHERE id = ?", (run_id,))
-        if free:
-            shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
-        return free
-
-    def delete_marked(self, run_id: str | None = None) -> list[str]:
-        """Delete the finished runs marked for deletion (all, or just ``run_id``); returns their ids."""
-        sql = f"SELECT id FROM runs WHERE delete_requested = 1 AND status IN ({', '.join('?' * len(FINISHED))})"
-        args: list[str] = list(FINISHED)
-        if run_id is not None:
-            sql += " AND id = ?"
-            args.append(check_run_id(run_id))
-        conn = self._conn()
-        if conn.execute(sql + " LIMIT 1", args).fetchone() is None:  # the usual case: no write lock taken
-            return []
-        with self._write() as conn:
-            ids = [r[0] for r in conn.execute(sql, args).fetchall()]
-            for found in ids:
-                self._delete_rows(conn, found)
-        for found in ids:
-            shutil.rmtree(self.run_dir(found), ignore_errors=True)
-        return ids
-
-    def runs(self, status: str | Iterable[str] | None = None, kind: str | None = None) -> list[RunRow]:
-        """All runs as dicts (config and metrics parsed), newest first."""
-        sql, args = "SELECT * FROM runs", []
-        where = []
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            args += statuses
-        if kind is not None:
-            where.append("kind = ?")
-            args.append(kind)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [self._row(r) for r in self._conn().execute(sql + " ORDER BY created DESC, id DESC", args)]
-
-    def list_runs(self, status: str | Iterable[str] | None = None, kind: str | None = None) -> pd.DataFrame:
-        """All runs, newest first, one row each (config and metrics as dicts)."""
-        return pd.DataFrame(self.runs(status, kind), columns=RUN_COLUMNS)
-
-    # ---------------------------------------------------------------- job slots
-    def count_active_jobs(self, conn: sqlite3.Connection | None = None) -> int:
-        """Job runs holding a slot: running, or queued and already handed to a worker process."""
-        conn = conn or self._conn()
-        row = conn.execute("SELECT COUNT(*) FROM runs WHERE kind = 'job' AND "
-                           "(status = 'running' OR (status = 'queued' AND launched IS NOT NULL))").fetchone()
-        return int(row[0])
-
-    def claim_launches(self, cap: int) -> list[str]:
-        """Queued job runs (oldest first) that may be launched now, marked as launched, race-free."""
-        now = time.time()
-        # Every page watching a run polls each second: take the write lock only when a run waits.
-        if self._conn().execute("SELECT 1 FROM runs WHERE kind = 'job' AND status = 'queued' AND launched IS NULL "
-                                "LIMIT 1").fetchone() is None:
-            return []
-        with self._write() as conn:
-            free = cap - self.count_active_jobs(conn)
-            if free <= 0:
-                return []
-            rows = conn.execute("SELECT id FROM runs WHERE kind = 'job' AND status = 'queued' AND launched IS NULL "
-                                "ORDER BY created, id LIMIT ?", (free,)).fetchall()
-            ids = [r[0] for r in rows]
-            for run_id in ids:
-                conn.execute("UPDATE runs SET launched = ?, heartbeat = ?, host = ? WHERE id = ?",
-                             (now, now, socket.gethostname(), run_id))
-        return ids
-
-    def claim_run(self, run_id: str, pid: int, cap: int | None = None) -> bool:
-        """The worker's claim: queued -> running if fewer than ``cap`` other jobs run (one transaction)."""
-        now = time.time()
-        with self._write() as conn:
-            row = conn.execute("SELECT status, kind FROM runs WHERE id = ?", (check_run_id(run_id),)).fetchone()
-            if row is None or row["status"] != "queued":
-                return False
-            if cap is not None and row["kind"] == "job":
-                running = conn.execute("SELECT COUNT(*) FROM runs WHERE kind = 'job' AND status = 'running' "
-                                       "AND id != ?", (run_id,)).fetchone()[0]
-                if running >= cap:
-                    return False
-            conn.execute("UPDATE runs SET status = 'running', pid = ?, host = ?, heartbeat = ?, started = ?, "
-                         "finished = NULL, error = NULL WHERE id = ?",
-                         (pid, socket.gethostname(), now, now, run_id))
-        return True
-
-    def release_launch(self, run_id: str) -> None:
-        """Give a launched-but-unclaimed run back to the queue."""
-        with self._write() as conn:
-            conn.execute("UPDATE runs SET launched = NULL, pid = NULL WHERE id = ? AND status = 'queued'",
-                         (check_run_id(run_id),))
-
-    # ---------------------------------------------------------------- metrics
-    def log_metrics(self, run_id: str, rows: Iterable[MetricTuple | MetricPoint]) -> int:
-        """Append metric rows in one transaction.
-
-        A row is ``(step, epoch, name, value)`` or ``(step, epoch, name, value, wall)`` or a
-        ``MetricPoint`` dict with those keys. Non-finite values are stored as NULL. Returns
-        rows written.
-        """
-        now = time.time()
-        check_run_id(run_id)
-        data = []
-        for row in rows:
-            if isinstance(row, dict):
-                step, epoch, name, value = row["step"], row["epoch"], row["name"], row.get("value")
-                wall = row.get("wall", now)
-            else:
-                step, epoch, name, value, *rest = row
-                wall = rest[0] if rest else now
-            data.append((run_id, int(step), int(epoch), str(name), _finite_or_none(value), float(wall)))
-        if not data:
-            return 0
-        with self._write() as conn:
-            conn.executemany("INSERT INTO metrics (run_id, step, epoch, name, value, wall) VALUES (?, ?, ?, ?, ?, ?)",
-                             data)
-        return len(data)
-
-    def truncate_metrics(self, run_id: str, after_step: int) -> None:
-        """Drop metrics logged after ``after_step`` (a resumed run repeats those steps)."""
-        with self._write() as conn:
-            conn.execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (check_run_id(run_id), int(after_step)))
-
-    def metrics(self, run_id: str, names: Iterable[str] | None = None) -> pd.DataFrame:
-        """A run's metrics as a long DataFrame, one ``MetricRow`` per row: run_id, step, epoch, name, value, wall."""
-        sql = "SELECT run_id, step, epoch, name, value, wall FROM metrics WHERE run_id = ?"
-        args = [check_run_id(run_id)]
-        if names is not None:
-            names = list(names)
-            if not names:
-                return pd.DataFrame(columns=METRIC_COLUMNS)
-            sql += f" AND name IN ({', '.join('?' * len(names))})"
-            args += names
-        return pd.DataFrame.from_records(self._tuples(sql + " ORDER BY step, rowid", args), columns=METRIC_COLUMNS)
-
-    def _tuples(self, sql: str, args: Iterable[Any]) -> list[tuple]:
-        """Rows as plain tuples (sqlite3.Row objects cost ~40% more on metric-sized reads)."""
-        cur = self._conn().cursor()
-        cur.row_factory = None
-        return cur.execute(sql, list(args)).fetchall()
-
-    def metrics_since(self, run_id: str, after: int = 0,
-                      names: Iterable[str] | None = None) -> tuple[pd.DataFrame, int, int]:
-        """Metric rows stored after row number ``after`` (insertion order), for an incremental reader.
-
-        Returns (the new rows as ``metrics()`` shapes them, the last row number read, the run's
-        total number of rows then). Both reads see one snapshot, so a reader that holds
-        ``n`` rows and gets ``k`` new ones knows its rows are still all there when the total is
-        ``n + k`` (a resumed run deletes the rows after its checkpoint: read everything again).
-        """
-        where, args = "run_id = ?", [check_run_id(run_id)]
-        if names is not None:
-            names = list(names)
-            where += f" AND name IN ({', '.join('?' * len(names))})" if names else " AND 0"
-            args += names
-        conn = self._conn()
-        conn.execute("BEGIN")  # a read transaction: one WAL snapshot for both queries
-        try:
-            rows = self._tuples(f"SELECT rowid, run_id, step, epoch, name, value, wall FROM metrics WHERE {where} "
-                                "AND rowid > ? ORDER BY rowid", [*args, int(after)])
-            total = conn.execute(f"SELECT COUNT(*) FROM metrics WHERE {where}", args).fetchone()[0]
-        finally:
-            conn.execute("COMMIT")
-        last = rows[-1][0] if rows else int(after)
-        frame = pd.DataFrame.from_records([r[1:] for r in rows], columns=METRIC_COLUMNS)
-        return frame, last, int(total)
-
-    def metrics_wide(self, run_id: str, names: Iterable[str] | None = None) -> pd.DataFrame:
-        """Metrics pivoted to one row per (step, epoch), one column per name."""
-        long = self.metrics(run_id, names)
-        if long.empty:
-            return pd.DataFrame(columns=["step", "epoch"])
-        wide = long.pivot_table(index=["step", "epoch"], columns="name", values="value", aggfunc="last")
-        wide.columns.name = None
-        return wide.reset_index()
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid exists on this machine and is not a zombie."""
-    if not pid or pid <= 0:
-        return False
-    with suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own finished child
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
+        from core.runs.stores.postgres import PostgresRunStore
+    except ImportError:
+        raise StoreError("store.no_driver", setting=Code("PYTORCH_LAB_STORE_URL"),
+                         command=Code("pip install -r requirements-scale.txt")) from None
+    return PostgresRunStore(url, home)

@@ -1,4 +1,10 @@
-"""The worker: drives a trainer for one stored run, writing metrics and checkpoints to the run store."""
+"""The worker: drives a trainer for one stored run, writing metrics and checkpoints to the run store.
+
+Its writes survive a store that goes away for a while (a PostgreSQL restart): each is retried
+with backoff for a bounded time (``core.runs.stores.base.retrying``), metric batches carry one
+wall time so a retry never stores a batch twice, and the metrics of a step are stored before
+the checkpoint that covers it, so nothing before the last flush is lost.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -12,6 +18,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 from core.ml.checkpoint import BEST, LAST, CheckpointError, save_checkpoint
+from core.runs.store import StoreError, note_retry, open_store, retrying
 from core.settings import load_settings
 from core.training.config import TrainConfig
 from core.training.console import Progress, epoch_line
@@ -78,9 +85,17 @@ class _Worker:
 
     def flush(self) -> None:
         if self.pending:
-            self.store.log_metrics(self.run_id, self.pending)
+            wall = time.time()
+            rows: list[MetricTuple] = [(step, epoch, name, value, wall)
+                                       for step, epoch, name, value, *_ in self.pending]
+            # A retry may follow a first try that committed before its answer was lost: once=True.
+            retrying(lambda attempt: self.store.log_metrics(self.run_id, rows, once=attempt > 0), on_retry=note_retry)
             self.pending = []
         self.last_flush = time.monotonic()
+
+    def update(self, **fields) -> None:
+        """``store.update_run`` for this run, retried while the store is unavailable."""
+        retrying(lambda _: self.store.update_run(self.run_id, **fields), on_retry=note_retry)
 
 
 def _metrics_of(ev: EpochEvent) -> RunMetrics:
@@ -125,10 +140,9 @@ def train_run(trainer: Trainer, store: RunStore | None = None, run_id: str | Non
                     progress.line(epoch_line(ev, cfg.epochs))
                 if worker:
                     worker.log_epoch(ev)
-                    worker.store.update_run(worker.run_id, last_metrics=_metrics_of(ev), epoch=ev["epoch"],
-                                            step=ev["step"])
+                    worker.update(last_metrics=_metrics_of(ev), epoch=ev["epoch"], step=ev["step"])
                     if ev["best"]:
-                        worker.store.update_run(worker.run_id, best_metrics=_metrics_of(ev))
+                        worker.update(best_metrics=_metrics_of(ev))
                 if main and run_dir is not None:
                     ckpt = trainer.checkpoint()
                     if ev["best"]:  # best.pt first: a crash in between redoes this epoch from the old last.pt
@@ -175,8 +189,9 @@ def execute(trainer: Trainer, store: RunStore | None, run_id: str | None, args) 
         status = train_run(trainer, store, run_id, progress, heartbeat_s=load_settings().heartbeat_s,
                            external_stop=external_stop)
         if store is not None and run_id is not None:
-            store.finish_run(run_id, status)
-            store.delete_marked(run_id)  # deleted while it ran (JobManager.delete): it goes now
+            done = store
+            retrying(lambda _: done.finish_run(run_id, status), on_retry=note_retry)
+            retrying(lambda _: done.delete_marked(run_id), on_retry=note_retry)  # deleted while it ran: it goes now
         if trainer.is_main and trainer.history:
             last = trainer.history[-1]
             summary = {"run_id": run_id, "status": status, "epoch": trainer.epoch, "step": trainer.global_step,
@@ -212,10 +227,14 @@ def run_stored(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    store = open_store(args.home)
+    try:
+        store = open_store(home=args.home)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     run = store.get_run(run_id)
     if run is None:
-        print(f"error: no run {run_id} in {store.path}", file=sys.stderr)
+        print(f"error: no run {run_id} in {store.location}", file=sys.stderr)
         return 2
     if run["status"] in FINISHED:
         if not args.resume or run["status"] == "completed":
@@ -277,10 +296,3 @@ def _hand_off(store, cap: int | None) -> None:
     except Exception as exc:  # noqa: BLE001 - the next page visit will launch it instead
         print(f"note: could not start the next queued run: {exc}", file=sys.stderr)
 
-
-def open_store(home: str | None) -> RunStore:
-    from core.runs.store import RunStore
-
-    if home:
-        return RunStore(home)
-    return RunStore.open_default()

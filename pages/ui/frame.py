@@ -4,17 +4,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlparse
 
 import streamlit as st
 
 from core.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
 from core.ml.env import env_facts
 from pages.ui.state import SEED_MAX
-from pages.ui.text import tr
+from pages.ui.text import lang, plain, tr
 
 # (section key, page key, script, url path, icon); the one list the frame and Home use.
 PAGES = [
     ("section.basics", "page.home", "pages/home.py", "home", ":material/home:"),
+    ("section.learn", "page.lessons", "pages/lessons.py", "lessons", ":material/school:"),
     ("section.basics", "page.tensors", "pages/tensors.py", "tensors", ":material/grid_on:"),
     ("section.basics", "page.autograd", "pages/autograd.py", "autograd", ":material/functions:"),
     ("section.models", "page.builder", "pages/builder.py", "builder", ":material/account_tree:"),
@@ -77,18 +79,28 @@ def language_and_seed() -> None:
         )
 
 
-def env_rows() -> list[tuple[str, str]]:
+def env_rows(markdown: bool = True) -> list[tuple[str, str]]:
+    """This machine's facts as (label, value) in the page's language: Markdown for the sidebar (code as
+    code, the rest escaped), or plain text for a table (``markdown=False``), which shows text literally:
+    there an escape's backslash or a code span's backticks would show."""
     facts = env_facts()
-    cuda = (tr("env.cuda_yes", count=facts.cuda_device_count, name=facts.cuda_device_name)
-            if facts.cuda_available else tr("env.cuda_no"))
-    bf16 = tr("env.bf16_yes" if facts.fast_bf16 else "env.bf16_no", reason=facts.fast_bf16_note)
+    language = lang()
+
+    def text(key: str, **values) -> str:
+        return tr(key, **values) if markdown else t(key, language, **values)
+
+    cuda = (text("env.cuda_yes", count=facts.cuda_device_count, name=str(facts.cuda_device_name))
+            if facts.cuda_available else text("env.cuda_no"))
+    reason = facts.fast_bf16_note if markdown else facts.fast_bf16_note.message(language)
+    bf16 = text("env.bf16_yes" if facts.fast_bf16 else "env.bf16_no", reason=reason)
+    cpu = f"{facts.cpu_model} ({facts.cpu_capability})"
     return [
-        (tr("env.torch"), facts.torch_version),
-        (tr("env.python"), facts.python_version),
-        (tr("env.cuda"), cuda),
-        (tr("env.threads"), tr("env.threads_value", threads=facts.cpu_threads, cores=facts.cpu_count)),
-        (tr("env.cpu"), f"{facts.cpu_model} ({facts.cpu_capability})"),
-        (tr("env.bf16"), bf16),
+        (text("env.torch"), plain(facts.torch_version) if markdown else facts.torch_version),
+        (text("env.python"), facts.python_version),
+        (text("env.cuda"), cuda),
+        (text("env.threads"), text("env.threads_value", threads=facts.cpu_threads, cores=facts.cpu_count)),
+        (text("env.cpu"), plain(cpu) if markdown else cpu),
+        (text("env.bf16"), bf16),
     ]
 
 
@@ -97,9 +109,31 @@ def sidebar_environment(container=None) -> None:
         st.markdown("\n".join(f"- **{k}**: {v}" for k, v in env_rows()))
 
 
+HOME_ALIAS = "home"  # /home: Home's own name (the default page itself is served at "/")
+
+
+def _browser_asks_for_home() -> bool:
+    """The browser's address is /home (typed or shared; the last path segment, so a base path works)."""
+    path = urlparse(st.context.url or "").path.rstrip("/")
+    return path.rsplit("/", 1)[-1] == HOME_ALIAS
+
+
 def navigation_pages() -> dict[str, list]:
+    """The lab's pages by section; Home is the default page, at "/".
+
+    Streamlit gives the default page no other path, so "/home" (a link a user types or shares) opened
+    "Page not found" over Home. When the browser is at /home, a hidden page (not in the menu) serves
+    Home there, and the default page takes another internal name ("index"), since a page's identity
+    is its URL name and two pages cannot share one. Elsewhere the registration is as it always was.
+    (``st.switch_page`` to "/" is no way out: it clears the URL, which the URL-bound language refuses.)
+    """
+    alias = _browser_asks_for_home()
     sections: dict[str, list] = {}
     for section, page, script, url, icon in PAGES:
+        home = url == HOME_ALIAS
         sections.setdefault(tr(section), []).append(
-            st.Page(script, title=tr(page), url_path=url, icon=icon, default=(url == "home")))
+            st.Page(script, title=tr(page), url_path="index" if home and alias else url, icon=icon, default=home))
+        if home and alias:
+            sections[tr(section)].append(st.Page(script, title=tr(page), url_path=HOME_ALIAS, icon=icon,
+                                                 visibility="hidden"))
     return sections

@@ -6,18 +6,29 @@ import streamlit as st
 SEED_MAX = 2**31 - 1
 
 
-@st.cache_resource
-def _store(home: str):
-    from core.runs.store import RunStore
+@st.cache_resource(show_spinner=False)
+def _store(home: str, url: str):
+    from core.runs.store import open_store
 
-    return RunStore(home)
+    return open_store(home=home, url=url)
 
 
 def lab_store():
-    """The lab's run store (one per lab home; the store keeps one SQLite connection per thread)."""
-    from core.settings import load_settings
+    """The lab's run store (one per lab home and store URL; it keeps one connection per thread).
 
-    return _store(str(load_settings().home))
+    A store that cannot be opened (an unreachable PostgreSQL, a bad ``PYTORCH_LAB_STORE_URL``)
+    shows its translated error and stops the page here; the next run tries again.
+    """
+    from core.runs.store import StoreError
+    from core.settings import load_settings
+    from pages.ui.text import tr_error
+
+    settings = load_settings()
+    try:
+        return _store(str(settings.home), settings.store_url or "")
+    except StoreError as exc:
+        st.error(tr_error(exc), icon=":material/database:")
+        st.stop()
 
 
 def seed() -> int:

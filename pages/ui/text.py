@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.errors import Code, LabError, code_span, escape_markdown
+from core.errors import Code, LabError, Message, code_span, escape_markdown
 from core.i18n import DEFAULT_LANGUAGE, LANGUAGES, t
 
 
@@ -29,6 +29,8 @@ def _shown(value):
         return value
     if isinstance(value, BaseException):
         return tr_error(value)
+    if isinstance(value, Message):
+        return tr_message(value)
     if isinstance(value, Code):
         return code_span(value)
     return plain(value)
@@ -40,3 +42,9 @@ def tr_error(exc: BaseException) -> str:
     if isinstance(exc, LabError):
         return exc.message(lang(), markdown=True)
     return plain(str(exc))
+
+
+def tr_message(message: Message, markdown: bool = True) -> str:
+    """A ``core.errors.Message`` (a note an engine returned) in the page's language: code as code
+    spans for Markdown, or bare (``markdown=False``) for a table cell, which shows text literally."""
+    return message.text(lang(), markdown=markdown)

@@ -40,15 +40,17 @@ from pages.ui.train_form import RANGES as FORM_RANGES
 
 
 @st.cache_resource
-def _jobs(home: str):
+def _jobs(home: str, url: str, _store):
     from core.runs.jobs import JobManager, configure_server_threads
 
     configure_server_threads()  # leave the cores to the training workers
-    return JobManager(home)
+    return JobManager(store=_store)
 
 
 def lab_jobs():
-    return _jobs(str(lab_store().home))
+    """The lab's job manager, on the lab's store (one per lab home and store URL)."""
+    store = lab_store()
+    return _jobs(str(store.home), store.url or "", store)
 
 
 def apply_recipe(name: str) -> None:

@@ -44,7 +44,7 @@ from core.ml.modules import activation_count, checked_spec, infer_shapes
 from core.ml.predict import ImageError, load_image
 from core.ml.spec import ARG_INFO, LAYER_TYPES, MAX_SAMPLE_ACTIVATIONS, ModelSpec, SpecError
 from core.ml.zoo import preset_spec
-from core.runs.store import RUN_ID_RE, RunStore, check_run_id
+from core.runs.store import RUN_ID_RE, SQLiteRunStore, check_run_id
 from core.safe.allowlist import ExprError, Limits
 from core.safe.expr import check, evaluate
 from core.safe.share import MAX_ENCODED, ShareError, decode_state, encode_state
@@ -386,7 +386,7 @@ def test_share_round_trip_or_too_large(state):
 @pytest.fixture(scope="module")
 def store():
     with tempfile.TemporaryDirectory() as home:
-        yield RunStore(home)
+        yield SQLiteRunStore(home)
 
 
 run_id_text = st.one_of(

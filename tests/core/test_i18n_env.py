@@ -71,7 +71,7 @@ def test_readme_settings_table_is_the_settings_module():
     defaults = load_settings({})
     for s in SETTINGS_TABLE:
         if not callable(s.default) and s.default is not None:
-            assert s.readme_default == f"`{int(s.default) if s.kind is not bool else int(s.default)}`", s.env
+            assert s.readme_default == f"`{int(s.default)}`", s.env
             assert getattr(defaults, s.field) == s.default, s.env
     assert defaults.job_cap == max(1, (__import__("os").cpu_count() or 1) // 4)
     assert defaults.data_root == defaults.home / "data"

@@ -10,8 +10,9 @@ from tests.e2e.conftest import no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
 EN, ZH = CATALOGUE["en"], CATALOGUE["zh"]
-PAGES = {"": "home", "tensors": "tensors", "autograd": "autograd", "builder": "builder", "data": "data",
-         "train": "train", "runs": "runs", "profiler": "profiler", "export": "export", "predict": "predict"}
+PAGES = {"": "home", "lessons": "lessons", "tensors": "tensors", "autograd": "autograd", "builder": "builder",
+         "data": "data", "train": "train", "runs": "runs", "profiler": "profiler", "export": "export",
+         "predict": "predict"}
 
 
 def sidebar_nav(page) -> str:
@@ -104,7 +105,7 @@ def test_unavailable_dataset_shows_a_message_not_a_crash(server, page):
     page.goto(server.url + "/data")
     wait_idle(page)
     page.locator('[data-testid="stSelectbox"]').first.click()
-    page.get_by_role("option", name="MNIST (torchvision, 70k)", exact=True).click()
+    page.get_by_role("option", name=EN["data.ds.mnist"], exact=True).click()
     wait_idle(page)
     error = page.locator('[data-testid="stAlertContentError"]')
     assert error.count() == 1 and "MNIST" in error.inner_text()

@@ -11,7 +11,7 @@ from bench.browser import LabServer
 from core.i18n import CATALOGUE
 from core.ml.checkpoint import load_checkpoint
 from core.runs.jobs import _cmdline
-from core.runs.store import RunStore, pid_alive
+from core.runs.store import SQLiteRunStore, pid_alive
 from tests.e2e.conftest import no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ def wait_until(predicate, timeout: float = 120, what: str = ""):
 def home(tmp_path):
     yield tmp_path
     # End the run's worker if the test failed before it finished (it leads its own session).
-    store = RunStore(tmp_path)
+    store = SQLiteRunStore(tmp_path)
     for run in store.runs():
         if run["pid"] and pid_alive(run["pid"]) and run["id"] in _cmdline(run["pid"]):
             os.killpg(run["pid"], signal.SIGKILL)
@@ -60,7 +60,7 @@ def test_run_survives_a_killed_server(home, page):
         page.get_by_role("button", name=EN["train.start"], exact=True).click()
         page.wait_for_selector('[data-testid="stProgress"]')
         run_id = wait_until(lambda: (m := re.search(r"run=([\w-]+)", page.url)) and m.group(1), what="the run id")
-        store = RunStore(home)
+        store = SQLiteRunStore(home)
         run = wait_until(lambda: (r := store.run(run_id))["status"] == "running" and r["step"] > 0 and r,
                          what="the worker to train")
         pid = run["pid"]

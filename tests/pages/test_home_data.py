@@ -1,4 +1,6 @@
 """AppTest tests for the frame, Home and Data pages (whole app: app.py + navigation)."""
+import json
+
 import pytest
 
 from core.i18n import CATALOGUE
@@ -96,3 +98,47 @@ def test_invalid_url_values_fall_back_to_defaults(app):
     assert not at.exception
     assert at.button_group(key="data_view").value == "samples"
     assert at.selectbox(key="data_cls").value == "all"
+
+
+def test_normalization_histograms_carry_few_points(app):
+    """D2 bins on the server: the chart holds 3 x 60 bars, not every pixel of 2,000 images (4.7 million
+    values the browser took 24-32 s to bin)."""
+    at = app("pages/data.py")
+    at.button(key="data_ex_D2").click().run()
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    spec = json.loads(charts[0].proto.spec)
+    points = sum(len(trace.get("x", [])) + len(trace.get("y", [])) for trace in spec["data"])
+    assert [trace["type"] for trace in spec["data"]] == ["bar"] * 3 and points == 360
+    assert len(charts[0].proto.spec) < 50_000
+
+
+def test_mnist_copied_in_is_used_without_a_restart(app, tmp_path, monkeypatch):
+    from tests.core.ml.test_data import write_mnist
+
+    root = tmp_path / "data-root"
+    monkeypatch.setenv("PYTORCH_LAB_DATA_ROOT", str(root))
+    at = app("pages/data.py")
+    at.selectbox(key="data_ds").set_value("mnist").run()
+    assert at.error and "downloads are off" in at.error[0].value
+    write_mnist(root, n_train=40, n_test=20)  # the user copies the raw files in while the lab runs
+    at.run()
+    assert not at.error and not at.exception
+    assert "40 train and 20 test" in texts(at)
+
+
+def test_d4_times_the_dataloader_workers_here(app):
+    at = app("pages/data.py")
+    at.button(key="data_ex_D4").click().run()
+    assert not at.exception and not at.error
+    assert at.button_group(key="data_view").value == "workers"
+    table = at.dataframe[0].value
+    assert list(table.iloc[:, 1]) == [0, 2, 0, 2]  # num_workers, for two per-sample pipelines
+    epochs = table[EN["data.workers.col.epoch_s"]]
+    assert (epochs > 0).all()
+    verdicts = [m.value for m in at.markdown if "num_workers=" in m.value]
+    assert len(verdicts) == 2
+    for verdict, rows in zip(verdicts, (table.iloc[:2], table.iloc[2:]), strict=True):
+        best = int(rows.iloc[:, 1].iloc[int(rows[EN["data.workers.col.epoch_s"]].to_numpy().argmin())])
+        assert f"`num_workers={best}`" in verdict  # the verdict is the measured one
+        assert f"{rows[EN['data.workers.col.epoch_s']].min():.2f} s" in verdict

@@ -343,9 +343,9 @@ def warm(tmp_path_factory):
 
 
 def seed_run(home: Path) -> str:
-    from core.runs.store import RunStore
+    from core.runs.store import SQLiteRunStore
 
-    store = RunStore(home)
+    store = SQLiteRunStore(home)
     return store.create_run(TrainConfig(epochs=1).to_dict(), name="seed run", status="completed", kind="job")
 
 

@@ -131,13 +131,13 @@ def test_damaged_run_lists_in_a_link_do_not_crash(app, runs):
 
 
 def test_manage_a_run_another_session_deleted(app, two_runs, tmp_path):
-    from core.runs.store import RunStore
+    from core.runs.store import SQLiteRunStore
 
     at = app("pages/runs.py")
     at.multiselect(key="rn_sel").set_value(two_runs[:1]).run()
     at.button_group(key="rn_view").set_value("manage").run()
     at.checkbox(key="rn_sure").check().run()
-    RunStore(tmp_path).delete_run(two_runs[0])  # someone else deletes it between render and click
+    SQLiteRunStore(tmp_path).delete_run(two_runs[0])  # someone else deletes it between render and click
     at.text_input(key="rn_new_name").set_value("renamed")
     at.button(key="rn_rename").click().run()
     assert not at.exception and two_runs[0] in shown(at.error[0].value)

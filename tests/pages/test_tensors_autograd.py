@@ -1,7 +1,9 @@
 """AppTest tests for the Tensors and Autograd pages: every example, the expression box, refusals."""
+import math
 import re
 
 import pytest
+import torch
 
 from core.i18n import CATALOGUE
 from tests.pages.conftest import shown
@@ -105,7 +107,15 @@ def test_a3_gradient_and_note(autograd):
     at.button(key="ag_ex_A3").click().run()
     grads = at.dataframe[0].value.iloc[:, 2].round(4).tolist()
     assert grads == [1.9984, 5.28]
-    assert at.warning[0].value == EN["autograd.note.A3"]
+    w = torch.tensor([3.14, 1.0], requires_grad=True)
+    (2 * w[0] * w[1] + w[1] * torch.cos(w[0])).backward()
+    g0, g1 = w.grad.tolist()
+    note = at.warning[0].value  # only 6.28 is wrong: 2·w0 without the cos(w0) ≈ -1 term; 2.0 is right
+    assert note == EN["autograd.note.A3"].format(claim0=2.0, claim1=6.28, g0=g0, g1=g1, cos=math.cos(3.14),
+                                                 two_w0=6.28)
+    assert "Only 6.28 is wrong" in note and "2.0 is right" in note and f"{g0:.4f}" in note
+    at.text_input(key="ag_w").set_value("1, 1").run()  # another point: the tutorial's claim does not apply
+    assert not at.warning
 
 
 @pytest.mark.parametrize("example,expected", [

@@ -155,3 +155,33 @@ def test_profiler_and_export_errors_are_shown_in_chinese(app):
     shown_error = shown(at.error[0].value)
     assert "在导出时失败" in shown_error and "提示：torch.jit.script 会编译" in shown_error
     assert "ValueError: Unknown type annotation" in shown_error and "Hint" not in shown_error
+
+
+def test_e2_says_torchscript_is_deprecated(exporter):
+    import warnings
+
+    import torch
+
+    at = exporter
+    at.button_group(key="ex_example").set_value("E2").run()
+    note = shown(at.warning[-1].value)
+    assert "deprecated since PyTorch 2.11" in note and "torch.export" in note
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.jit.trace(torch.nn.Linear(2, 1).eval(), torch.zeros(1, 2))
+    said = [str(w.message) for w in caught if "deprecat" in str(w.message).lower()]
+    if said:  # what this PyTorch says, word for word
+        assert said[0].splitlines()[0] in note
+    assert "deprecated since PyTorch 2.11" in at.main.code[-1].value
+
+
+def test_p1_says_why_it_sorts_by_cpu_time(profiler):
+    import torch
+
+    at = profiler
+    at.button(key="pf_p1").click().run()
+    cuda = torch.cuda.is_available()
+    caption = next(c.value for c in at.caption if "cuda_time_total" in c.value)
+    assert caption == EN["profiler.p1_sort.cuda_time_total" if cuda else "profiler.p1_sort.self_cpu_time_total"]
+    table = at.dataframe[0].value
+    assert table["cuda_total_ms" if cuda else "self_cpu_ms"].is_monotonic_decreasing

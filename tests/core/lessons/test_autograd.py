@@ -10,8 +10,11 @@ import plotly.graph_objects as go
 import pytest
 import torch
 
+from core.errors import Message
 from core.lessons.autograd import (
+    ACTIVATION_STYLES,
     EXAMPLES,
+    a3_note,
     activation_figure,
     activations,
     contour_data,
@@ -40,10 +43,20 @@ def test_core_module_does_not_import_streamlit_or_use_eval():
 # --------------------------------------------------------------------------- examples
 def test_examples_table():
     assert set(EXAMPLES) == {f"A{i}" for i in range(1, 8)}
-    for ex in EXAMPLES.values():
+    for ex in EXAMPLES.values():  # titles and notes are catalogue texts, shown in the page's language
         assert {"title", "expr", "code", "note"} <= set(ex)
-        assert isinstance(ex["note"], str) and "\n" not in ex["note"]
-    assert "[2.0, 6.28]" in EXAMPLES["A3"]["note"] and "[1.9984, 5.2800]" in EXAMPLES["A3"]["note"]
+        assert isinstance(ex["title"], Message) and ex["title"].text("zh") != str(ex["title"])
+    note = run_example("A3")["note"]  # only 6.28 is wrong: 2·w0 without the cos(w0) ≈ -1 term
+    w = torch.tensor([3.14, 1.0], requires_grad=True)
+    (2 * w[0] * w[1] + w[1] * torch.cos(w[0])).backward()
+    g0, g1 = w.grad.tolist()
+    assert note.params["g0"] == pytest.approx(g0) and note.params["g1"] == pytest.approx(g1)
+    assert note.params["cos"] == pytest.approx(math.cos(3.14)) and note.params["two_w0"] == pytest.approx(6.28)
+    text = str(note)
+    assert "[2.0, 6.28]" in text and f"{g0:.4f}" in text and f"{g1:.4f}" in text and "Only 6.28 is wrong" in text
+    assert "2.0 is right" in text and f"{math.cos(3.14):.4f}" in text
+    assert a3_note(gradient("w0 * w1", [3.14, 1.0])) is None
+    assert a3_note(gradient(EXAMPLES["A3"]["expr"], [1, 1])) is None
     with pytest.raises(ValueError, match="unknown example"):
         run_example("A0")
 
@@ -151,7 +164,7 @@ def test_derivatives_non_finite_become_gaps():
 
 
 def test_derivatives_refuse_non_elementwise():
-    with pytest.raises(ValueError, match="same|elementwise"):
+    with pytest.raises(ValueError, match=r"same|elementwise"):
         derivatives("x.sum()", 1, 0, 2)
     for text in ("x - x.mean()", "cumsum(x, 0)", "x.flip(0)", "rand_like(x)"):
         with pytest.raises(ValueError, match="elementwise"):
@@ -434,3 +447,20 @@ def test_trace_expression_non_scalar_and_no_grad():
 def test_trace_expression_validation(expr, variables, message):
     with pytest.raises(ValueError, match=message):
         trace_expression(expr, variables)
+
+
+def test_a7_no_curve_hides_another():
+    """ReLU and LeakyReLU (slope 0.01) nearly coincide: they differ in dash and width, so the one
+    drawn first still shows; each function keeps its colour and style in both panels."""
+    fig = activation_figure(run_example("A7")["result"])
+    lines = {}
+    for trace in fig.data:
+        lines.setdefault(trace.name, []).append((trace.line.color, trace.line.dash, trace.line.width))
+    assert set(lines) == {"ReLU", "Sigmoid", "Tanh", "LeakyReLU"}
+    for name, styles in lines.items():
+        assert len(styles) == 2 and styles[0] == styles[1], name  # the same look in both panels
+    relu, leaky = lines["ReLU"][0], lines["LeakyReLU"][0]
+    assert relu[1] != leaky[1] and relu[2] > leaky[2]  # another dash, and the wide one under the thin one
+    order = [t.name for t in fig.data]
+    assert order.index("ReLU") < order.index("LeakyReLU")
+    assert len({s[0][0] for s in lines.values()}) == 4 and set(lines) <= set(ACTIVATION_STYLES)

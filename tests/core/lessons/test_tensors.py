@@ -11,7 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.lessons.tensor_examples import EXAMPLES, run_example
+from core.errors import Message
+from core.lessons.tensor_examples import EXAMPLES, TUTORIAL_DEVICE_ERROR, run_example
 from core.lessons.tensors import (
     OPS,
     apply_op,
@@ -42,12 +43,23 @@ def test_core_module_does_not_import_streamlit_or_use_eval():
 
 # --------------------------------------------------------------------------- examples
 def test_examples_have_title_code_note():
-    assert set(EXAMPLES) == {"T1", "T2", "T3", "T4", "T5", "T6"}
-    for ex in EXAMPLES.values():
-        assert ex["title"] and ex["code"]
-        assert isinstance(ex["note"], str) and "\n" not in ex["note"]
-    assert "3.85" in EXAMPLES["T1"]["note"] and "3.35" in EXAMPLES["T1"]["note"]
-    assert "permute" in EXAMPLES["T5"]["note"]
+    assert set(EXAMPLES) == {"T1", "T2", "T3", "T4", "T5", "T6", "T7"}
+    for ex in EXAMPLES.values():  # titles and notes are catalogue texts, shown in the page's language
+        assert isinstance(ex["title"], Message) and ex["code"]
+        assert ex["note"] is None or isinstance(ex["note"], Message)
+        assert str(ex["title"]) and ex["title"].text("zh")
+    assert "3.85" in str(EXAMPLES["T1"]["note"]) and "3.35" in str(EXAMPLES["T1"]["note"])
+    assert "permute" in str(EXAMPLES["T5"]["note"])
+
+
+@pytest.mark.parametrize("example_id", list(EXAMPLES))
+def test_step_notes_are_catalogue_texts_in_both_languages(example_id):
+    r = run_example(example_id)
+    notes = [s["note"] for s in r["steps"] if s["note"] is not None]
+    notes += [v for v in r["values"].values() if isinstance(v, Message)]
+    for note in notes:
+        assert isinstance(note, Message), note
+        assert note.text("en") != note.text("zh")
 
 
 @pytest.mark.parametrize("example_id", list(EXAMPLES))
@@ -106,7 +118,7 @@ def test_t4_view_fails_after_transpose_reshape_works():
     assert v["view_error"] == real
     assert "view size is not compatible" in v["view_error"] and "reshape" in v["view_error"]
     assert v["reshape_shape"] == (6, 4) and not v["reshape_shares_memory"]
-    assert "stride" in v["explanation"]
+    assert "stride" in str(v["explanation"]) and "步长" in v["explanation"].text("zh")
     assert next(s for s in r["steps"] if s["error"])["code"] == "y.view(6, 4)"
 
 
@@ -118,6 +130,25 @@ def test_t5_shapes_and_permute_error():
     assert v["permute_3d_shape"] == (4, 3, 5)
     assert v["permute_2d_error"] == torch_error(lambda: torch.zeros(3, 4).permute(1, 0, 2))
     assert "number of dimensions" in v["permute_2d_error"]
+
+
+def test_t7_two_devices_and_the_fix():
+    r = run_example("T7")
+    v = r["values"]
+    other = "cuda" if torch.cuda.is_available() else "meta"
+    assert v["device"] == other
+    x, w = torch.ones(2, 3), torch.ones(2, 3, device=other)
+    assert v["add_error"] == torch_error(lambda: x + w)  # PyTorch's own refusal, whatever the device
+    model = torch.nn.Linear(3, 2).to(other)
+    assert v["model_error"] == torch_error(lambda: model(x))
+    assert v["fixed_device"] == str((x.to(other) + w).device) and v["fixed_shape"] == (2, 3)
+    assert v["model_out_shape"] == (2, 2) and v["model_out_device"].startswith(other)
+    if other == "cuda":
+        assert "Expected all tensors to be on the same device" in v["add_error"]
+    else:  # the GPU's wording is quoted, as the tutorial prints it
+        assert TUTORIAL_DEVICE_ERROR in str(v["note"]) and "meta" in str(v["note"])
+    failing = [s["code"] for s in r["steps"] if s["error"]]
+    assert failing == ["x + w", f"model = nn.Linear(3, 2).to({other!r}); model(x)"]
 
 
 def test_t6_values_and_broadcasting():
@@ -304,7 +335,7 @@ def test_broadcast_bad_names_the_dimension():
     assert r["conflicts"] == [1]
     assert r["error"] == torch_error(lambda: torch.zeros(2, 3) + torch.zeros(4))
     assert "non-singleton dimension 1" in r["error"]
-    assert r["rows"][1]["rule"].startswith("conflict")
+    assert str(r["rows"][1]["rule"]).startswith("conflict") and r["rows"][1]["rule"].key == "tensors.rule.conflict"
 
     r = broadcast_explain((5, 2, 3), (4, 2, 1))
     assert r["conflicts"] == [0] and not r["ok"]

@@ -48,8 +48,8 @@ def test_normalization_statistics_match_mnist(digits):
 
 def test_normalization_table_d2(digits):
     table = D.normalization_table(digits.train_images[:1000]).set_index("step")
-    assert table.loc["raw uint8 pixels", "max"] == 255
-    assert table.loc["ToTensor(): [0, 1]", "min"] == 0 and table.loc["ToTensor(): [0, 1]", "max"] == 1
+    assert table.loc["uint8", "max"] == 255
+    assert table.loc["ToTensor()", "min"] == 0 and table.loc["ToTensor()", "max"] == 1
     half = table.loc["Normalize((0.5,), (0.5,))"]
     assert half["min"] == -1 and half["max"] == 1
     mnist = table.loc["Normalize((0.1307,), (0.3081,))"]
@@ -188,3 +188,69 @@ def test_mnist_statistics_have_one_source():
     from core.ml import predict
 
     assert (predict.MNIST_MEAN, predict.MNIST_STD) == (D.MNIST_MEAN, D.MNIST_STD)
+
+
+def write_mnist(root, n_train: int = 30, n_test: int = 10, folder: str = "MNIST") -> None:
+    """Tiny raw IDX files where torchvision looks for them (as a user copies them in)."""
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)), compress=False)
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, compress=False)
+
+
+def test_shelf_uses_files_copied_in_after_a_failure(tmp_path, monkeypatch):
+    """The lab looked for MNIST, found nothing; the user copies the files in: the next look finds them
+    (no server restart). While nothing changes on disk, the failure is not retried (no download per click)."""
+    settings = load_settings({"PYTORCH_LAB_DATA_ROOT": str(tmp_path), "PYTORCH_LAB_DOWNLOAD": "0"})
+    now = [0.0]
+    shelf = D.DatasetShelf(retry_seconds=60, clock=lambda: now[0])
+    calls = []
+    real = D.load_dataset
+    monkeypatch.setattr(D, "load_dataset", lambda name, s: calls.append(name) or real(name, s))
+    with pytest.raises(D.DataUnavailable, match="downloads are off"):
+        shelf.get("mnist", settings)
+    with pytest.raises(D.DataUnavailable):
+        shelf.get("mnist", settings)
+    assert calls == ["mnist"]  # remembered: the files did not change
+    now[0] = 61.0
+    with pytest.raises(D.DataUnavailable):
+        shelf.get("mnist", settings)
+    assert calls == ["mnist", "mnist"]  # retried after retry_seconds
+    write_mnist(tmp_path)
+    data = shelf.get("mnist", settings)  # at once: the files changed
+    assert data.train_images.shape == (30, 28, 28) and calls == ["mnist"] * 3
+    assert shelf.get("mnist", settings) is data and len(calls) == 3  # a success is kept
+    assert "torchvision.datasets.MNIST" in str(data.source) and str(tmp_path) in str(data.source)
+
+
+def test_value_histograms_are_binned_on_the_server(digits):
+    """D2's histograms send a few bars, not millions of raw pixel values, to the browser."""
+    from core.ml.plots import value_histograms
+
+    x = digits.train_images[:2000].float() / 255
+    series = {"a": x, "b": (x - 0.5) / 0.5, "c": (x - D.MNIST_MEAN) / D.MNIST_STD}
+    fig = value_histograms(series, bins=60)
+    assert len(fig.data) == 3 and all(len(trace.x) == 60 for trace in fig.data)
+    assert sum(len(trace.x) + len(trace.y) for trace in fig.data) == 360  # x.numel() is 1,568,000 per series
+    for trace, values in zip(fig.data, series.values(), strict=True):
+        assert sum(v or 0 for v in trace.y) == values.numel()  # every value is counted once
+    lo, hi = float((x - 0.5).div(0.5).min()), float(((x - D.MNIST_MEAN) / D.MNIST_STD).max())
+    assert fig.data[0].x[0] == pytest.approx(lo + (hi - lo) / 120) and fig.data[0].x[-1] < hi
+
+
+def test_loader_workers_are_timed_here(digits):
+    """D4: the same epoch through DataLoader with 0 and 2 workers, measured (nothing hard-coded)."""
+    table = D.loader_workers_example(digits.train_images[:96], digits.train_labels[:96], batch_size=32)
+    assert list(table["pipeline"]) == ["normalize", "normalize", "affine", "affine"]
+    assert list(table["num_workers"]) == [0, 2, 0, 2]
+    assert (table["epoch_s"] > 0).all() and (table["first_batch_ms"] > 0).all()
+    assert table["images_per_s"].tolist() == pytest.approx((96 / table["epoch_s"]).tolist())
+    for _, rows in table.groupby("pipeline"):
+        base = rows["epoch_s"].iloc[0]
+        assert rows["speedup"].tolist() == pytest.approx((base / rows["epoch_s"]).tolist())
+    with pytest.raises(ValueError):
+        D.loader_workers_example(digits.train_images[:4], digits.train_labels[:4], workers=(9,))
+    with pytest.raises(ValueError):
+        D.loader_workers_example(digits.train_images[:4], digits.train_labels[:3])

@@ -14,7 +14,7 @@ from core.ml import export as E
 from core.ml.modules import build_model
 from core.ml.zoo import PRESETS, preset_spec
 
-ALL_FORMATS = ["state_dict", "checkpoint", "torchscript_trace", "torchscript_script", "onnx", "torch_export"]
+ALL_FORMATS = ["state_dict", "checkpoint", "torch_export", "onnx", "torchscript_trace", "torchscript_script"]
 
 # Preset x format pairs that genuinely cannot export, with the text their clean failure must show.
 # torch.jit.script compiles forward's Python source; the lab's LSTM/GRU wrappers (a mixin with a
@@ -221,7 +221,7 @@ def test_static_batch_and_opset():
     assert t.ok and t.info["dynamic_batch"] is False
     table = E.speed_table(model, [10], [r, t], repeats=3, budget_seconds=1.0)
     static = table[table["format"].isin(["onnx", "torch_export"])]
-    assert static["median_ms"].isna().all() and static["note"].str.contains("static batch").all()
+    assert static["median_ms"].isna().all() and static["note"].map(str).str.contains("static batch").all()
 
 
 def test_export_does_not_touch_the_callers_model():
@@ -239,7 +239,7 @@ def test_names_and_filenames():
     assert E.safe_name("///") == "model"
     assert E.filename_for("onnx", "a b") == "a_b.onnx"
     assert E.filename_for("torch_export", "x") == "x.pt2"
-    assert [f.ext for f in E.FORMATS.values()] == [".pt", ".pt", ".pt", ".pt", ".onnx", ".pt2"]
+    assert [f.ext for f in E.FORMATS.values()] == [".pt", ".pt", ".pt2", ".onnx", ".pt", ".pt"]
     assert len({E.filename_for(f, "m") for f in E.FORMATS}) == len(E.FORMATS)
     assert all(f.description for f in E.FORMATS.values())
 
@@ -305,3 +305,20 @@ def test_export_work_files_stay_in_the_lab_home(tmp_path, monkeypatch):
     assert E.export_model(build_model(spec), spec.input_shape, "onnx").data
     assert seen and all(str(p).startswith(str(tmp_path / "tmp")) for p in seen)
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_torchscript_is_deprecated_and_offered_after_torch_export_and_onnx():
+    """TorchScript is deprecated since PyTorch 2.11 in favour of torch.export: E2 says so, with the
+    warning this PyTorch itself gives, and the formats list torch.export and ONNX first."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.jit.trace(torch.nn.Linear(2, 1).eval(), torch.zeros(1, 2))
+    said = [str(w.message) for w in caught if "deprecat" in str(w.message).lower()]
+    assert E.torchscript_warning() == (said[0].splitlines()[0] if said else None)
+    keys = list(E.FORMATS)
+    assert keys.index("torch_export") < keys.index("torchscript_trace")
+    assert keys.index("onnx") < keys.index("torchscript_script")
+    e2 = E.saving_examples_code((1, 28, 28))["E2"]
+    assert "deprecated since PyTorch 2.11" in e2 and "torch.export" in e2 and E.TORCHSCRIPT_DEPRECATED_IN == "2.11"

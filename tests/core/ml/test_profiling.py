@@ -141,6 +141,13 @@ def test_figures():
     r = P.profile_model(model, shape, P.ProfileConfig(mode="train_step", batch_size=2), task=task)
     fig = P.top_ops_figure(r["top"])
     assert isinstance(fig, go.Figure) and len(fig.data[0].x) == len(r["top"])
+    # The op names fit: the left margin grows with the longest label, long names are shortened on the
+    # axis (whole in the hover), so no label is cut off by the chart's edge.
+    labels = list(fig.data[0].y)
+    assert fig.layout.margin.l >= 7 * max(len(label) for label in labels) and fig.layout.yaxis.automargin
+    long = P.top_ops_figure(r["top"].assign(name=["aten::" + "x" * 80, *list(r["top"]["name"][1:])]))
+    assert max(len(label) for label in long.data[0].y) <= 48 and long.layout.margin.l <= 360
+    assert ("aten::" + "x" * 80) in list(long.data[0].hovertext)
     fig = P.breakdown_figure(r["breakdown"])
     assert isinstance(fig, go.Figure) and len(fig.data) == 4
 
@@ -149,11 +156,15 @@ def test_p1_example():
     model, shape, _ = preset("cnn")
     ex = P.p1_example(model, shape)
     assert 'record_function("model_inference")' in ex["code"]
-    assert 'sort_by="self_cpu_time_total", row_limit=10' in ex["code"]
+    # The tutorial sorts by cuda_time_total; without CUDA every CUDA time is 0, so CPU time sorts (and says so).
+    assert 'sort_by = "cuda_time_total" if torch.cuda.is_available() else "self_cpu_time_total"' in ex["code"]
+    assert "sort_by=sort_by, row_limit=10" in ex["code"]
     assert "ProfilerActivity.CUDA" in ex["code"] and "torch.randn(5, 1, 28, 28)" in ex["code"]
     compile(ex["code"], "p1", "exec")
     t = ex["table"]
-    assert len(t) == 10 and t["self_cpu_ms"].is_monotonic_decreasing
+    cuda = torch.cuda.is_available()
+    assert ex["sort_by"] == ("cuda_time_total" if cuda else "self_cpu_time_total")
+    assert len(t) == 10 and t["cuda_total_ms" if cuda else "self_cpu_ms"].is_monotonic_decreasing
     assert list(t.columns) == P.BASE_COLUMNS
     assert "model_inference" in set(t["name"])
 

@@ -1,6 +1,8 @@
-"""Faults: processes die with SIGKILL (workers mid-epoch, writers mid-checkpoint, SQLite writers
-mid-transaction) and nothing is lost: runs are marked failed, checkpoints load, resumes end with
-the configured number of epochs, and SQLite's integrity check stays "ok".
+"""Faults: processes die with SIGKILL (workers mid-epoch, writers mid-checkpoint, store writers
+mid-transaction) and the store's server restarts under a training run, and nothing is lost: runs
+are marked failed, checkpoints load, resumes end with the configured number of epochs, and the
+store's integrity check stays "ok". The store tests run on every back end (``store_url``:
+SQLite, and PostgreSQL marked ``postgres``).
 
 Crashes here are real process deaths (SIGKILL), either sent from outside or sent by the process
 to itself at a chosen point (a patched ``os.fsync`` / ``os.replace`` / ``save_checkpoint`` inside
@@ -23,7 +25,7 @@ import torch
 from core.i18n import CATALOGUE
 from core.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.runs import jobs as J
-from core.runs.store import RunStore, pid_alive
+from core.runs.store import RunStore, open_store, pid_alive
 from core.settings import ROOT
 from core.training.config import TrainConfig
 from tests.core.runs.test_jobs import wait_for
@@ -80,10 +82,10 @@ os.fsync, os.replace = fsync, replace
 
 if where == "after-stop-save":
     import core.runs.worker as W
-    from core.runs.store import RunStore
+    from core.runs.store import open_store
     real_save = W.save_checkpoint
     args = sys.argv[2:]
-    run_store, run_id = RunStore(args[args.index("--home") + 1]), args[args.index("--run-id") + 1]
+    run_store, run_id = open_store(home=args[args.index("--home") + 1]), args[args.index("--run-id") + 1]
 
     def save(ckpt, path):
         out = real_save(ckpt, path)
@@ -107,12 +109,7 @@ else:
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/core/conftest.py
 
 
 def cnn(epochs: int, limit_train: int = 1024) -> TrainConfig:
@@ -147,7 +144,8 @@ def kill_workers(store: RunStore) -> None:
 
 
 @pytest.fixture
-def manager(tmp_path):
+def manager(tmp_path, store_url):
+    """A job manager on each store back end (``store_url`` sets PYTORCH_LAB_STORE_URL for its workers too)."""
     jm = J.JobManager(tmp_path / "home", cap=1, heartbeat_s=HB)
     yield jm
     kill_workers(jm.store)
@@ -249,25 +247,45 @@ def test_writer_killed_from_outside_at_a_random_moment(tmp_path):
             proc.wait(10)
         # Whatever the moment: the final name holds a complete checkpoint of some epoch it saved.
         ck = load_checkpoint(path)
-        assert ck["epoch"] >= saved and torch.equal(ck["model_state_dict"]["w"][:3], torch.full((3,), ck["epoch"] * 1.0))
+        assert ck["epoch"] >= saved
+        assert torch.equal(ck["model_state_dict"]["w"][:3], torch.full((3,), ck["epoch"] * 1.0))
         assert len(temps(tmp_path)) <= 1
     save_checkpoint({**ck, "epoch": 99}, path)
     assert temps(tmp_path) == [] and load_checkpoint(path)["epoch"] == 99
 
 
-@pytest.mark.slow
-def test_sqlite_writer_killed_mid_transactions_keeps_the_store_intact(tmp_path):
-    """SIGKILL a process writing metrics in 50-row transactions: integrity ok, no half transaction."""
-    store = RunStore(tmp_path)
-    run_id = store.create_run(cnn(1).to_dict(), status="running", kind="cli")
-    code = ("import sys, time; from core.runs.store import RunStore\n"
-            "s = RunStore(sys.argv[1]); rid = sys.argv[2]; step = 0\n"
-            "while True:\n"
-            "    s.log_metrics(rid, [(step * 50 + i, 1, 'loss', float(i)) for i in range(50)])\n"
-            "    s.heartbeat(rid, epoch=1, step=step); step += 1\n"
-            "    if step == 20: print('busy', flush=True)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path), run_id], cwd=ROOT, env=child_env(),
+WRITER = """
+import sys, time
+from core.runs.store import open_store
+s = open_store(home=sys.argv[1]); rid = sys.argv[2]; step = 0
+if sys.argv[3] == "loop":  # 50-row transactions as fast as it can
+    while True:
+        s.log_metrics(rid, [(step * 50 + i, 1, 'loss', float(i)) for i in range(50)])
+        s.heartbeat(rid, epoch=1, step=step); step += 1
+        if step == 20: print('busy', flush=True)
+else:  # inside a job-slot claim's transaction, rows written, never committed
+    with s._write(lock_slots=True) as conn:
+        conn.execute("UPDATE runs SET launched = ? WHERE id = ?", (time.time(), rid))
+        conn.executemany("INSERT INTO metrics (run_id, step, epoch, name, value, wall) VALUES (?, ?, ?, ?, ?, ?)",
+                         [(rid, i, 1, 'loss', 1.0, time.time()) for i in range(50)])
+        print('inside', flush=True)
+        time.sleep(120)
+"""
+
+
+def writer(store: RunStore, run_id: str, mode: str) -> subprocess.Popen:
+    """A process writing to ``store`` (the environment names its back end), reading its first line."""
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(store.home), run_id, mode], cwd=ROOT, env=child_env(),
                             stdout=subprocess.PIPE, text=True)
+    return proc
+
+
+@pytest.mark.slow
+def test_writer_killed_mid_transactions_keeps_the_store_intact(tmp_path, store_url):
+    """SIGKILL a process writing metrics in 50-row transactions: integrity ok, no half transaction."""
+    store = open_store(home=tmp_path, url=store_url)
+    run_id = store.create_run(cnn(1).to_dict(), status="running", kind="cli")
+    proc = writer(store, run_id, "loop")
     try:
         assert proc.stdout.readline().strip() == "busy"
         time.sleep(0.2)
@@ -279,6 +297,25 @@ def test_sqlite_writer_killed_mid_transactions_keeps_the_store_intact(tmp_path):
     assert n >= 1000 and n % 50 == 0  # every transaction is all or nothing
     store.log_metrics(run_id, [(10**6, 1, "loss", 1.0)])  # and the store still takes writes
     assert len(store.metrics(run_id)) == n + 1 and store.integrity_check() == "ok"
+    store.close()
+
+
+@pytest.mark.slow
+def test_writer_killed_inside_a_slot_claim_leaves_no_lock_and_no_rows(tmp_path, store_url):
+    """SIGKILL a process in the middle of a job-slot claim's transaction (it holds the claim lock and has
+    written rows): the rows are gone, and the next claim, by another process, is not blocked."""
+    store = open_store(home=tmp_path, url=store_url)
+    victim = store.create_run(cnn(1).to_dict(), kind="job")
+    proc = writer(store, victim, "claim")
+    try:
+        assert proc.stdout.readline().strip() == "inside"
+    finally:
+        proc.kill()
+        proc.wait(10)
+    t0 = time.monotonic()
+    assert store.claim_launches(cap=1) == [victim]  # the dead claim's lock is gone, its update too
+    assert time.monotonic() - t0 < 5
+    assert store.metrics(victim).empty and store.integrity_check() == "ok"
     store.close()
 
 
@@ -410,3 +447,37 @@ def test_worker_killed_right_after_its_stop_checkpoint(manager):
     manager.resume(run_id)
     assert manager.wait(run_id, timeout=180) == "completed"
     assert_complete(manager.store, run_id, epochs, spe)
+
+
+# --------------------------------------------------------------------------- the store's server restarts
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgres_restarted_while_a_run_trains(pg_server, pg_url, tmp_path, monkeypatch):
+    """PostgreSQL goes down under a training job (``pg_ctl stop -m fast``: every connection is dropped) and
+    stays down until the worker has had to retry a write; then it starts again, and is bounced once more
+    with ``pg_ctl restart``. The worker's writes go through, the run finishes, and no metric is lost or
+    stored twice."""
+    monkeypatch.setenv("PYTORCH_LAB_STORE_URL", pg_url)
+    jm = J.JobManager(tmp_path / "home", cap=1, heartbeat_s=HB)
+    epochs, spe = 6, 32
+    try:
+        run_id = jm.start(cnn(epochs, limit_train=64 * spe))
+        # Some metrics flushed (a worker flushes about once a second), the run still going.
+        before = wait_for(lambda: jm.store.metrics(run_id, names=["loss"])["step"].tolist(), interval=0.02)
+        assert jm.status(run_id)["epoch"] < epochs - 1, "the run is nearly done before the restart; make it longer"
+        pg_server.stop_server("fast")
+        try:
+            wait_for(lambda: "retrying in" in jm.log_tail(run_id, 100_000), timeout=60, interval=0.05)
+        finally:
+            pg_server.start_server()
+        pg_server.restart()  # and once more with pg_ctl restart, while the run goes on
+        assert jm.wait(run_id, timeout=300) == "completed", jm.log_tail(run_id)
+        run = assert_complete(jm.store, run_id, epochs, spe)
+        assert jm.store.metrics(run_id, names=["loss"])["step"].tolist()[:len(before)] == before
+        assert run["error"] is None
+        log = jm.log_tail(run_id, 100_000)
+        assert "note: cannot reach the run store's PostgreSQL" in log or "note: lost the connection" in log
+        assert "Traceback" not in log
+    finally:
+        kill_workers(jm.store)
+        jm.store.close()

@@ -11,7 +11,7 @@ import torch
 from core.ml.checkpoint import load_checkpoint
 from core.runs import jobs as J
 from core.runs.cli import main
-from core.runs.store import RunStore
+from core.runs.store import SQLiteRunStore, open_store
 from core.settings import ROOT
 from core.training.config import TrainConfig, recipe
 from core.training.trainer import Trainer
@@ -39,8 +39,10 @@ def cnn(epochs: int) -> TrainConfig:
 
 
 @pytest.fixture
-def manager(tmp_path):
+def manager(tmp_path, store_url):
+    """A job manager on each store back end (``store_url`` also sets PYTORCH_LAB_STORE_URL for the workers)."""
     jm = J.JobManager(tmp_path / "home", cap=1, heartbeat_s=HB)
+    assert jm.store.url == (store_url or None)
     yield jm
     # End only the workers this test started (each leads its own session).
     for _run_id, proc in list(jm._procs.items()):
@@ -211,8 +213,8 @@ def test_stale_heartbeat_from_another_host_is_failed(manager):
     assert manager.reap() == [cli]
 
 
-def test_worker_refuses_a_finished_or_unknown_run(tmp_path, capsys):
-    store = RunStore(tmp_path)
+def test_worker_refuses_a_finished_or_unknown_run(tmp_path, capsys, store_url):
+    store = open_store(home=tmp_path)
     run_id = store.create_run(r2().to_dict(), status="completed", kind="job")
     assert main(["--run-id", run_id, "--home", str(tmp_path)]) == 2
     assert main(["--run-id", "nope", "--home", str(tmp_path)]) == 2
@@ -225,6 +227,54 @@ def test_worker_refuses_a_finished_or_unknown_run(tmp_path, capsys):
     assert main(["--run-id", bad, "--home", str(tmp_path)]) == 2
     assert "lr must be between" in store.run(bad)["error"] and store.run(bad)["status"] == "failed"
     store.close()
+
+
+def child_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update({"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTORCH_LAB_DOWNLOAD": "0", **extra})
+    return env
+
+
+@pytest.mark.slow
+def test_terminal_run_writes_to_the_store(tmp_path, store_url):
+    """``python -m core.train`` in a terminal: the run, its metrics and checkpoints land in the lab's store."""
+    home = tmp_path / "home"
+    cmd = [sys.executable, "-m", "core.train", "--recipe", "r2", "--epochs", "2", "--home", str(home), "--quiet",
+           "--name", "terminal"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=child_env(PYTORCH_LAB_STORE_URL=store_url), capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    store = open_store(home=home, url=store_url)
+    run = store.run(summary["run_id"])
+    assert run["status"] == "completed" and run["kind"] == "cli" and run["name"] == "terminal"
+    assert store.metrics(run["id"], names=["test_loss"])["epoch"].tolist() == [1, 2]
+    assert (store.run_dir(run["id"]) / "last.pt").exists()
+    assert (home / "runs.sqlite3").exists() == (not store_url)  # PostgreSQL: no SQLite file at all
+    store.close()
+
+
+@pytest.mark.slow
+def test_an_unreachable_store_is_one_line_and_exit_2_on_the_cli(tmp_path):
+    """A PostgreSQL nobody listens on: the terminal command and the worker command print one line and
+    exit 2 at start, without a traceback and before any training."""
+    pytest.importorskip("psycopg")
+    from bench.pgserver import free_port
+
+    url = f"postgresql://lab:secret@127.0.0.1:{free_port()}/lab"
+    for args in (["--recipe", "r2", "--epochs", "50"], ["--run-id", "r1-abc"]):
+        t0 = time.monotonic()
+        proc = subprocess.run([sys.executable, "-m", "core.train", *args, "--home", str(tmp_path)], cwd=ROOT,
+                              env=child_env(PYTORCH_LAB_STORE_URL=url), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: cannot reach the run store's PostgreSQL"), lines
+        assert "lab:***@127.0.0.1" in lines[0] and "secret" not in proc.stderr and "Traceback" not in proc.stderr
+        assert time.monotonic() - t0 < 60 and not proc.stdout.strip()
+    bad = subprocess.run([sys.executable, "-m", "core.train", "--epochs", "1", "--home", str(tmp_path)], cwd=ROOT,
+                         env=child_env(PYTORCH_LAB_STORE_URL="mysql://x@y/z"), capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "must be a PostgreSQL URL" in bad.stderr
 
 
 @pytest.mark.slow
@@ -243,7 +293,7 @@ def test_torchrun_ddp_matches_a_single_process(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
-    store = RunStore(home)
+    store = SQLiteRunStore(home)
     runs = store.list_runs()
     assert len(runs) == 1  # rank 0 alone writes the store
     run = store.run(summary["run_id"])

@@ -80,9 +80,9 @@ def test_progress_eta():
 
 
 def test_metrics_follower_reads_only_new_rows_and_rereads_after_a_resume(tmp_path, monkeypatch):
-    from core.runs.store import RunStore
+    from core.runs.store import SQLiteRunStore
 
-    store = RunStore(tmp_path)
+    store = SQLiteRunStore(tmp_path)
     run_id = store.create_run({"dataset": "digits8k"}, status="running")
     names = ("loss", "test_acc")
     store.log_metrics(run_id, [(s, 1, n, s / 10) for s in range(1, 6) for n in ("loss", "grad_norm")])

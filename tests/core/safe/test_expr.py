@@ -84,7 +84,8 @@ CASES = [
     ("ones((2, 2), dtype=float64) * 3", lambda x, y: torch.ones((2, 2), dtype=torch.float64) * 3),
     ("x.to(float64).dtype", lambda x, y: torch.float64),
     ("x.int() + arange(4)", lambda x, y: x.int() + torch.arange(4)),
-    ("full((2, 2), 7.5) + eye(2) + linspace(0, 1, 2)", lambda x, y: torch.full((2, 2), 7.5) + torch.eye(2) + torch.linspace(0, 1, 2)),
+    ("full((2, 2), 7.5) + eye(2) + linspace(0, 1, 2)",
+     lambda x, y: torch.full((2, 2), 7.5) + torch.eye(2) + torch.linspace(0, 1, 2)),
     ("tensor([[1, 2], [3, 4]], dtype=float32).sum()", lambda x, y: torch.tensor([[1.0, 2.0], [3.0, 4.0]]).sum()),
     ("x.dtype == float32", lambda x, y: True),
     # comparisons, logic, conditional
@@ -506,7 +507,7 @@ def _extend(children):
     )
     extremes = st.tuples(st.sampled_from(["maximum", "minimum"]), children, children).map(
         lambda t: (f"{t[0]}({t[1][0]}, {t[2][0]})",
-                   lambda env, f=getattr(torch, t[0]), a=t[1][1], b=t[2][1]: f(a(env), b(env)))
+                   lambda env, f=getattr(torch, t[0]), a=t[1][1], b=t[2][1]: f(a(env), b(env)))  # noqa: B008 - bound per case
     )
     clamp = children.map(
         lambda c: (f"clamp({c[0]}, min=-1, max=1.5)", lambda env, a=c[1]: torch.clamp(a(env), min=-1, max=1.5))

@@ -13,7 +13,7 @@ from core.ml.modules import build_model
 from core.ml.spec import ModelSpec
 from core.ml.zoo import DEFAULT_PRESET
 from core.runs.cli import main
-from core.runs.store import RunStore
+from core.runs.store import SQLiteRunStore
 from core.training.config import OPTIMIZERS, RECIPES, Limits, TrainConfig, recipe
 from core.training.console import Progress
 from core.training.events import DoneEvent, EpochEvent, EpochRecord, StepEvent, StoppedEvent
@@ -36,13 +36,7 @@ FAST = SimpleNamespace(fast_bf16=True, fast_bf16_reason="native bf16 instruction
 SLOW = SimpleNamespace(fast_bf16=False, fast_bf16_reason="no AVX512-BF16/AMX: bf16 is emulated")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, and stay fast when other processes share the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/core/conftest.py
 
 
 def tiny(**kw) -> TrainConfig:
@@ -485,7 +479,7 @@ def test_cli_trains_into_the_store(tmp_path, capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["status"] == "completed" and summary["epoch"] == 2
-    store = RunStore(home)
+    store = SQLiteRunStore(home)
     run = store.run(summary["run_id"])
     assert run["status"] == "completed" and run["kind"] == "cli" and run["name"] == "cli run"
     assert run["config"]["epochs"] == 2 and run["tags"] == ["a", "b"]
@@ -503,7 +497,7 @@ def test_cli_resumes_a_stopped_run(tmp_path, capsys):
     cfg = tiny(epochs=2)
     full = Trainer(cfg)
     list(full.run())
-    store = RunStore(tmp_path)
+    store = SQLiteRunStore(tmp_path)
     run_id = store.create_run(cfg.to_dict(), status="running", kind="cli")
     partial = Trainer(cfg)
     count = [0]
