@@ -1,12 +1,13 @@
 """AppTest tests for the Model Builder: every example, editing, and each refusal."""
 import json
-import re
 
 import pytest
 
 from core.i18n import CATALOGUE
 from core.ml.zoo import PRESETS
 from tests.pages.conftest import shown
+from tests.textcheck import _options
+from tests.textcheck import text_problems as shared_text_problems
 
 EN = CATALOGUE["en"]
 EXAMPLES = {"M1": 2, "M2": 241, "M3": 1591, "M4": 669_706, "M5": 31_530, "M6": 50_186, "M7": 31_818,
@@ -157,61 +158,11 @@ def test_errors_show_in_the_pages_language(app):
 
 
 # --------------------------------------------------------------------------- every text readable in both languages
-# A small checker of its own (the shared tests/textcheck.py of another change is not on main yet):
-# code spans and code blocks are code; outside them a Chinese page has no run of English words,
-# and Markdown finds no `*` and no `_` that is not inside a word, which it would eat as emphasis.
-_CODE = re.compile(r"(`+)(.+?)\1", re.S)
-_WORD = re.compile(r"[A-Za-z][a-z]+")
-
-
-def english(text: str) -> str | None:
-    """The first run of 3 or more ASCII tokens of which 2 or more are English words, if any."""
-    run: list[str] = []
-    for token in [*text.split(), "。"]:
-        if token.isascii() and token != "CODE":
-            run.append(token)
-            continue
-        if len(run) >= 3 and sum(bool(_WORD.fullmatch(t.strip("()[]{},.;:!?'\""))) for t in run) >= 2:
-            return " ".join(run)
-        run = []
-    return None
-
-_EMPHASIS = re.compile(r"\*|(?<![A-Za-z0-9\\])_|_(?![A-Za-z0-9])")
-
-
-def _texts(at):
-    """(kind, text, is Markdown) for what the page shows outside code blocks."""
-    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title"):
-        for el in getattr(at, kind):
-            yield kind, str(el.value), True
-    for kind in ("button", "selectbox", "text_input", "number_input", "checkbox", "radio", "button_group", "slider"):
-        for el in getattr(at, kind):
-            yield f"{kind}.label", str(el.label), True
-            if el.key != "bld_sel":  # "4: fc Linear": a layer's index, name and type are identifiers
-                yield from ((f"{kind}.option", str(o), False) for o in getattr(el, "options", []) or [])
-    for el in at.dataframe:
-        yield from (("table.header", str(c), False) for c in el.value.columns)
-        yield from (("table.cell", str(v), False) for v in el.value.astype(str).to_numpy().ravel())
-    for el in at.metric:
-        yield "metric", str(el.label), False
-
-
 def text_problems(at, lang: str) -> list[str]:
-    problems = []
-    for kind, text, markdown in _texts(at):
-        plain = _CODE.sub(" CODE ", text) if markdown else text
-        if markdown and _EMPHASIS.search(plain.replace("**", "")):
-            problems.append(f"{kind}: Markdown would eat * or _ in {text[:120]!r}")
-        if lang == "zh" and english(plain):
-            problems.append(f"{kind}: English {english(plain)!r} in {text[:120]!r}")
-    return problems
-
-
-def test_the_checker_finds_what_it_should():
-    assert english("float64 is kept") and english("第 3 层：Linear expects 3136 inputs")
-    assert not english("保留了 float64，调用 torch.relu(x)") and not english("model.train() vs model.eval()")
-    assert _EMPHASIS.search("Linear(16*14*14, 10)") and _EMPHASIS.search("a _len_ b")
-    assert not _EMPHASIS.search("named_parameters, x.view")
+    """tests/textcheck.py's problems, less the layer picker's options: "4: fc Linear" is a layer's
+    index, name and type, identifiers that read like English words to the checker."""
+    layers = {str(o) for box in at.selectbox if box.key == "bld_sel" for o in _options(box)}
+    return [p for p in shared_text_problems(at, lang) if not any(f"in {o[:160]!r}" in p for o in layers)]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -235,11 +186,12 @@ def test_every_example_and_view_reads_right(app, lang):
     at.button(key="bld_ex_M7").click().run()
     at.text_input(key="bld_shape").set_value("3, 28, 28").run()  # a shape error, with its fix
     assert at.error
-    for bad in ("1, 28, 28", "5, 10"):  # the LSTM's rnn_input fix; Conv2d's channels
-        at.button(key="bld_ex_M9").click().run()
-        at.text_input(key="bld_shape").set_value(bad).run()
-        problems += [f"shape {bad}: {p}" for p in text_problems(at, lang)]
     problems += [f"M7 error: {p}" for p in text_problems(at, lang)]
+    for example, bad in (("M9", "1, 28, 28"), ("M5", "5, 10")):  # the LSTM's input fix; Conv2d's
+        at.button(key=f"bld_ex_{example}").click().run()
+        at.text_input(key="bld_shape").set_value(bad).run()
+        assert at.error, bad
+        problems += [f"shape {bad}: {p}" for p in text_problems(at, lang)]
     assert not problems, "\n".join(dict.fromkeys(problems))
 
 
