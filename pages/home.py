@@ -2,10 +2,9 @@
 import pandas as pd
 import streamlit as st
 
-from core.i18n import has
 from core.ml.zoo import zoo_rows
 from pages.ui.frame import PAGES, env_rows, frame
-from pages.ui.text import tr
+from pages.ui.text import lang, tr
 
 frame()
 st.title(tr("home.title"))
@@ -23,11 +22,7 @@ for row_start in range(0, len(cards), 3):
 
 st.subheader(tr("home.zoo"))
 st.caption(tr("home.zoo_intro"))
-zoo = pd.DataFrame(st.cache_data(zoo_rows)())
-# Each model's title in the page's language (a preset added without one keeps the zoo's title;
-# tests/pages/test_text_quality.py asks for one per preset).
-zoo["title"] = [tr(f"home.zoo.title.{key}") if has(f"home.zoo.title.{key}") else title
-                for key, title in zip(zoo["preset"], zoo["title"], strict=True)]
+zoo = pd.DataFrame(st.cache_data(zoo_rows)(lang()))  # titles in the page's language
 zoo.columns = [tr(f"home.zoo.col.{c}") for c in ("preset", "example", "title", "input", "output", "params")]
 st.dataframe(zoo, hide_index=True, width="stretch",
              column_config={tr("home.zoo.col.params"): st.column_config.NumberColumn(format="localized")})

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import torch
 from torch import nn
+from torch.nn.modules.module import _addindent
 
 from core.errors import Code, LabError, first_line
 from core.ml.spec import (
@@ -30,20 +31,27 @@ from core.ml.spec import (
 
 # --------------------------------------------------------------------------- modules
 class ResBlock(nn.Module):
-    """The tutorials' residual block: conv-BN-ReLU-conv-BN plus the identity, then ReLU."""
+    """The tutorial's residual block: conv1 -> bn1 -> relu -> conv2 -> bn2, plus the input (the
+    identity), then relu. ``bias=False`` or ``batchnorm=False`` are the lab's variations."""
 
-    def __init__(self, channels: int, batchnorm: bool = True) -> None:
+    def __init__(self, channels: int, bias: bool = True, batchnorm: bool = True) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=not batchnorm)
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=bias)
         self.bn1 = nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
-        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=not batchnorm)
-        self.bn2 = nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
         self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=bias)
+        self.bn2 = nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + x)
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out += identity
+        out = self.relu(out)
+        return out
 
 
 class _RecurrentOutput:
@@ -87,15 +95,24 @@ class SpecModel(nn.Sequential):
     """An ``nn.Sequential`` that prints under the spec's name (e.g. ``NeuralNetwork(...)``).
 
     Being a plain ``Sequential`` subclass keeps ``state_dict`` keys, tracing and export
-    as PyTorch users know them.
+    as PyTorch users know them. A functional layer (``torch.relu(x)`` in the tutorials'
+    ``forward``) is a parameterless child here too, under its index, so that scripting and
+    export work unchanged; ``print(model)`` leaves it out, as PyTorch prints the tutorials'
+    class, which has no such attribute.
     """
 
-    def __init__(self, name: str, modules: OrderedDict[str, nn.Module]) -> None:
+    def __init__(self, name: str, modules: OrderedDict[str, nn.Module], functional: tuple[str, ...] = ()) -> None:
         super().__init__(modules)
         self.spec_name = name
+        self.functional = functional  # the children that are calls in the tutorials' forward
 
     def _get_name(self) -> str:
         return self.spec_name
+
+    def __repr__(self) -> str:
+        lines = [f"({key}): " + _addindent(repr(module), 2) for key, module in self._modules.items()
+                 if key not in self.functional]
+        return self._get_name() + ("(\n  " + "\n  ".join(lines) + "\n)" if lines else "()")
 
 
 def _build_layer(layer: Layer) -> nn.Module:
@@ -120,6 +137,12 @@ def _children(layers: tuple[Layer, ...]) -> OrderedDict[str, nn.Module]:
     return children
 
 
+def spec_model(spec: ModelSpec) -> SpecModel:
+    """The ``SpecModel`` of a spec, on the current default device, without any check (see ``build_model``)."""
+    functional = tuple(str(i) for i, layer in enumerate(spec.layers) if layer.functional)
+    return SpecModel(spec.name, _children(spec.layers), functional)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -127,7 +150,7 @@ def count_parameters(model: nn.Module) -> int:
 def parameter_count(spec: ModelSpec) -> int:
     """Parameters of a spec, counted on the meta device (no memory is allocated)."""
     with torch.device("meta"):
-        model = SpecModel(spec.name, _children(spec.layers))
+        model = spec_model(spec)
     return count_parameters(model)
 
 
@@ -144,13 +167,34 @@ def activation_count(spec: ModelSpec) -> int:
     if counts[0] > MAX_SAMPLE_ACTIVATIONS:
         return counts[0]
     with torch.device("meta"):
-        model = SpecModel(spec.name, _children(spec.layers))
+        model = spec_model(spec)
         for module in model.modules():
             if next(module.children(), None) is None:
                 module.register_forward_hook(hook)
         # A shape error (torch raises several types) stops the count there; infer_shapes reports it.
         with contextlib.suppress(Exception):
             model(torch.empty(1, *spec.input_shape))
+    return sum(counts)
+
+
+def forward_elements(spec: ModelSpec, shape: tuple[int, ...]) -> int:
+    """Elements of an input of the whole ``shape`` (batch included, as given) plus every leaf
+    layer's outputs, from a meta-device forward pass of the spec's model (nothing is allocated).
+    A shape error stops the count there (as torch would stop)."""
+    counts = [math.prod(shape)]
+
+    def hook(module, inputs, output) -> None:
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                counts.append(t.numel())
+
+    with torch.device("meta"):
+        model = spec_model(spec)
+        for module in model.modules():
+            if next(module.children(), None) is None:
+                module.register_forward_hook(hook)
+        with contextlib.suppress(Exception):  # torch raises several types for a shape error
+            model(torch.empty(shape))
     return sum(counts)
 
 
@@ -178,7 +222,7 @@ def build_model(spec: ModelSpec, seed: int | None = 0, param_cap: int = DEFAULT_
     spec = checked_spec(spec, param_cap)
     if seed is not None:
         torch.manual_seed(seed)
-    return SpecModel(spec.name, _children(spec.layers))
+    return spec_model(spec)
 
 
 @dataclass
@@ -205,35 +249,43 @@ class ShapeError(SpecError):
 
 
 def _fix(layer: Layer, got: tuple[int, ...]) -> LabError:
-    """What to change so ``layer`` takes input of shape ``got`` (a message in the page's language)."""
-    kind, a, shape = layer.type, layer.args, Code(str(got))
+    """What to change so ``layer`` takes input of shape ``got`` (a message in the page's language;
+    layer types, shapes and the settings to type are code)."""
+    kind, a, shape = Code(layer.type), layer.args, Code(str(got))
+
+    def setting(name: str, value: object) -> Code:
+        return Code(f"{name}={value}")
+
     if isinstance(a, LinearArgs):
         if len(got) > 2 and got[-1] != a.in_features:
-            return LabError("spec.fix.linear_flatten", n=a.in_features, shape=shape, flat=math.prod(got[1:]),
-                            last=got[-1])
-        return LabError("spec.fix.linear_features", n=a.in_features, last=got[-1])
+            return LabError("spec.fix.linear_flatten", kind=kind, n=a.in_features, shape=shape,
+                            flat=setting("in_features", math.prod(got[1:])), last=setting("in_features", got[-1]))
+        return LabError("spec.fix.linear_features", kind=kind, n=a.in_features, last=setting("in_features", got[-1]))
     if isinstance(a, ConvArgs):
-        dims = 3 if kind == "Conv1d" else 4
-        if len(got) not in (dims - 1, dims):
-            expected = Code(f"(N, C, {'L' if dims == 3 else 'H, W'})")
-            return LabError("spec.fix.conv_input", kind=Code(kind), expected=expected, shape=shape)
+        spatial = {"Conv1d": "L", "Conv2d": "H, W", "Conv3d": "D, H, W"}[layer.type]
+        dims = 2 + len(spatial.split(", "))
+        if len(got) != dims:  # the lab's shapes always have the batch first: a missing or extra dimension
+            return LabError("spec.fix.conv_input", kind=kind, expected=Code(f"(N, C, {spatial})"), shape=shape)
         if len(got) == dims and got[1] != a.in_channels:
-            return LabError("spec.fix.conv_channels", kind=Code(kind), n=a.in_channels, got=got[1])
-        return LabError("spec.fix.conv_kernel", kind=Code(kind), shape=shape)
+            return LabError("spec.fix.conv_channels", kind=kind, n=a.in_channels, got=setting("in_channels", got[1]))
+        return LabError("spec.fix.conv_kernel", kind=kind, shape=shape)
     if isinstance(a, BatchNormArgs):
-        return LabError("spec.fix.norm_features", kind=Code(kind), n=a.num_features,
-                        got=got[1] if len(got) > 1 else Code(str(got)))
+        return LabError("spec.fix.norm_features", kind=kind, n=a.num_features,
+                        got=setting("num_features", got[1]) if len(got) > 1 else shape)
     if isinstance(a, LayerNormArgs):
-        return LabError("spec.fix.layer_norm", dims=Code(str(a.normalized_shape)), got=got[-1])
+        return LabError("spec.fix.layer_norm", kind=kind, dims=Code(str(a.normalized_shape)),
+                        got=setting("normalized_shape", got[-1]))
     if isinstance(a, RecurrentArgs):
         if len(got) != 3:
-            return LabError("spec.fix.rnn_input", kind=Code(kind), shape=shape)
-        return LabError("spec.fix.rnn_features", kind=Code(kind), n=a.input_size, got=got[-1])
+            return LabError("spec.fix.rnn_input", kind=kind, expected=Code("(N, T, features)"), shape=shape,
+                            fix=Code("Flatten(start_dim=1, end_dim=2)"))
+        return LabError("spec.fix.rnn_features", kind=kind, n=a.input_size, got=setting("input_size", got[-1]))
     if isinstance(a, ResBlockArgs):
-        return LabError("spec.fix.resblock", n=a.channels, got=got[1] if len(got) > 1 else Code(str(got)))
-    if kind in ("MaxPool2d", "AvgPool2d"):
-        return LabError("spec.fix.pool_kernel", kind=Code(kind), shape=shape)
-    return LabError("spec.fix.other", kind=Code(kind), shape=shape)
+        return LabError("spec.fix.resblock", kind=kind, expected=Code(f"(N, {a.channels}, H, W)"),
+                        got=setting("channels", got[1]) if len(got) > 1 else shape)
+    if layer.type in ("MaxPool2d", "AvgPool2d"):
+        return LabError("spec.fix.pool_kernel", kind=kind, shape=shape, arg=Code("kernel_size"))
+    return LabError("spec.fix.other", kind=kind, shape=shape)
 
 
 def infer_shapes(spec: ModelSpec, batch: int = 2) -> list[ShapeStep]:

@@ -1,9 +1,11 @@
 """Model specs: a model as data, validated once into a typed ``ModelSpec``.
 
-A spec's JSON is ``{"name": str, "input_shape": [C, H, W] or [F] or [T, F], "layers": [layer, ...]}``
-where a layer is ``{"type": str, "args": {...}}`` with literal arguments, an optional
-``"name"`` (the child's attribute name, as in the tutorials' classes) and, for ``Sequential``,
-nested ``"layers"``. ``ModelSpec.parse`` (or ``from_json``) turns that data into a frozen
+A spec's JSON is ``{"name": str, "input_shape": [C, H, W] or [F] or [T, F] or [C, D, H, W],
+"layers": [layer, ...]}`` where a layer is ``{"type": str, "args": {...}}`` with literal arguments,
+an optional ``"name"`` (the child's attribute name, as in the tutorials' classes), for an
+activation or ``Flatten`` an optional ``"functional": true`` (a call in ``forward`` such as
+``torch.relu(x)``, not a layer the model registers: the tutorials' ``NeuralNet``) and, for
+``Sequential``, nested ``"layers"``. ``ModelSpec.parse`` (or ``from_json``) turns that data into a frozen
 ``ModelSpec`` whose layers are typed by their ``type`` (one arguments model per layer type,
 with PyTorch's ranges and the lab's caps); anything wrong raises one ``SpecError`` naming the
 layer, the argument and the fix. Afterwards the engine takes the typed spec and never checks it
@@ -12,6 +14,8 @@ again. ``to_dict``/``to_json`` write the same JSON back (only the arguments the 
 from __future__ import annotations
 
 import json
+import keyword
+import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -34,6 +38,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+from torch import nn
 
 from core.errors import Code, LabError
 from core.safe.jsontext import loads_user_json
@@ -42,8 +47,8 @@ DEFAULT_PARAM_CAP = 50_000_000
 MAX_LAYERS = 200
 MAX_DEPTH = 4  # Sequential blocks nest at most this deep
 MAX_DIM = 65_536  # any single size argument (features, channels, hidden size)
-# A model's input shape, without the batch dimension: 1 to 3 sizes, each 1..4096.
-MAX_INPUT_DIMS = 3
+# A model's input shape, without the batch dimension: 1 to 4 sizes (Conv3d's C, D, H, W), each 1..4096.
+MAX_INPUT_DIMS = 4
 MAX_INPUT_SIZE = 4096
 MAX_JSON_CHARS = 200_000
 # Elements one sample puts through the model (its input plus every layer's output), counted
@@ -99,10 +104,38 @@ Flag = Annotated[bool, Strict()]
 def _identifier(value: str) -> str:
     if not (value.isidentifier() and not value.startswith("_") and len(value) <= 40):
         raise PydanticCustomError("identifier", "must be a Python identifier not starting with '_'")
+    # Python reads identifiers NFKC-normalized: `self.ﬁ` is `self.fi`, so two layers named "ﬁ" and
+    # "fi" would be one attribute in the generated code. A name must be written as Python reads it.
+    normalized = unicodedata.normalize("NFKC", value)
+    if normalized != value:
+        raise PydanticCustomError("identifier_nfkc", "Python reads this name as {normalized}",
+                                  {"normalized": normalized})
+    if keyword.iskeyword(value):
+        raise PydanticCustomError("identifier_reserved", "a Python keyword cannot be a name")
     return value
 
 
-Name = Annotated[str, Strict(), AfterValidator(_identifier)]
+# Names the generated code itself uses (a model class named `torch` would hide the module).
+CODE_NAMES = frozenset({"torch", "nn", "OrderedDict", "ResBlock", "LSTM", "GRU"})
+# Attributes an `nn.Sequential` already has (`forward`, `training`, `append`...): a child of that
+# name cannot be registered (PyTorch raises "attribute 'forward' already exists").
+MODULE_ATTRIBUTES = frozenset(dir(nn.Sequential()))
+
+
+def _model_name(value: str) -> str:
+    if value in CODE_NAMES:
+        raise PydanticCustomError("identifier_reserved", "the generated code uses this name")
+    return value
+
+
+def _layer_name(value: str) -> str:
+    if value in MODULE_ATTRIBUTES:
+        raise PydanticCustomError("identifier_reserved", "nn.Module already has an attribute of this name")
+    return value
+
+
+Name = Annotated[str, Strict(), AfterValidator(_identifier), AfterValidator(_model_name)]
+LayerName = Annotated[str, Strict(), AfterValidator(_identifier), AfterValidator(_layer_name)]
 
 
 def _input_shape(value: Any, handler: ValidatorFunctionWrapHandler) -> tuple[int, ...]:
@@ -111,7 +144,7 @@ def _input_shape(value: Any, handler: ValidatorFunctionWrapHandler) -> tuple[int
     except ValidationError:
         shape = ()
     if not 1 <= len(shape) <= MAX_INPUT_DIMS or not all(1 <= s <= MAX_INPUT_SIZE for s in shape):
-        raise PydanticCustomError("input_shape", "must be 1 to 3 sizes between 1 and 4096")
+        raise PydanticCustomError("input_shape", "must be 1 to 4 sizes between 1 and 4096")
     return shape
 
 
@@ -219,6 +252,7 @@ class RecurrentArgs(Args):
 
 class ResBlockArgs(Args):
     channels: Size
+    bias: Flag = True  # the tutorial's convolutions have biases (nn.Conv2d's default)
     batchnorm: Flag = True
 
 
@@ -230,7 +264,9 @@ class Layer(BaseModel):
 
     type: str
     args: Args
-    name: Name | None = None
+    name: LayerName | None = None
+    # A call in forward (`x = torch.relu(x)`) rather than a registered layer; activations and Flatten only.
+    functional: Flag = False
 
     @model_validator(mode="before")
     @classmethod
@@ -244,6 +280,8 @@ class Layer(BaseModel):
         data = handler(self)
         if data.get("name") is None:
             data.pop("name", None)
+        if not data.get("functional"):
+            data.pop("functional", None)
         return data
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,14 +298,16 @@ class SequentialLayer(Layer):
 
 # Layer type -> its arguments model, in the order the Builder lists them (a data table).
 LAYER_ARGS: dict[str, type[Args]] = {
-    "Linear": LinearArgs, "Conv1d": ConvArgs, "Conv2d": ConvArgs, "MaxPool2d": PoolArgs, "AvgPool2d": PoolArgs,
-    "AdaptiveAvgPool2d": AdaptivePoolArgs, "BatchNorm1d": BatchNormArgs, "BatchNorm2d": BatchNormArgs,
-    "LayerNorm": LayerNormArgs, "Dropout": DropoutArgs, "ReLU": NoArgs, "LeakyReLU": LeakyReLUArgs,
-    "Sigmoid": NoArgs, "Tanh": NoArgs, "Softmax": SoftmaxArgs, "Flatten": FlattenArgs, "LSTM": RecurrentArgs,
-    "GRU": RecurrentArgs, "ResBlock": ResBlockArgs,
+    "Linear": LinearArgs, "Conv1d": ConvArgs, "Conv2d": ConvArgs, "Conv3d": ConvArgs, "MaxPool2d": PoolArgs,
+    "AvgPool2d": PoolArgs, "AdaptiveAvgPool2d": AdaptivePoolArgs, "BatchNorm1d": BatchNormArgs,
+    "BatchNorm2d": BatchNormArgs, "LayerNorm": LayerNormArgs, "Dropout": DropoutArgs, "ReLU": NoArgs,
+    "LeakyReLU": LeakyReLUArgs, "Sigmoid": NoArgs, "Tanh": NoArgs, "Softmax": SoftmaxArgs, "Flatten": FlattenArgs,
+    "LSTM": RecurrentArgs, "GRU": RecurrentArgs, "ResBlock": ResBlockArgs,
 }
 ARGS: dict[str, type[Args]] = {**LAYER_ARGS, "Sequential": NoArgs}
 LAYER_TYPES = tuple(ARGS)
+# Layers that may be a function call in forward instead of a module (``"functional": true``).
+FUNCTIONAL_TYPES = ("ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "Flatten")
 
 
 def _model_class(name: str, base: type[Layer], **fields: Any) -> type[Layer]:
@@ -345,6 +385,27 @@ def arg_info(kind: str) -> dict[str, ArgInfo]:
     return ARG_INFO[kind]
 
 
+def _check_block(layers: tuple[Layer, ...], prefix: str, top: bool) -> None:
+    """Names unique within a block (a repeated name would replace a child); functional layers
+    only at the top level (an ``nn.Sequential`` holds modules, not calls) and only of the types
+    that have a function (``torch.relu``...), and without a name (a call has no attribute)."""
+    names = [x.name for x in layers if x.name is not None]
+    if len(names) != len(set(names)):
+        raise SpecError("spec.names_unique")
+    for i, layer in enumerate(layers):
+        path = f"{prefix}{i}"
+        if layer.functional:
+            where = {"layer": path, "kind": Code(layer.type)}
+            if layer.type not in FUNCTIONAL_TYPES:
+                raise SpecError("spec.functional_type", **where, types=Code(", ".join(FUNCTIONAL_TYPES)))
+            if not top:
+                raise SpecError("spec.functional_nested", **where)
+            if layer.name is not None:
+                raise SpecError("spec.functional_name", **where, name=Code(layer.name))
+        if isinstance(layer, SequentialLayer):
+            _check_block(layer.layers, f"{path}.", top=False)
+
+
 def count_layers(layers: tuple[Layer, ...]) -> int:
     return sum(1 + (count_layers(x.layers) if isinstance(x, SequentialLayer) else 0) for x in layers)
 
@@ -367,9 +428,7 @@ class ModelSpec(BaseModel):
     def _whole_spec(self) -> ModelSpec:
         if count_layers(self.layers) > MAX_LAYERS:
             raise SpecError("spec.too_many_layers", n=MAX_LAYERS)
-        names = [x.name for x in self.layers if x.name is not None]
-        if len(names) != len(set(names)):
-            raise SpecError("spec.names_unique")
+        _check_block(self.layers, "", top=True)
         return self
 
     @classmethod
@@ -451,6 +510,10 @@ def spec_error(exc: ValidationError) -> SpecError:
         if not loc:
             return SpecError("spec.not_object")
         if loc == ("name",):
+            if kind_of_error == "identifier_nfkc":
+                return SpecError("spec.name_nfkc", got=_got(value), normalized=_got(err["ctx"]["normalized"]))
+            if kind_of_error == "identifier_reserved":
+                return SpecError("spec.name_reserved", got=_got(value), names=Code(", ".join(sorted(CODE_NAMES))))
             return SpecError("spec.bad_name", got=_got(value))
         if loc == ("input_shape",):
             return _shape_error(value if kind_of_error != "missing" else None)
@@ -470,6 +533,11 @@ def spec_error(exc: ValidationError) -> SpecError:
     if kind_of_error == "extra_forbidden" and len(rest) == 1:
         return SpecError("spec.layer_unknown_keys", layer=path, keys=_unknown_keys(errors, loc[:-1]))
     if rest[:1] == ("name",):
+        if kind_of_error == "identifier_nfkc":
+            return SpecError("spec.layer_name_nfkc", **where, got=_got(value),
+                             normalized=_got(err["ctx"]["normalized"]))
+        if kind_of_error == "identifier_reserved":
+            return SpecError("spec.layer_name_reserved", **where, got=_got(value))
         return SpecError("spec.bad_layer_name", **where, got=_got(value))
     if rest[:1] == ("layers",):
         return SpecError("spec.sequential_empty", **where)

@@ -7,9 +7,10 @@ import streamlit as st
 
 from core.errors import LabError
 from core.lessons.builder import EDITABLE_TYPES, add_layer, move_layer, parse_input_shape, remove_layer
+from core.ml.codegen import function_call
 from core.ml.modules import checked_spec
-from core.ml.spec import ModelSpec, arg_info
-from core.ml.zoo import DEFAULT_PRESET, preset_spec
+from core.ml.spec import FUNCTIONAL_TYPES, ModelSpec, arg_info
+from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
 from pages.ui.text import tr
 
 SPEC_KEY = "current_spec"
@@ -32,13 +33,36 @@ def set_spec(edited: Callable[[], ModelSpec]) -> bool:
         return False
     st.session_state[SPEC_KEY] = spec
     st.session_state.pop("bld_error", None)
-    # New widget keys for the new stack: the browser keeps values per key, so reusing a
-    # key would carry an old layer's value into the new one.
+    # New argument widgets for the new stack: the browser keeps values per key, so reusing a
+    # key would carry an old layer's value into the new one. The old keys belong to widgets
+    # this run no longer draws, so dropping their state cannot send a stale value back.
     st.session_state["bld_ver"] = st.session_state.get("bld_ver", 0) + 1
-    # Argument widgets belong to the previous stack; drop their state.
-    for key in [k for k in st.session_state if str(k).startswith(("bld_arg_", "bld_json", "bld_shape"))]:
+    for key in [k for k in st.session_state if str(k).startswith("bld_arg_")]:
         del st.session_state[key]
     return True
+
+
+def follow_spec(spec: ModelSpec) -> None:
+    """Show the current model in the widgets that display it: the input shape box, the JSON box
+    and the Preset box. Called before they render, whenever the model is not the one they show.
+
+    Their values are set through their keys, which is what moves the browser's value too. (Deleting
+    a key instead leaves the browser showing, and on the next interaction sending back, the old
+    value: a 1x28x28 input shape on a model loaded for 5x10 inputs.) A text the user typed that was
+    refused stays, since it did not change the model.
+    """
+    keys = ("bld_shape", "bld_json", "bld_preset")
+    # Streamlit drops a widget's state when a run does not draw it (another page was open): then refill it.
+    if st.session_state.get("bld_shown") == spec and all(key in st.session_state for key in keys):
+        return
+    st.session_state["bld_shape"] = ", ".join(map(str, spec.input_shape))
+    st.session_state["bld_json"] = spec.to_json()
+    preset = next((key for key, p in PRESETS.items() if p.spec == spec), None)
+    if preset is not None:
+        st.session_state["bld_preset"] = preset
+    elif st.session_state.get("bld_preset") not in PRESETS:
+        st.session_state["bld_preset"] = DEFAULT_PRESET
+    st.session_state["bld_shown"] = spec
 
 
 def _parse_ints(text: str):
@@ -48,7 +72,28 @@ def _parse_ints(text: str):
     return text  # refused by the spec's validation with a message naming the argument
 
 
-def _on_arg_change(index: int, name: str, key: str, is_text: bool) -> None:
+def _of_this_stack(version: int, key: str) -> bool:
+    """Whether an argument widget's callback belongs to the current stack. A click that loads another
+    model can arrive with a value of the old stack's widgets: Streamlit then calls their callbacks after
+    the click's own, when their keys are gone and index ``i`` names another model's layer."""
+    return version == st.session_state.get("bld_ver", 0) and key in st.session_state
+
+
+def _on_functional_change(version: int, index: int, key: str) -> None:
+    if not _of_this_stack(version, key):
+        return
+    spec = current_spec()
+    layer = spec.layers[index].to_dict()
+    layer["functional"] = bool(st.session_state[key])
+    if layer["functional"]:
+        layer.pop("name", None)  # a call in forward has no attribute, so no name
+    layers = [*spec.layers[:index], layer, *spec.layers[index + 1:]]
+    _apply(lambda: spec.edit(layers=layers))
+
+
+def _on_arg_change(version: int, index: int, name: str, key: str, is_text: bool) -> None:
+    if not _of_this_stack(version, key):
+        return
     spec = current_spec()
     layer = spec.layers[index].to_dict()
     value = st.session_state[key]
@@ -73,6 +118,11 @@ def layer_editor(spec: ModelSpec, index: int) -> None:
     if kind == "Sequential":
         st.info(tr("builder.sequential_json"))
         return
+    version = st.session_state.get("bld_ver", 0)
+    if kind in FUNCTIONAL_TYPES:
+        key = f"bld_arg_{version}_{index}_{kind}_functional"
+        st.checkbox(tr("builder.functional"), value=layer.functional, key=key, help=tr("builder.functional_help"),
+                    on_change=_on_functional_change, args=(version, index, key))
     schema = arg_info(kind)
     if not schema:
         st.caption(tr("builder.no_args", kind=kind))
@@ -81,14 +131,16 @@ def layer_editor(spec: ModelSpec, index: int) -> None:
     cols = st.columns(min(4, len(schema)))
     for i, (name, arg) in enumerate(schema.items()):
         value = given.get(name, arg.default)
-        key = f"bld_arg_{st.session_state.get('bld_ver', 0)}_{index}_{kind}_{name}"
+        key = f"bld_arg_{version}_{index}_{kind}_{name}"
         is_text = arg.kind == "ints" and (isinstance(value, list) or value is None)
-        common = dict(key=key, on_change=_on_arg_change, args=(index, name, key, is_text))
+        common = dict(key=key, on_change=_on_arg_change, args=(version, index, name, key, is_text))
         with cols[i % len(cols)]:
             if arg.kind == "bool":
                 st.checkbox(name, value=bool(value), **common)
             elif arg.kind == "choice":
-                st.selectbox(name, list(arg.choices), index=list(arg.choices).index(value), **common)
+                labels = {v: tr(f"builder.choice.{v}") for v in arg.choices}
+                st.selectbox(name, list(arg.choices), index=list(arg.choices).index(value),
+                             format_func=labels.__getitem__, **common)
             elif arg.kind == "float":
                 st.number_input(name, min_value=float(arg.lo), max_value=float(arg.hi), value=float(value),
                                 step=0.05, **common)
@@ -129,7 +181,9 @@ def layer_choice(spec: ModelSpec) -> int | None:
     if not isinstance(st.session_state.get("bld_sel"), int) or not 0 <= st.session_state["bld_sel"] < n:
         st.session_state["bld_sel"] = n - 1 if st.session_state.get("bld_sel", 0) else 0
     return st.selectbox(tr("builder.edit"), range(n), key="bld_sel",
-                        format_func=lambda i: f"{i}: {spec.layers[i].name or ''} {spec.layers[i].type}")
+                        format_func=lambda i: f"{i}: " + (function_call(spec.layers[i]) if spec.layers[i].functional
+                                                          else " ".join(filter(None, (spec.layers[i].name,
+                                                                                      spec.layers[i].type)))))
 
 
 def stack_controls(spec: ModelSpec, index: int | None) -> None:

@@ -46,9 +46,12 @@ def test_pending_chinese_texts(key):
     assert not english_sentences(_PLACEHOLDER.sub("X", text.replace("{{", "(").replace("}}", ")")))
 
 
-@pytest.mark.parametrize("key", [
-    pytest.param(k, marks=pytest.mark.xfail(strict=True, reason="M7's note is core/ml/zoo.py's (the Builder's "
-                                            "change converts it): Linear(16*14*14, 10) loses its asterisks"))
-    if k == "cnn_rgb16" else k for k in PRESETS])
-def test_preset_notes_keep_their_characters(key):
-    assert not markdown_losses(str(PRESETS[key].note)), PRESETS[key].note
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("key", [k for k, p in PRESETS.items() if p.note])
+def test_preset_notes_keep_their_characters(key, lang):
+    """A preset's note is catalogue text (``zoo.note.<key>``) that Markdown shows whole: M7's
+    `Linear(16*14*14, 10)` is code, not "Linear(161414, 10)" in italics."""
+    text = CATALOGUE[lang][PRESETS[key].note]
+    assert not markdown_losses(text), text
+    if key == "cnn_rgb16":
+        assert "`Linear(16*14*14, 10)`" in text

@@ -55,7 +55,7 @@ def test_loading_a_preset_refreshes_the_argument_widgets(server, page):
     page.goto(server.url + "/builder")
     wait_idle(page)
     assert page.get_by_label("out_channels").input_value() == "32"  # LabCNN's first conv
-    page.get_by_role("button", name="M5", exact=True).click()
+    page.locator(".st-key-bld_ex_M5 button").first.click()  # "M5 · CNN"
     wait_idle(page)
     assert page.get_by_label("out_channels").input_value() == "16"  # the tutorials' CNN
     no_errors(page)

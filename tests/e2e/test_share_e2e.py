@@ -23,7 +23,7 @@ def share_url(page, lang: str = "en") -> str:
 def test_share_link_restores_model_language_seed_and_view(server, page, chromium):
     page.goto(server.url + "/builder?lang=简体中文&seed=7")
     wait_idle(page)
-    page.get_by_role("button", name="M8", exact=True).click()  # graph view of NetWithResBlock
+    page.locator(".st-key-bld_ex_M8 button").first.click()  # "M8 · NetWithResBlock": its graph view
     wait_idle(page)
     url = share_url(page, "zh")
     assert "/builder?" in url and "s=1." in url and "bld_tab=graph" in url and len(url) < 2000

@@ -27,6 +27,13 @@ def test_home_shows_cards_environment_and_zoo(app):
     assert at.button_group(key="lang").value == "en"
 
 
+def test_home_zoo_has_the_tutorials_m8_and_titles_in_the_pages_language(app):
+    at = app(lang="简体中文")
+    zoo = at.dataframe[0].value.set_index(ZH["home.zoo.col.preset"])
+    assert zoo.loc["resblock_net", ZH["home.zoo.col.params"]] == 5_034  # the tutorial's NetWithResBlock
+    assert zoo.loc["lab_cnn", ZH["home.zoo.col.title"]] == ZH["zoo.title.lab_cnn"] != EN["zoo.title.lab_cnn"]
+
+
 def test_language_switch_translates_and_survives_page_change(app):
     at = app()
     at.button_group(key="lang").set_value("zh").run()

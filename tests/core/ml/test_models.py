@@ -2,14 +2,16 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
+from core.ml.codegen import module_code
 from core.ml.modules import ShapeError, build_model, count_parameters, infer_shapes, parameter_count
 from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import PRESETS, preset_spec, zoo_rows
 
-TUTORIAL_COUNTS = {  # SEED_EXAMPLES M1-M7
+TUTORIAL_COUNTS = {  # SEED_EXAMPLES M1-M8
     "linear": 2, "neural_net": 241, "mlp_sequential": 1591, "neural_network": 669_706,
-    "cnn": 31_530, "simple_cnn": 50_186, "cnn_rgb16": 31_818,
+    "cnn": 31_530, "simple_cnn": 50_186, "cnn_rgb16": 31_818, "resblock_net": 5_034,
 }
 
 
@@ -73,15 +75,130 @@ def test_m9_output_shapes():
                       "lstm_seq": (4, 5, 20), "gru_seq": (4, 5, 20)}
 
 
+# The tutorials' own classes, as they write them.
+class TutorialResBlock(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+class NetWithResBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.input_layer = nn.Conv2d(1, 16, kernel_size=3, padding=1)
+        self.resblock = TutorialResBlock(16)
+        self.pool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.input_layer(x)
+        x = self.resblock(x)
+        x = self.pool(x)
+        x = torch.flatten(x, 1)
+        x = self.fc(x)
+        return x
+
+
+class NeuralNet(nn.Module):
+    def __init__(self, input_size, hidden_size, output_size):
+        super().__init__()
+        self.fc1 = nn.Linear(input_size, hidden_size)
+        self.fc2 = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x):
+        x = torch.relu(self.fc1(x))
+        x = self.fc2(x)
+        return x
+
+
+@pytest.mark.parametrize("key,tutorial", [("resblock_net", NetWithResBlock),
+                                          ("neural_net", lambda: NeuralNet(10, 20, 1))])
+def test_m2_and_m8_are_the_tutorials_classes(key, tutorial):
+    """Printed, counted, keyed and computing exactly as the tutorial's class (M8: 5,034 parameters,
+    the ResBlock 4,704; M2: 241, its ReLU a torch.relu call in forward, not a layer)."""
+    ours, theirs = build_model(preset_spec(key), seed=3), tutorial()
+    theirs._get_name = lambda: ours.spec_name  # the tutorial's class has the same name; only the test's differs
+    assert repr(ours) == repr(theirs).replace("TutorialResBlock", "ResBlock")
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert count_parameters(ours) == count_parameters(theirs) == TUTORIAL_COUNTS[key]
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(5, *preset_spec(key).input_shape)
+    for mode in (True, False):
+        torch.testing.assert_close(ours.train(mode)(x), theirs.train(mode)(x))
+    if key == "resblock_net":
+        assert count_parameters(ours.resblock) == 4_704
+
+
 def test_m8_resblock_has_identity_skip():
     model = build_model(preset_spec("resblock_net"))
     block = model.resblock
-    assert isinstance(block.bn1, torch.nn.BatchNorm2d)
+    assert isinstance(block.bn1, torch.nn.BatchNorm2d) and block.conv1.bias is not None
     with torch.no_grad():  # zero residual branch -> the block is relu(identity)
         block.bn2.weight.zero_()
         block.bn2.bias.zero_()
     x = torch.randn(2, 16, 8, 8)
     assert torch.equal(block.eval()(x), torch.relu(x))
+
+
+def test_conv3d_is_a_layer_type_with_shapes_summary_and_code():
+    spec = preset_spec("conv3d")
+    assert infer_shapes(spec, batch=2)[-1].output_shape == (2, 16, 8, 32, 32)
+    assert parameter_count(spec) == count_parameters(nn.Conv3d(3, 16, 3, padding=1)) == 1_312
+    assert "(0): Conv3d(3, 16, kernel_size=(3, 3, 3), stride=(1, 1, 1), padding=(1, 1, 1))" in repr(build_model(spec))
+    assert "nn.Conv3d(3, 16, 3, padding=1)" in module_code(spec)
+    bad = spec.edit(input_shape=[3, 32, 32])
+    with pytest.raises(ShapeError, match=r"Conv3d needs input \(N, C, D, H, W\)"):
+        infer_shapes(bad)
+
+
+@pytest.mark.parametrize("name,message", [
+    ("\ufb01", "reads as 'fi' in Python"),  # the ligature ﬁ: Python reads self.ﬁ as self.fi
+    ("class", "Python keyword"), ("forward", "attribute every nn.Module already has"),
+    ("training", "attribute every nn.Module already has"), ("append", "attribute every nn.Module already has"),
+])
+def test_layer_names_python_would_read_otherwise_are_refused(name, message):
+    data = {"name": "M", "input_shape": [2], "layers": [{"type": "Linear", "name": name,
+                                                          "args": {"in_features": 2, "out_features": 2}}]}
+    with pytest.raises(SpecError, match=message):
+        ModelSpec.parse(data)
+
+
+def test_two_layers_equal_under_nfkc_cannot_collapse_into_one():
+    layers = [{"type": "ReLU", "name": "fi"}, {"type": "ReLU", "name": "\ufb01"}]
+    with pytest.raises(SpecError, match="reads as 'fi'"):
+        ModelSpec.parse({"name": "M", "input_shape": [2], "layers": layers})
+    with pytest.raises(SpecError, match="reads as"):
+        ModelSpec.parse({"name": "\ufb01ne", "input_shape": [2], "layers": []})
+    with pytest.raises(SpecError, match="a name the generated code uses"):
+        ModelSpec.parse({"name": "torch", "input_shape": [2], "layers": []})
+
+
+def test_nested_names_are_unique_and_functional_layers_are_checked():
+    nested = {"type": "Sequential", "layers": [{"type": "ReLU", "name": "a"}, {"type": "Tanh", "name": "a"}]}
+    with pytest.raises(SpecError, match="layer names must be unique"):
+        ModelSpec.parse({"name": "M", "input_shape": [2], "layers": [nested]})
+    for layer, message in (({"type": "Linear", "functional": True, "args": {"in_features": 2, "out_features": 2}},
+                            "only ReLU, LeakyReLU"),
+                           ({"type": "ReLU", "functional": True, "name": "relu"}, "remove its name"),
+                           ({"type": "Sequential", "layers": [{"type": "ReLU", "functional": True}]},
+                            "inside a Sequential block")):
+        with pytest.raises(SpecError, match=message):
+            ModelSpec.parse({"name": "M", "input_shape": [2], "layers": [layer]})
 
 
 @pytest.mark.parametrize("output,shape", [("last", (2, 20)), ("sequence", (2, 7, 20)), ("hidden", (2, 20))])
@@ -160,3 +277,11 @@ def test_bad_json():
 def test_zoo_rows():
     rows = {r["preset"]: r for r in zoo_rows()}
     assert rows["neural_network"]["params"] == 669_706 and rows["neural_network"]["output"] == "(1, 10)"
+
+
+def test_the_zoo_table_shows_the_tutorials_counts_in_both_languages():
+    rows = {r["preset"]: r for r in zoo_rows()}
+    assert rows["resblock_net"]["params"] == 5_034 and rows["neural_net"]["params"] == 241
+    assert rows["conv3d"]["output"] == "(1, 16, 8, 32, 32)"
+    zh = {r["preset"]: r for r in zoo_rows("zh")}
+    assert zh["lab_cnn"]["title"] == "实验室 CNN：快速的 MNIST 配方" != rows["lab_cnn"]["title"]

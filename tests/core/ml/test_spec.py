@@ -40,7 +40,7 @@ def test_every_preset_round_trips_to_the_same_json(key):
 
 
 def test_every_layer_type_is_typed():
-    assert set(TODAY) == set(PRESETS) and len(LAYER_TYPES) == 20
+    assert set(TODAY) == set(PRESETS) and len(LAYER_TYPES) == 21
     spec = ModelSpec.parse(M([{"type": "Linear", "args": {"in_features": 1, "out_features": 2}},
                               {"type": "Sequential", "name": "block", "layers": [{"type": "ReLU"}]}]))
     linear, block = spec.layers
@@ -66,9 +66,9 @@ def test_only_given_arguments_are_written_back_and_nulls_are_not_given():
 BAD = [
     ("not a dict", "a model spec must be an object with name, input_shape and layers"),
     ({"name": "M", "input_shape": [1], "layers": [], "extra": 1}, "unknown spec keys: extra"),
-    (M([{"type": "Evil"}]), "layer 0: unknown layer type 'Evil'; known types: Linear, Conv1d, Conv2d, MaxPool2d, "
-     "AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, LayerNorm, Dropout, ReLU, LeakyReLU, Sigmoid, Tanh, "
-     "Softmax, Flatten, LSTM, GRU, ResBlock, Sequential"),
+    (M([{"type": "Evil"}]), "layer 0: unknown layer type 'Evil'; known types: Linear, Conv1d, Conv2d, Conv3d, "
+     "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, BatchNorm1d, BatchNorm2d, LayerNorm, Dropout, ReLU, LeakyReLU, "
+     "Sigmoid, Tanh, Softmax, Flatten, LSTM, GRU, ResBlock, Sequential"),
     (M([{"type": "Linear", "args": {"in_features": -3, "out_features": 1}}]),
      "layer 0 (Linear).in_features must be between 1 and 65536, got -3"),
     (M([{"type": "Linear", "args": {"in_features": "__import__('os')", "out_features": 1}}]),
@@ -83,7 +83,7 @@ BAD = [
     ({"name": "os.system", "input_shape": [1], "layers": []},
      "model name must be a Python identifier (letters, digits, _), got 'os.system'"),
     ({"name": "M", "input_shape": [0], "layers": []},
-     "input_shape must be a list of 1 to 3 sizes between 1 and 4096 (without the batch dimension), got [0]"),
+     "input_shape must be a list of 1 to 4 sizes between 1 and 4096 (without the batch dimension), got [0]"),
     (M([{"type": "LSTM", "args": {"input_size": 1, "hidden_size": 1, "output": "all"}}]),
      "layer 0 (LSTM).output must be one of last, sequence, hidden, got 'all'"),
     (M([{"type": "ReLU", "layers": []}]), "layer 0 (ReLU): only Sequential blocks have nested layers"),
@@ -148,18 +148,18 @@ def test_shape_and_cap_errors_keep_their_wording():
 
 def test_one_input_shape_rule():
     assert check_input_shape([1, 28, 28]) == (1, 28, 28) == parse_input_shape("1 x 28 × 28")
-    for bad in ([], [1, 2, 3, 4], [0], [4097], [True], [1.0], "1, 2", None):
-        with pytest.raises(SpecError, match="input_shape must be a list of 1 to 3 sizes between 1 and 4096"):
+    for bad in ([], [1, 2, 3, 4, 5], [0], [4097], [True], [1.0], "1, 2", None):
+        with pytest.raises(SpecError, match="input_shape must be a list of 1 to 4 sizes between 1 and 4096"):
             check_input_shape(bad)
     for text in ("1, 28, __import__", "999999, 1", "", "²"):  # not sizes: the Builder's own message
         with pytest.raises(LabError, match="is not an input shape") as err:
             parse_input_shape(text)
         assert "不是有效的输入形状" in err.value.message("zh")
-    for text in ("1, 2, 3, 4", "5000", "0, 1"):  # sizes, but not an input shape: the rule's message
-        with pytest.raises(SpecError, match="input_shape must be a list of 1 to 3 sizes between 1 and 4096"):
+    for text in ("1, 2, 3, 4, 5", "5000", "0, 1"):  # sizes, but not an input shape: the rule's message
+        with pytest.raises(SpecError, match="input_shape must be a list of 1 to 4 sizes between 1 and 4096"):
             parse_input_shape(text)
     with pytest.raises(SpecError, match="input_shape must be"):
-        ModelSpec.parse({"name": "M", "input_shape": [1, 2, 3, 4], "layers": []})
+        ModelSpec.parse({"name": "M", "input_shape": [1, 2, 3, 4, 5], "layers": []})
 
 
 def test_arg_info_describes_the_builders_widgets():
