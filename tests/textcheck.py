@@ -117,7 +117,8 @@ def markdown_losses(text: str, template: bool = False) -> list[str]:
         near = plain[max(0, match.start() - 15):match.end() + 15]
         problems.append(f"backslash escape {match.group(0)!r} near {near!r}")
     for start, end in _emphasis(plain):
-        if not template and _intended_bold(plain, start, end):
+        # A page's own **label**, or a catalogue text's bold lead-in ("**Likely real.** ...") at its start.
+        if _intended_bold(plain, start, end) and (not template or start == 0):
             continue
         problems.append(f"{plain[start]!r} pairs into emphasis: {plain[max(0, start - 10):end + 10]!r}")
     return problems

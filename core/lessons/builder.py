@@ -226,9 +226,9 @@ def train_eval_demo(seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------- train() vs eval() on the learner's model
+# --------------------------------------------------------------------------- model.train() vs model.eval() on the learner's model
 def mode_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The submodules whose behaviour depends on train()/eval() or that normalize: Dropout, batch
+    """The submodules whose behaviour depends on model.train() / model.eval() or that normalize: Dropout, batch
     norm, layer/group norm (listed to show they do not change), and LSTM/GRU with dropout between layers."""
     found = []
     for name, module in model.named_modules():
@@ -254,7 +254,7 @@ def _capture_inputs(model: nn.Module, modules: list[tuple[str, nn.Module]], x: t
 
 
 def model_train_eval(spec: ModelSpec, seed: int = 0, batch: int = 8) -> dict:
-    """train() vs eval() on the learner's own model, for a random batch: for each Dropout or
+    """model.train() vs model.eval() on the learner's own model, for a random batch: for each Dropout or
     normalization layer, the largest change of its output between the modes (on the input it
     gets), and the same for the whole model's output. ``rows`` is empty for a model without such layers."""
     check_batch(spec, batch)

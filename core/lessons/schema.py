@@ -35,7 +35,8 @@ from core.lessons.probes import PROBES, check_expression, resolve_model
 LAB_PAGES = ("home", "tensors", "autograd", "builder", "data", "train", "runs", "profiler", "export", "predict")
 # The Train form's fields a share token carries (pages/ui/share.py TRAIN_FIELDS; a test keeps them in step).
 TRAIN_FORM_FIELDS = ("dataset", "optimizer", "lr", "scheduler", "loss", "batch_size", "epochs", "augment", "device",
-                     "precision", "momentum", "weight_decay", "label_smoothing", "source", "preset")
+                     "precision", "momentum", "weight_decay", "label_smoothing", "val_size", "ema", "tta", "drop_last",
+                     "accum_steps", "processes", "source", "preset")
 KINDS = ("number", "shape", "choice", "expression", "model", "parsons", "fix", "training")
 LANGS = ("en", "zh")
 

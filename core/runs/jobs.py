@@ -386,9 +386,13 @@ class JobManager:
         return self.store.run_dir(run_id) / LOG_NAME
 
     def log_tail(self, run_id: str, max_bytes: int = 4000) -> str:
-        """The end of the run's worker output: its log file, or what its cluster job printed."""
-        run = self.store.get_run(run_id)
+        """The end of the run's worker output: its log file, or what its cluster job printed (the log file
+        alone while the run store cannot be reached)."""
         path = self.log_path(run_id)
+        try:
+            run = self.store.get_run(run_id)
+        except StoreUnavailable:
+            run = None
         if run is None:
             return read_tail(path, max_bytes)
         executor = self._executor_for(run) or self.local

@@ -321,7 +321,7 @@ class LiveCharts:
 def live_figures(metrics: dict[str, pd.DataFrame], smoothing: float, text: Mapping[str, str]) -> dict[str, Any]:
     """The live view's charts of one run or an A/B pair ({label: metrics}): training loss per step,
     validation and test accuracy (or loss, for regression) per epoch, lr and samples/s. ``text``
-    holds the shown words (keys: loss, acc, test_acc, test_loss, val, test, speed; step and epoch, the x-axis
+    holds the shown words (keys: loss, acc, test_acc, test_loss, val, test, lr, speed; step and epoch, the x-axis
     titles, default to those words)."""
     step, epoch = text.get("step", "step"), text.get("epoch", "epoch")
     acc = "acc" if any((m["name"] == "test_acc").any() for m in metrics.values()) else "loss"
@@ -330,7 +330,7 @@ def live_figures(metrics: dict[str, pd.DataFrame], smoothing: float, text: Mappi
         "loss": curves_figure(metrics, "loss", smoothing=smoothing, labels={"y": text["loss"], "x": step}),
         "acc": curves_figure(metrics, names, x="epoch", labels={"y": text[f"test_{acc}"], "x": epoch},
                              legend={names[0]: text["val"], names[1]: text["test"]}),
-        "lr": curves_figure(metrics, "lr", height=240, labels={"y": "lr", "x": step}),
+        "lr": curves_figure(metrics, "lr", height=240, labels={"y": text.get("lr", "lr"), "x": step}),
         "speed": curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240,
                                labels={"y": text["speed"], "x": step}),
     }

@@ -1,4 +1,4 @@
-"""The Model Builder's views below the layer stack: forward pass, train() vs eval(), the tutorials' snippets.
+"""The Model Builder's views below the layer stack: forward pass, model.train() vs model.eval(), the tutorials' snippets.
 
 Each view calls one engine function of ``core.lessons.builder`` and renders what it returns;
 table headers and verdicts are UI text in the page's language, code and PyTorch's output stay code.
@@ -61,7 +61,7 @@ def forward_view(spec: ModelSpec) -> None:
 
 
 def train_eval_view(spec: ModelSpec) -> None:
-    """train() vs eval() on the learner's own model, then the tutorial's fixed example (M10)."""
+    """model.train() vs model.eval() on the learner's own model, then the tutorial's fixed example (M10)."""
     st.markdown(f"**{tr('builder.te.yours', name=Code(spec.name))}**")
     try:
         result = _cached("train_eval", spec, seed=0)

@@ -372,7 +372,7 @@ def watch(run_ids: list[str]) -> None:
     smooth = st.session_state.get("tr_smooth", 0.6)
     text = {"loss": tr("train.chart.loss"), "test_acc": tr("train.chart.test_acc"),
             "test_loss": tr("train.chart.test_loss"), "val": tr("train.chart.val"), "test": tr("train.chart.test"),
-            "speed": tr("train.chart.speed"), "step": t("runs.x.step", lang()), "epoch": t("runs.x.epoch", lang())}
+            "lr": tr("train.chart.lr"), "speed": tr("train.chart.speed"), "step": t("runs.x.step", lang()), "epoch": t("runs.x.epoch", lang())}
     figures = charts.charts((tuple(seen), smooth, tuple(text.values())), lambda: live_figures(metrics, smooth, text))
     c = st.columns(2)
     c[0].plotly_chart(figures["loss"], key="tr_c_loss")

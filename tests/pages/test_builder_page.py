@@ -4,7 +4,7 @@ import json
 import pytest
 
 from core.i18n import CATALOGUE
-from core.ml.zoo import PRESETS
+from core.ml.zoo import DEFAULT_PRESET, PRESETS
 from tests.pages.conftest import shown
 from tests.textcheck import _options
 from tests.textcheck import text_problems as shared_text_problems
@@ -258,7 +258,7 @@ def test_train_eval_runs_on_the_learners_own_model(builder):
     at.button(key="bld_ex_M10").click().run()
     yours = table_with(at, EN["builder.te.col.zeros_train"])
     assert list(yours[EN["builder.te.col.type"]]) == ["BatchNorm2d"] * 3 + ["Dropout"]
-    model = build_model(PRESETS["lab_cnn"].spec, seed=0)
+    model = build_model(PRESETS[DEFAULT_PRESET].spec, seed=0)  # the Builder opens with the default model
     x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     with torch.no_grad():

@@ -97,7 +97,7 @@ def test_r1_shows_the_learned_w_and_b_why_it_is_not_2_and_runs_on_until_it_is(ap
     fit = next(s for s in chart_specs(at) if any(t.get("name") == EN["train.fit.data"] for t in s["data"]))
     assert [t["name"] for t in fit["data"]] == [EN["train.fit.data"], EN["train.fit.fit"]]  # the points, the line
     # A constant lr of 0.01 is drawn on an axis that shows it (not -1..1).
-    lr_chart = next(s for s in chart_specs(at) if s["layout"]["title"]["text"] == EN["train.chart.lr"])
+    lr_chart = next(s for s in chart_specs(at) if s["layout"].get("title", {}).get("text") == EN["train.chart.lr"])
     lo, hi = lr_chart["layout"]["yaxis"]["range"]
     assert lo <= 0 < 0.01 < hi <= 0.05
     at.button(key="tr_run_on").click().run()
@@ -182,11 +182,11 @@ def test_the_form_offers_only_this_machines_devices_and_says_why(app):
 
 
 def test_a_run_link_in_a_new_session_shows_that_runs_config(app, tmp_path):
-    from core.runs.store import RunStore
+    from core.runs.store import SQLiteRunStore
     from core.training.config import recipe
 
     config = recipe("r2").replace(lr=0.004, epochs=37, accum_steps=2)
-    run_id = RunStore(tmp_path).create_run(config.to_dict(), name="linked", status="completed")
+    run_id = SQLiteRunStore(tmp_path).create_run(config.to_dict(), name="linked", status="completed")
     at = app("pages/train.py", run=run_id)
     assert not at.exception
     assert at.selectbox(key="tr_dataset").value == "synthetic" and at.selectbox(key="tr_preset").value == "neural_net"

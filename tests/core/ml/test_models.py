@@ -284,4 +284,4 @@ def test_the_zoo_table_shows_the_tutorials_counts_in_both_languages():
     assert rows["resblock_net"]["params"] == 5_034 and rows["neural_net"]["params"] == 241
     assert rows["conv3d"]["output"] == "(1, 16, 8, 32, 32)"
     zh = {r["preset"]: r for r in zoo_rows("zh")}
-    assert zh["lab_cnn"]["title"] == "实验室 CNN：快速的 MNIST 配方" != rows["lab_cnn"]["title"]
+    assert zh["lab_cnn"]["title"] == "实验室 CNN：之前默认配方的模型" != rows["lab_cnn"]["title"]

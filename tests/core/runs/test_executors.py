@@ -174,7 +174,8 @@ def test_resume_forgets_the_old_job(scripted):
     assert run["job_ref"] == "job-2" and run["status"] == "queued" and run["error"] is None
 
 
-def test_open_executor_and_its_settings(monkeypatch):
+def test_open_executor_and_its_settings(monkeypatch, tmp_path):
+    monkeypatch.setenv("PYTORCH_LAB_HOME", str(tmp_path))  # the JobManager below opens the lab's store
     assert isinstance(open_executor(load_settings({})), LocalExecutor)
     with pytest.raises(ExecutorError) as info:
         open_executor(load_settings({"PYTORCH_LAB_EXECUTOR": "kubernetes"}))

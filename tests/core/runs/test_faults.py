@@ -25,6 +25,7 @@ import torch
 from core.i18n import CATALOGUE
 from core.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.runs import jobs as J
+from core.runs.executors.local import cmdline
 from core.runs.store import RunStore, open_store, pid_alive
 from core.settings import ROOT
 from core.training.config import TrainConfig
@@ -138,7 +139,7 @@ def kill_workers(store: RunStore) -> None:
     """End the workers of this test's runs that are still alive (each leads its own session)."""
     for run in store.runs():
         pid = run["pid"]
-        if pid and pid_alive(pid) and run["id"] in J._cmdline(pid):
+        if pid and pid_alive(pid) and run["id"] in cmdline(pid):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
 

@@ -65,6 +65,9 @@ def test_python_m_core_train_submits_a_ray_job(ray_home):
     assert run["host"] == socket.gethostname() and run["name"] == "from the cli" and run["error"] is None
     assert len(store.metrics(run["id"], names=["loss"])) == 8 and len(store.metrics(run["id"], names=["test_acc"])) == 2
     jobs = JobManager(store=store)
+    deadline = time.monotonic() + 60  # the run is completed in the store a moment before Ray's job ends
+    while jobs.job(run["id"]).status == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert jobs.job(run["id"]).status == "succeeded"
     log = jobs.log_tail(run["id"], 100_000)  # Ray's own logs of the job
     assert f"Running entrypoint for job {run['job_ref']}: python -m core.train --run-id {run['id']}" in log

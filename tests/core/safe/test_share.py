@@ -81,7 +81,7 @@ def worst_state(tensor_shape=(4, 4)) -> dict:
     train = dict(dataset="fashion_mnist", optimizer="rmsprop", lr=0.0031622776601683794, scheduler="cosine",
                  loss="cross_entropy", batch_size=4096, epochs=200, augment=False, device="cpu", precision="bf16",
                  momentum=0.95, weight_decay=0.00125, label_smoothing=0.15, val_size=12345, ema=0.9995, tta=False,
-                 drop_last=False, source="current", preset="resblock_net")
+                 drop_last=False, accum_steps=16, processes=2, source="current", preset="resblock_net")
     assert set(train) == set(TRAIN_FIELDS)  # every field the link carries
     tensors = {n: {"values": torch.randn(tensor_shape, generator=g).tolist(), "dtype": "float32"} for n in "xy"}
     runs = [f"r20261129-2220{i:02d}-{i * 1234567 % 16**6:06x}" for i in range(8)]

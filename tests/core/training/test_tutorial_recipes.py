@@ -10,7 +10,7 @@ from core.ml.data import DATASETS
 from core.training.config import ConfigError, TrainConfig, recipe, steps_per_epoch
 from core.training.trainer import Trainer
 
-SMALL = dict(limit_train=256, limit_test=128)
+SMALL = dict(limit_train=256, limit_test=128, val_size=0)  # every one of the 256 samples trains
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +84,8 @@ def test_r9_accumulates_four_micro_batches_into_one_step_of_64():
 def test_steps_per_epoch_counts_as_the_trainer(samples, batch, accum, processes):
     """Written out as core/training/trainer.py counts (each process's shard, its micro-batches, every accum_steps
     of them one step); a single process is checked against a real Trainer (test_ddp_job covers two)."""
-    cfg = recipe("r3").replace(batch_size=batch, accum_steps=accum, limit_train=samples, epochs=1)
+    # val_size=0: every one of the samples trains (a validation split would hold some out first).
+    cfg = recipe("r3").replace(batch_size=batch, accum_steps=accum, limit_train=samples, epochs=1, val_size=0)
     n_shard = samples // processes
     micro = max(1, max(1, batch // processes) // accum)
     batches = -(-n_shard // micro)
