@@ -93,6 +93,7 @@ def summary(spec: ModelSpec, depth: int = 3, batch: int = 1) -> tuple[pd.DataFra
 
     if not 1 <= depth <= 8:
         raise LabError("builder.depth")
+    check_batch(spec, batch)  # torchinfo runs a real forward pass: its work is counted first
     model = build_model(spec)
     stats = torchinfo_summary(model, input_size=(batch, *spec.input_shape), depth=depth, verbose=0,
                               col_names=("output_size", "num_params", "mult_adds", "trainable"),
