@@ -102,7 +102,8 @@ def test_the_per_sample_cap_is_a_setting(monkeypatch):
         {"type": "Linear", "args": {"in_features": 1000, "out_features": 2000}}]})  # 2 million
     assert M.checked_spec(spec) is spec
     monkeypatch.setenv("PYTORCH_LAB_MAX_SAMPLE_GMAC", "0.001")
-    with pytest.raises(SpecError, match=r"needs 0\.002 billion multiply-adds through this model, over the cap of 0\.001"):
+    with pytest.raises(SpecError, match=r"needs 0\.002 billion multiply-adds through this model, over the cap of "
+                                        r"0\.001"):
         M.checked_spec(spec)
 
 
