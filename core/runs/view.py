@@ -73,15 +73,37 @@ def total_steps(config: Mapping[str, Any]) -> int | None:
     return -(-n // batch) * int(config.get("epochs") or 1)
 
 
-def progress(run: RunRow, total_steps: int | None) -> dict[str, Any]:
-    """Fraction done and an ETA from the run's step count and elapsed time."""
+def _steps_per_s(started: float, metrics: pd.DataFrame) -> float | None:
+    """This worker's speed: steps per second between its first and last metric rows since it
+    started (a resumed run's worker starts at its checkpoint's step, not at 0)."""
+    rows = metrics[metrics["wall"] >= started] if len(metrics) else metrics
+    if len(rows) < 2:
+        return None
+    first, last = rows.loc[rows["wall"].idxmin()], rows.loc[rows["wall"].idxmax()]
+    steps, seconds = float(last["step"] - first["step"]), float(last["wall"] - first["wall"])
+    return steps / seconds if steps > 0 and seconds > 0 else None
+
+
+def progress(run: RunRow, total_steps: int | None, metrics: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Fraction done and an ETA from the run's step count.
+
+    With the run's ``metrics`` (long frame with ``step`` and ``wall``), the ETA is the steps left at
+    the speed this worker has shown since it started, or None until it has shown one: after a
+    Resume the step count is the checkpoint's, and the time since the start covers only the
+    steps since then. Without them, the steps done over the time since the start (a run that
+    started at step 0).
+    """
     step = int(run.get("step") or 0)
     started = run.get("started")
     done = min(1.0, step / total_steps) if total_steps else 0.0
     eta = None
     if started and step and total_steps and run.get("status") == "running":
-        elapsed = time.time() - started
-        eta = max(0.0, elapsed / step * (total_steps - step))
+        if metrics is not None:
+            rate = _steps_per_s(started, metrics)
+            eta = max(0.0, (total_steps - step) / rate) if rate else None
+        else:
+            elapsed = time.time() - started
+            eta = max(0.0, elapsed / step * (total_steps - step))
     return {"fraction": done, "step": step, "total": total_steps, "eta_s": eta}
 
 

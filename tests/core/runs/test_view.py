@@ -112,3 +112,38 @@ def test_metrics_follower_reads_only_new_rows_and_rereads_after_a_resume(tmp_pat
     follower.update(store, started=2.0)
     assert asked == [0]
     store.close()
+
+
+def test_progress_after_a_resume_is_not_eta_zero():
+    """Issue 22, item 11: a resumed worker starts at its checkpoint's step, so the ETA comes from the
+    steps it has done since it started, not from all steps over the time since the (re)start."""
+    import time
+
+    now = time.time()
+    run = {"step": 600, "started": now - 2, "status": "running"}
+    before = pd.DataFrame({"step": [590, 600], "wall": [now - 500, now - 400], "name": ["loss", "loss"]})
+    assert V.progress(run, 1000, before)["eta_s"] is None  # nothing from this worker yet: no ETA, not "0 s"
+    since = pd.concat([before, pd.DataFrame({"step": [560, 580], "wall": [now - 1.5, now - 0.5],
+                                             "name": ["loss", "loss"]})], ignore_index=True)
+    run["step"] = 580
+    p = V.progress(run, 1000, since)
+    assert p["step"] == 580 and p["eta_s"] == pytest.approx(420 / 20)  # 20 steps a second, 420 to go
+    assert V.progress(run, 1000, since.iloc[:0])["eta_s"] is None
+
+
+def test_a_resumed_worker_reports_its_checkpoint_step_at_once(tmp_path):
+    """The run's row holds the dead worker's step until the new worker's first heartbeat; that beat
+    comes when the worker starts, not a heartbeat interval later."""
+    from core.runs.store import SQLiteRunStore
+    from core.runs.worker import _Worker
+
+    store = SQLiteRunStore(tmp_path)
+    run_id = store.create_run({"dataset": "digits8k"}, status="running")
+    store.heartbeat(run_id, epoch=3, step=730)  # where the killed worker got to
+    worker = _Worker(store, run_id, heartbeat_s=60)
+    worker.epoch, worker.step = 2, 600  # the checkpoint it continues from
+    worker.start()
+    try:
+        assert (store.run(run_id)["step"], store.run(run_id)["epoch"]) == (600, 2)
+    finally:
+        worker.close()
