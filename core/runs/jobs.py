@@ -38,14 +38,47 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from core.errors import LabError, Term
+from core.ml.modules import parameter_count
 from core.runs.store import FINISHED, RunRow, RunStore, StoreUnavailable, check_run_id, open_store, pid_alive
+from core.safe.budget import setting_name
 from core.settings import ROOT, load_settings
 from core.training.config import TrainConfig
 
 LOG_NAME = "worker.log"
+# Disk a run may write per parameter: best.pt and last.pt, each with float32 weights and up to
+# two optimizer moments per weight (Adam). A run at the 20M-parameter cap keeps ~480 MB.
+CHECKPOINT_BYTES_PER_PARAM = 24
+OWNER_KINDS = ("session", "learner")  # who a run is counted against for the queue cap
+USAGE_TTL_S = 5.0  # a burst of Start clicks measures the lab home once
+
+
+def disk_usage(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (symbolic links are not followed; unreadable entries are skipped)."""
+    total = 0
+    stack = [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
+
+
+def run_disk_bytes(config: TrainConfig) -> int:
+    """What a run of ``config`` may write to the lab home (its checkpoints)."""
+    return parameter_count(config.spec()) * CHECKPOINT_BYTES_PER_PARAM
 
 
 def default_cap(environ: Mapping[str, str] | None = None) -> int:
@@ -105,6 +138,9 @@ class JobManager:
         self.python = python or sys.executable
         self._procs: dict[str, subprocess.Popen] = {}  # workers this manager started (to reap them)
         self._lock = threading.Lock()  # one manager may serve many server threads
+        # Runs each owner (("session", id), ("learner", name)) started through this manager, for the queue cap.
+        self._owned: dict[tuple[str, str], list[str]] = {}
+        self._usage: tuple[float, int] | None = None  # (when, bytes) of the lab home's last measurement
 
     # ---------------------------------------------------------------- commands
     def command(self, run_id: str) -> list[str]:
@@ -113,13 +149,74 @@ class JobManager:
         return [self.python, "-m", "core.train", "--run-id", check_run_id(run_id), "--home", str(self.home),
                 "--threads", str(threads), "--job-cap", str(self.cap)]
 
-    def start(self, config: TrainConfig | dict, name: str = "", tags: list[str] | tuple = ()) -> str:
-        """Validate the config, queue the run and launch it if a slot is free. Returns the run id."""
+    def start(self, config: TrainConfig | dict, name: str = "", tags: list[str] | tuple = (),
+              owners: Iterable[tuple[str, str]] = ()) -> str:
+        """Validate the config, queue the run and launch it if a slot is free. Returns the run id.
+
+        ``owners`` (``("session", id)``, ``("learner", name)``) are who the run counts against:
+        each may have ``PYTORCH_LAB_MAX_QUEUED`` runs queued or running at once, and a run that
+        could take the lab home past ``PYTORCH_LAB_MAX_HOME_GB`` is refused (``budget.*`` errors).
+        """
         config = TrainConfig.from_dict(config).validate()
-        run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
-                                       precision=config.precision)
+        owners = list(owners)
+        with self._lock:
+            self._check_owners(owners)
+            self.check_disk(run_disk_bytes(config))
+            run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
+                                           precision=config.precision)
+            self._own(owners, run_id)
         self.poll()
         return run_id
+
+    # ---------------------------------------------------------------- caps
+    def check_start(self, config: TrainConfig, owners: Iterable[tuple[str, str]] = ()) -> None:
+        """Raise the ``budget.*`` error ``start`` would raise for this config and these owners (for a
+        run made some other way, e.g. from an uploaded checkpoint, before its files are written)."""
+        with self._lock:
+            self._check_owners(list(owners))
+            self.check_disk(run_disk_bytes(config), reserve=False)
+
+    def _check_owners(self, owners: list[tuple[str, str]]) -> None:
+        cap = load_settings().max_queued
+        for owner in owners:
+            if owner[0] not in OWNER_KINDS:
+                raise ValueError(f"unknown owner kind {owner[0]!r}")
+            n = len(self._active_of(owner))
+            if n >= cap:
+                raise LabError("budget.queue_full", who=Term(f"budget.{owner[0]}"), n=n,
+                               setting=setting_name("max_queued"))
+
+    def _active_of(self, owner: tuple[str, str]) -> list[str]:
+        """The owner's runs that are still queued or running (finished and deleted ones are forgotten)."""
+        active = []
+        for run_id in self._owned.get(owner, []):
+            run = self.store.get_run(run_id)
+            if run is not None and run["status"] in ("queued", "running"):
+                active.append(run_id)
+        self._owned[owner] = active
+        return active
+
+    def _own(self, owners: list[tuple[str, str]], run_id: str) -> None:
+        for owner in owners:
+            self._owned.setdefault(owner, []).append(run_id)
+
+    def home_usage(self) -> int:
+        """Bytes under the lab home, measured at most every ``USAGE_TTL_S`` seconds."""
+        now = time.monotonic()
+        if self._usage is None or now - self._usage[0] > USAGE_TTL_S:
+            self._usage = (now, disk_usage(Path(self.home)))
+        return self._usage[1]
+
+    def check_disk(self, need: int, reserve: bool = True) -> None:
+        """Refuse (``budget.home_full``) a run that may write ``need`` bytes when the lab home would pass
+        its cap; ``reserve`` counts those bytes as used until the home is measured again."""
+        cap = load_settings().max_home_gb * 1e9
+        used = self.home_usage()
+        if used + need > cap:
+            raise LabError("budget.home_full", used=used / 1e9, need=need / 1e9, cap=cap / 1e9,
+                           setting=setting_name("max_home_gb"))
+        if reserve:
+            self._usage = (self._usage[0] if self._usage else time.monotonic(), used + need)
 
     def stop(self, run_id: str) -> str:
         """Ask a run to stop; returns its status afterwards (a queued run stops at once)."""
@@ -131,17 +228,23 @@ class JobManager:
             self.store.request_stop(run_id)
         return self.store.run(run_id)["status"]
 
-    def resume(self, run_id: str) -> None:
-        """Queue a stopped or failed run again; its worker continues from last.pt."""
+    def resume(self, run_id: str, owners: Iterable[tuple[str, str]] = ()) -> None:
+        """Queue a stopped or failed run again; its worker continues from last.pt. It counts against
+        ``owners``' queue cap as a new run does (its checkpoints already exist, so no disk is reserved)."""
         run = self.store.run(run_id)
         if run["delete_requested"]:
             raise ValueError(f"run {run_id} is being deleted")
         if run["status"] not in ("stopped", "failed"):
             raise ValueError(f"run {run_id} is {run['status']}; only a stopped or failed run can be resumed")
-        if run["kind"] != "job":
-            self.store.update_run(run_id, kind="job")
-        self.store.update_run(run_id, status="queued", launched=None, pid=None, stop_requested=False, error=None,
-                              finished=None)
+        owners = list(owners)
+        with self._lock:
+            self._check_owners(owners)
+            self.check_disk(0)
+            if run["kind"] != "job":
+                self.store.update_run(run_id, kind="job")
+            self.store.update_run(run_id, status="queued", launched=None, pid=None, stop_requested=False,
+                                  error=None, finished=None)
+            self._own(owners, run_id)
         self.poll()
 
     def delete(self, run_id: str) -> bool:

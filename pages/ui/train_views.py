@@ -139,9 +139,20 @@ def on_stop(run_id: str) -> None:
     lab_jobs().stop(run_id)
 
 
+def owners() -> list[tuple[str, str]]:
+    """Who a run started here counts against for the queue cap: this session, and its learner if named."""
+    from uuid import uuid4
+
+    from pages.ui.learner import current
+
+    session = st.session_state.setdefault("lab_session_id", uuid4().hex)
+    learner = current()
+    return [("session", session)] + ([("learner", learner)] if learner else [])
+
+
 def on_resume(run_id: str) -> None:
     try:
-        lab_jobs().resume(run_id)
+        lab_jobs().resume(run_id, owners=owners())
         # The watcher fragment's refresh rate was fixed when the run was stopped: rerun the page.
         st.session_state["tr_full_rerun"] = True
     except ValueError as exc:
@@ -149,7 +160,7 @@ def on_resume(run_id: str) -> None:
 
 
 def start(config: TrainConfig, name: str = "") -> str:
-    return lab_jobs().start(config, name=name)
+    return lab_jobs().start(config, name=name, owners=owners())
 
 
 def fastest_reduced() -> str | None:
@@ -182,7 +193,7 @@ def watch(run_ids: list[str]) -> None:
         follower = followers.setdefault(run["id"], MetricsFollower(run["id"], WATCHED_METRICS))
         metrics[label] = follower.update(store, run.get("started"))
         steps = total_steps(run["config"])
-        p = progress(run, steps)
+        p = progress(run, steps, metrics[label])
         eta = f" · ETA {p['eta_s']:.0f} s" if p["eta_s"] is not None else ""
         st.progress(p["fraction"], text=tr("train.status", run=label, status=tr(f"status.{run['status']}"),
                                           step=p["step"], total=p["total"] or "?") + eta)
@@ -293,9 +304,14 @@ def _resume_upload(ckpt: dict, config: TrainConfig, filename: str) -> None:
     from core.ml.checkpoint import save_checkpoint
 
     store = lab_store()
+    try:
+        lab_jobs().check_start(config, owners())  # the queue and disk caps, before any file is written
+    except ValueError as exc:
+        st.session_state["tr_start_error"] = exc
+        return
     run_id = store.create_run(config.to_dict(), name=f"resumed {filename}"[:60], status="stopped", kind="job")
     save_checkpoint(ckpt, store.run_dir(run_id, create=True) / LAST)
-    lab_jobs().resume(run_id)
+    lab_jobs().resume(run_id, owners=owners())
     st.session_state["tr_watch"] = run_id
 
 
