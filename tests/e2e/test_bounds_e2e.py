@@ -13,7 +13,7 @@ from urllib.parse import quote
 import pytest
 
 from core.i18n import CATALOGUE
-from core.runs.store import RunStore
+from core.runs.store import SQLiteRunStore
 from core.safe.share import encode_state
 from core.training.config import recipe
 from tests.core.lessons.test_autograd_bounds import SLOW
@@ -64,7 +64,7 @@ def still_answers(pg, text: str) -> None:
 
 
 def test_rename_then_tags_keeps_the_runs_page_working(server, page):
-    store = RunStore(server.home)
+    store = SQLiteRunStore(server.home)
     run_id = store.create_run(recipe("r1").to_dict(), name="first", status="completed", kind="job")
     page.goto(server.url + f"/runs?rn_view=manage&rn_filter={run_id}")
     wait_idle(page)
@@ -110,7 +110,7 @@ def test_rename_then_tags_keeps_the_runs_page_working(server, page):
 
 def test_a_run_name_with_html_is_text_in_the_compare_legend(server, page):
     evil = '<a href="https://evil.example/">CLICK</a><b>B</b>'
-    store = RunStore(server.home)
+    store = SQLiteRunStore(server.home)
     ids = []
     for name in (evil, "plain twin"):  # two runs: plotly draws a legend for more than one trace
         ids.append(store.create_run(recipe("r1").to_dict(), name=name, status="completed", kind="job"))

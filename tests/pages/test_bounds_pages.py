@@ -9,7 +9,7 @@ import torch
 from core.i18n import CATALOGUE
 from core.ml.checkpoint import BEST, save_checkpoint
 from core.ml.modules import build_model
-from core.runs.store import RunStore
+from core.runs.store import SQLiteRunStore
 from core.safe.share import encode_state
 from core.training.config import TrainConfig
 from tests.core.ml.test_compute_bounds import CONV_ATTACK, LSTM_ATTACK
@@ -48,7 +48,7 @@ def test_big_results_and_operations_are_refused_on_the_page(app, text, needle):
 
 def test_evaluating_a_too_wide_run_is_refused_on_the_runs_page(app, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTORCH_LAB_BUDGET_MB", "16")
-    store = RunStore(tmp_path)
+    store = SQLiteRunStore(tmp_path)
     config = TrainConfig(model_spec=WIDE, device="cpu")
     run_id = store.create_run(config.to_dict(), name="wide", status="completed", kind="job")
     save_checkpoint({"epoch": 1, "model_state_dict": build_model(WIDE).state_dict(), "optimizer_state_dict": {},
