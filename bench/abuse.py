@@ -103,7 +103,7 @@ def settled(pg, needle: str, since: float) -> float | None:
     """Seconds from ``since`` until the page's script run is over with ``needle`` shown (None: timed out)."""
     quiet = None
     while time.monotonic() - since < TIMEOUT_S:
-        text = pg.locator('[data-testid="stMain"]').inner_text() if pg.locator('[data-testid="stMain"]').count() else ""
+        text = pg.locator("body").inner_text()  # the page, or the sidebar's share-link notice
         running = pg.locator(RUNNING).count() > 0
         if needle in text and not running:
             quiet = quiet or time.monotonic()
