@@ -42,6 +42,7 @@ def _conv(cin: int, cout: int, k: int, p: int = 0) -> dict:
 
 LSTM_ATTACK = {"name": "M", "input_shape": [4096, 8], "layers": [{"type": "LSTM", "args": {
     "input_size": 8, "hidden_size": 8, "num_layers": 16, "bidirectional": True}}]}
+LSTM_ONE = {**LSTM_ATTACK, "layers": [{"type": "LSTM", "args": {"input_size": 8, "hidden_size": 8}}]}
 CONV_ATTACK = {"name": "M", "input_shape": [64, 125, 125], "layers": [_conv(64, 64, 64, 32), _conv(64, 64, 64, 32)]}
 WIDE_CONV = {"name": "M", "input_shape": [64, 64, 64], "layers": [_conv(64, 64, 3, 1)]}
 # Issue 22, item 2: a 243 KB checkpoint whose evaluation in batches of 1,000 asked for 15.7 GB.
@@ -56,8 +57,9 @@ class Case:
     kind: str       # link, file
     name: str       # what it is, as the table shows it
     path: str       # the link (after the server's URL)
-    needle: str     # text of the clear message the page must show
+    needle: str     # text of the clear message the page must show (or ``alternative``)
     upload: bool = False  # upload the wide checkpoint and switch its evaluation on
+    alternative: str | None = None
 
 
 CASES = [
@@ -70,13 +72,15 @@ CASES = [
     Case("link", "Autograd: a g(w) that is not elementwise (contour point by point)",
          "/autograd?ag_view=gradient&ag_w=0,0&ag_g=" + quote(SLOW_G), "point by point took longer than"),
     Case("link", "Builder: LSTM(8, 8, num_layers=16, bidirectional) on [4096, 8] (180 characters)",
-         "/builder?s=" + encode_state({"model": LSTM_ATTACK}), "num_layers=16"),
+         "/builder?s=" + encode_state({"model": LSTM_ATTACK}), "steps one after another"),
+    Case("link", "Builder: LSTM(8, 8) on [4096, 8] (accepted: summary and shapes)",
+         "/builder?s=" + encode_state({"model": LSTM_ONE}), "LSTM(8, 8, batch_first=True"),
     Case("link", "Builder: two Conv2d(64, 64, 64, padding=32) on [64, 125, 125] (537 GMAC a sample)",
          "/builder?s=" + encode_state({"model": CONV_ATTACK}), "billion multiply-adds through this model"),
     Case("link", "Builder → Forward: a batch of 400 of Conv2d(64, 64, 3) on [64, 64, 64] (60 GMAC)",
          "/builder?bld_tab=forward&bld_batch=400&s=" + encode_state({"model": WIDE_CONV}), "Use a batch of at most"),
     Case("file", "Train → upload and Evaluate: Conv2d(1, 5000, 1) + pool + Linear (243 KB)", "/train",
-         EN["train.test_acc"], upload=True),
+         EN["train.test_acc"], upload=True, alternative="took longer than"),
 ]
 
 
@@ -84,11 +88,13 @@ def wide_checkpoint() -> bytes:
     import torch
 
     from core.ml.modules import build_model
+    from core.ml.spec import ModelSpec
     from core.training.config import TrainConfig
 
-    config = TrainConfig(model_spec=WIDE_MODEL, device="cpu")
+    spec = ModelSpec.parse(WIDE_MODEL)
+    config = TrainConfig(model_spec=spec, device="cpu")
     buf = io.BytesIO()
-    torch.save({"epoch": 1, "model_state_dict": build_model(WIDE_MODEL).state_dict(), "optimizer_state_dict": {},
+    torch.save({"epoch": 1, "model_state_dict": build_model(spec).state_dict(), "optimizer_state_dict": {},
                 "loss": 0.1, "config": config.to_dict()}, buf)
     return buf.getvalue()
 
@@ -99,13 +105,13 @@ def reset_peak(pid: int) -> None:
         fh.write("5")
 
 
-def settled(pg, needle: str, since: float) -> float | None:
-    """Seconds from ``since`` until the page's script run is over with ``needle`` shown (None: timed out)."""
+def settled(pg, needles: tuple[str, ...], since: float) -> float | None:
+    """Seconds from ``since`` until the page's script run is over with one of ``needles`` shown (None: timed out)."""
     quiet = None
     while time.monotonic() - since < TIMEOUT_S:
         text = pg.locator("body").inner_text()  # the page, or the sidebar's share-link notice
         running = pg.locator(RUNNING).count() > 0
-        if needle in text and not running:
+        if any(n in text for n in needles) and not running:
             quiet = quiet or time.monotonic()
             if time.monotonic() - quiet > 0.3:  # still quiet: the run is over
                 return quiet - since
@@ -135,10 +141,7 @@ def run_case(browser, server: LabServer, case: Case, checkpoint: bytes) -> dict:
             pg.get_by_text(EN["train.evaluate"], exact=True).click()
         else:
             pg.goto(server.url + case.path, wait_until="commit")
-        seconds = settled(pg, case.needle, start)
-        shown = pg.locator('[data-testid="stMain"]').inner_text()
-        if case.upload and seconds is None and "took longer than" in shown:
-            seconds = time.monotonic() - start  # stopped by the time budget: also a clear message
+        seconds = settled(pg, (case.needle, case.alternative) if case.alternative else (case.needle,), start)
         growth_mb = (proc_memory_kb(server.pid)["VmHWM"] - before) / 1024
         errors = pg.locator('[data-testid="stException"]').count()
     finally:
@@ -180,8 +183,9 @@ def section(quick: bool = False) -> str:
         f"Measured by `python -m bench.abuse` on {time.strftime('%Y-%m-%d')}: issue 22's hostile links and files "
         "against a real `streamlit run app.py` with the default budgets (`PYTORCH_LAB_BUDGET_MB`, "
         "`PYTORCH_LAB_BUDGET_S`, `PYTORCH_LAB_MAX_OUTPUT_KB`, `PYTORCH_LAB_MAX_SAMPLE_GMAC`, "
-        "`PYTORCH_LAB_MAX_BATCH_GMAC`), each in a new browser session. *Seconds* run from opening the link "
-        "(or clicking Evaluate after the upload) until the page's script run is over with its message shown; "
+        "`PYTORCH_LAB_MAX_BATCH_GMAC`, the recurrent-steps cap), each in a new browser session. *Seconds* run "
+        "from opening the link (or clicking Evaluate after the upload) until the page's script run is over "
+        "with its message shown; "
         "*peak growth* is the server's peak resident memory during the case above where it stood before "
         f"(the peak is reset before each case). Target: under {TARGET_S:g} s and {TARGET_MB:g} MB; "
         f"{met} of {len(rows)} cases meet it.", "",

@@ -157,13 +157,28 @@ def parameter_count(spec: ModelSpec) -> int:
     return count_parameters(model)
 
 
+# Time steps recurrent layers take one after another for one sample (steps x stacked layers x
+# directions). Each is a few small matrix products whose fixed cost dominates: 131,072 of them
+# (4,096 steps through 16 bidirectional layers) held a server thread for seconds per forward
+# pass on a busy machine, however few their multiply-adds. The presets need at most 28.
+MAX_RECURRENT_STEPS = 16_384
+
+
 @dataclass(frozen=True)
 class SpecCost:
     """What one sample costs a model: ``activations`` (elements of its input plus every leaf
-    layer's output) and ``macs`` (multiply-adds, counted by formula per layer)."""
+    layer's output), ``macs`` (multiply-adds, counted by formula per layer) and
+    ``recurrent_steps`` (cell steps its LSTM/GRU layers take one after another)."""
 
     activations: int
     macs: int
+    recurrent_steps: int = 0
+
+
+def recurrent_steps(module: nn.RNNBase, input: torch.Tensor) -> int:
+    """Cell steps a recurrent layer takes one after another: time steps x stacked layers x directions."""
+    steps = input.shape[1] if input.dim() == 3 else input.shape[0]
+    return steps * module.num_layers * (2 if module.bidirectional else 1)
 
 
 def layer_macs(module: nn.Module, input: torch.Tensor, output: torch.Tensor) -> int:
@@ -199,6 +214,7 @@ def spec_cost(spec: ModelSpec) -> SpecCost:
     up to it (``infer_shapes`` reports the error)."""
     counts = [math.prod(spec.input_shape)]
     macs = [0]
+    serial = [0]
 
     def hook(module, inputs, output) -> None:
         for t in output if isinstance(output, (tuple, list)) else (output,):
@@ -206,6 +222,8 @@ def spec_cost(spec: ModelSpec) -> SpecCost:
                 counts.append(t[0].numel() if t.dim() else 1)
         if inputs and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):
             macs.append(layer_macs(module, inputs[0], output))
+            if isinstance(module, nn.RNNBase):
+                serial.append(recurrent_steps(module, inputs[0]))
 
     if counts[0] > MAX_SAMPLE_ACTIVATIONS:
         return SpecCost(counts[0], 0)
@@ -217,7 +235,7 @@ def spec_cost(spec: ModelSpec) -> SpecCost:
         # A shape error (torch raises several types) stops the count there; infer_shapes reports it.
         with contextlib.suppress(Exception):
             model(torch.empty(1, *spec.input_shape))
-    return SpecCost(sum(counts), sum(macs))
+    return SpecCost(sum(counts), sum(macs), sum(serial))
 
 
 def activation_count(spec: ModelSpec) -> int:
@@ -259,6 +277,8 @@ def checked_spec(spec: ModelSpec, param_cap: int = DEFAULT_PARAM_CAP) -> ModelSp
     cost = spec_cost(spec)
     if cost.activations > MAX_SAMPLE_ACTIVATIONS:
         raise SpecError("spec.activation_cap", n=cost.activations, cap=MAX_SAMPLE_ACTIVATIONS)
+    if cost.recurrent_steps > MAX_RECURRENT_STEPS:
+        raise SpecError("budget.recurrent_steps", n=cost.recurrent_steps, cap=MAX_RECURRENT_STEPS)
     cap = load_settings().max_sample_gmac * 1e9
     if cost.macs > cap:
         raise SpecError("budget.sample_macs", gmac=_gmac(cost.macs), cap=_gmac(cap),

@@ -181,7 +181,7 @@ def attacked(page, other, url: str, answer: str) -> float:
     ("/tensors?ten_view=expr&ten_expr=" + quote("rand(2000,2000,dtype=float64).tolist()"), "items is too long"),
     ("/tensors?ten_view=expr&ten_expr=" + quote("stack([ones(1)]*4000000)"), "items is too long"),
     ("/autograd?ag_view=gradient&ag_w=0,0&ag_g=" + quote(SLOW), "point by point took longer than"),
-    ("/builder?s=" + encode_state({"model": LSTM_ATTACK}), "num_layers=16"),  # summary: the model, its shape
+    ("/builder?s=" + encode_state({"model": LSTM_ATTACK}), "131,072 steps one after another"),
     ("/builder?s=" + encode_state({"model": CONV_ATTACK}), "billion multiply-adds through this model"),
     ("/builder?bld_tab=forward&bld_batch=400&s=" + encode_state({"model": WIDE_CONV}), "Use a batch of at most 66"),
 ], ids=["unbind", "tolist", "stack", "contour", "lstm", "conv-macs", "forward-macs"])

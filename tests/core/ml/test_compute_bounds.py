@@ -36,16 +36,23 @@ def no_stepping(monkeypatch):
         monkeypatch.setattr(cls, "forward", forward)
 
 
-def test_the_lstm_attack_link_settles_fast_with_the_right_shape(no_stepping):
+def test_the_lstm_attack_link_settles_fast_with_the_right_shape_and_a_cap_message(no_stepping):
     spec = ModelSpec.parse(LSTM_ATTACK)
     start = time.monotonic()
     assert [s.output_shape for s in M.infer_shapes(spec, batch=2)] == [(2, 16)]
-    assert M.checked_spec(spec) is spec
     cost = M.spec_cost(spec)
+    with pytest.raises(SpecError) as err:
+        M.checked_spec(spec)
     assert time.monotonic() - start < 1.0
-    assert cost.activations == 4096 * 8 + 16
+    assert cost.activations == 4096 * 8 + 16 and cost.recurrent_steps == 4096 * 16 * 2
     # 16 layers x 2 directions x 4,096 steps x 4 gates x 8 hidden x (inputs + hidden): 8 + 8 first, 16 + 8 after.
     assert cost.macs == 4096 * 2 * 4 * 8 * (16 + 15 * 24)
+    assert str(err.value).startswith("the recurrent layers would take 131,072 steps one after another for each "
+                                     "sample (time steps × stacked layers × directions), over the cap of 16,384")
+    assert "131,072" in err.value.message("zh")
+    one_layer = ModelSpec.parse({**LSTM_ATTACK, "layers": [{"type": "LSTM", "args": {"input_size": 8,
+                                                                                     "hidden_size": 8}}]})
+    assert M.checked_spec(one_layer) is one_layer  # 4,096 steps: the 60 s case, now milliseconds
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU"])
