@@ -35,6 +35,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("ui", "UI cost of a watched training run and server memory"),
     ("load", "load test of the server"),
     ("store", "metric-write throughput of the SQLite and PostgreSQL run stores"),
+    ("abuse", "hostile links and files: time to a clear message, server memory growth"),
 ]
 NAMES = [name for name, _ in SECTIONS]
 

@@ -83,6 +83,15 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
             "`128`", 1, 100_000),
     Setting("budget_s", float, 5.0, "seconds of server time one request may take (evaluations, expressions, "
             "contour grids) before it is stopped with a message", "`5`", 0.5, 600),
+    Setting("max_sample_gmac", float, 5.0, "multiply-adds (in billions) one sample may need through a model, "
+            "counted by formula per layer before anything is built; a bigger spec is refused", "`5`", 0.001, 100_000),
+    Setting("max_batch_gmac", float, 10.0, "multiply-adds (in billions) of the model work one request may run in "
+            "the server (a summary, the forward demo's batch, a profiled or stepped batch); a bigger batch is "
+            "refused with the largest that fits", "`10`", 0.001, 100_000),
+    Setting("max_queued", int, 4, "runs one session (and one learner, where a name is given) may have queued or "
+            "running at once; another Start is refused until one ends", "`4`", 1, 1000),
+    Setting("max_home_gb", float, 20.0, "disk the lab home may use (checkpoints, logs, datasets); a run that could "
+            "pass it is refused until runs are deleted", "`20`", 0.01, 1_000_000),
     Setting("max_output_kb", float, 64.0, "most text one result may send to the browser (longer values are cut, "
             "with a note)", "`64`", 4, 100_000),
 )
@@ -124,6 +133,10 @@ class Settings(BaseModel):
     max_checkpoint_mb: float
     budget_mb: float
     budget_s: float
+    max_sample_gmac: float
+    max_batch_gmac: float
+    max_queued: int
+    max_home_gb: float
     max_output_kb: float
     notes: tuple[str, ...] = ()  # settings that were clamped or ignored, for the operator
 

@@ -16,7 +16,7 @@ def run_profile(config: ProfileConfig) -> None:
     chosen = st.session_state.get("pf_chosen")
     try:
         model, spec, _ = chosen
-        check_batch(spec, config.batch_size)  # the batch's activations, counted before allocating them
+        check_batch(spec, config.batch_size, config.forward_passes)  # activations and work, counted first
         st.session_state["pf_result"] = profile_model(model, spec.input_shape, config)
         st.session_state.pop("pf_error", None)
     except (ValueError, ProfilingError) as exc:

@@ -139,6 +139,7 @@ def summary(spec: ModelSpec, depth: int = 3, batch: int = 1) -> tuple[pd.DataFra
 
     if not 1 <= depth <= 8:
         raise LabError("builder.depth")
+    check_batch(spec, batch)  # torchinfo runs a real forward pass: its work is counted first
     model = build_model(spec)
     stats = torchinfo_summary(model, input_size=(batch, *spec.input_shape), depth=depth, verbose=0,
                               col_names=("output_size", "num_params", "mult_adds", "trainable"),
@@ -226,7 +227,7 @@ def train_eval_demo(seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------- model.train() vs model.eval() on the learner's model
+# --------------------------------------------------------------- model.train() vs model.eval() on the learner's model
 def mode_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The submodules whose behaviour depends on model.train() / model.eval() or that normalize: Dropout, batch
     norm, layer/group norm (listed to show they do not change), and LSTM/GRU with dropout between layers."""

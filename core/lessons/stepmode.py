@@ -2,6 +2,10 @@
 
 It shows the batch the next step takes, the loss on it before and after the step,
 per-layer gradient norms and weight-update sizes, and how the predictions changed.
+
+The step runs in the server, so it is held to one request's budget (issue 22): a batch whose
+activations would not fit ``PYTORCH_LAB_BUDGET_MB``, or whose work would pass
+``PYTORCH_LAB_MAX_BATCH_GMAC``, is refused with the largest batch that fits before anything runs.
 """
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ import pandas as pd
 import torch
 
 from core.errors import LabError
+from core.ml.activations import activation_bytes
+from core.ml.modules import check_batch
+from core.safe.budget import Budget, setting_name
 from core.training.events import StepEvent
 from core.training.trainer import Trainer
 
@@ -44,6 +51,25 @@ def _layer(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+# A teaching step is five forward-pass equivalents: the look before, forward + backward + update, the look after.
+STEP_PASSES = 5
+
+
+def check_step(trainer: Trainer) -> int:
+    """The size of the batch the next step takes, after checking that its work fits one request's
+    budget (``budget.batch_macs``) and its activations with their gradients the memory budget
+    (``budget.step_memory``); raises before anything is allocated."""
+    batch = sum(len(i) for i in trainer.next_batch_indices())
+    spec = trainer.config.spec()
+    per_sample = activation_bytes(trainer.core, spec.input_shape)
+    budget = Budget.current().memory_bytes
+    if per_sample * batch > budget:
+        raise LabError("budget.step_memory", batch=batch, mb=per_sample * batch / 2**20, budget=budget / 2**20,
+                       setting=setting_name("budget_mb"), fit=max(1, budget // max(1, per_sample)))
+    check_batch(spec, batch, STEP_PASSES)
+    return batch
+
+
 def teaching_step(trainer: Trainer, show: int = 8) -> TeachingStep:
     """Do one step and report what it did. Losses before/after are on the same batch, in eval mode.
 
@@ -51,6 +77,7 @@ def teaching_step(trainer: Trainer, show: int = 8) -> TeachingStep:
     """
     if trainer.finished:
         raise LabError("stepmode.finished")
+    check_step(trainer)
     x, y = trainer.next_batch()
     model = trainer.core
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

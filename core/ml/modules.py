@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from core.ml.spec import (
     SequentialLayer,
     SpecError,
 )
+from core.safe.budget import setting_name
+from core.settings import load_settings
 
 
 # --------------------------------------------------------------------------- modules
@@ -62,15 +65,38 @@ class _RecurrentOutput:
     """
 
     output: str
+    mode: str
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
 
     def forward(self, input: torch.Tensor, hx: Any = None) -> torch.Tensor:
-        out, state = cast(Any, super()).forward(input, hx)
+        if input.is_meta and hx is None:
+            out, h = self._meta_outputs(input)
+        else:
+            out, state = cast(Any, super()).forward(input, hx)
+            h = state[0] if isinstance(state, tuple) else state
         if self.output == "sequence":
             return out
         if self.output == "last":
             return out[:, -1]
-        h = state[0] if isinstance(state, tuple) else state
         return h[-1]
+
+    def _meta_outputs(self, input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output sequence and final hidden state PyTorch would give, as meta tensors made
+        from the shapes alone. On the meta device PyTorch's own forward steps through every
+        time step (milliseconds each): 4,096 steps of 16 bidirectional layers took minutes.
+        The same checks and messages as PyTorch's forward (tests compare both)."""
+        if input.dim() not in (2, 3):
+            raise ValueError(f"{self.mode}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+        batched = input.dim() == 3
+        x = input if batched else input.unsqueeze(0)
+        cast(Any, self).check_input(x, None)
+        dirs = 2 if self.bidirectional else 1
+        n, steps = x.shape[0], x.shape[1]
+        out = torch.empty(n, steps, dirs * self.hidden_size, dtype=input.dtype, device="meta")
+        h = torch.empty(self.num_layers * dirs, n, self.hidden_size, dtype=input.dtype, device="meta")
+        return (out, h) if batched else (out[0], h[:, 0])
 
     def extra_repr(self) -> str:
         return cast(Any, super()).extra_repr() + f", output={self.output}"
@@ -154,18 +180,76 @@ def parameter_count(spec: ModelSpec) -> int:
     return count_parameters(model)
 
 
-def activation_count(spec: ModelSpec) -> int:
-    """Elements of one sample's input plus every leaf layer's output, from a meta-device
-    forward pass (no memory is allocated). A stack with a shape error counts up to it."""
+# Time steps recurrent layers take one after another for one sample (steps x stacked layers x
+# directions). Each is a few small matrix products whose fixed cost dominates: 131,072 of them
+# (4,096 steps through 16 bidirectional layers) held a server thread for seconds per forward
+# pass on a busy machine, however few their multiply-adds. The presets need at most 28.
+MAX_RECURRENT_STEPS = 16_384
+
+
+@dataclass(frozen=True)
+class SpecCost:
+    """What one sample costs a model: ``activations`` (elements of its input plus every leaf
+    layer's output), ``macs`` (multiply-adds, counted by formula per layer) and
+    ``recurrent_steps`` (cell steps its LSTM/GRU layers take one after another)."""
+
+    activations: int
+    macs: int
+    recurrent_steps: int = 0
+
+
+def recurrent_steps(module: nn.RNNBase, input: torch.Tensor) -> int:
+    """Cell steps a recurrent layer takes one after another: time steps x stacked layers x directions."""
+    steps = input.shape[1] if input.dim() == 3 else input.shape[0]
+    return steps * module.num_layers * (2 if module.bidirectional else 1)
+
+
+def layer_macs(module: nn.Module, input: torch.Tensor, output: torch.Tensor) -> int:
+    """Multiply-adds of one leaf layer's forward, from its input and output shapes (any batch).
+
+    Linear and convolutions: one per weight an output element reads; LSTM/GRU: each direction
+    of each stacked layer multiplies its input and its hidden state into 4 (LSTM) or 3 (GRU)
+    gates at every time step; pools: one per window element; anything else: one per output element.
+    """
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        return output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    if isinstance(module, nn.RNNBase):
+        gates = {"LSTM": 4, "GRU": 3}.get(module.mode, 1)
+        batch, steps = (input.shape[0], input.shape[1]) if input.dim() == 3 else (1, input.shape[0])
+        dirs = 2 if module.bidirectional else 1
+        per_step = sum(dirs * gates * module.hidden_size * (size + module.hidden_size)
+                       for size in [module.input_size] + [dirs * module.hidden_size] * (module.num_layers - 1))
+        return batch * steps * per_step
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        kernel = module.kernel_size
+        return output.numel() * math.prod(kernel if isinstance(kernel, tuple) else (kernel, kernel))
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        return input.numel()
+    return output.numel()
+
+
+@functools.lru_cache(maxsize=64)
+def spec_cost(spec: ModelSpec) -> SpecCost:
+    """Activations and multiply-adds of one sample, from a meta-device forward pass (nothing is
+    allocated; recurrent layers take their shapes by formula). A stack with a shape error counts
+    up to it (``infer_shapes`` reports the error)."""
     counts = [math.prod(spec.input_shape)]
+    macs = [0]
+    serial = [0]
 
     def hook(module, inputs, output) -> None:
         for t in output if isinstance(output, (tuple, list)) else (output,):
             if isinstance(t, torch.Tensor):
                 counts.append(t[0].numel() if t.dim() else 1)
+        if inputs and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):
+            macs.append(layer_macs(module, inputs[0], output))
+            if isinstance(module, nn.RNNBase):
+                serial.append(recurrent_steps(module, inputs[0]))
 
     if counts[0] > MAX_SAMPLE_ACTIVATIONS:
-        return counts[0]
+        return SpecCost(counts[0], 0)
     with torch.device("meta"):
         model = spec_model(spec)
         for module in model.modules():
@@ -174,7 +258,7 @@ def activation_count(spec: ModelSpec) -> int:
         # A shape error (torch raises several types) stops the count there; infer_shapes reports it.
         with contextlib.suppress(Exception):
             model(torch.empty(1, *spec.input_shape))
-    return sum(counts)
+    return SpecCost(sum(counts), sum(macs), sum(serial))
 
 
 def forward_elements(spec: ModelSpec, shape: tuple[int, ...]) -> int:
@@ -198,22 +282,51 @@ def forward_elements(spec: ModelSpec, shape: tuple[int, ...]) -> int:
     return sum(counts)
 
 
-def check_batch(spec: ModelSpec, batch: int) -> None:
-    """Refuse (SpecError) a batch whose activations would pass ``MAX_BATCH_ACTIVATIONS``."""
-    n = activation_count(spec)
+def activation_count(spec: ModelSpec) -> int:
+    """Elements of one sample's input plus every leaf layer's output, from a meta-device
+    forward pass (no memory is allocated). A stack with a shape error counts up to it."""
+    return spec_cost(spec).activations
+
+
+def mac_count(spec: ModelSpec) -> int:
+    """Multiply-adds one sample needs through the model (``layer_macs`` of every leaf layer)."""
+    return spec_cost(spec).macs
+
+
+def _gmac(n: float) -> float:
+    return n / 1e9
+
+
+def check_batch(spec: ModelSpec, batch: int, passes: int = 1) -> None:
+    """Refuse (SpecError) a batch the server should not run: activations over
+    ``MAX_BATCH_ACTIVATIONS``, or ``passes`` x the batch's multiply-adds over the per-request
+    compute cap (``PYTORCH_LAB_MAX_BATCH_GMAC``; a training step is about 3 forward passes)."""
+    cost = spec_cost(spec)
+    n = cost.activations
     if batch * n > MAX_BATCH_ACTIVATIONS:
         raise SpecError("spec.batch_cap", batch=batch, total=batch * n, cap=MAX_BATCH_ACTIVATIONS,
                         fit=max(1, MAX_BATCH_ACTIVATIONS // n))
+    cap = load_settings().max_batch_gmac * 1e9
+    work = cost.macs * batch * passes
+    if work > cap:
+        raise SpecError("budget.batch_macs", batch=batch, gmac=_gmac(work), cap=_gmac(cap),
+                        fit=int(cap // max(1, cost.macs * passes)), setting=setting_name("max_batch_gmac"))
 
 
 def checked_spec(spec: ModelSpec, param_cap: int = DEFAULT_PARAM_CAP) -> ModelSpec:
-    """The spec, after the parameter and activation caps are checked (before any allocation)."""
+    """The spec, after the parameter, activation and compute caps are checked (before any allocation)."""
     n = parameter_count(spec)
     if n > param_cap:
         raise SpecError("spec.param_cap", n=n, cap=param_cap)
-    acts = activation_count(spec)
-    if acts > MAX_SAMPLE_ACTIVATIONS:
-        raise SpecError("spec.activation_cap", n=acts, cap=MAX_SAMPLE_ACTIVATIONS)
+    cost = spec_cost(spec)
+    if cost.activations > MAX_SAMPLE_ACTIVATIONS:
+        raise SpecError("spec.activation_cap", n=cost.activations, cap=MAX_SAMPLE_ACTIVATIONS)
+    if cost.recurrent_steps > MAX_RECURRENT_STEPS:
+        raise SpecError("budget.recurrent_steps", n=cost.recurrent_steps, cap=MAX_RECURRENT_STEPS)
+    cap = load_settings().max_sample_gmac * 1e9
+    if cost.macs > cap:
+        raise SpecError("budget.sample_macs", gmac=_gmac(cost.macs), cap=_gmac(cap),
+                        setting=setting_name("max_sample_gmac"))
     return spec
 
 

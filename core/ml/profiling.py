@@ -111,6 +111,15 @@ class ProfileConfig(BaseModel):
     def profiled_steps(self) -> int:
         return self.active if self.mode == "train_steps" else 1
 
+    @property
+    def forward_passes(self) -> int:
+        """Forward-pass equivalents of the work a profile runs (a training step is about 3: forward,
+        backward, update; inference and one training step run once unrecorded first), for the
+        per-request compute cap."""
+        if self.mode == "inference":
+            return 2
+        return 3 * (self.steps if self.mode == "train_steps" else 2)
+
 
 def _config_error(exc: ValidationError) -> LabError:
     """The first problem pydantic found, in the lab's words (``profile.*`` codes)."""

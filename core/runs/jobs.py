@@ -43,18 +43,51 @@ Ray job gets its reserved CPUs' worth (``PYTORCH_LAB_RAY_CPUS``).
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from core.errors import Code, LabError, Term
+from core.ml.modules import parameter_count
 from core.runs.executors import Executor, ExecutorError, ExecutorUnavailable, LocalExecutor, open_executor
 from core.runs.executors.base import UNKNOWN, JobInfo, JobSpec, Resources, read_tail
 from core.runs.store import FINISHED, RunRow, RunStore, StoreUnavailable, check_run_id, check_world_size, open_store
+from core.safe.budget import setting_name
 from core.settings import lab_environ, load_settings, settings_environ
 from core.training.config import TrainConfig
 
 LOG_NAME = "worker.log"
+# Disk a run may write per parameter: best.pt and last.pt, each with float32 weights and up to
+# two optimizer moments per weight (Adam). A run at the 20M-parameter cap keeps ~480 MB.
+CHECKPOINT_BYTES_PER_PARAM = 24
+OWNER_KINDS = ("session", "learner")  # who a run is counted against for the queue cap
+USAGE_TTL_S = 5.0  # a burst of Start clicks measures the lab home once
+
+
+def disk_usage(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (symbolic links are not followed; unreadable entries are skipped)."""
+    total = 0
+    stack = [folder]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False):
+                    total += entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
+
+
+def run_disk_bytes(config: TrainConfig) -> int:
+    """What a run of ``config`` may write to the lab home (its checkpoints)."""
+    return parameter_count(config.spec()) * CHECKPOINT_BYTES_PER_PARAM
 
 
 def default_cap(environ: Mapping[str, str] | None = None) -> int:
@@ -115,6 +148,10 @@ class JobManager:
         # executor launches the new ones.
         self.local = executor if isinstance(executor, LocalExecutor) else LocalExecutor(python)
         self.python = self.local.python
+        self._lock = threading.Lock()  # one manager may serve many server threads
+        # Runs each owner (("session", id), ("learner", name)) started through this manager, for the queue cap.
+        self._owned: dict[tuple[str, str], list[str]] = {}
+        self._usage: tuple[float, int] | None = None  # (when, bytes) of the lab home's last measurement
 
     @property
     def _procs(self) -> dict:
@@ -133,23 +170,82 @@ class JobManager:
 
     def start(self, config: TrainConfig | dict, name: str = "", tags: list[str] | tuple = (),
               parent: str | None = None, sweep: str | None = None, poll: bool = True,
-              world_size: int | None = None) -> str:
+              world_size: int | None = None, owners: Iterable[tuple[str, str]] = ()) -> str:
         """Validate the config, queue the run and launch it if a slot is free. Returns the run id.
 
         ``parent``: the run it was cloned from; ``sweep``: the sweep queueing it (core.runs.sweep);
         ``poll=False`` only queues it (a sweep polls once after queueing all of its runs).
         ``world_size`` >= 2 trains with DistributedDataParallel in that many processes (default:
-        the config's ``processes``). A cluster executor that cannot be
-        reached is an ``ExecutorUnavailable`` here, before anything is queued.
+        the config's ``processes``). A cluster executor that cannot be reached is an
+        ``ExecutorUnavailable`` here, before anything is queued.
+        ``owners`` (``("session", id)``, ``("learner", name)``) are who the run counts against:
+        each may have ``PYTORCH_LAB_MAX_QUEUED`` runs queued or running at once, and a run that
+        could take the lab home past ``PYTORCH_LAB_MAX_HOME_GB`` is refused (``budget.*`` errors).
         """
         config = TrainConfig.from_dict(config).validate()
         world = check_world_size(world_size if world_size is not None else config.processes)
         self.executor.check()
-        run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
-                                       precision=config.precision, parent=parent, sweep=sweep, world_size=world)
+        owners = list(owners)
+        with self._lock:
+            self._check_owners(owners)
+            self.check_disk(run_disk_bytes(config))
+            run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
+                                           precision=config.precision, parent=parent, sweep=sweep,
+                                           world_size=world)
+            self._own(owners, run_id)
         if poll:
             self.poll()
         return run_id
+
+    # ---------------------------------------------------------------- caps
+    def check_start(self, config: TrainConfig, owners: Iterable[tuple[str, str]] = ()) -> None:
+        """Raise the ``budget.*`` error ``start`` would raise for this config and these owners (for a
+        run made some other way, e.g. from an uploaded checkpoint, before its files are written)."""
+        with self._lock:
+            self._check_owners(list(owners))
+            self.check_disk(run_disk_bytes(config), reserve=False)
+
+    def _check_owners(self, owners: list[tuple[str, str]]) -> None:
+        cap = load_settings().max_queued
+        for owner in owners:
+            if owner[0] not in OWNER_KINDS:
+                raise ValueError(f"unknown owner kind {owner[0]!r}")
+            n = len(self._active_of(owner))
+            if n >= cap:
+                raise LabError("budget.queue_full", who=Term(f"budget.{owner[0]}"), n=n,
+                               setting=setting_name("max_queued"))
+
+    def _active_of(self, owner: tuple[str, str]) -> list[str]:
+        """The owner's runs that are still queued or running (finished and deleted ones are forgotten)."""
+        active = []
+        for run_id in self._owned.get(owner, []):
+            run = self.store.get_run(run_id)
+            if run is not None and run["status"] in ("queued", "running"):
+                active.append(run_id)
+        self._owned[owner] = active
+        return active
+
+    def _own(self, owners: list[tuple[str, str]], run_id: str) -> None:
+        for owner in owners:
+            self._owned.setdefault(owner, []).append(run_id)
+
+    def home_usage(self) -> int:
+        """Bytes under the lab home, measured at most every ``USAGE_TTL_S`` seconds."""
+        now = time.monotonic()
+        if self._usage is None or now - self._usage[0] > USAGE_TTL_S:
+            self._usage = (now, disk_usage(Path(self.home)))
+        return self._usage[1]
+
+    def check_disk(self, need: int, reserve: bool = True) -> None:
+        """Refuse (``budget.home_full``) a run that may write ``need`` bytes when the lab home would pass
+        its cap; ``reserve`` counts those bytes as used until the home is measured again."""
+        cap = load_settings().max_home_gb * 1e9
+        used = self.home_usage()
+        if used + need > cap:
+            raise LabError("budget.home_full", used=used / 1e9, need=need / 1e9, cap=cap / 1e9,
+                           setting=setting_name("max_home_gb"))
+        if reserve:
+            self._usage = (self._usage[0] if self._usage else time.monotonic(), used + need)
 
     def stop(self, run_id: str) -> str:
         """Ask a run to stop; returns its status afterwards (a queued run stops at once)."""
@@ -163,19 +259,25 @@ class JobManager:
                 self._cancel(run)
         return self.store.run(run_id)["status"]
 
-    def resume(self, run_id: str) -> None:
-        """Queue a stopped or failed run again; its worker continues from last.pt."""
+    def resume(self, run_id: str, owners: Iterable[tuple[str, str]] = ()) -> None:
+        """Queue a stopped or failed run again; its worker continues from last.pt. It counts against
+        ``owners``' queue cap as a new run does (its checkpoints already exist, so no disk is reserved)."""
         run = self.store.run(run_id)
         if run["delete_requested"]:
             raise LabError("jobs.deleting", run=Code(run_id))
         if run["status"] not in ("stopped", "failed"):
             raise LabError("jobs.not_resumable", run=Code(run_id), status=Term(f"status.{run['status']}"))
-        if run["kind"] != "job":
-            self.store.update_run(run_id, kind="job")
-        # Progress restarts where last.pt is, not at the step a failed worker reached after it.
-        where = self._checkpoint_position(run_id)
-        self.store.update_run(run_id, status="queued", launched=None, pid=None, stop_requested=False, error=None,
-                              finished=None, executor=None, job_ref=None, **where)
+        owners = list(owners)
+        with self._lock:
+            self._check_owners(owners)
+            self.check_disk(0)
+            if run["kind"] != "job":
+                self.store.update_run(run_id, kind="job")
+            # Progress restarts where last.pt is, not at the step a failed worker reached after it.
+            where = self._checkpoint_position(run_id)
+            self.store.update_run(run_id, status="queued", launched=None, pid=None, stop_requested=False,
+                                  error=None, finished=None, executor=None, job_ref=None, **where)
+            self._own(owners, run_id)
         self.poll()
 
     def _checkpoint_position(self, run_id: str) -> dict[str, int]:

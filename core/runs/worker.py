@@ -51,16 +51,22 @@ class _Worker:
         self.thread = threading.Thread(target=self._beat, name="lab-heartbeat", daemon=True)
 
     def start(self) -> None:
+        # At once, not after the first interval: a resumed run's row still holds the step its dead
+        # worker reached, which is past the checkpoint this worker continues from.
+        self._beat_once()
         self.thread.start()
 
     def _beat(self) -> None:
         while not self.done.wait(self.heartbeat_s):
-            try:
-                self.store.heartbeat(self.run_id, epoch=self.epoch, step=self.step)
-                if self.store.stop_requested(self.run_id):
-                    self.stop_event.set()
-            except Exception:  # noqa: BLE001 - a busy database must not kill the run; try again next beat
-                pass
+            self._beat_once()
+
+    def _beat_once(self) -> None:
+        try:
+            self.store.heartbeat(self.run_id, epoch=self.epoch, step=self.step)
+            if self.store.stop_requested(self.run_id):
+                self.stop_event.set()
+        except Exception:  # noqa: BLE001 - a busy database must not kill the run; try again next beat
+            pass
 
     def close(self) -> None:
         self.done.set()

@@ -1,4 +1,5 @@
-"""The Model Builder's views below the layer stack: forward pass, model.train() vs model.eval(), the tutorials' snippets.
+"""The Model Builder's views below the layer stack: forward pass, model.train() vs model.eval(), the tutorials'
+snippets.
 
 Each view calls one engine function of ``core.lessons.builder`` and renders what it returns;
 table headers and verdicts are UI text in the page's language, code and PyTorch's output stay code.

@@ -298,9 +298,20 @@ def on_stop(run_id: str) -> None:
     lab_jobs().stop(run_id)
 
 
+def owners() -> list[tuple[str, str]]:
+    """Who a run started here counts against for the queue cap: this session, and its learner if named."""
+    from uuid import uuid4
+
+    from pages.ui.learner import current
+
+    session = st.session_state.setdefault("lab_session_id", uuid4().hex)
+    learner = current()
+    return [("session", session)] + ([("learner", learner)] if learner else [])
+
+
 def on_resume(run_id: str) -> None:
     try:
-        lab_jobs().resume(run_id)
+        lab_jobs().resume(run_id, owners=owners())
         # The watcher fragment's refresh rate was fixed when the run was stopped: rerun the page.
         st.session_state["tr_full_rerun"] = True
     except ValueError as exc:
@@ -309,7 +320,7 @@ def on_resume(run_id: str) -> None:
 
 def start(config: TrainConfig, name: str = "", parent: str | None = None) -> str:
     """Queue a run (a callback's work: errors, an unreachable cluster included, are raised to the caller)."""
-    return job_manager().start(config, name=name, parent=parent)
+    return job_manager().start(config, name=name, parent=parent, owners=owners())
 
 
 def fastest_reduced() -> str | None:
@@ -372,7 +383,8 @@ def watch(run_ids: list[str]) -> None:
     smooth = st.session_state.get("tr_smooth", 0.6)
     text = {"loss": tr("train.chart.loss"), "test_acc": tr("train.chart.test_acc"),
             "test_loss": tr("train.chart.test_loss"), "val": tr("train.chart.val"), "test": tr("train.chart.test"),
-            "lr": tr("train.chart.lr"), "speed": tr("train.chart.speed"), "step": t("runs.x.step", lang()), "epoch": t("runs.x.epoch", lang())}
+            "lr": tr("train.chart.lr"), "speed": tr("train.chart.speed"), "step": t("runs.x.step", lang()),
+            "epoch": t("runs.x.epoch", lang())}
     figures = charts.charts((tuple(seen), smooth, tuple(text.values())), lambda: live_figures(metrics, smooth, text))
     c = st.columns(2)
     c[0].plotly_chart(figures["loss"], key="tr_c_loss")
@@ -635,10 +647,15 @@ def _resume_upload(ckpt: dict, config: TrainConfig, filename: str) -> None:
     from core.ml.checkpoint import save_checkpoint
 
     store = lab_store()
+    try:
+        lab_jobs().check_start(config, owners())  # the queue and disk caps, before any file is written
+    except ValueError as exc:
+        st.session_state["tr_start_error"] = exc
+        return
     run_id = store.create_run(config.to_dict(), name=f"resumed {filename}"[:60], status="stopped", kind="job")
     save_checkpoint(ckpt, store.run_dir(run_id, create=True) / LAST)
     try:
-        lab_jobs().resume(run_id)
+        lab_jobs().resume(run_id, owners=owners())
     except ValueError as exc:
         st.session_state["tr_start_error"] = exc
         return

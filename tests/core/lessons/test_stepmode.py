@@ -24,3 +24,26 @@ def test_teaching_step_reports_a_real_step():
         teaching_step(trainer)
     with pytest.raises(ValueError, match="finished"):
         teaching_step(trainer)
+
+
+def test_a_step_whose_batch_would_not_fit_the_memory_budget_is_refused_before_running(monkeypatch):
+    """Issue 22, item 6: step mode runs in the server, under the request's memory budget."""
+    wide = {"name": "Wide", "input_shape": [1, 28, 28], "layers": [
+        {"type": "Conv2d", "args": {"in_channels": 1, "out_channels": 64, "kernel_size": 3, "padding": 1}},
+        {"type": "AdaptiveAvgPool2d", "args": {"output_size": 1}}, {"type": "Flatten"},
+        {"type": "Linear", "args": {"in_features": 64, "out_features": 10}}]}
+    cfg = TrainConfig(model_spec=wide, limit_train=4096, limit_test=64, batch_size=4096, epochs=1,
+                      scheduler="none", augment=False)
+    trainer = Trainer(cfg)
+    monkeypatch.setattr(trainer, "step", lambda: pytest.fail("the step ran"))
+    with pytest.raises(ValueError) as err:
+        teaching_step(trainer)
+    # 51,098 activations (input, conv, pool, flatten, linear) x 4 bytes x 2 (scratch) per sample: 128 MB hold 328.
+    assert err.value.code == "budget.step_memory" and err.value.params["fit"] == 328
+    assert str(err.value).startswith("a training step on a batch of 4,096 would need about 1,597 MB")
+    assert "PYTORCH_LAB_BUDGET_MB" in err.value.message("zh") and trainer.global_step == 0
+    monkeypatch.setenv("PYTORCH_LAB_BUDGET_MB", "2000")
+    # Its work: 5 forward-pass equivalents x 4,096 samples x 0.55 million multiply-adds = 11 billion.
+    with pytest.raises(ValueError, match="multiply-adds") as err:
+        teaching_step(trainer)
+    assert err.value.code == "budget.batch_macs"

@@ -180,3 +180,21 @@ def test_live_charts_are_built_once_per_new_row_however_many_sessions_watch():
     assert last == len(store.rows) and charts.builds == 2 and figures is not first[0][0]
     assert [tick()[0] for _ in range(3)] == [figures] * 3 and charts.builds == 2
     assert set(figures) == {"loss", "acc", "lr", "speed"}
+
+
+def test_a_resumed_worker_reports_its_checkpoint_step_at_once(tmp_path):
+    """The run's row holds the dead worker's step until the new worker's first heartbeat; that beat
+    comes when the worker starts, not a heartbeat interval later."""
+    from core.runs.store import SQLiteRunStore
+    from core.runs.worker import _Worker
+
+    store = SQLiteRunStore(tmp_path)
+    run_id = store.create_run({"dataset": "digits8k"}, status="running")
+    store.heartbeat(run_id, epoch=3, step=730)  # where the killed worker got to
+    worker = _Worker(store, run_id, heartbeat_s=60)
+    worker.epoch, worker.step = 2, 600  # the checkpoint it continues from
+    worker.start()
+    try:
+        assert (store.run(run_id)["step"], store.run(run_id)["epoch"]) == (600, 2)
+    finally:
+        worker.close()
