@@ -57,3 +57,13 @@ class Deadline:
         if self.expired():
             raise LabError("budget.too_slow", what=Term(self.what), seconds=self.seconds,
                            setting=setting_name("budget_s"))
+
+    def check_progress(self, done: float, total: float, margin: float = 2.0) -> None:
+        """``check()``, and stop early when the work so far (``done`` of ``total`` units) says the
+        whole would take more than ``margin`` times the budget: no need to wait for the clock to
+        run out on work that cannot finish in time. Estimates wait for a tenth of a second of work."""
+        self.check()
+        elapsed = self.elapsed()
+        if 0 < done < total and elapsed >= 0.1 and elapsed / done * total > margin * self.seconds:
+            raise LabError("budget.too_slow", what=Term(self.what), seconds=self.seconds,
+                           setting=setting_name("budget_s"))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 import torch
@@ -117,3 +118,35 @@ def test_the_workers_epoch_test_pass_uses_budget_sized_batches(monkeypatch):
     ev = trainer.evaluate()
     passes = 5 if scored is not trainer.eval_model else 1
     assert ev["n"] == 20 and sum(seen) == 20 * passes and max(seen) == 64 * 2**20 // per_sample == 2
+
+
+def test_an_evaluation_that_cannot_finish_in_time_stops_after_its_first_batches(monkeypatch):
+    """The wide model's evaluation would take many budgets: the first batches say so, and it stops
+    at once instead of running until the clock is out (the Abuse benchmark's wide-checkpoint row)."""
+    model = build_model(WIDE)
+    data = load_data(TrainConfig(dataset="digits8k"))
+    batch = eval_batch_size(model, (1, 28, 28))
+    assert len(data.test_x) >= 10 * batch  # many batches: the estimate has something to project
+    with torch.no_grad():
+        start = time.monotonic()
+        model(data.test_x[:batch])
+        per_batch = time.monotonic() - start
+    budget = max(0.3, per_batch * 3)  # far less than the whole split's batches need
+    seen = guard(model, activation_bytes(model, (1, 28, 28)), load_settings().budget_bytes)
+    start = time.monotonic()
+    with pytest.raises(LabError) as info:
+        evaluate_model(model, data.test_x, data.test_y, seconds=budget)
+    assert info.value.code == "budget.too_slow"
+    assert time.monotonic() - start < budget  # stopped by the estimate, before the clock ran out
+    assert sum(seen) < len(data.test_x)
+
+
+def test_the_estimate_waits_for_some_work_and_lets_work_that_fits_run():
+    from core.safe.budget import Deadline
+
+    clock = Deadline(seconds=10.0)
+    clock.check_progress(1, 1000)  # no estimate from nothing: a tenth of a second must have passed
+    clock.start -= 0.5  # half a second for 1 unit of 1,000: 500 s projected
+    with pytest.raises(LabError):
+        clock.check_progress(1, 1000)
+    clock.check_progress(900, 1000)  # 0.55 s projected: runs on
