@@ -16,10 +16,9 @@ from core.lessons.autograd import (
     MAX_VARIABLE_ELEMENTS,
     MAX_VARIABLES,
     SMALL_GRAD,
-    _count,
-    _eval,
     _op_label,
 )
+from core.lessons.derivative import _count, _eval
 from core.lessons.tensors import describe, parse_values
 from core.safe.allowlist import ALLOWED_FUNCTIONS, CONSTANTS, DTYPES
 from core.safe.pycode import imports_line, to_torch_code

@@ -39,7 +39,14 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
 from core.errors import Code, first_line
-from core.runs.stores.base import STATUSES, RunStore, StoreError, StoreUnavailable, masked_url
+from core.runs.stores.base import (
+    PORTABLE_MIGRATIONS,
+    STATUSES,
+    RunStore,
+    StoreError,
+    StoreUnavailable,
+    masked_url,
+)
 
 CONNECT_TIMEOUT_S = 3  # an unreachable server is reported after this long (libpq's minimum is 2)
 MIGRATION_LOCK = 0x7079746F726368  # pg_advisory_xact_lock key while a process migrates ("pytorch")
@@ -91,43 +98,7 @@ MIGRATIONS: list[list[str]] = [
     [  # 3: delete a run once its worker has stopped (JobManager.delete)
         "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
     ],
-    [  # 4: learners' progress in the lessons (core/runs/progress.py); portable SQL (SQLite and PostgreSQL)
-        """CREATE TABLE lesson_attempts (
-            learner TEXT NOT NULL,
-            lesson TEXT NOT NULL,
-            item TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            answer TEXT NOT NULL DEFAULT '',
-            correct INTEGER,
-            created DOUBLE PRECISION NOT NULL
-        )""",
-        "CREATE INDEX lesson_attempts_learner ON lesson_attempts(learner, lesson, item)",
-        "CREATE INDEX lesson_attempts_item ON lesson_attempts(lesson, item)",
-        """CREATE TABLE lesson_steps (
-            learner TEXT NOT NULL,
-            lesson TEXT NOT NULL,
-            step TEXT NOT NULL,
-            completed DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (learner, lesson, step)
-        )""",
-        """CREATE TABLE lesson_position (
-            learner TEXT NOT NULL,
-            lesson TEXT NOT NULL,
-            step INTEGER NOT NULL,
-            updated DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (learner, lesson)
-        )""",
-    ],
-    [  # 5: lineage: the run a run was cloned from, the sweep that queued it (plain, portable SQL)
-        "ALTER TABLE runs ADD COLUMN parent TEXT",
-        "ALTER TABLE runs ADD COLUMN sweep TEXT",
-        "CREATE INDEX runs_sweep ON runs(sweep)",
-    ],
-    [  # 6: executors (core/runs/executors): which one runs the job, its handle there, DDP processes
-        "ALTER TABLE runs ADD COLUMN executor TEXT",
-        "ALTER TABLE runs ADD COLUMN job_ref TEXT",
-        "ALTER TABLE runs ADD COLUMN world_size INTEGER NOT NULL DEFAULT 1",
-    ],
+    *PORTABLE_MIGRATIONS,  # 4..6: the same portable SQL on both back ends (core/runs/stores/base.py)
 ]
 
 

@@ -6,7 +6,8 @@ a 5 s busy timeout, one connection per thread, and every write in a ``BEGIN IMME
 transaction (so a writer waits for the lock up front instead of failing with "database is
 locked" when it upgrades a read). That one write lock also serializes the job-slot claims,
 so two servers sharing a home cannot exceed the job cap. The schema has a version number
-and a list of migrations (``MIGRATIONS``; PostgreSQL's list has the same versions).
+and a list of migrations (``MIGRATIONS``; PostgreSQL's list has the same versions, and from 4 on
+the same SQL: ``PORTABLE_MIGRATIONS`` in base.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.errors import Code
-from core.runs.stores.base import RunStore, StoreError
+from core.runs.stores.base import PORTABLE_MIGRATIONS, RunStore, StoreError
 
 DB_NAME = "runs.sqlite3"
 BUSY_TIMEOUT_MS = 5000
@@ -66,43 +67,7 @@ MIGRATIONS: list[list[str]] = [
     [  # 3: delete a run once its worker has stopped (JobManager.delete)
         "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
     ],
-    [  # 4: learners' progress in the lessons (core/runs/progress.py); portable SQL (SQLite and PostgreSQL)
-        """CREATE TABLE lesson_attempts (
-            learner TEXT NOT NULL,
-            lesson TEXT NOT NULL,
-            item TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            answer TEXT NOT NULL DEFAULT '',
-            correct INTEGER,
-            created DOUBLE PRECISION NOT NULL
-        )""",
-        "CREATE INDEX lesson_attempts_learner ON lesson_attempts(learner, lesson, item)",
-        "CREATE INDEX lesson_attempts_item ON lesson_attempts(lesson, item)",
-        """CREATE TABLE lesson_steps (
-            learner TEXT NOT NULL,
-            lesson TEXT NOT NULL,
-            step TEXT NOT NULL,
-            completed DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (learner, lesson, step)
-        )""",
-        """CREATE TABLE lesson_position (
-            learner TEXT NOT NULL,
-            lesson TEXT NOT NULL,
-            step INTEGER NOT NULL,
-            updated DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (learner, lesson)
-        )""",
-    ],
-    [  # 5: lineage: the run a run was cloned from, the sweep that queued it (plain, portable SQL)
-        "ALTER TABLE runs ADD COLUMN parent TEXT",
-        "ALTER TABLE runs ADD COLUMN sweep TEXT",
-        "CREATE INDEX runs_sweep ON runs(sweep)",
-    ],
-    [  # 6: executors (core/runs/executors): which one runs the job, its handle there, DDP processes
-        "ALTER TABLE runs ADD COLUMN executor TEXT",
-        "ALTER TABLE runs ADD COLUMN job_ref TEXT",
-        "ALTER TABLE runs ADD COLUMN world_size INTEGER NOT NULL DEFAULT 1",
-    ],
+    *PORTABLE_MIGRATIONS,  # 4..6: the same portable SQL on both back ends (core/runs/stores/base.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

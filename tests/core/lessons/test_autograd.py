@@ -32,7 +32,8 @@ from core.safe.allowlist import ExprError
 from core.safe.pycode import to_torch_code
 
 ENGINE = Path(__file__).resolve().parents[3] / "core"
-SOURCE = "\n".join((ENGINE / f).read_text() for f in ("lessons/autograd.py", "lessons/graph.py", "safe/pycode.py"))
+ENGINE_FILES = ("lessons/autograd.py", "lessons/derivative.py", "lessons/graph.py", "safe/pycode.py")
+SOURCE = "\n".join((ENGINE / f).read_text() for f in ENGINE_FILES)
 
 
 def test_core_module_does_not_import_streamlit_or_use_eval():
