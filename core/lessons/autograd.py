@@ -171,17 +171,19 @@ def _grid_slow(deadline: Deadline) -> LabError:
                     instead=Code("w @ w"))
 
 
-def _grid_pointwise(expr_text: str, a: torch.Tensor, b: torch.Tensor,
-                    deadline: Deadline) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _grid_pointwise(expr_text: str, a: torch.Tensor, b: torch.Tensor, deadline: Deadline, done: int = 0,
+                    total: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """g, dg/dw0, dg/dw1 on the grid a x b, one point at a time. The clock is checked before
-    every point, and each point's evaluation may only use the time that is left."""
+    every point, each point's evaluation may only use the time that is left, and the points so
+    far (``done`` before this grid, of ``total`` in all) stop it early when the rest cannot fit."""
+    total = total if total is not None else done + len(a) * len(b)
     n_b, n_a = len(b), len(a)
     z = torch.empty(n_b, n_a, dtype=a.dtype)
     g0 = torch.empty_like(z)
     g1 = torch.empty_like(z)
     for i in range(n_b):
         for j in range(n_a):
-            if deadline.expired():
+            if deadline.expired() or deadline.cannot_finish(done + i * n_a + j, total):
                 raise _grid_slow(deadline)
             limits = dataclasses.replace(LIMITS, max_seconds=max(deadline.remaining(), 1e-3))
             try:
@@ -236,9 +238,10 @@ def contour_data(
             field = _grid_pointwise(expr_text, qa, qb, deadline)
     else:
         a, b = axes(min(points, 21))
-        z, _, _ = _grid_pointwise(expr_text, a, b, deadline)
         qa, qb = axes(min(arrows, 15))
-        field = _grid_pointwise(expr_text, qa, qb, deadline)
+        total = len(a) * len(b) + len(qa) * len(qb)
+        z, _, _ = _grid_pointwise(expr_text, a, b, deadline, 0, total)
+        field = _grid_pointwise(expr_text, qa, qb, deadline, len(a) * len(b), total)
     _, g0, g1 = field
     QB, QA = torch.meshgrid(qb, qa, indexing="ij")
     return {

@@ -63,7 +63,12 @@ class Deadline:
         whole would take more than ``margin`` times the budget: no need to wait for the clock to
         run out on work that cannot finish in time. Estimates wait for a tenth of a second of work."""
         self.check()
-        elapsed = self.elapsed()
-        if 0 < done < total and elapsed >= 0.1 and elapsed / done * total > margin * self.seconds:
+        if self.cannot_finish(done, total, margin):
             raise LabError("budget.too_slow", what=Term(self.what), seconds=self.seconds,
                            setting=setting_name("budget_s"))
+
+    def cannot_finish(self, done: float, total: float, margin: float = 2.0) -> bool:
+        """Whether ``done`` of ``total`` units of work, done so far, project the whole past ``margin``
+        times the budget (no verdict before a tenth of a second of work)."""
+        elapsed = self.elapsed()
+        return 0 < done < total and elapsed >= 0.1 and elapsed / done * total > margin * self.seconds

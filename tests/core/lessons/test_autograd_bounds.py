@@ -10,8 +10,8 @@ from core.errors import LabError
 from core.lessons import autograd
 from core.lessons.autograd import GRID_SECONDS, contour_data
 
-# Not elementwise (w @ w), and each point costs tens of milliseconds (a 600 x 600 product).
-SLOW = "w @ w + (ones(600, 600) @ ones(600, 600)).sum() * 0"
+# Not elementwise (w @ w), and each point costs tens of milliseconds (two 1000 x 1000 products).
+SLOW = "w @ w + (ones(1000, 1000) @ ones(1000, 1000) @ ones(1000, 1000)).sum() * 0"
 
 
 def test_a_slow_pointwise_grid_stops_at_the_budget():
@@ -21,6 +21,16 @@ def test_a_slow_pointwise_grid_stops_at_the_budget():
     took = time.monotonic() - start
     assert info.value.code == "autograd.grid_slow"
     assert took < GRID_SECONDS + 2.0, f"stopped after {took:.1f} s"
+
+
+def test_a_grid_that_cannot_finish_stops_on_its_first_points():
+    """Hundreds of points at tens of milliseconds each: the first points project the whole far past
+    the budget, so the page hears why at once, not after the clock has run out."""
+    start = time.monotonic()
+    with pytest.raises(LabError) as info:
+        contour_data(SLOW, [0, 0], 1, points=201, arrows=31)
+    assert info.value.code == "autograd.grid_slow"
+    assert time.monotonic() - start < GRID_SECONDS / 2
 
 
 def test_the_request_budget_shortens_the_grid_clock(monkeypatch):
