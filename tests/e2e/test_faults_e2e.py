@@ -10,7 +10,7 @@ import pytest
 from bench.browser import LabServer
 from core.i18n import CATALOGUE
 from core.ml.checkpoint import load_checkpoint
-from core.runs.jobs import _cmdline
+from core.runs.executors.local import cmdline as _cmdline
 from core.runs.store import SQLiteRunStore, pid_alive
 from tests.e2e.conftest import no_errors, shot, wait_idle
 
