@@ -154,3 +154,52 @@ def load_run_model(store: RunStore, run_id: str, which: str = "best") -> tuple[n
     model, spec = model_from_checkpoint(ckpt)
     summary = {"file": path.name, "epoch": ckpt.get("epoch"), "loss": ckpt.get("loss")}
     return model, spec, summary
+
+
+# --------------------------------------------------------------------------- stored evaluation
+EVALUATION_FILE = "evaluation.npz"
+_EVALUATION_ARRAYS = ("confusion", "per_class", "wrong", "pred", "confidence")
+
+
+def save_evaluation(store: RunStore, run_id: str) -> Path | None:
+    """Evaluate a finished classification run's best checkpoint on its test split, as the Train page
+    shows it (the weights' average, TTA, the run's normalization), and keep the result next to it.
+
+    The worker calls this once a run ends: it trains the model anyway, so it needs no request
+    budget, and the page then reads a few kilobytes instead of evaluating in the server (where a
+    busy classroom would hit ``PYTORCH_LAB_BUDGET_S``). Returns the file, or None without a checkpoint.
+    """
+    import numpy as np
+
+    from core.runs.view import evaluate_model
+
+    path = checkpoint_path(store, run_id, "best")
+    if path is None:
+        return None
+    model, x, y = checkpoint_test_evaluation(load_checkpoint(path, map_location=torch.device("cpu")))
+    result = evaluate_model(model, x, y, seconds=float("inf"))
+    out = store.run_dir(run_id) / EVALUATION_FILE
+    tmp = out.with_suffix(".tmp.npz")
+    arrays: dict[str, Any] = {k: np.asarray(result[k]) for k in _EVALUATION_ARRAYS}
+    np.savez(tmp, stamp=np.float64(path.stat().st_mtime), checkpoint=np.str_(path.name),
+             accuracy=np.float64(result["accuracy"]), **arrays)
+    tmp.replace(out)
+    return out
+
+
+def stored_evaluation(store: RunStore, run_id: str) -> dict[str, Any] | None:
+    """The evaluation ``save_evaluation`` kept, if it is of the checkpoint on disk now (else None).
+    Read with ``allow_pickle=False``: plain arrays only."""
+    import numpy as np
+
+    path = checkpoint_path(store, run_id, "best")
+    file = store.run_dir(run_id) / EVALUATION_FILE
+    if path is None or not file.is_file():
+        return None
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            if str(data["checkpoint"]) != path.name or float(data["stamp"]) != path.stat().st_mtime:
+                return None
+            return {"accuracy": float(data["accuracy"]), **{k: data[k].copy() for k in _EVALUATION_ARRAYS}}
+    except (OSError, KeyError, ValueError):
+        return None

@@ -177,6 +177,17 @@ def train_run(trainer: Trainer, store: RunStore | None = None, run_id: str | Non
 
 
 
+def _keep_evaluation(store: RunStore, run_id: str) -> None:
+    """The finished run's test-split evaluation, kept for the pages (``core.runs.trained.save_evaluation``);
+    a failure only costs the page its own evaluation later."""
+    from core.runs.trained import save_evaluation
+
+    try:
+        save_evaluation(store, run_id)
+    except Exception as exc:  # noqa: BLE001 - the page evaluates by itself then, under its budget
+        print(f"note: could not keep the run's evaluation: {_error_text(exc)}", file=sys.stderr)
+
+
 def execute(trainer: Trainer, store: RunStore | None, run_id: str | None, args) -> int:
     progress = Progress(trainer.total_steps, enabled=trainer.is_main and not args.quiet)
     external_stop = threading.Event()
@@ -201,6 +212,8 @@ def execute(trainer: Trainer, store: RunStore | None, run_id: str | None, args) 
                            external_stop=external_stop)
         if store is not None and run_id is not None:
             done = store
+            if trainer.is_main and trainer.task == "classification" and status in ("completed", "stopped"):
+                _keep_evaluation(store, run_id)
             retrying(lambda _: done.finish_run(run_id, status), on_retry=note_retry)
             retrying(lambda _: done.delete_marked(run_id), on_retry=note_retry)  # deleted while it ran: it goes now
         if trainer.is_main and trainer.history:

@@ -18,7 +18,7 @@ from core.lessons.regression import (
     slow_direction,
 )
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from core.ml.data import DATASETS
+from core.ml.data import DATASETS, load_dataset
 from core.ml.env import env_facts
 from core.ml.modules import build_model
 from core.ml.plots import image_grid
@@ -34,6 +34,7 @@ from core.runs.trained import (
     model_from_checkpoint,
     model_from_state,
     run_task,
+    stored_evaluation,
 )
 from core.runs.view import (
     LiveCharts,
@@ -412,8 +413,8 @@ def summary_table(runs: list[RunRow], metrics: dict, target: float = 0.98) -> No
     """summary_rows as a table in the page's language (headers and statuses translated)."""
     frame = summary_rows(runs, metrics, target)
     target_col = next(c for c in frame.columns if c.startswith("s to "))
-    frame = numbers_shown(frame, {"best acc": ".1%", "last acc": ".1%", "min test loss": ".4f", target_col: ".1f",
-                                  "duration s": ".1f"})
+    frame = numbers_shown(frame, {"val acc": ".1%", "best acc": ".1%", "last acc": ".1%", "min test loss": ".4f",
+                                  target_col: ".1f", "duration s": ".1f"})
     # Table headers are plain text (t, not tr: nothing is Markdown-escaped there).
     names = {c: t(f"runs.sum.{c}", lang()) for c in frame.columns if c != target_col}
     names[target_col] = t("runs.sum.to_target", lang(), target=f"{target:.1%}")
@@ -445,8 +446,17 @@ def controls(run_id: str) -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _evaluation(run_id: str, stamp: float, dataset: str) -> dict:
-    # The weights' moving average and test-time augmentation, as the run scored its test split.
-    model, x, y = load_run_evaluation(lab_store(), run_id)
+    # The weights' moving average and test-time augmentation, as the run scored its test split: kept by
+    # the worker when the run ended (core.runs.trained.save_evaluation), else evaluated here under the budget.
+    store = lab_store()
+    kept = stored_evaluation(store, run_id)
+    if kept is not None:
+        from core.settings import load_settings
+
+        split = load_dataset(dataset, load_settings())  # the digits are shown rescaled: the raw pixels do
+        images = split.test_images
+        return {**kept, "x": images.unsqueeze(1) if images.dim() == 3 else images, "y": split.test_labels}
+    model, x, y = load_run_evaluation(store, run_id)
     return {**evaluate_model(model, x, y), "x": x, "y": y}
 
 

@@ -14,7 +14,7 @@ import pytest
 from bench.browser import LabServer
 from core.i18n import CATALOGUE
 from core.runs.jobs import JobManager
-from core.runs.store import FINISHED, RunStore
+from core.runs.store import FINISHED, SQLiteRunStore
 from core.safe.share import encode_state
 from core.training.config import TrainConfig
 from tests.e2e.conftest import no_errors, shot, wait_idle
@@ -60,7 +60,7 @@ def fill(page, key: str, text: str) -> None:
 
 
 def test_clone_baseline_step_sweep_and_groups(lab, page):
-    store = RunStore(lab.home)
+    store = SQLiteRunStore(lab.home)
     jobs = JobManager(lab.home, cap=2)
     base = jobs.start(TINY, name="tiny base")
     assert jobs.wait(base, timeout=300) == "completed"
@@ -139,7 +139,7 @@ def test_clone_baseline_step_sweep_and_groups(lab, page):
 
 def test_views_in_chinese(lab, page):
     """The sweep and its groups in Chinese (after the test above, the store holds them)."""
-    runs = RunStore(lab.home).runs()
+    runs = SQLiteRunStore(lab.home).runs()
     if not any(r["sweep"] for r in runs):
         pytest.skip("needs the sweep of the test above")
     page.goto(lab.url + "/runs?rn_view=sweep&lang=简体中文")

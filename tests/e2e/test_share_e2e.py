@@ -4,6 +4,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core.i18n import CATALOGUE
+from core.ml.zoo import DEFAULT_PRESET, preset_spec
 from tests.e2e.conftest import no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,7 @@ def test_tampered_link_shows_a_notice_not_a_crash(server, page):
     warning = page.locator('[data-testid="stSidebar"] [data-testid="stAlertContentWarning"]')
     assert warning.count() == 1 and "ignored" in warning.inner_text()
     assert page.locator('[data-testid="stException"]').count() == 0
-    assert page.get_by_text("LabCNN").count() >= 1  # the default model
+    assert page.get_by_text(preset_spec(DEFAULT_PRESET).name).count() >= 1  # the default model
 
 
 def test_tensors_page_link_restores_x_and_the_view(server, page, chromium):
@@ -101,7 +102,7 @@ def test_autograd_and_train_links_reopen_the_same_state(server, page, chromium):
     # Train: a config from a link (carried in the share token)
     page.goto(server.url + "/train")
     wait_idle(page)
-    page.get_by_role("button", name="R2", exact=True).click()
+    page.locator(".st-key-tr_ex_R2 button").click()  # the example buttons are titled "R2 · ..."
     wait_idle(page)
     url = share_url(page)
     fresh.goto(url)
