@@ -102,13 +102,13 @@ def test_autograd_and_train_links_reopen_the_same_state(server, page, chromium):
     # Train: a config from a link (carried in the share token)
     page.goto(server.url + "/train")
     wait_idle(page)
-    page.locator(".st-key-tr_ex_R2 button").click()  # the example buttons are titled "R2 · ..."
+    page.locator(".st-key-tr_ex_R2 button").first.click()  # the example buttons are titled "R2 · ..."
     wait_idle(page)
     url = share_url(page)
     fresh.goto(url)
     wait_idle(fresh)
     inputs = fresh.locator('[data-testid="stSelectbox"] input')
-    assert "synthetic" in [inputs.nth(i).input_value() for i in range(inputs.count())]
+    assert EN["option.dataset.synthetic"] in [inputs.nth(i).input_value() for i in range(inputs.count())]
     assert fresh.get_by_label(EN["train.epochs"]).input_value() == "100"
     no_errors(fresh)
     other.close()
