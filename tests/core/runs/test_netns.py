@@ -29,7 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+from functools import partial
 
 import pytest
 
@@ -38,6 +38,7 @@ from core.runs.jobs import JobManager
 from core.runs.view import MetricsFollower
 from core.training.config import TrainConfig
 from tests.conftest import require_or_skip
+from tests.core.runs.test_jobs import wait_for as wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 HOSTS = {"db": 2, "head": 3, "worker": 4}
@@ -154,14 +155,7 @@ def tiny(epochs: int) -> TrainConfig:
                        batch_size=64, epochs=epochs, limit_train=512, limit_test=128, device="cpu")
 
 
-def wait_for(predicate, timeout: float = 180.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
+wait_for = partial(wait_until, timeout=180.0, interval=0.2)  # a cluster is slower than one machine
 
 
 def test_a_run_trains_on_the_worker_host_streams_metrics_and_stops_and_resumes(hosts, monkeypatch):

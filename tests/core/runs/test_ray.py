@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from functools import partial
 
 import pytest
 
@@ -19,6 +20,7 @@ from core.runs.jobs import JobManager
 from core.runs.store import open_store
 from core.settings import ROOT
 from core.training.config import TrainConfig
+from tests.core.runs.test_jobs import wait_for as wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -39,14 +41,7 @@ def ray_home(ray_head, tmp_path, monkeypatch):
     return home
 
 
-def wait_for(predicate, timeout: float = 180.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
+wait_for = partial(wait_until, timeout=180.0, interval=0.2)  # a cluster is slower than one machine
 
 
 def test_python_m_core_train_submits_a_ray_job(ray_home):
