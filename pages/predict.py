@@ -6,8 +6,9 @@ import torch
 from core.ml.checkpoint import CheckpointError
 from core.ml.modules import build_model
 from core.ml.plots import image_grid
-from core.ml.predict import ImageError, feature_maps, load_image, predict, preprocess, saliency
+from core.ml.predict import ImageError, feature_maps, load_image, predict, preprocess
 from core.runs.trained import load_run_model, trained_runs
+from pages.ui.explain_views import attribution_chart, method_picker
 from pages.ui.frame import frame
 from pages.ui.model_state import current_spec
 from pages.ui.state import lab_store
@@ -94,11 +95,9 @@ def show_prediction(model, grey) -> None:
         st.plotly_chart(image_grid(torch.from_numpy(prepared.image)[None], [""], cols=1, size=220),
                         key="pr_seen", config={"displayModeBar": False})
     with views[1]:
-        st.markdown(f"**{tr('predict.saliency')}**")
-        sal = px.imshow(saliency(model, prepared.tensor), color_continuous_scale="inferno", zmin=0, zmax=1)
-        sal.update_layout(height=250, margin=dict(l=0, r=0, t=0, b=0), coloraxis_showscale=False)
-        sal.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
-        st.plotly_chart(sal, key="pr_sal", config={"displayModeBar": False})
+        st.markdown(f"**{tr('explain.attribution', digit=classes[result['label']])}**")
+        method, layer = method_picker("pr", model)
+        attribution_chart(model, prepared.tensor, method, layer, key="pr_sal", target=result["label"])
     for name, fmap in feature_maps(model, prepared.tensor):
         t = torch.from_numpy(fmap)
         lo, hi = t.amin(dim=(1, 2), keepdim=True), t.amax(dim=(1, 2), keepdim=True)

@@ -32,7 +32,8 @@ from core.errors import Code, LabError
 from core.lessons.probes import PROBES, check_expression, resolve_model
 
 # The lab's pages a step may open (pages/ui/frame.py PAGES url paths; a test keeps them in step).
-LAB_PAGES = ("home", "tensors", "autograd", "builder", "data", "train", "runs", "profiler", "export", "predict")
+LAB_PAGES = ("home", "tensors", "autograd", "builder", "data", "train", "runs", "profiler", "export", "predict",
+             "explain")
 # The Train form's fields a share token carries (pages/ui/share.py TRAIN_FIELDS; a test keeps them in step).
 TRAIN_FORM_FIELDS = ("dataset", "optimizer", "lr", "scheduler", "loss", "batch_size", "epochs", "augment", "device",
                      "precision", "momentum", "weight_decay", "label_smoothing", "val_size", "ema", "tta", "drop_last",

@@ -1,7 +1,7 @@
-"""Predicting a drawn or uploaded digit: MNIST-style preprocessing, probabilities, saliency and
-feature maps. Images from users are untrusted: size and pixel caps are checked on the header
-before any decoding (decompression bombs), and only PIL's image decoders ever see the bytes. A
-refused image raises ``ImageError`` (a ``core.errors.LabError``, codes ``image.*``)."""
+"""Predicting a drawn or uploaded digit: MNIST-style preprocessing, probabilities and feature maps
+(attribution maps are core.ml.explain's). Images from users are untrusted: size and pixel caps are
+checked on the header before any decoding (decompression bombs), and only PIL's image decoders ever
+see the bytes. A refused image raises ``ImageError`` (a ``core.errors.LabError``, codes ``image.*``)."""
 from __future__ import annotations
 
 import io
@@ -115,19 +115,6 @@ def predict(model: nn.Module, x: torch.Tensor) -> dict:
     probs = torch.softmax(logits.float().reshape(1, -1), dim=1)[0]
     return {"probs": probs.tolist(), "label": int(probs.argmax()), "confidence": float(probs.max()),
             "latency_ms": float(np.median(times))}
-
-
-def saliency(model: nn.Module, x: torch.Tensor, target: int | None = None) -> np.ndarray:
-    """|d logit_target / d input| per pixel, from autograd, scaled to [0, 1]."""
-    model.eval()
-    inp = x.clone().requires_grad_(True)
-    with torch.enable_grad():
-        logits = model(inp).reshape(1, -1)
-        cls = int(logits.argmax()) if target is None else target
-        # Gradient with respect to the input only: a shared model's .grad stays untouched.
-        (grad,) = torch.autograd.grad(logits[0, cls], inp)
-    per_pixel = grad.abs()[0].amax(dim=0).numpy()
-    return per_pixel / per_pixel.max() if per_pixel.max() > 0 else per_pixel
 
 
 def feature_maps(model: nn.Module, x: torch.Tensor, max_channels: int = 16) -> list[tuple[str, np.ndarray]]:

@@ -159,6 +159,8 @@ def train_run(trainer: Trainer, store: RunStore | None = None, run_id: str | Non
                     if ev["best"]:  # best.pt first: a crash in between redoes this epoch from the old last.pt
                         save_checkpoint(ckpt, run_dir / BEST)
                     save_checkpoint(ckpt, run_dir / LAST)
+                    if worker is not None and trainer.task == "classification":
+                        _keep_representation(worker.store, worker.run_id, ckpt, ev["epoch"])
             elif ev["kind"] == "stopped":
                 status = "stopped"
                 if worker:  # metrics up to the checkpoint's step are stored before the checkpoint
@@ -175,6 +177,17 @@ def train_run(trainer: Trainer, store: RunStore | None = None, run_id: str | Non
     return status
 
 
+
+
+def _keep_representation(store: RunStore, run_id: str, ckpt: dict, epoch: int) -> None:
+    """This epoch's PCA map of a fixed subset of test digits (``core.runs.representation``); a failure
+    only costs the Explain page that frame."""
+    from core.runs.representation import record_epoch
+
+    try:
+        record_epoch(store, run_id, ckpt, epoch)
+    except Exception as exc:  # noqa: BLE001 - the map is an extra; training goes on without it
+        print(f"note: could not keep the epoch's feature map: {_error_text(exc)}", file=sys.stderr)
 
 
 def _keep_evaluation(store: RunStore, run_id: str) -> None:

@@ -26,6 +26,7 @@ PAGES = [
     ("section.tools", "page.profiler", "pages/profiler.py", "profiler", ":material/speed:"),
     ("section.tools", "page.export", "pages/export.py", "export", ":material/download:"),
     ("section.tools", "page.predict", "pages/predict.py", "predict", ":material/draw:"),
+    ("section.tools", "page.explain", "pages/explain.py", "explain", ":material/visibility:"),
 ]
 
 
