@@ -31,6 +31,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("training", "trainer overhead, data path, hardware efficiency"),
     ("recipe", "time to accuracy of the default recipe"),
     ("predict", "prediction latency of the Predict page"),
+    ("explain", "latency of the Explain page's interactions, cost of the per-epoch features map"),
     ("export", "ONNX / TorchScript export time and runtime latency"),
     ("ui", "UI cost of a watched training run and server memory"),
     ("load", "load test of the server"),

@@ -283,17 +283,25 @@ class PcaFrame:
 
 
 def pca_frame(features: torch.Tensor) -> PcaFrame:
-    """The first two principal components of ``features`` (N, D) by an SVD of the centred data."""
-    f = features.double()
+    """The first two principal components of ``features`` (N, D): a randomized low-rank SVD of the
+    centred data (``torch.pca_lowrank``: milliseconds where a full SVD of 500 × 1,152 takes a tenth of a
+    second), with the share of the total variance each explains."""
+    f = features.float()
     mean = f.mean(dim=0)
     centred = f - mean
-    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
-    components = vh[:2].T if vh.shape[0] >= 2 else torch.cat([vh[:1].T, torch.zeros_like(vh[:1].T)], dim=1)
+    q = min(6, *centred.shape)
+    torch_state = torch.random.get_rng_state()
+    torch.manual_seed(0)  # the randomized SVD's sketch: the same map for the same features
+    try:
+        _, s, v = torch.pca_lowrank(centred, q=q, center=False, niter=4)
+    finally:
+        torch.random.set_rng_state(torch_state)
+    components = torch.zeros(f.shape[1], 2)
+    components[:, :min(2, v.shape[1])] = v[:, :2]
     coords = centred @ components
-    var = (s ** 2)
-    total = float(var.sum()) or 1.0
-    explained = np.array([float(var[i]) / total if i < len(var) else 0.0 for i in range(2)], np.float32)
-    return PcaFrame(coords.float().numpy(), mean.float().numpy(), components.float().numpy(), explained)
+    total = float((centred.double() ** 2).sum()) or 1.0
+    explained = np.array([float(s[i]) ** 2 / total if i < len(s) else 0.0 for i in range(2)], np.float32)
+    return PcaFrame(coords.numpy(), mean.numpy(), components.numpy(), explained)
 
 
 def align_signs(coords: np.ndarray, components: np.ndarray, previous: np.ndarray | None

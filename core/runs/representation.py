@@ -12,6 +12,7 @@ grows by about 8 bytes per digit plus 12 bytes per feature per epoch.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,16 @@ def subset_indices(labels: torch.Tensor, n: int = SUBSET, seed: int = 0) -> np.n
 def _subset_size(ckpt: dict) -> int:
     from core.ml.evaluate import checkpoint_spec
 
-    macs = max(1, mac_count(checkpoint_spec(ckpt["config"])))
+    return _subset_for(checkpoint_spec(ckpt["config"]).to_json())
+
+
+@functools.lru_cache(maxsize=4)
+def _subset_for(spec_json: str) -> int:
+    """Digits per map for a model: ``SUBSET``, fewer when one forward pass of them would pass ``MAX_MACS``
+    (counted once per worker: the count builds the model on the meta device)."""
+    from core.ml.spec import ModelSpec
+
+    macs = max(1, mac_count(ModelSpec.from_json(spec_json)))
     return int(max(50, min(SUBSET, MAX_MACS // macs)))
 
 

@@ -86,6 +86,16 @@ def run_model(run_id: str, which: str = "best"):
     return _run_model(run_id, which, path.stat().st_mtime)
 
 
+def _stored_run(run_id: str) -> bool:
+    from core.runs.store import check_run_id
+    from pages.ui.state import lab_store
+
+    try:
+        return lab_store().get_run(check_run_id(run_id)) is not None
+    except ValueError:
+        return False
+
+
 def choose_model(key: str, label: str, default: str | None = None):
     """The current model or a trained classification run: (model, spec, source) or None after a message."""
     from core.ml.checkpoint import CheckpointError
@@ -98,9 +108,14 @@ def choose_model(key: str, label: str, default: str | None = None):
     options = ["current", *names]
     if default not in options:
         default = options[1] if len(options) > 1 else "current"
+    # A link to a run that exists but has no checkpoint yet (queued, or before its first epoch) says so.
+    wanted = st.query_params.get(key) if key not in st.session_state else None
+    waiting = wanted is not None and wanted not in options and _stored_run(wanted)
+    if waiting:
+        st.info(tr("explain.no_checkpoint", run=Code(str(wanted))))
     source = url_choice(st.selectbox, label, options, key, default,
                         lambda o: tr("predict.current") if o == "current" else names.get(o, o),
-                        keep_default=True, stale="predict.unknown_run")
+                        keep_default=True, stale=None if waiting else "predict.unknown_run")
     if source == "current":
         spec = current_spec()
         model = _current_model(spec.to_json())
@@ -334,6 +349,8 @@ def compare(model: nn.Module, source: str, digit: Digit) -> None:
     other = choose_model("xp_other", tr("explain.other"), default=others[0] if others else "current")
     if other is None:
         return
+    if other[2] == source:
+        st.info(tr("explain.compare_same"))
     method, layer = method_picker("xp", model)
     cols = st.columns(2)
     for col, (m, name, src) in zip(cols, [(model, "A", source), (other[0], "B", other[2])], strict=True):
