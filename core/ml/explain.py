@@ -21,7 +21,7 @@ import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -132,9 +132,9 @@ class ConvStep:
     box: tuple[int, int, int, int]  # the patch in the unpadded input: top, left, bottom, right (may overhang)
     value: float  # sum(patch * kernel) + bias, summed exactly (math.fsum of float64 products)
     model_value: float  # what the model's own forward pass computed there (float32)
-    after: list[tuple[str, str, float]] = field(default_factory=list)  # (layer, kind, value) of the next layers
-    input_map: np.ndarray | None = None  # the first input channel read, unpadded (H, W)
-    output_map: np.ndarray | None = None  # this output channel (out_h, out_w)
+    after: list[tuple[str, str, float]]  # (layer, kind, value) of the element-wise layers that follow
+    input_map: np.ndarray  # the first input channel read, unpadded (H, W)
+    output_map: np.ndarray  # this output channel (out_h, out_w)
 
     @property
     def products(self) -> np.ndarray:

@@ -36,8 +36,9 @@ def method_picker(prefix: str, model: nn.Module) -> tuple[str, str | None]:
     if method == "gradcam":
         convs = conv_layers(model)
         if convs:
+            modules = dict(model.named_modules())
             layer = url_choice(st.selectbox, tr("explain.cam_layer"), convs, f"{prefix}_cam", convs[-1],
-                               lambda name: name)
+                               lambda name: f"{name} · {modules[name]}")
     return method, layer
 
 
@@ -164,7 +165,7 @@ def read_digit(prefix: str) -> Digit | None:
                       lambda m: tr(f"explain.input.{m}"), required=True)
     if mode == "test":
         count = len(_bundled().test_images)
-        index = st.number_input(tr("explain.test_index", n=count), 0, count - 1, 0, key=f"{prefix}_digit",
+        index = st.number_input(tr("explain.test_index", last=count - 1), 0, count - 1, 0, key=f"{prefix}_digit",
                                 bind="query-params")
         digit = test_digit(int(index))
         st.image(_upscale(digit.image, 6), caption=tr("explain.test_label", label=digit.label))
@@ -280,7 +281,7 @@ def conv_stepper(model: nn.Module, x: torch.Tensor) -> None:
     layer = url_choice(c[0].selectbox, tr("explain.layer"), convs, "xp_layer", convs[0],
                        lambda n: f"{n} · {modules[n]}")
     conv = modules[layer]
-    channel = int(c[1].number_input(tr("explain.channel", n=conv.out_channels), 0, conv.out_channels - 1, 0,
+    channel = int(c[1].number_input(tr("explain.channel", last=conv.out_channels - 1), 0, conv.out_channels - 1, 0,
                                     key=f"xp_channel_{layer}"))
     probe = conv_step(model, x, layer, channel, 0, 0)
     count = probe.out_h * probe.out_w
@@ -293,14 +294,13 @@ def conv_stepper(model: nn.Module, x: torch.Tensor) -> None:
                 disabled=now == 0, width="stretch")
     b[1].button(tr("explain.next"), key="xp_next", on_click=_step_to, args=(key, min(count - 1, now + 1)),
                 disabled=now == count - 1, width="stretch", type="primary")
-    position = b[2].slider(tr("explain.position", n=count), 0, count - 1, key=key, label_visibility="collapsed")
+    position = b[2].slider(tr("explain.position", last=count - 1), 0, count - 1, key=key, label_visibility="collapsed")
     row, col = divmod(int(position), probe.out_w)
     step = conv_step(model, x, layer, channel, row, col) if (row, col) != (0, 0) else probe
     first, last = step.in_channels
     st.markdown(tr("explain.step_where", row=row, col=col, h=step.out_h, w=step.out_w, channel=channel,
                    first=first, last=last - 1))
     pics = st.columns(3)
-    assert step.input_map is not None and step.output_map is not None
     in_factor = max(2, 196 // max(step.input_map.shape))
     pics[0].image(_framed(_unit(step.input_map), in_factor, [step.box]),
                   caption=tr("explain.pic_input", channel=first))

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 EN, ZH = CATALOGUE["en"], CATALOGUE["zh"]
 PAGES = {"": "home", "lessons": "lessons", "tensors": "tensors", "autograd": "autograd", "builder": "builder",
          "data": "data", "train": "train", "runs": "runs", "profiler": "profiler", "export": "export",
-         "predict": "predict"}
+         "predict": "predict", "explain": "explain"}
 
 
 def sidebar_nav(page) -> str:

@@ -1,4 +1,4 @@
-"""Every text the Home, Tensors, Autograd, Data, Profiler, Export and Predict pages show, after every
+"""Every text the Home, Tensors, Autograd, Data, Profiler, Export, Predict and Explain pages show, after every
 example button, reads right: in Chinese no English sentence outside code, in both languages no
 characters eaten by Markdown, no escapes or backticks shown literally in tables (tests/textcheck.py).
 
@@ -22,6 +22,7 @@ PAGES = {
     "pages/export.py": [("ex_example", e) for e in ("E1", "E2", "E3")]
     + [("ex_formats", ["state_dict", "torch_export"]), "ex_run"],
     "pages/predict.py": [("pr_input", "upload"), ("pr_input", "draw")],
+    "pages/explain.py": [("xp_view", v) for v in ("step", "attribution", "compare", "map")],
 }
 
 

@@ -42,14 +42,25 @@ def test_the_dot_product_shown_is_the_conv_output_at_that_position(spec):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 2)
     x = digit(5)
+    inputs = {}
+    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: inputs.__setitem__(n, inp[0].detach()))
+             for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
     for layer in E.conv_layers(model):
         conv = dict(model.named_modules())[layer]
+        # The same convolution in float64: the value shown must be it (float64 rounding apart, 1e-12).
+        exact = F.conv2d(inputs[layer].double(), conv.weight.detach().double(),
+                         None if conv.bias is None else conv.bias.detach().double(), conv.stride, conv.padding)[0]
         first = E.conv_step(model, x, layer, 0, 0, 0)
         for channel, row, col in [(0, 0, 0), (conv.out_channels - 1, first.out_h - 1, first.out_w - 1),
                                   (conv.out_channels // 2, first.out_h // 2, first.out_w // 3)]:
             step = E.conv_step(model, x, layer, channel, row, col)
             # The terms shown, summed, plus the bias shown, are exactly the value shown ...
             assert np.float64(step.products.sum()) + step.bias == pytest.approx(step.value, abs=1e-12)
+            assert step.value == pytest.approx(float(exact[channel, row, col]), abs=1e-12)
             assert step.patch.shape == step.kernel.shape
             # ... and that value is what the model's forward pass computed there (float32 rounding apart).
             assert step.value == pytest.approx(step.model_value, rel=1e-5, abs=1e-5)
