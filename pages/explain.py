@@ -37,6 +37,6 @@ if chosen is not None:
                 st.info(tr("explain.no_conv_step"))
         elif view == "attribution":
             method, layer = V.method_picker("xp", model)
-            V.attribution_chart(model, digit.tensor, method, layer, key="xp_attr", height=360)
+            V.attribution_view(model, digit.tensor, method, layer)
         else:
             V.compare(model, source, digit)

@@ -97,7 +97,7 @@ def show_prediction(model, grey) -> None:
     with views[1]:
         st.markdown(f"**{tr('explain.attribution', digit=classes[result['label']])}**")
         method, layer = method_picker("pr", model)
-        attribution_chart(model, prepared.tensor, method, layer, key="pr_sal", target=result["label"])
+        attribution_chart(model, prepared.tensor, method, layer, target=result["label"])
     for name, fmap in feature_maps(model, prepared.tensor):
         t = torch.from_numpy(fmap)
         lo, hi = t.amin(dim=(1, 2), keepdim=True), t.amax(dim=(1, 2), keepdim=True)

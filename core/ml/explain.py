@@ -135,6 +135,7 @@ class ConvStep:
     after: list[tuple[str, str, float]]  # (layer, kind, value) of the element-wise layers that follow
     input_map: np.ndarray  # the first input channel read, unpadded (H, W)
     output_map: np.ndarray  # this output channel (out_h, out_w)
+    channel_peaks: np.ndarray  # every output channel's largest value for this input (out_channels,)
 
     @property
     def products(self) -> np.ndarray:
@@ -189,7 +190,8 @@ def conv_step(model: nn.Module, x: torch.Tensor, layer: str, channel: int, row: 
     return ConvStep(layer, channel, row, col, out_h, out_w, patch.numpy().copy(), kernel.numpy().copy(), bias,
                     (first, first + per_group), (top - ph, left - pw, top - ph + dh * (kh - 1) + 1,
                                                  left - pw + dw * (kw - 1) + 1),
-                    value, float(out[channel, row, col]), after, inp[first].numpy().copy(), out[channel].numpy().copy())
+                    value, float(out[channel, row, col]), after, inp[first].numpy().copy(), out[channel].numpy().copy(),
+                    out.amax(dim=(1, 2)).numpy().copy())
 
 
 # --------------------------------------------------------------------------- attributions (Captum)

@@ -20,7 +20,7 @@ from core.ml.explain import (
     conv_layers,
     conv_step,
 )
-from pages.ui.text import tr, tr_error
+from pages.ui.text import plain, tr, tr_error
 from pages.ui.widgets import url_choice
 
 DEFAULT_METHOD = "smoothgrad"
@@ -42,7 +42,15 @@ def method_picker(prefix: str, model: nn.Module) -> tuple[str, str | None]:
     return method, layer
 
 
-def attribution_chart(model: nn.Module, x, method: str, layer: str | None, key: str, target: int | None = None,
+def attribution_view(model: nn.Module, x, method: str, layer: str | None) -> None:
+    """The Explain page's attribution: what the model's answer for this digit rests on."""
+    with torch.inference_mode():
+        guess = int(model(x).reshape(1, -1).argmax())
+    st.markdown(f"**{tr('explain.attribution', digit=guess)}**")
+    attribution_chart(model, x, method, layer, target=guess, height=336)
+
+
+def attribution_chart(model: nn.Module, x, method: str, layer: str | None, target: int | None = None,
                       height: int = 250) -> None:
     """The attribution map of one input, or the reason there is none (e.g. Grad-CAM without a conv layer)."""
     try:
@@ -50,10 +58,19 @@ def attribution_chart(model: nn.Module, x, method: str, layer: str | None, key: 
     except ExplainError as exc:
         st.info(tr_error(exc))
         return
-    fig = px.imshow(amap, color_continuous_scale="inferno", zmin=0, zmax=1)
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=0, b=0), coloraxis_showscale=False)
-    fig.update_xaxes(showticklabels=False).update_yaxes(showticklabels=False)
-    st.plotly_chart(fig, key=key, config={"displayModeBar": False})
+    st.image(heat(amap, max(2, height // max(amap.shape))))
+
+
+def heat(values: np.ndarray, factor: int) -> np.ndarray:
+    """A [0, 1] map as an RGB picture in the inferno colours (black: nothing, yellow: the most), each
+    value a factor × factor block."""
+    stops = np.array([px.colors.hex_to_rgb(c) for c in px.colors.sequential.Inferno], np.float32)
+    pos = np.clip(values, 0, 1) * (len(stops) - 1)
+    low = np.floor(pos).astype(int).clip(0, len(stops) - 2)
+    frac = (pos - low)[..., None]
+    rgb = stops[low] * (1 - frac) + stops[low + 1] * frac
+    block = np.ones((factor, factor, 1), np.float32)
+    return np.kron(rgb, block).round().astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- the model and the digit
@@ -110,13 +127,20 @@ def choose_model(key: str, label: str, default: str | None = None):
     if default not in options:
         default = options[1] if len(options) > 1 else "current"
     # A link to a run that exists but has no checkpoint yet (queued, or before its first epoch) says so.
-    wanted = st.query_params.get(key) if key not in st.session_state else None
-    waiting = wanted is not None and wanted not in options and _stored_run(wanted)
-    if waiting:
-        st.info(tr("explain.no_checkpoint", run=Code(str(wanted))))
+    notice = f"{key}__no_checkpoint"
+    if key not in st.session_state:
+        wanted = st.query_params.get(key)
+        st.session_state.pop(notice, None)
+        if wanted is not None and wanted not in options and _stored_run(wanted):
+            st.session_state[notice] = str(wanted)[:80]
+    waiting = st.session_state.get(notice)
     source = url_choice(st.selectbox, label, options, key, default,
                         lambda o: tr("predict.current") if o == "current" else names.get(o, o),
                         keep_default=True, stale=None if waiting else "predict.unknown_run")
+    if waiting and source == default:
+        st.info(tr("explain.no_checkpoint", run=Code(waiting)))
+    elif waiting:  # the user picked another model: the notice has done its work
+        del st.session_state[notice]
     if source == "current":
         spec = current_spec()
         model = _current_model(spec.to_json())
@@ -273,6 +297,32 @@ def _grid(values: np.ndarray) -> str:
     return "\n".join([head, rule, *rows])
 
 
+def channel_picker(peaks: np.ndarray, key: str) -> int | None:
+    """The layer's output channels as a grid of squares (colour: each one's strongest activation for this
+    digit); a click on one returns its number, once (a later rerun keeps the number box's own choice)."""
+    import plotly.graph_objects as go
+
+    cols = min(32, len(peaks))
+    index = np.arange(len(peaks))
+    fig = go.Figure(go.Scatter(
+        x=index % cols, y=index // cols, mode="markers", customdata=index,
+        marker=dict(symbol="square", size=16, color=peaks, colorscale="Viridis", line=dict(width=0)),
+        text=[tr("explain.channel_hover", n=int(i)) for i in index], hovertemplate="%{text}<extra></extra>"))
+    fig.update_layout(height=40 + 22 * (-(-len(peaks) // cols)), margin=dict(l=0, r=0, t=4, b=4),
+                      xaxis=dict(visible=False, range=[-0.6, cols - 0.4]),
+                      yaxis=dict(visible=False, autorange="reversed"), clickmode="event+select", dragmode=False)
+    st.caption(tr("explain.channel_click"))
+    event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode="points",
+                            config={"displayModeBar": False})
+    points = getattr(getattr(event, "selection", None), "points", None) or []
+    picked = int(points[0]["customdata"]) if points and points[0].get("customdata") is not None else None
+    seen = f"{key}_seen"
+    if picked == st.session_state.get(seen):
+        return None
+    st.session_state[seen] = picked
+    return picked
+
+
 def conv_stepper(model: nn.Module, x: torch.Tensor) -> None:
     """Pick a Conv2d layer and an output channel, then step the kernel over the input one position at a time."""
     modules = dict(model.named_modules())
@@ -281,9 +331,15 @@ def conv_stepper(model: nn.Module, x: torch.Tensor) -> None:
     layer = url_choice(c[0].selectbox, tr("explain.layer"), convs, "xp_layer", convs[0],
                        lambda n: f"{n} · {modules[n]}")
     conv = modules[layer]
+    channel_key = f"xp_channel_{layer}"
+    probe = conv_step(model, x, layer, 0, 0, 0)
+    clicked = channel_picker(probe.channel_peaks, f"xp_chpick_{layer}")
+    if clicked is not None:
+        st.session_state[channel_key] = clicked  # before the number box is drawn: it shows the click
     channel = int(c[1].number_input(tr("explain.channel", last=conv.out_channels - 1), 0, conv.out_channels - 1, 0,
-                                    key=f"xp_channel_{layer}"))
-    probe = conv_step(model, x, layer, channel, 0, 0)
+                                    key=channel_key))
+    if channel:
+        probe = conv_step(model, x, layer, channel, 0, 0)
     count = probe.out_h * probe.out_w
     key = f"xp_pos_{layer}"
     if not isinstance(st.session_state.get(key), int) or not 0 <= st.session_state[key] < count:
@@ -345,7 +401,9 @@ def compare(model: nn.Module, source: str, digit: Digit) -> None:
     from core.runs.trained import trained_runs
     from pages.ui.state import lab_store
 
-    others = [r["id"] for r in trained_runs(lab_store(), task="classification") if r["id"] != source]
+    runs = trained_runs(lab_store(), task="classification")
+    titles = {r["id"]: r["name"] or r["id"] for r in runs}
+    others = [r["id"] for r in runs if r["id"] != source]
     other = choose_model("xp_other", tr("explain.other"), default=others[0] if others else "current")
     if other is None:
         return
@@ -355,9 +413,9 @@ def compare(model: nn.Module, source: str, digit: Digit) -> None:
     cols = st.columns(2)
     for col, (m, name, src) in zip(cols, [(model, "A", source), (other[0], "B", other[2])], strict=True):
         with col:
-            st.markdown(f"**{name}** · {tr('predict.current') if src == 'current' else src}")
+            st.markdown(f"**{name}** · " + (tr("predict.current") if src == "current" else plain(titles.get(src, src))))
             cam = layer if layer in conv_layers(m) else None
-            attribution_chart(m, digit.tensor, method, cam, key=f"xp_cmp_attr_{name}", height=220)
+            attribution_chart(m, digit.tensor, method, cam, height=220)
             overview(m, digit.tensor, digit.label, tile=28)
 
 
@@ -467,4 +525,4 @@ def representation_map(source: str, model: nn.Module, digit: Digit | None) -> No
                                              pred=int(preds[-1][point]), epoch=int(epochs[-1])))
     with c[1]:
         st.markdown(tr("explain.map_point_attr"))
-        attribution_chart(model, tensor, DEFAULT_METHOD, None, key="xp_map_attr", height=200)
+        attribution_chart(model, tensor, DEFAULT_METHOD, None, height=200)

@@ -15,7 +15,7 @@ expect.set_options(timeout=30_000)
 
 
 def choose_view(page, key: str) -> None:
-    page.locator(".st-key-xp_view").get_by_role("button", name=EN[f"explain.view.{key}"]).click()
+    page.locator(".st-key-xp_view").get_by_text(EN[f"explain.view.{key}"], exact=True).click()
     wait_idle(page)
 
 
@@ -25,10 +25,12 @@ def test_step_a_convolution_and_share_the_attribution_method(server, page):
     expect(page.get_by_text("Prediction: ").first).to_be_visible()
     shot(page, "explain-layers")
     choose_view(page, "step")
-    channel = page.get_by_label(EN["explain.channel"].format(last=31))
-    channel.fill("3")
-    channel.press("Enter")
+    square = page.locator(".st-key-xp_chpick_0 .scatterlayer .point").nth(3)  # click channel 3's square
+    square.wait_for()
+    box = square.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     wait_idle(page)
+    expect(page.get_by_label(EN["explain.channel"].format(last=31))).to_have_value("3")
     for _ in range(2):
         page.get_by_role("button", name=EN["explain.next"]).click()
         wait_idle(page)

@@ -59,7 +59,7 @@ def test_a_model_without_a_conv_layer_gets_clear_messages(app):
     view(at, "attribution")
     at.selectbox(key="xp_method").set_value("gradcam").run()
     assert not at.exception and "no Conv2d layer" in at.info[0].value
-    assert at.query_params["xp_method"] == ["gradcam"]
+    assert at.query_params["xp_method"] in ("gradcam", ["gradcam"])
     view(at, "map")
     assert at.info[0].value == EN["explain.map_needs_run"]
 
@@ -124,5 +124,5 @@ def test_predict_offers_the_attribution_methods_with_a_line_each(app):
     method.set_value("gradcam").run()
     assert at.selectbox(key="pr_cam").value == "7"  # the last conv layer of the default model
     assert EN["explain.method_help.gradcam"] in [c.value for c in at.caption]
-    assert at.query_params["pr_method"] == ["gradcam"]
+    assert at.query_params["pr_method"] in ("gradcam", ["gradcam"])
     assert not at.exception and not at.error and at.get("plotly_chart")
