@@ -138,7 +138,7 @@ def page_rows(repeats: int) -> list[list[str]]:
 
 def recording_line(quick: bool) -> str:
     """The worker's per-epoch map next to one epoch of the default recipe (its trainer, one process)."""
-    from core.runs.representation import record_epoch
+    from core.runs.representation import SUBSET, record_epoch
     from core.runs.store import SQLiteRunStore
     from core.training.config import TrainConfig
     from core.training.trainer import Trainer
@@ -162,7 +162,7 @@ def recording_line(quick: bool) -> str:
         size = (store.run_dir(run_id) / "representation.npz").stat().st_size
     ms = median(times[1:])  # the first call loads the test split once per worker
     return (f"Recording the features map (`core.runs.representation.record_epoch`, {len(times)} epochs of the "
-            f"default model, 500 test digits): {ms:.0f} ms per epoch (median; the first, which loads the test "
+            f"default model, {SUBSET} test digits): {ms:.0f} ms per epoch (median; the first, which loads the test "
             f"split, {times[0]:.0f} ms), {100 * ms / 1000 / epoch_s:.1f}% of one epoch of the default recipe "
             f"({epoch_s:.2f} s here, evaluation included); the file grows by about "
             f"{size / len(times) / 1024:.0f} KB per epoch.")

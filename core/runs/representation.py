@@ -28,7 +28,7 @@ from core.runs.store import RunStore
 from core.settings import Settings, load_settings
 
 REPRESENTATION_FILE = "representation.npz"
-SUBSET = 500
+SUBSET = 300  # 30 digits a class: a readable map for one forward pass of 300 digits an epoch
 MAX_MACS = 4e9  # multiply-adds one epoch's map may cost
 _DATA: dict[str, ImageData] = {}
 _ARRAYS = ("indices", "labels", "epochs", "coords", "preds", "means", "components", "explained")

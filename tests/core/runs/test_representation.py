@@ -8,7 +8,7 @@ from core.ml.data import load_bundled
 from core.ml.evaluate import checkpoint_model, checkpoint_normalization, prepare
 from core.ml.explain import penultimate_and_logits, project
 from core.runs import cli
-from core.runs.representation import REPRESENTATION_FILE, load_representation, subset_indices
+from core.runs.representation import REPRESENTATION_FILE, SUBSET, load_representation, subset_indices
 from core.runs.store import SQLiteRunStore
 
 
@@ -22,7 +22,7 @@ def test_each_epoch_gets_a_frame_of_the_same_digits(tmp_path, monkeypatch):
     assert found is not None
     assert list(found["epochs"]) == [1, 2]
     n = len(found["indices"])
-    assert 50 <= n <= 500 and found["coords"].shape == (2, n, 2) and found["preds"].shape == (2, n)
+    assert 50 <= n <= SUBSET and found["coords"].shape == (2, n, 2) and found["preds"].shape == (2, n)
     data = load_bundled()
     np.testing.assert_array_equal(found["labels"], data.test_labels[torch.from_numpy(found["indices"])].numpy())
     assert np.bincount(found["labels"], minlength=10).min() >= n // 10  # every class, evenly
