@@ -89,6 +89,7 @@ def show_prediction(model, grey) -> None:
     fig = px.bar(x=classes, y=result["probs"], labels={"x": tr("predict.class"), "y": tr("predict.prob")})
     fig.update_layout(height=260, margin=dict(l=0, r=0, t=10, b=0), yaxis_range=[0, 1])
     st.plotly_chart(fig, key="pr_probs")
+    method, layer = method_picker("pr", model)
     views = st.columns(2)
     with views[0]:
         st.markdown(f"**{tr('predict.seen')}**" + (f" ({tr('predict.inverted')})" if prepared.inverted else ""))
@@ -96,7 +97,6 @@ def show_prediction(model, grey) -> None:
                         key="pr_seen", config={"displayModeBar": False})
     with views[1]:
         st.markdown(f"**{tr('explain.attribution', digit=classes[result['label']])}**")
-        method, layer = method_picker("pr", model)
         attribution_chart(model, prepared.tensor, method, layer, target=result["label"])
     for name, fmap in feature_maps(model, prepared.tensor):
         t = torch.from_numpy(fmap)
