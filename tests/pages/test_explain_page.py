@@ -126,3 +126,18 @@ def test_predict_offers_the_attribution_methods_with_a_line_each(app):
     assert EN["explain.method_help.gradcam"] in [c.value for c in at.caption]
     assert at.query_params["pr_method"] in ("gradcam", ["gradcam"])
     assert not at.exception and not at.error and at.get("plotly_chart")
+
+
+def test_a_custom_builder_model_steps_its_own_convolution(app):
+    from tests.core.ml.test_explain import custom_spec
+
+    at = app("pages/explain.py", xp_view="step")
+    at.session_state["current_spec"] = custom_spec()  # what the Builder made: a 3×5 kernel, stride 2, padding 1, 2
+    at.run()
+    at.button(key="xp_next").click().run()
+    assert not at.exception and not at.error
+    text = texts(at)
+    assert "row 0, column 1 of 14×14, channel 0" in text and "over 15 terms" in text
+    assert "LeakyReLU" in text
+    at.selectbox(key="xp_layer").set_value("2").run()  # the second conv reads 6 channels
+    assert "over 54 terms" in texts(at) and "ReLU" in texts(at)
