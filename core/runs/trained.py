@@ -14,7 +14,7 @@ from torch import nn
 
 from core.errors import Code, Term, first_line
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from core.ml.data import DATASETS, load_dataset
+from core.ml.data import find_dataset, load_dataset
 from core.ml.evaluate import checkpoint_model, checkpoint_normalization, evaluation_model, prepare
 from core.ml.modules import build_model
 from core.ml.spec import ModelSpec, SpecError
@@ -47,7 +47,7 @@ def run_task(run: RunRow) -> str | None:
     """classification or regression: the task of a stored run's config (None for an unknown dataset)."""
     config = run.get("config") or {}
     task = config.get("task", "auto")
-    info = DATASETS.get(str(config.get("dataset")))
+    info = find_dataset(str(config.get("dataset")))
     if task not in (None, "auto"):
         return str(task)
     return info.task if info is not None else None

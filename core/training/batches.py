@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 from core.ml.data import (
-    DATASETS,
     load_dataset,
     normalize,
     pixel_stats,
@@ -92,13 +91,13 @@ def _image_data(config: TrainConfig, settings) -> TrainData:
 def load_data(config: TrainConfig, settings=None) -> TrainData:
     """The config's dataset as whole tensors (normalized images or regression pairs), limited
     (``limit_train`` the fitted split, ``limit_test`` the validation and test splits)."""
-    info = DATASETS[config.dataset]
+    info = config.dataset_info
     if info.task == "classification":
         if settings is None:
             from core.settings import load_settings
 
             settings = load_settings()
-        key = (config.dataset, str(getattr(settings, "data_root", "")), config.validation_size)
+        key = (config.dataset, str(getattr(settings, "data_root", "")), config.validation_size, info.stamp)
         with _data_lock:
             full = _data_cache.get(key)
             if full is None:
