@@ -4,6 +4,7 @@ Usage::
 
     python -m core.datasets add shapes shapes.zip                 # an ImageFolder zip (one folder per class)
     python -m core.datasets add mydigits my.npz --size 28 --channels 1 --test-fraction 0.2 --val-fraction 0.1
+    python -m core.datasets add houses houses.csv --target price --task regression   # a table of numbers
     python -m core.datasets list                                  # (--json for the same as JSON)
     python -m core.datasets remove shapes
     python -m core.train --dataset shapes --epochs 3              # train on it (a small CNN sized to it)
@@ -28,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     add = sub.add_parser("add", help="decode, check, resize, split and register a .zip (ImageFolder) or .npz")
     add.add_argument("name", help="the dataset's name: lowercase letters, digits, - and _ (at most 48)")
-    add.add_argument("file", help="a .zip in torchvision's ImageFolder layout, or an .npz with images and labels")
+    add.add_argument("file", help="a .zip in torchvision's ImageFolder layout, an .npz with images and labels, or a "
+                                  ".csv with a header row (then --target)")
     add.add_argument("--size", type=int, default=28, choices=SIZES, help="images are resized to SIZE x SIZE")
     add.add_argument("--channels", type=int, default=1, choices=CHANNELS, help="1 grey, 3 colour")
     add.add_argument("--test-fraction", type=float, default=0.2, help="share of each class held out for testing")
@@ -36,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="share of the training images held out for validation when a run trains")
     add.add_argument("--seed", type=int, default=0, help="the split's seed (same seed, same split)")
     add.add_argument("--title", default="", help="a short description")
+    add.add_argument("--target", default=None, help="a CSV's column to predict (the others are the features)")
+    add.add_argument("--task", default="regression", choices=("regression", "classification"),
+                     help="a CSV's task: a number (regression) or a class (classification)")
     lst = sub.add_parser("list", help="the registered datasets")
     lst.add_argument("--json", action="store_true", help="as JSON")
     rm = sub.add_parser("remove", help="delete a registered dataset")
@@ -54,8 +59,14 @@ def _add(args: argparse.Namespace) -> int:
         print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     done = add_file(data, path.name, args.name, size=args.size, channels=args.channels,
-                    test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed, title=args.title)
+                    test_fraction=args.test_fraction, val_fraction=args.val_fraction, seed=args.seed, title=args.title,
+                    target=args.target, task=args.task)
     meta = done.meta
+    if meta.get("kind") == "csv":
+        print(f"added {done.key}: {meta['task']} of {meta['target']} from {len(meta['features'])} features, "
+              f"{meta['train_size']} train / {meta['test_size']} test rows; train on it with: "
+              f"python -m core.train --dataset {done.key}")
+        return 0
     for note in done.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"added {done.key}: {len(meta['classes'])} classes, input shape {tuple(meta['input_shape'])}, "
@@ -79,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         elif not rows:
             print(f"no datasets in {datasets_dir()}")
         for row in [] if args.json else rows:
-            print(f"{row['name']}\t{row['classes']} classes\t{row['input_shape']}\t"
+            kind = f"{row['classes']} classes" if row["task"] == "classification" else "regression"
+            print(f"{row['name']}\t{kind}\t{row['input_shape']}\t"
                   f"{row['train']} train / {row['test']} test\t{row['source']}")
         return 0
     except ValueError as exc:  # a LabError (DatasetError): one line, the reason

@@ -101,3 +101,26 @@ def huge_png_header(width: int = 100_000, height: int = 100_000) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
         chunk(b"IEND", b"")
+
+
+def regression_csv(rows: int = 80, seed: int = 0, extra: dict | None = None) -> bytes:
+    """y = 3a - 2b + 1 (+ a little noise) with a third, useless feature; ``extra`` adds columns."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    a, b, c = rng.normal(size=(3, rows))
+    frame = pd.DataFrame({"a": a, "b": b, "c": c, "y": 3 * a - 2 * b + 1 + 0.05 * rng.normal(size=rows)})
+    for name, values in (extra or {}).items():
+        frame[name] = values
+    return frame.to_csv(index=False).encode()
+
+
+def classes_csv(rows_per_class: int = 20, seed: int = 0) -> bytes:
+    """Three classes of points around three centres, with the class as text."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    centres = {"red": (0, 0), "green": (4, 0), "blue": (0, 4)}
+    rows = [{"x1": cx + rng.normal(), "x2": cy + rng.normal(), "colour": name}
+            for name, (cx, cy) in centres.items() for _ in range(rows_per_class)]
+    return pd.DataFrame(rows).to_csv(index=False).encode()

@@ -82,8 +82,10 @@ def user_info(key: str) -> DatasetInfo:
     """A learner's registered dataset (``core.ml.userdata``) as a ``DatasetInfo``, or ``LabError``."""
     meta = userdata.read_meta(key)
     try:
-        return DatasetInfo(key, str(meta["title"]), "classification", tuple(int(d) for d in meta["input_shape"]),
-                           len(meta["classes"]), int(meta["train_size"]), int(meta["test_size"]),
+        task = str(meta.get("task", "classification"))
+        return DatasetInfo(key, str(meta["title"]), task, tuple(int(d) for d in meta["input_shape"]),
+                           int(meta.get("outputs", len(meta["classes"]))), int(meta["train_size"]),
+                           int(meta["test_size"]),
                            tuple(str(c) for c in meta["classes"]), None, True, int(meta["val_size"]), str(meta["id"]))
     except (KeyError, TypeError, ValueError):
         raise LabError("datasets.damaged", name=Code(key)) from None
@@ -307,6 +309,8 @@ def load_user(key: str) -> ImageData:
     info = user_info(key)
     arrays = userdata.read_arrays(key)
     meta = userdata.read_meta(key)
+    if not info.image or "train_images" not in arrays:
+        raise LabError("datasets.not_images", name=Code(key))
     return ImageData(
         name=key, title=info.title, classes=list(info.classes),
         train_images=torch.from_numpy(arrays["train_images"]),
@@ -315,6 +319,21 @@ def load_user(key: str) -> ImageData:
         test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
         source=Message("data.source.user", name=Code(key), file=Code(str(meta.get("source", "")))),
     )
+
+
+def load_tabular(key: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A learner's CSV dataset: (train_x, train_y, test_x, test_y); features standardized at upload, targets
+    float (N, 1) for regression, class indices for classification."""
+    info = user_info(key)
+    arrays = userdata.read_arrays(key)
+    if "train_x" not in arrays:
+        raise LabError("datasets.damaged", name=Code(key))
+    def target(y: np.ndarray) -> torch.Tensor:
+        if info.task == "regression":
+            return torch.from_numpy(y.astype(np.float32)).reshape(-1, 1)
+        return torch.from_numpy(y.astype(np.int64))
+    return (torch.from_numpy(arrays["train_x"].astype(np.float32)), target(arrays["train_y"]),
+            torch.from_numpy(arrays["test_x"].astype(np.float32)), target(arrays["test_y"]))
 
 
 def load_dataset(name: str, settings: Settings) -> ImageData:
@@ -476,7 +495,8 @@ def loader_workers_example(images: torch.Tensor, labels: torch.Tensor, workers: 
         raise LabError("data.unknown_pipeline", kind=Code(repr(unknown[0])), choices=Code(", ".join(WORKER_PIPELINES)))
     rows = []
     for pipeline in pipelines:
-        dataset = ArrayDataset(images.unsqueeze(1), labels, transform=_worker_transform(pipeline))
+        dataset = ArrayDataset(images.unsqueeze(1) if images.ndim == 3 else images, labels,
+                               transform=_worker_transform(pipeline))
         base = None
         for w in workers:
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=w,

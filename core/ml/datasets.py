@@ -251,6 +251,121 @@ def decode_npz(data: bytes, size: int = 28, channels: int = 1) -> Decoded:
                    _size_notes({(int(w), int(h))}, size))
 
 
+# --------------------------------------------------------------------------- CSV (tabular)
+MAX_CSV_BYTES = 20 * 1024 * 1024
+MAX_ROWS = 100_000
+MAX_COLUMNS = 200
+TASKS = ("regression", "classification")
+
+
+@dataclass
+class Tabular:
+    """A decoded CSV: float32 features (N, F), the target (float (N,) or class indices), the names."""
+
+    x: np.ndarray
+    y: np.ndarray
+    features: list[str]
+    target: str
+    task: str
+    classes: list[str]
+
+
+def _read_csv(data: bytes, nrows: int | None = None):
+    import pandas as pd
+
+    if len(data) > MAX_CSV_BYTES:
+        raise DatasetError("datasets.file_too_large", mb=len(data) / 1e6, cap=MAX_CSV_BYTES / 1e6)
+    if not data.strip():
+        raise DatasetError("datasets.empty")
+    try:
+        frame = pd.read_csv(io.BytesIO(data), nrows=MAX_ROWS + 1 if nrows is None else nrows, engine="c",
+                            on_bad_lines="error", encoding_errors="strict")
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DatasetError("datasets.csv_unreadable", reason=Code(str(exc).splitlines()[0][:200] if str(exc) else
+                                                                   type(exc).__name__)) from None
+    if frame.shape[1] > MAX_COLUMNS:
+        raise DatasetError("datasets.csv_columns", n=frame.shape[1], cap=MAX_COLUMNS)
+    if len(frame) > MAX_ROWS:
+        raise DatasetError("datasets.csv_rows", cap=MAX_ROWS)
+    return frame
+
+
+def csv_columns(data: bytes) -> list[str]:
+    """The column names of a CSV (its header), for choosing the target."""
+    return [str(c) for c in _read_csv(data, nrows=5).columns]
+
+
+def decode_csv(data: bytes, target: str, task: str = "regression") -> Tabular:
+    """A CSV with a header row -> numeric features and the ``target`` column (a number for regression, a
+    class for classification). Non-numeric or incomplete feature columns are refused by name."""
+    import pandas as pd
+
+    if task not in TASKS:
+        raise DatasetError("datasets.csv_task", task=Code(repr(task)))
+    frame = _read_csv(data)
+    frame.columns = [str(c) for c in frame.columns]
+    if target not in frame.columns:
+        raise DatasetError("datasets.csv_target", target=Code(str(target)[:100]),
+                           columns=Code(", ".join(frame.columns[:20])))
+    if len(frame.columns) < 2:
+        raise DatasetError("datasets.csv_no_features")
+    features = [c for c in frame.columns if c != target]
+    text = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
+    if text:
+        raise DatasetError("datasets.csv_not_numeric", columns=Code(", ".join(text[:10])))
+    missing = [c for c in frame.columns if frame[c].isna().any()]
+    if missing:
+        raise DatasetError("datasets.csv_missing", columns=Code(", ".join(missing[:10])))
+    x = frame[features].to_numpy(dtype=np.float64)
+    if not np.isfinite(x).all():
+        raise DatasetError("datasets.csv_missing", columns=Code(", ".join(c for c in features
+                                                                            if not np.isfinite(frame[c]).all())))
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(frame[target]):
+            raise DatasetError("datasets.csv_not_numeric", columns=Code(target))
+        y = frame[target].to_numpy(dtype=np.float32)
+        if len(y) < 10:
+            raise DatasetError("datasets.csv_rows_few", n=len(y), least=10)
+        return Tabular(x.astype(np.float32), y, features, target, task, [])
+    values = frame[target].astype(str).str.strip()
+    classes = sorted(values.unique().tolist(), key=lambda v: (len(v), v) if v.isdigit() else (10**9, v))
+    _check_classes(len(classes))
+    index = {c: i for i, c in enumerate(classes)}
+    labels = values.map(index).to_numpy(dtype=np.int64)
+    _check_counts(labels, classes)
+    return Tabular(x.astype(np.float32), labels, features, target, task, [c[:60] for c in classes])
+
+
+def register_tabular(tab: Tabular, key: str, source: str, test_fraction: float = 0.2, seed: int = 0,
+                     title: str = "", settings: Settings | None = None) -> Registered:
+    """Split a decoded CSV (class-balanced for classification, seeded), standardize the features with
+    the training rows' statistics, and write it to the lab home as dataset ``key``."""
+    settings = settings or load_settings()
+    key = userdata.check_key(key)
+    if not 0.05 <= test_fraction <= 0.5:
+        raise DatasetError("datasets.fractions", test=test_fraction, val=0.0)
+    if tab.task == "classification":
+        train_idx, test_idx = stratified_split(tab.y, test_fraction, seed)
+    else:
+        order = np.random.default_rng(seed).permutation(len(tab.y))
+        cut = len(order) - max(1, round(len(order) * test_fraction))
+        train_idx, test_idx = order[:cut], order[cut:]
+    mean = tab.x[train_idx].mean(axis=0)
+    std = tab.x[train_idx].std(axis=0)
+    std[std < 1e-12] = 1.0
+    x = ((tab.x - mean) / std).astype(np.float32)
+    meta = {
+        "key": key, "id": uuid.uuid4().hex, "title": (title or key)[:80], "kind": "csv", "task": tab.task,
+        "source": Path(source).name[:200], "classes": tab.classes, "outputs": len(tab.classes) or 1,
+        "input_shape": [len(tab.features)], "features": tab.features, "target": tab.target,
+        "train_size": len(train_idx), "test_size": len(test_idx), "val_size": 0, "test_fraction": test_fraction,
+        "seed": seed, "feature_mean": mean.tolist(), "feature_std": std.tolist(), "created": time.time(),
+    }
+    arrays = {"train_x": x[train_idx], "train_y": tab.y[train_idx], "test_x": x[test_idx], "test_y": tab.y[test_idx]}
+    _write(settings, key, meta, arrays)
+    return Registered(key, meta, [])
+
+
 def decode_file(data: bytes, filename: str, size: int = 28, channels: int = 1) -> Decoded:
     """An uploaded file by its name: ``.zip`` (ImageFolder) or ``.npz``."""
     lower = filename.lower()
@@ -310,9 +425,7 @@ def register(decoded: Decoded, key: str, source: str, test_fraction: float = 0.2
     key = userdata.check_key(key)
     if not (0.05 <= test_fraction <= 0.5 and 0.0 <= val_fraction <= 0.5):
         raise DatasetError("datasets.fractions", test=test_fraction, val=val_fraction)
-    root = userdata.datasets_dir(settings)
-    final = root / key
-    if final.exists() or final.is_symlink():
+    if (userdata.datasets_dir(settings) / key).exists():
         raise DatasetError("datasets.exists", name=Code(key))
     train_idx, test_idx = stratified_split(decoded.labels, test_fraction, seed)
     train_images = decoded.images[train_idx]
@@ -328,14 +441,24 @@ def register(decoded: Decoded, key: str, source: str, test_fraction: float = 0.2
         "test_fraction": test_fraction, "val_fraction": val_fraction, "seed": seed, "mean": mean, "std": std,
         "created": time.time(),
     }
+    _write(settings, key, meta, {"train_images": train_images, "train_labels": decoded.labels[train_idx],
+                                 "test_images": decoded.images[test_idx], "test_labels": decoded.labels[test_idx],
+                                 "classes": np.asarray(decoded.classes, dtype=str)})
+    return Registered(key, meta, decoded.notes)
+
+
+def _write(settings: Settings, key: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """The dataset's folder, written whole into a temp folder and renamed into place (atomic)."""
+    root = userdata.datasets_dir(settings)
+    final = root / key
+    if final.exists() or final.is_symlink():
+        raise DatasetError("datasets.exists", name=Code(key))
     root.mkdir(parents=True, exist_ok=True)
     temp = root / f".tmp-{uuid.uuid4().hex}"
     temp.mkdir()
     try:
         buffer = io.BytesIO()
-        np.savez(buffer, train_images=train_images, train_labels=decoded.labels[train_idx],
-                 test_images=decoded.images[test_idx], test_labels=decoded.labels[test_idx],
-                 classes=np.asarray(decoded.classes, dtype=str))
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types savez's keywords as bool
         (temp / userdata.DATA_FILE).write_bytes(buffer.getvalue())
         (temp / userdata.META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         try:
@@ -345,16 +468,20 @@ def register(decoded: Decoded, key: str, source: str, test_fraction: float = 0.2
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
-    return Registered(key, meta, decoded.notes)
 
 
 def add_file(data: bytes, filename: str, key: str, size: int = 28, channels: int = 1, test_fraction: float = 0.2,
-             val_fraction: float = 0.1, seed: int = 0, title: str = "",
-             settings: Settings | None = None) -> Registered:
-    """Decode, check, resize, split and register one uploaded file (``.zip`` or ``.npz``) in one call."""
+             val_fraction: float = 0.1, seed: int = 0, title: str = "", settings: Settings | None = None,
+             target: str | None = None, task: str = "regression") -> Registered:
+    """Decode, check, (resize,) split and register one uploaded file in one call: a ``.zip`` or ``.npz`` of
+    images, or a ``.csv`` with its ``target`` column and ``task``."""
     userdata.check_key(key)
     if userdata.is_user_key(key):
         raise DatasetError("datasets.exists", name=Code(key))
+    if filename.lower().endswith(".csv"):
+        if not target:
+            raise DatasetError("datasets.csv_target", target=Code("-"), columns=Code(", ".join(csv_columns(data)[:20])))
+        return register_tabular(decode_csv(data, target, task), key, filename, test_fraction, seed, title, settings)
     decoded = decode_file(data, filename, size, channels)
     return register(decoded, key, filename, test_fraction, val_fraction, seed, title, settings)
 
@@ -376,6 +503,7 @@ def summaries(keys: list[str] | None = None, settings: Settings | None = None) -
         except LabError:
             continue
         rows.append({"name": key, "title": meta.get("title", key), "source": meta.get("source", ""),
+                     "task": meta.get("task", "classification"),
                      "input_shape": tuple(meta.get("input_shape", ())), "classes": len(meta.get("classes", ())),
                      "train": meta.get("train_size"), "val": meta.get("val_size"), "test": meta.get("test_size")})
     return rows
@@ -392,7 +520,13 @@ def page_key(name: str) -> str:
 
 # --------------------------------------------------------------------------- a model that fits
 def dataset_model(input_shape: tuple[int, ...], classes: int) -> ModelSpec:
-    """A small CNN for a learner's dataset: two conv blocks, global average pooling, one Linear."""
+    """A small CNN for a learner's image dataset: two conv blocks, global average pooling, one Linear;
+    for a table of features (``input_shape`` (F,)), a small MLP: Linear, ReLU, Linear."""
+    if len(input_shape) == 1:
+        mlp = [{"type": "Linear", "args": {"in_features": int(input_shape[0]), "out_features": 32}},
+               {"type": "ReLU", "args": {}},
+               {"type": "Linear", "args": {"in_features": 32, "out_features": int(classes)}}]
+        return ModelSpec.parse({"name": "DatasetMLP", "input_shape": list(input_shape), "layers": mlp})
     c = int(input_shape[0])
     layers = [
         {"type": "Conv2d", "args": {"in_channels": c, "out_channels": 16, "kernel_size": 3, "padding": 1}},

@@ -2,7 +2,8 @@
 
 A dataset registered by the Data page or ``python -m core.datasets add`` is a folder
 ``$PYTORCH_LAB_HOME/datasets/<key>/`` with ``data.npz`` (uint8 ``train_images`` / ``test_images``:
-(N, H, W) grey or (N, 3, H, W) colour; int64 ``train_labels`` / ``test_labels``; ``classes``)
+(N, H, W) grey or (N, 3, H, W) colour; int64 ``train_labels`` / ``test_labels``; ``classes``; or, for a
+CSV, standardized float32 ``train_x`` / ``test_x`` and ``train_y`` / ``test_y``)
 and ``meta.json`` (title, shapes, sizes, the split's settings). Both are written by
 ``core.ml.datasets`` only (decoded, checked, resized and split there); this module only finds
 and reads them. Keys are short lowercase names (``KEY_PATTERN``), so a key can never name a path
@@ -89,6 +90,6 @@ def read_arrays(key: str, settings: Settings | None = None) -> dict[str, np.ndar
     path = dataset_folder(key, settings) / DATA_FILE
     try:
         with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in ("train_images", "train_labels", "test_images", "test_labels")}
+            return {name: npz[name] for name in npz.files}
     except (OSError, ValueError, KeyError):
         raise LabError("datasets.damaged", name=Code(key)) from None

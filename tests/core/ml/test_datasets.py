@@ -12,9 +12,11 @@ from core.ml import userdata
 from core.ml.data import dataset_info, find_dataset, load_dataset
 from core.settings import load_settings
 from tests.datafiles import (
+    classes_csv,
     huge_png_header,
     many_files_zip,
     png_bytes,
+    regression_csv,
     shape_image,
     shapes_npz,
     shapes_zip,
@@ -229,3 +231,55 @@ def test_config_knows_registered_datasets_only(home):
     with pytest.raises(LabError) as exc:  # the lab's default model does not take 16x16 images
         TrainConfig(dataset="mine", val_size=3)
     assert exc.value.code == "config.input_shape"
+
+
+# --------------------------------------------------------------------------- CSV
+def test_csv_regression_registers_and_trains(home, capsys):
+    from core.datasets import main
+    from core.training.batches import load_data
+    from core.training.config import TrainConfig
+    from core.training.console import user_dataset_defaults
+    from core.training.trainer import Trainer
+
+    assert D.csv_columns(regression_csv()) == ["a", "b", "c", "y"]
+    done = D.add_file(regression_csv(), "houses.csv", "houses", target="y", task="regression")
+    assert done.meta["input_shape"] == [3] and done.meta["train_size"] == 64 and done.meta["test_size"] == 16
+    info = dataset_info("houses")
+    assert info.task == "regression" and not info.image and info.outputs == 1
+    config = TrainConfig(dataset="houses", epochs=150, batch_size=64, optimizer="adam", lr=0.02, ema=0.0,
+                         scheduler="none", **user_dataset_defaults({"dataset": "houses"}, False))
+    assert config.resolved_loss == "mse" and config.spec().name == "DatasetMLP"
+    data = load_data(config)
+    assert tuple(data.train_x.shape) == (64, 3) and tuple(data.train_y.shape) == (64, 1)
+    last = None
+    for event in Trainer(config).run():
+        last = event if event["kind"] == "epoch" else last
+    assert last is not None and last["test_loss"] < 0.3 * float(data.test_y.var())  # it learned the plane
+    assert main(["list"]) == 0 and "houses\tregression\t(3,)" in capsys.readouterr().out
+
+
+def test_csv_classification_with_text_classes(home):
+    from core.training.config import TrainConfig
+    from core.training.console import user_dataset_defaults
+
+    D.add_file(classes_csv(), "points.csv", "points", target="colour", task="classification")
+    info = dataset_info("points")
+    assert info.task == "classification" and info.classes == ("blue", "green", "red") and info.input_shape == (2,)
+    config = TrainConfig(dataset="points", epochs=1, **user_dataset_defaults({"dataset": "points"}, False))
+    assert config.resolved_loss == "cross_entropy"
+
+
+@pytest.mark.parametrize("data, target, task, code, words", [
+    (regression_csv(extra={"city": ["Paris", "Rome"] * 40, "street": ["x"] * 80}), "y", "regression",
+     "datasets.csv_not_numeric", "city, street"),
+    (regression_csv(extra={"gap": [1.0, None] * 40}), "y", "regression", "datasets.csv_missing", "gap"),
+    (regression_csv(), "price", "regression", "datasets.csv_target", "a, b, c, y"),
+    (classes_csv(), "colour", "regression", "datasets.csv_not_numeric", "colour"),
+    (b"a,b\n1,2\n3", "b", "regression", "datasets.csv_missing", "b"),
+    (b"\xff\xfe\x00garbage\x00\n\x01", "a", "regression", "datasets.csv_unreadable", ""),
+])
+def test_csv_refusals_name_the_columns(home, data, target, task, code, words):
+    with pytest.raises(LabError) as exc:
+        D.add_file(data, "t.csv", "t", target=target, task=task)
+    assert _code(exc) == code and words in str(exc.value)
+    assert userdata.list_keys() == []
