@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from core.ml.datasets import CHANNELS, MAX_UPLOAD_BYTES, SIZES, DatasetError, add_file, remove, summaries
+from core.ml.datasets import CHANNELS, MAX_UPLOAD_BYTES, MB, SIZES, DatasetError, add_file, remove, summaries
 from core.ml.userdata import datasets_dir
 
 
@@ -53,7 +53,7 @@ def _add(args: argparse.Namespace) -> int:
     try:
         size = path.stat().st_size
         if size > MAX_UPLOAD_BYTES:
-            raise DatasetError("datasets.file_too_large", mb=size / 1e6, cap=MAX_UPLOAD_BYTES / 1e6)
+            raise DatasetError("datasets.file_too_large", mb=size / MB, cap=MAX_UPLOAD_BYTES / MB)
         data = path.read_bytes()
     except OSError as exc:
         print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)

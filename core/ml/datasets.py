@@ -47,7 +47,8 @@ from core.ml.predict import MAX_PIXELS
 from core.ml.spec import ModelSpec
 from core.settings import Settings, load_settings
 
-MAX_UPLOAD_BYTES = 50 * 1024 * 1024      # the file itself (the browser's upload cap is lower)
+MB = 1024 * 1024
+MAX_UPLOAD_BYTES = 50 * MB               # the file itself (the browser's upload cap is lower)
 MAX_TOTAL_BYTES = 200 * 1024 * 1024      # the archive's declared contents, inflated
 MAX_RATIO = 200                          # inflated / compressed size of one entry (a zip bomb is far above)
 MAX_FILES = 20_000                       # entries of an ImageFolder zip
@@ -108,7 +109,7 @@ def _check_entries(zf: zipfile.ZipFile, max_files: int) -> list[zipfile.ZipInfo]
             raise DatasetError("datasets.bomb", name=Code(name[:200]),
                                ratio=info.file_size // max(1, info.compress_size))
         if total > MAX_TOTAL_BYTES:
-            raise DatasetError("datasets.too_big_inflated", mb=MAX_TOTAL_BYTES / 1e6)
+            raise DatasetError("datasets.too_big_inflated", mb=MAX_TOTAL_BYTES / MB)
     return infos
 
 
@@ -274,7 +275,7 @@ def _read_csv(data: bytes, nrows: int | None = None):
     import pandas as pd
 
     if len(data) > MAX_CSV_BYTES:
-        raise DatasetError("datasets.file_too_large", mb=len(data) / 1e6, cap=MAX_CSV_BYTES / 1e6)
+        raise DatasetError("datasets.file_too_large", mb=len(data) / MB, cap=MAX_CSV_BYTES / MB)
     if not data.strip():
         raise DatasetError("datasets.empty")
     try:
@@ -379,7 +380,7 @@ def decode_file(data: bytes, filename: str, size: int = 28, channels: int = 1) -
 # --------------------------------------------------------------------------- checks
 def _check_size(data: bytes) -> None:
     if len(data) > MAX_UPLOAD_BYTES:
-        raise DatasetError("datasets.file_too_large", mb=len(data) / 1e6, cap=MAX_UPLOAD_BYTES / 1e6)
+        raise DatasetError("datasets.file_too_large", mb=len(data) / MB, cap=MAX_UPLOAD_BYTES / MB)
     if not data:
         raise DatasetError("datasets.empty")
 
@@ -407,7 +408,7 @@ def _check_counts(labels: np.ndarray, classes: list[str]) -> None:
 def _check_stored(n: int, size: int, channels: int) -> None:
     if n * size * size * channels > MAX_STORED_BYTES:
         raise DatasetError("datasets.too_big_resized", n=n, size=size, channels=channels,
-                           mb=MAX_STORED_BYTES / 1e6)
+                           mb=MAX_STORED_BYTES / MB)
 
 
 # --------------------------------------------------------------------------- the registry

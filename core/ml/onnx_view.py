@@ -119,7 +119,7 @@ def open_onnx(data: bytes, max_bytes: int = MAX_ONNX_BYTES) -> OnnxModel:
     from google.protobuf.message import DecodeError
 
     if len(data) > max_bytes:
-        raise OnnxError("onnx.too_large", mb=len(data) / 1e6, cap=max_bytes / 1e6)
+        raise OnnxError("onnx.too_large", mb=len(data) / 2**20, cap=max_bytes / 2**20)
     if not data:
         raise OnnxError("onnx.empty")
     proto = onnx.ModelProto()

@@ -18,7 +18,7 @@ from core.lessons.regression import (
     slow_direction,
 )
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from core.ml.data import DATASETS, load_dataset
+from core.ml.data import DATASETS, dataset_info, find_dataset, load_dataset
 from core.ml.env import env_facts
 from core.ml.modules import build_model
 from core.ml.plots import image_grid
@@ -59,6 +59,7 @@ from core.training.config import (
 from core.training.precision import available_devices, available_precisions, max_processes, missing_devices
 from core.training.trainer import Trainer
 from pages.ui import clone
+from pages.ui import datasets as user_data
 from pages.ui.model_state import SPEC_KEY, current_spec
 from pages.ui.state import lab_store, seed
 from pages.ui.text import lang, plain, tr, tr_error
@@ -112,6 +113,8 @@ def start_error(exc: BaseException) -> str:
 def option_label(field: str, value) -> str:
     """A setting's choice as the form shows it: a translated label for the labelled settings, else the value."""
     key = f"option.{field}.{value}"
+    if field == "dataset" and value not in DATASETS:
+        return user_data.label(str(value))
     return tr(key) if field in LABELLED and key in CATALOGUE[lang()] else str(value)
 
 
@@ -215,8 +218,8 @@ def form() -> TrainConfig | None:
                         format_func=lambda k: tr(f"train.model.{k}"))
     c[1].selectbox(tr("train.preset"), [k for k, p in PRESETS.items() if p.task != "shapes"],
                    key="tr_preset", disabled=source != "preset", format_func=preset_label)
-    c[2].selectbox(tr("train.dataset"), list(DATASETS), key="tr_dataset",
-                   format_func=lambda v: option_label("dataset", v))
+    c[2].selectbox(tr("train.dataset"), list(DATASETS) + user_data.visible(), key="tr_dataset",
+                   format_func=lambda v: option_label("dataset", v), on_change=user_data.fit_train_form)
     c = st.columns(4)
     c[0].selectbox(tr("train.optimizer"), OPTIMIZERS, key="tr_optimizer",
                    format_func=lambda v: option_label("optimizer", v))
@@ -450,14 +453,16 @@ def _evaluation(run_id: str, stamp: float, dataset: str) -> dict:
     # the worker when the run ended (core.runs.trained.save_evaluation), else evaluated here under the budget.
     store = lab_store()
     kept = stored_evaluation(store, run_id)
-    if kept is not None:
+    if kept is not None and dataset_info(dataset).image:
         from core.settings import load_settings
 
         split = load_dataset(dataset, load_settings())  # the digits are shown rescaled: the raw pixels do
         images = split.test_images
         return {**kept, "x": images.unsqueeze(1) if images.dim() == 3 else images, "y": split.test_labels}
     model, x, y = load_run_evaluation(store, run_id)
-    return {**evaluate_model(model, x, y), "x": x, "y": y}
+    info = find_dataset(dataset)
+    classes = info.outputs if info is not None and info.task == "classification" else 10
+    return {**evaluate_model(model, x, y, classes=classes), "x": x, "y": y}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -487,11 +492,13 @@ def evaluation(run: RunRow, prefix: str = "tr") -> None:
     except (CheckpointError, ValueError) as exc:
         st.error(tr("error.bad_value", reason=exc))
         return
-    show_evaluation(result, prefix)
+    info = find_dataset(run["config"]["dataset"])
+    show_evaluation(result, prefix, list(info.classes) if info is not None and info.user else None)
 
 
-def show_evaluation(result: dict, prefix: str = "tr") -> None:
-    classes = [str(i) for i in range(len(result["per_class"]))]
+def show_evaluation(result: dict, prefix: str = "tr", names: list[str] | None = None) -> None:
+    classes = names if names and len(names) == len(result["per_class"]) else \
+        [str(i) for i in range(len(result["per_class"]))]
     st.metric(tr("train.test_acc"), f"{100 * result['accuracy']:.2f}%")
     c = st.columns([3, 2])
     c[0].plotly_chart(confusion_figure(result["confusion"], classes, {"x": tr("train.pred"), "y": tr("train.true")}),
@@ -500,7 +507,7 @@ def show_evaluation(result: dict, prefix: str = "tr") -> None:
                    hide_index=True, column_config={tr("train.accuracy"): st.column_config.ProgressColumn(
                        min_value=0.0, max_value=1.0, format="percent")}, key=f"{prefix}_per_class")
     wrong = result["wrong"][:24]
-    if len(wrong):
+    if len(wrong) and result["x"].dim() in (3, 4):  # images (a table's rows are not drawn)
         st.markdown(f"**{tr('train.wrong', n=len(result['wrong']))}**")
         x = result["x"][wrong].float()
         x = (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
@@ -598,7 +605,7 @@ def uploaded_checkpoint() -> None:
             why_not = exc
     c = st.columns(2)
     evaluate = c[0].toggle(tr("train.evaluate"), key="tr_up_eval",
-                           disabled=DATASETS[config.dataset].task != "classification")
+                           disabled=config.dataset_info.task != "classification")
     c[1].button(tr("train.resume_upload"), key="tr_up_resume", on_click=_resume_upload,
                 args=(resumable, config, upload.name), disabled=resumable is None)
     if why_not is not None:
@@ -635,7 +642,7 @@ def _tutorial_model(ckpt: dict):
     fitting = [base.dataset] + [k for k, d in DATASETS.items()
                                 if k != base.dataset and d.input_shape == spec.input_shape]
     for dataset in fitting:
-        info = DATASETS[dataset]
+        info = dataset_info(dataset)
         try:
             config = base.replace(dataset=dataset, **model_fields, **({} if info.image else {"augment": False}),
                                   **({} if base.resolved_loss in _losses_of(info.task) else {"loss": "auto"}),
