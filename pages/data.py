@@ -21,6 +21,7 @@ from core.ml.data import (
     dataloader_batch,
     loader_workers_example,
     normalization_table,
+    value_stats,
 )
 from core.ml.plots import class_balance, image_grid, value_histograms
 from core.settings import load_settings
@@ -115,12 +116,18 @@ elif view == "balance":
 
 elif view == "normalize":
     sample = train_x[:2000]
-    st.dataframe(normalization_table(sample).rename(columns={"step": tr("data.normalize.step")}), hide_index=True)
+    table = normalization_table(sample)
+    x01 = sample.float() / 255
+    steps = {"ToTensor()": x01, "Normalize((0.5,), (0.5,))": (x01 - 0.5) / 0.5,
+             MNIST_NORMALIZE: (x01 - MNIST_MEAN) / MNIST_STD}
+    if name not in IMAGE_DATASETS:  # a learner's dataset: its own training statistics, as the lab trains on it
+        own = f"Normalize(({data.mean:.4f},), ({data.std:.4f},))"
+        steps[own] = (x01 - data.mean) / data.std
+        table = pd.concat([table, pd.DataFrame([{"step": own, **value_stats(steps[own])}])], ignore_index=True)
+    st.dataframe(table.rename(columns={"step": tr("data.normalize.step")}), hide_index=True)
     st.caption(tr("data.normalize.caption"))
     st.markdown(f"**{tr('data.normalize.hist')}**")
-    x01 = sample.float() / 255
-    st.plotly_chart(value_histograms({"ToTensor()": x01, "Normalize((0.5,), (0.5,))": (x01 - 0.5) / 0.5,
-                                      MNIST_NORMALIZE: (x01 - MNIST_MEAN) / MNIST_STD},
+    st.plotly_chart(value_histograms(steps,
                                      count_label=tr("data.normalize.count"), value_label=tr("data.normalize.value")),
                     key="data_hist")
     code_block("from torchvision import transforms\n"

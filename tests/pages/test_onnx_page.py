@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from onnx import helper
 
+from core.i18n import CATALOGUE
 from tests.core.ml.test_onnx_view import other_route_onnx, tiny
 from tests.pages.conftest import shown
 
@@ -45,3 +46,17 @@ def test_hostile_onnx_files_get_a_clear_message(app, name, data, words):
     at = _open(app, name, data)
     assert at.error and words in shown(at.error[0].value)
     assert not at.get("graphviz_chart")
+
+
+def test_predict_runs_the_onnx_file_on_an_uploaded_digit(app):
+    from tests.e2e.test_hostile_e2e import digit_png
+
+    data, _ = other_route_onnx(batch=1)
+    at = _open(app, "tanh.onnx", data)
+    at.switch_page("pages/predict.py").run()
+    at.selectbox(key="pr_run").set_value("onnx").run()
+    at.segmented_control(key="pr_input").set_value("upload").run()
+    at.file_uploader(key="pr_upload").upload("digit.png", digit_png(), "image/png").run()
+    assert not at.exception and not at.error
+    assert at.metric and at.metric[0].value in [str(i) for i in range(10)]
+    assert CATALOGUE["en"]["predict.onnx_note"] in [c.value for c in at.caption]  # no saliency for a file
