@@ -52,6 +52,7 @@ from core.errors import Code, LabError, Term
 from core.ml.modules import parameter_count
 from core.runs.executors import Executor, ExecutorError, ExecutorUnavailable, LocalExecutor, open_executor
 from core.runs.executors.base import UNKNOWN, JobInfo, JobSpec, Resources, read_tail
+from core.runs.progress import check_learner
 from core.runs.store import FINISHED, RunRow, RunStore, StoreUnavailable, check_run_id, check_world_size, open_store
 from core.safe.budget import setting_name
 from core.settings import lab_environ, load_settings, settings_environ
@@ -186,12 +187,13 @@ class JobManager:
         world = check_world_size(world_size if world_size is not None else config.processes)
         self.executor.check()
         owners = list(owners)
+        learner = next((check_learner(who) for kind, who in owners if kind == "learner"), None)
         with self._lock:
             self._check_owners(owners)
             self.check_disk(run_disk_bytes(config))
             run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
                                            precision=config.precision, parent=parent, sweep=sweep,
-                                           world_size=world)
+                                           world_size=world, learner=learner)
             self._own(owners, run_id)
         if poll:
             self.poll()
@@ -216,7 +218,10 @@ class JobManager:
                                setting=setting_name("max_queued"))
 
     def _active_of(self, owner: tuple[str, str]) -> list[str]:
-        """The owner's runs that are still queued or running (finished and deleted ones are forgotten)."""
+        """The owner's runs that are still queued or running (finished and deleted ones are forgotten).
+        A learner's are read from the store: every server sharing it (replicas) counts them alike."""
+        if owner[0] == "learner":
+            return self.store.learner_runs(owner[1])
         active = []
         for run_id in self._owned.get(owner, []):
             run = self.store.get_run(run_id)
@@ -323,7 +328,7 @@ class JobManager:
         self.reap()
         self.store.delete_marked()
         launched = []
-        for run_id in self.store.claim_launches(self.cap):
+        for run_id in self.store.claim_launches(self.cap, per_learner=load_settings().learner_jobs):
             try:
                 self._launch(run_id)
                 launched.append(run_id)

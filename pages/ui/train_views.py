@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from core.errors import Code
+from core.errors import Code, LabError
 from core.i18n import CATALOGUE, t
 from core.lessons.regression import (
     can_run_on,
@@ -46,6 +46,8 @@ from core.runs.view import (
     summary_rows,
     total_steps,
 )
+from core.safe.budget import setting_name
+from core.settings import load_settings
 from core.training.batches import load_data
 from core.training.config import (
     LOSSES,
@@ -310,6 +312,8 @@ def owners() -> list[tuple[str, str]]:
 
     session = st.session_state.setdefault("lab_session_id", uuid4().hex)
     learner = current()
+    if learner is None and load_settings().learner_jobs > 0:  # a classroom: runs are started for a learner
+        raise LabError("classroom.name_needed", setting=setting_name("learner_jobs"))
     return [("session", session)] + ([("learner", learner)] if learner else [])
 
 
@@ -379,6 +383,8 @@ def watch(run_ids: list[str]) -> None:
         eta = tr("train.eta", s=p["eta_s"]) if p["eta_s"] is not None else ""
         st.progress(p["fraction"], text=tr("train.status", run=label, status=tr(f"status.{run['status']}"),
                                           step=p["step"], total=p["total"] or "?") + eta)
+        if run["status"] == "queued" and run.get("launched") is None:
+            queue_note(run["id"])
         if run.get("error"):
             st.error(plain(run["error"]))
     if all(m.empty for m in metrics.values()):  # queued or starting: no axes without data
@@ -399,6 +405,42 @@ def watch(run_ids: list[str]) -> None:
     if len(runs) == 2:
         by_run = {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}
         summary_table(runs, by_run)
+
+
+def queue_note(run_id: str) -> None:
+    """A waiting run's place in the job queue and when it should start (core.runs.queue)."""
+    from core.runs.queue import queue_place
+
+    place = queue_place(lab_store(), run_id, lab_jobs().cap, load_settings().learner_jobs)
+    if place is None:
+        return
+    text = tr("train.queue.place", position=place.position, waiting=place.waiting)
+    text += tr("train.queue.eta", s=place.eta_s) if place.eta_s is not None else tr("train.queue.no_eta")
+    if place.blocked_by_learner:
+        text += " " + tr("train.queue.fair", n=load_settings().learner_jobs)
+    st.info(text, icon=":material/hourglass_top:")
+
+
+def learner_line() -> None:
+    """Who this session's runs are started for: the signed-in user or the learner's name; in a classroom
+    (``PYTORCH_LAB_LEARNER_JOBS`` set) a field asks for the name while there is none."""
+    from pages.ui import learner
+
+    name = learner.current()
+    if name:
+        st.caption(tr("train.learner", name=name))
+        learner.keep_in_url()
+        return
+    if load_settings().learner_jobs <= 0:
+        return
+    typed = st.text_input(tr("lessons.name"), key="tr_learner", max_chars=60, placeholder=tr("lessons.name_hint"),
+                          help=tr("train.learner_help", n=load_settings().learner_jobs))
+    if typed:
+        problem = learner.set_name(typed)
+        if problem is not None:
+            st.error(tr_error(problem))
+        else:
+            st.caption(tr("train.learner", name=learner.current()))
 
 
 def numbers_shown(frame: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:

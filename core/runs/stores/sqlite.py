@@ -67,7 +67,7 @@ MIGRATIONS: list[list[str]] = [
     [  # 3: delete a run once its worker has stopped (JobManager.delete)
         "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
     ],
-    *PORTABLE_MIGRATIONS,  # 4..6: the same portable SQL on both back ends (core/runs/stores/base.py)
+    *PORTABLE_MIGRATIONS,  # 4..7: the same portable SQL on both back ends (core/runs/stores/base.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
