@@ -42,6 +42,7 @@ from PIL import Image, UnidentifiedImageError
 
 from core.errors import Code, LabError, Message
 from core.ml import userdata
+from core.ml.checkpoint import _declared_records
 from core.ml.data import pixel_stats, stratified_split
 from core.ml.predict import MAX_PIXELS
 from core.ml.spec import ModelSpec
@@ -79,7 +80,10 @@ class Decoded:
 
 
 # --------------------------------------------------------------------------- archives
-def _open_zip(data: bytes, what: str) -> zipfile.ZipFile:
+def _open_zip(data: bytes, what: str, max_files: int = MAX_FILES) -> zipfile.ZipFile:
+    declared = _declared_records(io.BytesIO(data))  # the end record's count, before zipfile reads the directory
+    if declared is not None and declared > max_files:
+        raise DatasetError("datasets.too_many_files", n=declared, cap=max_files)
     try:
         return zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
@@ -150,7 +154,7 @@ def decode_imagefolder(data: bytes, size: int = 28, channels: int = 1, max_files
     """A zip in ``ImageFolder`` layout -> images resized to ``size`` x ``size`` with ``channels`` channels."""
     _check_size(data)
     _check_shape_choice(size, channels)
-    zf = _open_zip(data, "zip")
+    zf = _open_zip(data, "zip", max_files)
     with zf:
         infos = _check_entries(zf, max_files)
         files = [i for i in infos if not i.is_dir() and not _SKIPPED.search(i.filename)]
@@ -196,7 +200,7 @@ def decode_npz(data: bytes, size: int = 28, channels: int = 1) -> Decoded:
     """An ``.npz`` like the bundled digits -> images resized to ``size`` x ``size`` with ``channels``."""
     _check_size(data)
     _check_shape_choice(size, channels)
-    with _open_zip(data, "npz") as zf:
+    with _open_zip(data, "npz", 16) as zf:
         _check_entries(zf, 16)
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
