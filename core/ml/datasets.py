@@ -458,12 +458,16 @@ def _write(settings: Settings, key: str, meta: dict[str, Any], arrays: dict[str,
     final = root / key
     if final.exists() or final.is_symlink():
         raise DatasetError("datasets.exists", name=Code(key))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types savez's keywords as bool
+    used, cap = _home_bytes(settings.home), settings.max_home_gb * 1e9
+    if used + buffer.tell() > cap:
+        raise DatasetError("datasets.home_full", used=used / 1e9, need=buffer.tell() / 1e9, cap=cap / 1e9,
+                           setting=Code("PYTORCH_LAB_MAX_HOME_GB"))
     root.mkdir(parents=True, exist_ok=True)
     temp = root / f".tmp-{uuid.uuid4().hex}"
     temp.mkdir()
     try:
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types savez's keywords as bool
         (temp / userdata.DATA_FILE).write_bytes(buffer.getvalue())
         (temp / userdata.META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         try:
@@ -473,6 +477,18 @@ def _write(settings: Settings, key: str, meta: dict[str, Any], arrays: dict[str,
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
+
+
+def _home_bytes(home: Path) -> int:
+    """Bytes of the files under the lab home (links not followed), for its ``PYTORCH_LAB_MAX_HOME_GB`` cap."""
+    total = 0
+    for folder, _dirs, files in os.walk(home):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def add_file(data: bytes, filename: str, key: str, size: int = 28, channels: int = 1, test_fraction: float = 0.2,

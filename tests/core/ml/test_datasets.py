@@ -283,3 +283,12 @@ def test_csv_refusals_name_the_columns(home, data, target, task, code, words):
         D.add_file(data, "t.csv", "t", target=target, task=task)
     assert _code(exc) == code and words in str(exc.value)
     assert userdata.list_keys() == []
+
+
+def test_the_lab_homes_disk_cap_holds_for_datasets(home, monkeypatch):
+    monkeypatch.setenv("PYTORCH_LAB_MAX_HOME_GB", "0.01")  # 10 MB
+    (home / "runs").mkdir(parents=True)
+    (home / "runs" / "big.bin").write_bytes(bytes(10_000_000))
+    with pytest.raises(LabError) as exc:
+        D.add_file(shapes_zip(per_class=5), "s.zip", "s", size=16)
+    assert _code(exc) == "datasets.home_full" and userdata.list_keys() == []
