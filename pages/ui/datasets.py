@@ -189,7 +189,7 @@ def tabular_view(key: str) -> None:
     meta = read_meta(key)
     train_x, train_y, _test_x, test_y = load_tabular(key)
     st.caption(tr("datasets.table.summary", rows=len(train_y) + len(test_y), features=train_x.shape[1],
-                  target=Code(str(meta.get("target"))), task=tr(f"datasets.upload.task.{info.task}"),
+                  target=Code(str(meta.get("target"))), task=tr(f"datasets.task.{info.task}"),
                   train=len(train_y), test=len(test_y)) + "  \n" + tr("data.source.user", name=Code(key),
                                                                       file=Code(str(meta.get("source", "")))))
     frame = pd.DataFrame(train_x[:20].numpy(), columns=[str(f) for f in meta.get("features", [])])
