@@ -34,7 +34,7 @@ def test_a_model_from_another_route_is_shown_run_and_offered_on_predict(app):
     assert not at.exception and not at.error
     assert at.metric[0].value.endswith("%")
     at.switch_page("pages/predict.py").run()
-    assert "onnx" in at.selectbox(key="pr_run").options and not at.exception
+    assert CATALOGUE["en"]["predict.onnx"] in at.selectbox(key="pr_run").options and not at.exception
 
 
 @pytest.mark.parametrize("name, data, words", [
