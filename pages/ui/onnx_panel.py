@@ -92,15 +92,12 @@ def onnx_panel() -> None:
     st.success(tr("onnx.checked", producer=model.producer or "?", opset=model.opset or "?", nodes=model.nodes,
                   params=model.params))
     st.dataframe(_io_table(model), hide_index=True)
-    left, right = st.columns([2, 3])
-    with left:
-        st.markdown(f"**{tr('onnx.graph')}**")
+    st.markdown(f"**{tr('onnx.nodes')}**")
+    table = O.node_table(model)
+    st.dataframe(table.rename(columns={c: tr(f"onnx.col.{c}") for c in table.columns if c != "#"}),
+                 hide_index=True, height=min(500, 38 + 35 * len(table)))
+    with st.expander(tr("onnx.graph"), expanded=model.nodes <= 40):  # a long graph stays folded
         st.graphviz_chart(O.graph_dot(model))
-    with right:
-        st.markdown(f"**{tr('onnx.nodes')}**")
-        table = O.node_table(model)
-        st.dataframe(table.rename(columns={c: tr(f"onnx.col.{c}") for c in table.columns if c != "#"}),
-                     hide_index=True, height=min(600, 38 + 35 * len(table)), key="ex_onnx_nodes")
     st.markdown(f"**{tr('onnx.run_title')}**")
     _run_view(model)
     if O.fits(model, (1, 28, 28), 10):

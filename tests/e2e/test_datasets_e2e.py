@@ -33,7 +33,7 @@ def test_upload_an_imagefolder_zip_and_see_it(server, page):
     assert "Added as" in added and "shapes-" in added
     no_errors(page)
     main = page.locator('[data-testid="stMain"]')
-    assert "(your dataset shapes-" in main.inner_text()  # chosen in the dataset box
+    assert "data_ds=shapes-" in page.url and "Source: your dataset shapes-" in main.inner_text()  # chosen
     assert "43 training, 5 validation and 12 test images" in main.inner_text().replace("\u00a0", " ")
     assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1  # the sample grid
     assert "python -m core.train --dataset shapes-" in main.inner_text()
@@ -50,6 +50,7 @@ def test_open_an_onnx_file_and_see_its_graph_and_node_table(server, page):
     page.wait_for_selector(SUCCESS)
     assert "onnx.checker passed" in page.locator(SUCCESS).first.inner_text()
     no_errors(page)
+    shot(page, "onnx-open-top")
     graph = page.locator('[data-testid="stGraphVizChart"] svg')
     graph.first.wait_for()
     assert "Gemm" in graph.first.inner_html() and "Tanh" in graph.first.inner_html()
