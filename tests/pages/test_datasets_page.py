@@ -46,6 +46,11 @@ def test_upload_shows_the_dataset_and_trains_on_it(app):
     run = wait_for(at, run_id)
     assert run["status"] == "completed", run.get("error")
     assert run["config"]["dataset"] == key and run["last_metrics"].get("test_acc") is not None
+    at.run()  # the evaluation: accuracy, the confusion matrix and per-class accuracy by the dataset's class names
+    assert not at.exception and not at.error
+    assert [m for m in at.metric if m.label == EN["train.test_acc"]]
+    per_class = next(d.value for d in at.dataframe if EN["train.class"] in d.value.columns)
+    assert list(per_class[EN["train.class"]]) == ["circle", "square", "triangle"]
 
     at.switch_page("pages/builder.py").run()  # the Builder takes its input shape
     at.button(key="bld_empty").click().run()
