@@ -1,13 +1,13 @@
 """Browser: a learner's own data and other people's models (issue 21). An ImageFolder zip made here is
-uploaded on the Data page and shown; an ONNX file made by torch.onnx is opened on the Export page and
-its graph and node table are shown."""
+uploaded on the Data page and shown (after a zip bomb is refused while another user's page answers);
+an ONNX file made by torch.onnx is opened on the Export page, its graph and node table shown and run."""
 from __future__ import annotations
 
 import pytest
 
 from core.i18n import CATALOGUE
 from tests.core.ml.test_onnx_view import other_route_onnx
-from tests.datafiles import shapes_zip
+from tests.datafiles import shapes_zip, zip_bomb
 from tests.e2e.conftest import no_errors, shot, wait_idle
 
 pytestmark = pytest.mark.e2e
@@ -16,10 +16,23 @@ UPLOAD_INPUT = '[data-testid="stFileUploaderDropzoneInput"]'
 SUCCESS = '[data-testid="stAlertContentSuccess"]'
 
 
-def test_upload_an_imagefolder_zip_and_see_it(server, page):
+def test_upload_an_imagefolder_zip_and_see_it(server, page, chromium):
     page.goto(server.url + "/data")
     wait_idle(page)
     page.get_by_text(EN["datasets.upload.title"]).click()
+    # A zip bomb first: a clear message, and another user's page answers meanwhile.
+    other = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.locator(UPLOAD_INPUT).set_input_files(files=[{"name": "bomb.zip", "mimeType": "application/zip",
+                                                       "buffer": zip_bomb(mb=20)}])
+    wait_idle(page)
+    page.get_by_role("button", name=EN["datasets.upload.add"]).click()
+    other.goto(server.url + "/tensors")
+    wait_idle(other)
+    assert other.locator('[data-testid="stMain"] h1').first.inner_text() == EN["tensors.title"]
+    other.context.close()
+    page.wait_for_selector('[data-testid="stAlertContentError"]')
+    assert "zip bomb" in page.locator('[data-testid="stAlertContentError"]').first.inner_text()
+    # Then a good ImageFolder zip.
     page.locator(UPLOAD_INPUT).set_input_files(files=[{"name": "shapes.zip", "mimeType": "application/zip",
                                                        "buffer": shapes_zip(per_class=20)}])
     wait_idle(page)
@@ -62,3 +75,4 @@ def test_open_an_onnx_file_and_see_its_graph_and_node_table(server, page):
     assert "%" in page.locator('[data-testid="stMetric"]').first.inner_text()
     no_errors(page)
     shot(page, "onnx-open")
+
