@@ -60,3 +60,21 @@ def test_predict_runs_the_onnx_file_on_an_uploaded_digit(app):
     assert not at.exception and not at.error
     assert at.metric and at.metric[0].value in [str(i) for i in range(10)]
     assert CATALOGUE["en"]["predict.onnx_note"] in [c.value for c in at.caption]  # no saliency for a file
+
+
+def test_the_labs_own_onnx_export_opens_and_runs(app):
+    import torch
+
+    from core.ml.export import export_model
+    from core.ml.modules import build_model
+    from core.ml.zoo import preset_spec
+
+    spec = preset_spec("cnn")
+    torch.manual_seed(0)
+    result = export_model(build_model(spec).eval(), spec.input_shape, "onnx", name="cnn")
+    at = _open(app, result.filename, result.data)
+    assert not at.error and "31,530 parameters" in shown(at.success[0].value)
+    nodes = next(d.value for d in at.dataframe if "op type" in d.value.columns)
+    assert list(nodes["op type"]) == ["Conv", "Relu", "MaxPool", "Reshape", "Gemm"]
+    at.button(key="ex_onnx_run").click().run()
+    assert not at.exception and not at.error and at.metric[0].value.endswith("%")
