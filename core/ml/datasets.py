@@ -5,7 +5,9 @@ Two formats are read, both from bytes in memory (nothing is extracted to disk):
 - a zip in torchvision's ``ImageFolder`` layout: ``class_a/img1.png``, ``class_b/x.jpg`` ... (one
   folder per class, optionally all inside one top folder); the classes are the folder names, sorted;
 - an ``.npz`` like the bundled digits: ``images`` uint8 (N, H, W) or (N, H, W, C) with C 1, 3 or 4,
-  ``labels`` integers 0..K-1 (N,), optionally ``classes`` (K names).
+  ``labels`` integers 0..K-1 (N,), optionally ``classes`` (K names);
+- a ``.csv`` with a header row: a chosen target column (regression or classification) and numeric
+  feature columns (``decode_csv``; a non-numeric or incomplete column is refused by name).
 
 Every file is untrusted (a browser upload or a file given to ``python -m core.datasets``): the
 archive's declared sizes are checked before anything is inflated (total bytes, compression ratio:
