@@ -50,6 +50,22 @@ STEP_RE = re.compile(r"step (\d+) of")
 TARGETS = {"page_p95_s": 1.5, "stale_p95_s": 2.0, "server_cores": 1.0, "watcher_ms": 2.0}
 
 
+# Where a watcher's tick goes: py-spy (sampling) on the server under 50 learners watching 10 runs.
+WHERE = (
+    "Where a watcher's tick goes (py-spy on the server, 50 learners watching 10 runs): Streamlit reruns the "
+    "Train page's live fragment once per watching session every second. In that run the figures come from the "
+    "process-wide cache (built once per new metric row of a run: about 15% of the server's samples), but each "
+    "session's run still reads its runs' rows from the store (about 12%), marshals four plotly figures into its "
+    "own messages and computes their element ids (about 21%), and pays the fragment's own machinery; the queue "
+    "and worker poll is shared (`JobManager.tick`, once per half second per server). That per-session rerun, "
+    "Streamlit's way of updating a page, costs tens of milliseconds of server CPU per watcher per tick here, an "
+    "order above the 2 ms target, and one server process (one interpreter lock) answers about 30-40 ticks a "
+    "second on this machine: 200 watchers at one tick a second are past it, so their ticks queue and pages and "
+    "charts wait. Meeting the targets needs live charts that push only new points to each browser from one "
+    "shared stream instead of a rerun per session, or replicas behind HAProxy (see README, UI replicas) to "
+    "spread the sessions; the first is not built.")
+
+
 @dataclass
 class Stats:
     page_s: list[float] = field(default_factory=list)     # page changes: request -> script_finished
@@ -182,6 +198,13 @@ def _browsers(url: str, runs: list[str], n: int, seconds: float, page_every: flo
     """B real browser sessions (headless Chromium): Train page watching a run, another page, Train..."""
     if n <= 0:
         return
+    try:
+        _drive_browsers(url, runs, n, seconds, page_every, stats)
+    except Exception as exc:  # noqa: BLE001 - a browser that gives up (a page load timing out) is a result
+        stats.errors.append(f"browsers: {type(exc).__name__}: {str(exc).splitlines()[0]}"[:200])
+
+
+def _drive_browsers(url: str, runs: list[str], n: int, seconds: float, page_every: float, stats: Stats) -> None:
     from playwright.sync_api import sync_playwright
 
     from bench.browser import CHROMIUM_ARGS, chromium_path
@@ -243,9 +266,11 @@ def section(quick: bool = False, learners: int = 200, runs: int = 10, browsers: 
     base = measure(small, runs, 0, seconds / 2)
     full = measure(learners, runs, browsers, seconds)
     s = full["stats"]
-    tick_rate = (full["stats"].ticks / full["seconds"]) - (base["stats"].ticks / base["seconds"])
-    extra_ms = ((full["cores"] - base["cores"]) / tick_rate * 1000) if tick_rate > 0 else float("nan")
     page_p95, stale_p95 = _p95(s.page_s), _p95(s.stale_s)
+    # Server CPU per answered tick: each tick is one watching session's fragment run (a page change
+    # costs too, so this is an upper bound of a watcher's tick).
+    small_ms = base["cores"] * 1000 / max(base["stats"].ticks / base["seconds"], 1e-9)
+    extra_ms = full["cores"] * 1000 / max(s.ticks / full["seconds"], 1e-9)
     page_ok = page_p95 <= TARGETS["page_p95_s"]
     page_median = statistics.median(s.page_s) if s.page_s else float("nan")
     base_rate = base["stats"].ticks / base["seconds"]
@@ -255,8 +280,10 @@ def section(quick: bool = False, learners: int = 200, runs: int = 10, browsers: 
          _met(stale_p95 <= TARGETS["stale_p95_s"])],
         ["server CPU (cores)", f"{full['cores']:.2f}", f"≤ {TARGETS['server_cores']}",
          _met(full["cores"] <= TARGETS["server_cores"])],
-        ["server CPU per extra watcher per tick (ms)", f"{extra_ms:.2f}", f"≤ {TARGETS['watcher_ms']}",
-         _met(extra_ms <= TARGETS["watcher_ms"])],
+        [f"server CPU per watcher tick (ms), {small} learners", f"{small_ms:.1f}", f"≤ {TARGETS['watcher_ms']}",
+         _met(small_ms <= TARGETS["watcher_ms"])],
+        [f"server CPU per watcher tick (ms), {learners} learners + {browsers} browsers", f"{extra_ms:.1f}",
+         f"≤ {TARGETS['watcher_ms']}", _met(extra_ms <= TARGETS["watcher_ms"])],
         ['"database is locked"', str(full["locked"] + base["locked"]), "0", _met(full["locked"] + base["locked"] == 0)],
     ]
     lines = [
@@ -267,7 +294,7 @@ def section(quick: bool = False, learners: int = 200, runs: int = 10, browsers: 
         f"runs on the Train page and changing page about every 30 s (Train, then Runs, Home, Lessons or Data, "
         f"then Train), for {seconds:.0f} s. The runs are simulated (a writer stores each run's step every "
         f"0.5 s, as a worker does): training itself runs in worker processes, not in the server. The per-watcher "
-        f"cost compares this load with {small} learners and no browser.",
+        f"cost is also measured with {small} learners and no browser (a server that is not saturated).",
         "",
         md_table(["measure", "value", "target", "met"], rows), "",
         f"Page changes measured: {len(s.page_s)} (median {page_median:.2f} s); "
@@ -276,7 +303,8 @@ def section(quick: bool = False, learners: int = 200, runs: int = 10, browsers: 
         f"{len(s.stale_s)}; client errors: {len(s.errors)}"
         + (f" (first: `{s.errors[0]}`)" if s.errors else "") + ".", "",
         f"Machine: {os.cpu_count()} cores shared by the server, the clients' process and the browsers; some task "
-        f"waited for a core {100 * (full['pressure'] or 0):.0f}% of the time (Linux CPU pressure).",
+        f"waited for a core {100 * (full['pressure'] or 0):.0f}% of the time (Linux CPU pressure).", "",
+        WHERE,
     ]
     return "\n".join(lines) + "\n"
 
