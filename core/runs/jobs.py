@@ -42,6 +42,7 @@ Ray job gets its reserved CPUs' worth (``PYTORCH_LAB_RAY_CPUS``).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -63,6 +64,7 @@ LOG_NAME = "worker.log"
 # two optimizer moments per weight (Adam). A run at the 20M-parameter cap keeps ~480 MB.
 CHECKPOINT_BYTES_PER_PARAM = 24
 OWNER_KINDS = ("session", "learner")  # who a run is counted against for the queue cap
+TICK_S = 0.5  # the pages' poll of the queue and the workers: at most this often per server process
 USAGE_TTL_S = 5.0  # a burst of Start clicks measures the lab home once
 
 
@@ -153,6 +155,8 @@ class JobManager:
         # Runs each owner (("session", id), ("learner", name)) started through this manager, for the queue cap.
         self._owned: dict[tuple[str, str], list[str]] = {}
         self._usage: tuple[float, int] | None = None  # (when, bytes) of the lab home's last measurement
+        self._tick_lock = threading.Lock()
+        self._last_tick = -math.inf
 
     @property
     def _procs(self) -> dict:
@@ -319,6 +323,19 @@ class JobManager:
             executor.cancel(run)
 
     # ---------------------------------------------------------------- launching
+    def tick(self, every: float = TICK_S) -> list[str]:
+        """``poll()`` for the pages: every session watching a run asks each second, and one server may
+        hold a classroom of them; the queue and the workers need one poll per ``every`` seconds, not one
+        per session. Returns what ``poll()`` launched, or [] when another session polled just now."""
+        now = time.monotonic()
+        if now - self._last_tick < every or not self._tick_lock.acquire(blocking=False):
+            return []
+        try:
+            self._last_tick = now
+            return self.poll()
+        finally:
+            self._tick_lock.release()
+
     def poll(self) -> list[str]:
         """Reap dead workers, delete finished runs marked for deletion, then launch queued runs into
         free slots. Returns launched ids."""

@@ -363,7 +363,7 @@ def run_label(run: RunRow) -> str:
 def watch(run_ids: list[str]) -> None:
     """Status, progress with ETA and live charts of one run (or an A/B pair), refreshed every second."""
     store = lab_store()
-    lab_jobs().poll()
+    lab_jobs().tick()
     runs = [store.get_run(r) for r in run_ids]
     runs = [r for r in runs if r is not None]
     if not runs:

@@ -114,3 +114,14 @@ def test_queue_place_has_no_time_before_any_run_finished(manager):
     manager.poll()
     place = queue_place(manager.store, third, 2)
     assert (place.position, place.waiting, place.eta_s) == (1, 1, None)
+
+
+def test_the_pages_poll_once_per_tick_however_many_sessions_watch(manager, monkeypatch):
+    calls = []
+    monkeypatch.setattr(manager, "poll", lambda: calls.append(1) or [])
+    for _ in range(50):  # fifty watching sessions' fragments in the same half second
+        manager.tick(every=30.0)
+    assert len(calls) == 1
+    manager._last_tick -= 31.0  # the interval has passed
+    manager.tick(every=30.0)
+    assert len(calls) == 2
