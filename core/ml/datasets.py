@@ -44,7 +44,7 @@ from PIL import Image, UnidentifiedImageError
 
 from core.errors import Code, LabError, Message
 from core.ml import userdata
-from core.ml.checkpoint import _declared_records
+from core.ml.checkpoint import declared_zip_records
 from core.ml.data import pixel_stats, stratified_split
 from core.ml.predict import MAX_PIXELS
 from core.ml.spec import ModelSpec
@@ -83,7 +83,7 @@ class Decoded:
 
 # --------------------------------------------------------------------------- archives
 def _open_zip(data: bytes, what: str, max_files: int = MAX_FILES) -> zipfile.ZipFile:
-    declared = _declared_records(io.BytesIO(data))  # the end record's count, before zipfile reads the directory
+    declared = declared_zip_records(io.BytesIO(data))  # the end record's count, before zipfile reads the directory
     if declared is not None and declared > max_files:
         raise DatasetError("datasets.too_many_files", n=declared, cap=max_files)
     try:
