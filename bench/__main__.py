@@ -35,6 +35,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("export", "ONNX / TorchScript export time and runtime latency"),
     ("ui", "UI cost of a watched training run and server memory"),
     ("load", "load test of the server"),
+    ("classroom", "200 learners (protocol-level clients) and 20 browsers watching 10 live runs"),
     ("store", "metric-write throughput of the SQLite and PostgreSQL run stores"),
     ("abuse", "hostile links and files: time to a clear message, server memory growth"),
 ]

@@ -160,12 +160,13 @@ def cpu_by_role(root: int | None = None) -> dict[str, float]:
 class LabServer:
     """``streamlit run app.py`` on a free port with ``PYTORCH_LAB_HOME=home``; use as a context manager."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None, timeout: float = 120) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None, timeout: float = 120,
+                 log_name: str = "server.log") -> None:
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = self.home / "server.log"
+        self.log_path = self.home / log_name  # replicas sharing a home keep a log each
         full_env = {**os.environ, "PYTORCH_LAB_HOME": str(self.home), "PYTORCH_LAB_DOWNLOAD": "0", **(env or {})}
         self._log = open(self.log_path, "w")  # noqa: SIM115 - open for the server's life, closed by stop()
         self.proc = subprocess.Popen(

@@ -25,7 +25,7 @@ import torch
 
 from core.errors import LabError
 from core.ml.checkpoint import load_checkpoint
-from core.ml.data import DATASETS
+from core.ml.data import find_dataset
 from core.ml.evaluate import (
     ShiftTTA,
     checkpoint_model,
@@ -72,7 +72,8 @@ def evaluate_file(checkpoint: str, data: str) -> dict:
     tta = uses_tta(config, spec)
     scored = ShiftTTA(model, background).eval() if tta else model
     result = evaluate_model(scored, x, labels, classes=classes)
-    names = list(DATASETS[str(config["dataset"])].classes) or [str(i) for i in range(classes)]
+    found = find_dataset(str(config["dataset"]))
+    names = list(found.classes if found is not None else ()) or [str(i) for i in range(classes)]
     return {**report(result, names), "weights": "ema" if "ema_state_dict" in ckpt else "model", "tta": tta}
 
 

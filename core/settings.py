@@ -90,6 +90,8 @@ SETTINGS_TABLE: tuple[Setting, ...] = (
             "refused with the largest that fits", "`10`", 0.001, 100_000),
     Setting("max_queued", int, 4, "runs one session (and one learner, where a name is given) may have queued or "
             "running at once; another Start is refused until one ends", "`4`", 1, 1000),
+    Setting("learner_jobs", int, 0, "the classroom's fair share: jobs one learner may have training at once (their "
+            "next run waits, and other learners' runs go first); 0 = no limit per learner", "`0`", 0, 64),
     Setting("max_home_gb", float, 20.0, "disk the lab home may use (checkpoints, logs, datasets); a run that could "
             "pass it is refused until runs are deleted", "`20`", 0.01, 1_000_000),
     Setting("max_output_kb", float, 64.0, "most text one result may send to the browser (longer values are cut, "
@@ -136,6 +138,7 @@ class Settings(BaseModel):
     max_sample_gmac: float
     max_batch_gmac: float
     max_queued: int
+    learner_jobs: int
     max_home_gb: float
     max_output_kb: float
     notes: tuple[str, ...] = ()  # settings that were clamped or ignored, for the operator

@@ -15,6 +15,7 @@ from core.ml.codegen import function_call, module_code, sequential_code
 from core.ml.modules import ShapeError, build_model, infer_shapes
 from core.ml.spec import SequentialLayer
 from core.ml.zoo import PRESETS, preset_spec
+from pages.ui import datasets as user_data
 from pages.ui.builder_views import forward_view, snippet_view, table, train_eval_view
 from pages.ui.frame import frame
 from pages.ui.model_state import (
@@ -63,6 +64,7 @@ right.button(tr("builder.empty"), key="bld_empty", width="stretch",
              on_click=lambda: load_spec(current_spec().edit(name="Model", layers=())))
 st.text_input(tr("builder.input_shape"), key="bld_shape", help=tr("builder.input_help"), on_change=set_input_shape,
               args=("bld_shape",))
+user_data.builder_controls()  # the input shape (or a small CNN) of the learner's own dataset
 if "bld_error" in st.session_state:
     st.error(tr("error.bad_value", reason=st.session_state["bld_error"]))
 

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from core.errors import LabError
 from core.ml.data import (
     AUGMENTATIONS,
     DEFAULT_DATASET,
@@ -13,7 +14,6 @@ from core.ml.data import (
     MNIST_NORMALIZE,
     MNIST_STD,
     DatasetShelf,
-    DataUnavailable,
     ImageData,
     augment_preview,
     class_counts,
@@ -21,9 +21,11 @@ from core.ml.data import (
     dataloader_batch,
     loader_workers_example,
     normalization_table,
+    value_stats,
 )
 from core.ml.plots import class_balance, image_grid, value_histograms
 from core.settings import load_settings
+from pages.ui import datasets as user_data
 from pages.ui.frame import frame
 from pages.ui.predict_prompt import page_prompt_box
 from pages.ui.state import seed
@@ -42,12 +44,12 @@ def shelf() -> DatasetShelf:
     return DatasetShelf()
 
 
-def get_dataset(name: str) -> tuple[ImageData | None, DataUnavailable | None]:
+def get_dataset(name: str) -> tuple[ImageData | None, LabError | None]:
     """The dataset or why it is unavailable (shown in each reader's language)."""
     try:
         with st.spinner(tr("data.loading")):
             return shelf().get(name, load_settings()), None
-    except DataUnavailable as exc:
+    except LabError as exc:  # DataUnavailable, or a learner's dataset removed or damaged meanwhile
         return None, exc
 
 
@@ -64,17 +66,23 @@ st.title(tr("data.title"))
 st.write(tr("data.intro"))
 page_prompt_box("data_normalize", "data_pp")
 
-# In the URL by its key (digits8k, mnist, ...), shown by its translated name.
-name = url_choice(st.selectbox, tr("data.dataset"), list(IMAGE_DATASETS), "data_ds", DEFAULT_DATASET,
-                  lambda k: tr(f"data.ds.{k}"))
+user_data.upload_panel()  # "Your own data": a zip (ImageFolder) or an npz becomes one of the choices below
+# In the URL by its key (digits8k, mnist, ..., or a learner's dataset), shown by its translated name.
+name = url_choice(st.selectbox, tr("data.dataset"), list(IMAGE_DATASETS) + user_data.visible(), "data_ds",
+                  DEFAULT_DATASET, user_data.label)
+if user_data.is_table(name):  # a learner's CSV: its rows and target, not images
+    user_data.tabular_view(name)
+    st.stop()
 data, problem = get_dataset(name)
 if data is None:
-    st.error(tr("data.unavailable", title=tr(f"data.ds.{name}"), reason=problem))
+    st.error(tr("data.unavailable", title=user_data.label(name), reason=problem))
     st.info(tr("data.fallback"))
     data, _ = get_dataset(DEFAULT_DATASET)
-h, w = data.train_images.shape[1:]
+h, w = data.image_size
 st.caption(tr("data.summary", train=len(data.train_labels), test=len(data.test_labels), h=h, w=w,
               classes=len(data.classes), mean=data.mean, std=data.std) + "  \n" + tr_message(data.source))
+if name not in IMAGE_DATASETS:
+    user_data.dataset_panel(name)
 
 st.markdown(f"**{tr('data.examples')}**")
 with st.container(horizontal=True):  # buttons as wide as their titles, wrapping: no title is cut off
@@ -108,12 +116,18 @@ elif view == "balance":
 
 elif view == "normalize":
     sample = train_x[:2000]
-    st.dataframe(normalization_table(sample).rename(columns={"step": tr("data.normalize.step")}), hide_index=True)
+    table = normalization_table(sample)
+    x01 = sample.float() / 255
+    steps = {"ToTensor()": x01, "Normalize((0.5,), (0.5,))": (x01 - 0.5) / 0.5,
+             MNIST_NORMALIZE: (x01 - MNIST_MEAN) / MNIST_STD}
+    if name not in IMAGE_DATASETS:  # a learner's dataset: its own training statistics, as the lab trains on it
+        own = f"Normalize(({data.mean:.4f},), ({data.std:.4f},))"
+        steps[own] = (x01 - data.mean) / data.std
+        table = pd.concat([table, pd.DataFrame([{"step": own, **value_stats(steps[own])}])], ignore_index=True)
+    st.dataframe(table.rename(columns={"step": tr("data.normalize.step")}), hide_index=True)
     st.caption(tr("data.normalize.caption"))
     st.markdown(f"**{tr('data.normalize.hist')}**")
-    x01 = sample.float() / 255
-    st.plotly_chart(value_histograms({"ToTensor()": x01, "Normalize((0.5,), (0.5,))": (x01 - 0.5) / 0.5,
-                                      MNIST_NORMALIZE: (x01 - MNIST_MEAN) / MNIST_STD},
+    st.plotly_chart(value_histograms(steps,
                                      count_label=tr("data.normalize.count"), value_label=tr("data.normalize.value")),
                     key="data_hist")
     code_block("from torchvision import transforms\n"
@@ -174,7 +188,7 @@ elif view == "workers":  # D4: DataLoader(num_workers=...) timed on this machine
     measured = st.session_state.get("data_workers")
     if measured is not None:
         table = measured[1].copy()
-        st.caption(tr("data.workers.done", dataset=tr(f"data.ds.{measured[0]}")))
+        st.caption(tr("data.workers.done", dataset=user_data.label(measured[0])))
         for pipeline in table["pipeline"].unique():
             rows = table[table["pipeline"] == pipeline].set_index("num_workers")
             best = int(rows["epoch_s"].idxmin())

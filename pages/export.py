@@ -15,12 +15,18 @@ from core.ml.export import (
 )
 from pages.ui.frame import frame
 from pages.ui.model_state import pick_model
+from pages.ui.onnx_panel import onnx_panel
 from pages.ui.text import lang, plain, tr, tr_error, tr_message
 from pages.ui.widgets import url_choice
 
 frame()
 st.title(tr("export.title"))
 st.write(tr("export.intro"))
+mode = url_choice(st.segmented_control, tr("export.mode"), ["export", "open"], "ex_mode", "export",
+                  lambda m: tr(f"export.mode.{m}"), required=True)
+if mode == "open":  # an ONNX file someone else exported: checked, drawn, tabulated, run
+    onnx_panel()
+    st.stop()
 chosen = pick_model("ex_model")
 
 

@@ -5,12 +5,14 @@ import torch
 
 from core.ml.checkpoint import CheckpointError
 from core.ml.modules import build_model
+from core.ml.onnx_view import OnnxModel, fits, predict_one
 from core.ml.plots import image_grid
 from core.ml.predict import ImageError, feature_maps, load_image, predict, preprocess
 from core.runs.trained import load_run_model, trained_runs
 from pages.ui.explain_views import attribution_chart, method_picker
 from pages.ui.frame import frame
 from pages.ui.model_state import current_spec
+from pages.ui.onnx_panel import opened as opened_onnx
 from pages.ui.state import lab_store
 from pages.ui.text import tr
 from pages.ui.widgets import url_choice
@@ -28,13 +30,19 @@ def run_model(run_id: str, stamp: float):
 def choose_model():
     """(model, spec) of the chosen source, or None after showing why it can't be used."""
     runs = trained_runs(lab_store(), task="classification")  # a regression run cannot read digits
-    options = ["current"] + [r["id"] for r in runs]
+    onnx = opened_onnx()
+    onnx_fits = onnx is not None and fits(onnx, (1, 28, 28), 10)
+    options = ["current"] + (["onnx"] if onnx_fits else []) + [r["id"] for r in runs]
     names = {r["id"]: f"{r['name'] or r['id']} · {r['status']}" for r in runs}
+    names["onnx"] = tr("predict.onnx")
     # The default is the newest run, which changes as runs are trained: keep the choice in the URL
     # so a shared link shows this run later too; a run the link names that is gone says so.
     source = url_choice(st.selectbox, tr("predict.source"), options, "pr_run", options[1] if runs else "current",
                         lambda o: tr("predict.current") if o == "current" else names.get(o, o),
                         keep_default=True, stale="predict.unknown_run")
+    if source == "onnx" and onnx is not None:
+        st.caption(tr("predict.onnx_note"))
+        return onnx, None
     if source == "current":
         spec = current_spec()
         model = build_model(spec, seed=0).eval()
@@ -82,13 +90,20 @@ def show_prediction(model, grey) -> None:
     if prepared.empty:
         st.info(tr("predict.empty"))
         return
-    result = predict(model, prepared.tensor)
+    onnx = isinstance(model, OnnxModel)
+    result = predict_one(model, prepared.tensor) if onnx else predict(model, prepared.tensor)
     classes = [str(i) for i in range(len(result["probs"]))]
     st.metric(tr("predict.answer"), classes[result["label"]])
-    st.caption(tr("predict.confidence", p=100 * result["confidence"], ms=result["latency_ms"]))
+    if not onnx:
+        st.caption(tr("predict.confidence", p=100 * result["confidence"], ms=result["latency_ms"]))
     fig = px.bar(x=classes, y=result["probs"], labels={"x": tr("predict.class"), "y": tr("predict.prob")})
     fig.update_layout(height=260, margin=dict(l=0, r=0, t=10, b=0), yaxis_range=[0, 1])
     st.plotly_chart(fig, key="pr_probs")
+    if onnx:  # no gradients or layers to look into: the input it saw
+        st.markdown(f"**{tr('predict.seen')}**" + (f" ({tr('predict.inverted')})" if prepared.inverted else ""))
+        st.plotly_chart(image_grid(torch.from_numpy(prepared.image)[None], [""], cols=1, size=220),
+                        key="pr_seen", config={"displayModeBar": False})
+        return
     method, layer = method_picker("pr", model)
     views = st.columns(2)
     with views[0]:

@@ -41,7 +41,7 @@ def manage(action: str, run_id: str) -> None:
 
 st.title(tr("runs.title"))
 st.write(tr("runs.intro"))
-W.lab_jobs().poll()
+W.lab_jobs().tick()
 apply_requests()  # one click elsewhere ("compare with its parent", a sweep's runs) picks runs and a view
 runs = lab_store().runs()
 known = {r["id"] for r in runs}

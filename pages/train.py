@@ -58,6 +58,7 @@ else:
     reduced = W.fastest_reduced()
     c[2].button(tr("train.ab"), key="tr_ab", disabled=config is None or reduced is None, width="stretch",
                 help=tr("train.ab_help") if reduced else tr("train.ab_none"), on_click=W.on_start, args=(True,))
+    W.learner_line()
     if st.session_state.get("tr_start_error"):
         st.error(W.start_error(st.session_state.pop("tr_start_error")))
     sweep_panel(config)

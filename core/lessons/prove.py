@@ -146,9 +146,7 @@ def prove_answers(ex: Any) -> list[str]:
 
 
 def _quick(config: Any) -> bool:
-    from core.ml.data import DATASETS
-
-    return not DATASETS[config.dataset].image or 0 < config.limit_train <= 1000
+    return not config.dataset_info.image or 0 < config.limit_train <= 1000
 
 
 def config_problem(ex: TrainingExercise, config: Any) -> str | None:

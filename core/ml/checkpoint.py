@@ -181,7 +181,7 @@ _DATA_DESCRIPTOR = 0x08  # flag bit 3: the sizes follow the data (torch.save wri
 MAX_RECORDS = 50_000
 
 
-def _declared_records(fh: BinaryIO) -> int | None:
+def declared_zip_records(fh: BinaryIO) -> int | None:
     """The record count the archive's end-of-directory record declares (zip64 too), or None."""
     fh.seek(0, os.SEEK_END)
     size = fh.tell()
@@ -229,7 +229,7 @@ def _check_archive(fh: BinaryIO, where: str, cap: int | None = None) -> None:
     not a readable zip is left to torch.load (legacy format, damage).
     """
     pos = fh.tell()
-    records = _declared_records(fh)
+    records = declared_zip_records(fh)
     fh.seek(pos)
     if records is not None and records > MAX_RECORDS:
         raise CheckpointError("checkpoint.too_many_records", where=where, n=records, max=MAX_RECORDS)

@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from core.errors import Code, LabError, Message, first_line
+from core.ml import userdata
 from core.settings import BUNDLED_DIGITS, Settings
 
 DIGIT_CLASSES = [str(i) for i in range(10)]
@@ -52,6 +53,9 @@ class DatasetInfo:
     test_size: int                  # test samples (R1 has no test split: it evaluates on its training data)
     classes: tuple[str, ...] = ()   # class names, index = label (classification)
     torchvision: str | None = None  # the ``torchvision.datasets`` class; None: bundled file or generated here
+    user: bool = False              # a learner's dataset in the lab home (core.ml.userdata)
+    val_size: int = 0               # a learner's dataset: the validation images its upload asked for
+    stamp: str = ""                 # a learner's dataset: its registration's id (a new upload, new data)
 
     @property
     def image(self) -> bool:
@@ -71,6 +75,40 @@ DATASETS: dict[str, DatasetInfo] = {d.key: d for d in (
 )}
 IMAGE_DATASETS = tuple(k for k, d in DATASETS.items() if d.image)  # what ``load_dataset`` loads
 DEFAULT_DATASET = "digits8k"
+assert tuple(DATASETS) == userdata.BUILTIN_NAMES
+
+
+def user_info(key: str) -> DatasetInfo:
+    """A learner's registered dataset (``core.ml.userdata``) as a ``DatasetInfo``, or ``LabError``."""
+    meta = userdata.read_meta(key)
+    try:
+        task = str(meta.get("task", "classification"))
+        return DatasetInfo(key, str(meta["title"]), task, tuple(int(d) for d in meta["input_shape"]),
+                           int(meta.get("outputs", len(meta["classes"]))), int(meta["train_size"]),
+                           int(meta["test_size"]),
+                           tuple(str(c) for c in meta["classes"]), None, True, int(meta["val_size"]), str(meta["id"]))
+    except (KeyError, TypeError, ValueError):
+        raise LabError("datasets.damaged", name=Code(key)) from None
+
+
+def find_dataset(name: object) -> DatasetInfo | None:
+    """The dataset named ``name``: one of ``DATASETS`` or a learner's registered dataset; None if neither."""
+    if isinstance(name, str) and name in DATASETS:
+        return DATASETS[name]
+    if not userdata.is_user_key(name):
+        return None
+    try:
+        return user_info(str(name))
+    except LabError:
+        return None
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Like ``find_dataset`` but a name that is neither is a ``LabError``."""
+    info = find_dataset(name)
+    if info is None:
+        raise LabError("data.unknown_dataset", name=Code(repr(name)), choices=Code(", ".join(IMAGE_DATASETS)))
+    return info
 
 # The tutorials' normalization constants (D2, D3): the one copy of the MNIST statistics.
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -94,7 +132,7 @@ class ImageData:
     name: str
     title: str
     classes: list[str]
-    train_images: torch.Tensor  # uint8 (N, 28, 28)
+    train_images: torch.Tensor  # uint8 (N, H, W) grey, or (N, 3, H, W) colour (a learner's dataset)
     train_labels: torch.Tensor  # int64 (N,)
     test_images: torch.Tensor
     test_labels: torch.Tensor
@@ -107,8 +145,15 @@ class ImageData:
         self.mean, self.std = pixel_stats(self.train_images)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (1, *self.train_images.shape[1:])
+    def input_shape(self) -> tuple[int, ...]:
+        shape = tuple(self.train_images.shape[1:])
+        return (1, *shape) if len(shape) == 2 else shape
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of the images."""
+        h, w = self.train_images.shape[-2:]
+        return int(h), int(w)
 
     def normalized(self, split: str) -> torch.Tensor:
         """The whole split as one float32 tensor (N, 1, H, W), normalized with train stats."""
@@ -120,8 +165,8 @@ class ImageData:
 
 
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """uint8 (N, H, W) -> float32 (N, 1, H, W): ToTensor + Normalize in one vectorized pass."""
-    x = images.unsqueeze(1).to(torch.float32).div_(255.0)
+    """uint8 (N, H, W) or (N, C, H, W) -> float32 (N, C, H, W): ToTensor + Normalize in one vectorized pass."""
+    x = (images.unsqueeze(1) if images.ndim == 3 else images).to(torch.float32).div_(255.0)
     return x.sub_(mean).div_(std)
 
 
@@ -259,9 +304,43 @@ def load_torchvision(name: str, settings: Settings) -> ImageData:
     )
 
 
+def load_user(key: str) -> ImageData:
+    """A learner's registered dataset (its train and test splits as they were made at upload)."""
+    info = user_info(key)
+    arrays = userdata.read_arrays(key)
+    meta = userdata.read_meta(key)
+    if not info.image or "train_images" not in arrays:
+        raise LabError("datasets.not_images", name=Code(key))
+    return ImageData(
+        name=key, title=info.title, classes=list(info.classes),
+        train_images=torch.from_numpy(arrays["train_images"]),
+        train_labels=torch.from_numpy(arrays["train_labels"].astype(np.int64)),
+        test_images=torch.from_numpy(arrays["test_images"]),
+        test_labels=torch.from_numpy(arrays["test_labels"].astype(np.int64)),
+        source=Message("data.source.user", name=Code(key), file=Code(str(meta.get("source", "")))),
+    )
+
+
+def load_tabular(key: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A learner's CSV dataset: (train_x, train_y, test_x, test_y); features standardized at upload, targets
+    float (N, 1) for regression, class indices for classification."""
+    info = user_info(key)
+    arrays = userdata.read_arrays(key)
+    if "train_x" not in arrays:
+        raise LabError("datasets.damaged", name=Code(key))
+    def target(y: np.ndarray) -> torch.Tensor:
+        if info.task == "regression":
+            return torch.from_numpy(y.astype(np.float32)).reshape(-1, 1)
+        return torch.from_numpy(y.astype(np.int64))
+    return (torch.from_numpy(arrays["train_x"].astype(np.float32)), target(arrays["train_y"]),
+            torch.from_numpy(arrays["test_x"].astype(np.float32)), target(arrays["test_y"]))
+
+
 def load_dataset(name: str, settings: Settings) -> ImageData:
     if name == "digits8k":
         return load_bundled()
+    if name not in DATASETS and userdata.is_user_key(name):
+        return load_user(name)
     if name not in IMAGE_DATASETS:
         raise LabError("data.unknown_dataset", name=Code(repr(name)), choices=Code(", ".join(IMAGE_DATASETS)))
     return load_torchvision(name, settings)
@@ -270,6 +349,9 @@ def load_dataset(name: str, settings: Settings) -> ImageData:
 def files_stamp(name: str, settings: Settings) -> tuple:
     """What is on disk for dataset ``name``: (file name, size, mtime) of each file in its raw folder
     (empty for the bundled digits). A stamp that changed means files were copied in or removed."""
+    if name not in DATASETS:
+        user = find_dataset(name)
+        return (user.stamp,) if user is not None else ()
     info = DATASETS.get(name)
     if info is None or info.torchvision is None:
         return ()
@@ -293,11 +375,11 @@ class DatasetShelf:
         self.retry_seconds = retry_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._loaded: dict[tuple[str, str], ImageData] = {}
-        self._failed: dict[tuple[str, str], tuple[tuple, float, DataUnavailable]] = {}
+        self._loaded: dict[tuple[str, object], ImageData] = {}
+        self._failed: dict[tuple[str, object], tuple[tuple, float, DataUnavailable]] = {}
 
     def get(self, name: str, settings: Settings) -> ImageData:
-        key = (name, str(settings.data_root))
+        key: tuple[str, object] = (name, str(settings.data_root) if name in DATASETS else files_stamp(name, settings))
         with self._lock:
             if key in self._loaded:
                 return self._loaded[key]
@@ -413,7 +495,8 @@ def loader_workers_example(images: torch.Tensor, labels: torch.Tensor, workers: 
         raise LabError("data.unknown_pipeline", kind=Code(repr(unknown[0])), choices=Code(", ".join(WORKER_PIPELINES)))
     rows = []
     for pipeline in pipelines:
-        dataset = ArrayDataset(images.unsqueeze(1), labels, transform=_worker_transform(pipeline))
+        dataset = ArrayDataset(images.unsqueeze(1) if images.ndim == 3 else images, labels,
+                               transform=_worker_transform(pipeline))
         base = None
         for w in workers:
             loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=w,
@@ -452,7 +535,7 @@ def normalization_table(images: torch.Tensor) -> pd.DataFrame:
     """
     import torchvision.transforms.v2 as T
 
-    raw = images.unsqueeze(1)  # uint8 (N,1,H,W) as torchvision expects
+    raw = images.unsqueeze(1) if images.ndim == 3 else images  # uint8 (N,C,H,W) as torchvision expects
     to_tensor = T.Compose([T.ToDtype(torch.float32, scale=True)])
     steps = {
         "uint8": raw,
@@ -488,7 +571,7 @@ def augment_preview(images: torch.Tensor, kind: str, seed: int = 0) -> tuple[tor
     if kind not in AUGMENTATIONS:
         raise LabError("data.unknown_augmentation", kind=Code(repr(kind)), choices=Code(", ".join(AUGMENTATIONS)))
     torch.manual_seed(seed)
-    before = images.unsqueeze(1)
+    before = images.unsqueeze(1) if images.ndim == 3 else images
     if kind == "hflip":
         pipeline = T.RandomHorizontalFlip(p=1.0)
     elif kind == "rotation":
@@ -497,7 +580,7 @@ def augment_preview(images: torch.Tensor, kind: str, seed: int = 0) -> tuple[tor
         pipeline = T.RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.85, 1.15), shear=10)
     else:
         # D3 verbatim: RandomHorizontalFlip, ToTensor, Normalize(ImageNet mean/std) on RGB.
-        before = before.expand(-1, 3, -1, -1)
+        before = before.expand(-1, 3, -1, -1) if before.shape[1] == 1 else before
         pipeline = T.Compose([
             T.RandomHorizontalFlip(),
             T.ToDtype(torch.float32, scale=True),

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import Code, LabError, first_line
-from core.ml.data import DATASETS, normalize
+from core.ml.data import find_dataset, normalize
 from core.ml.modules import build_model
 from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import DEFAULT_PRESET, preset_spec
@@ -180,7 +180,7 @@ def read_digits(path: str | Path, classes: int = 10) -> tuple[torch.Tensor, torc
 def digits_model_check(ckpt: Mapping[str, Any], spec: ModelSpec) -> int:
     """The number of classes of a checkpoint trained on 28x28 digit images; ``EvaluationError`` otherwise."""
     config = ckpt.get("config") or {}
-    info = DATASETS.get(str(config.get("dataset")))
+    info = find_dataset(str(config.get("dataset")))
     if info is None or info.task != "classification" or tuple(spec.input_shape) != (1, *IMAGE_SHAPE):
         raise EvaluationError("evaluate.not_images_model", dataset=Code(repr(config.get("dataset"))),
                               shape=Code(str(list(spec.input_shape))))

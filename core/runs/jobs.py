@@ -42,6 +42,7 @@ Ray job gets its reserved CPUs' worth (``PYTORCH_LAB_RAY_CPUS``).
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -52,6 +53,7 @@ from core.errors import Code, LabError, Term
 from core.ml.modules import parameter_count
 from core.runs.executors import Executor, ExecutorError, ExecutorUnavailable, LocalExecutor, open_executor
 from core.runs.executors.base import UNKNOWN, JobInfo, JobSpec, Resources, read_tail
+from core.runs.progress import check_learner
 from core.runs.store import FINISHED, RunRow, RunStore, StoreUnavailable, check_run_id, check_world_size, open_store
 from core.safe.budget import setting_name
 from core.settings import lab_environ, load_settings, settings_environ
@@ -62,6 +64,7 @@ LOG_NAME = "worker.log"
 # two optimizer moments per weight (Adam). A run at the 20M-parameter cap keeps ~480 MB.
 CHECKPOINT_BYTES_PER_PARAM = 24
 OWNER_KINDS = ("session", "learner")  # who a run is counted against for the queue cap
+TICK_S = 0.5  # the pages' poll of the queue and the workers: at most this often per server process
 USAGE_TTL_S = 5.0  # a burst of Start clicks measures the lab home once
 
 
@@ -152,6 +155,8 @@ class JobManager:
         # Runs each owner (("session", id), ("learner", name)) started through this manager, for the queue cap.
         self._owned: dict[tuple[str, str], list[str]] = {}
         self._usage: tuple[float, int] | None = None  # (when, bytes) of the lab home's last measurement
+        self._tick_lock = threading.Lock()
+        self._last_tick = -math.inf
 
     @property
     def _procs(self) -> dict:
@@ -186,12 +191,13 @@ class JobManager:
         world = check_world_size(world_size if world_size is not None else config.processes)
         self.executor.check()
         owners = list(owners)
+        learner = next((check_learner(who) for kind, who in owners if kind == "learner"), None)
         with self._lock:
             self._check_owners(owners)
             self.check_disk(run_disk_bytes(config))
             run_id = self.store.create_run(config.to_dict(), name=name, tags=tags, status="queued", kind="job",
                                            precision=config.precision, parent=parent, sweep=sweep,
-                                           world_size=world)
+                                           world_size=world, learner=learner)
             self._own(owners, run_id)
         if poll:
             self.poll()
@@ -216,7 +222,10 @@ class JobManager:
                                setting=setting_name("max_queued"))
 
     def _active_of(self, owner: tuple[str, str]) -> list[str]:
-        """The owner's runs that are still queued or running (finished and deleted ones are forgotten)."""
+        """The owner's runs that are still queued or running (finished and deleted ones are forgotten).
+        A learner's are read from the store: every server sharing it (replicas) counts them alike."""
+        if owner[0] == "learner":
+            return self.store.learner_runs(owner[1])
         active = []
         for run_id in self._owned.get(owner, []):
             run = self.store.get_run(run_id)
@@ -314,6 +323,19 @@ class JobManager:
             executor.cancel(run)
 
     # ---------------------------------------------------------------- launching
+    def tick(self, every: float = TICK_S) -> list[str]:
+        """``poll()`` for the pages: every session watching a run asks each second, and one server may
+        hold a classroom of them; the queue and the workers need one poll per ``every`` seconds, not one
+        per session. Returns what ``poll()`` launched, or [] when another session polled just now."""
+        now = time.monotonic()
+        if now - self._last_tick < every or not self._tick_lock.acquire(blocking=False):
+            return []
+        try:
+            self._last_tick = now
+            return self.poll()
+        finally:
+            self._tick_lock.release()
+
     def poll(self) -> list[str]:
         """Reap dead workers, delete finished runs marked for deletion, then launch queued runs into
         free slots. Returns launched ids."""
@@ -323,7 +345,7 @@ class JobManager:
         self.reap()
         self.store.delete_marked()
         launched = []
-        for run_id in self.store.claim_launches(self.cap):
+        for run_id in self.store.claim_launches(self.cap, per_learner=load_settings().learner_jobs):
             try:
                 self._launch(run_id)
                 launched.append(run_id)

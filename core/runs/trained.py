@@ -14,7 +14,7 @@ from torch import nn
 
 from core.errors import Code, Term, first_line
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from core.ml.data import DATASETS, load_dataset
+from core.ml.data import find_dataset, load_dataset, load_tabular
 from core.ml.evaluate import checkpoint_model, checkpoint_normalization, evaluation_model, prepare
 from core.ml.modules import build_model
 from core.ml.spec import ModelSpec, SpecError
@@ -47,7 +47,7 @@ def run_task(run: RunRow) -> str | None:
     """classification or regression: the task of a stored run's config (None for an unknown dataset)."""
     config = run.get("config") or {}
     task = config.get("task", "auto")
-    info = DATASETS.get(str(config.get("dataset")))
+    info = find_dataset(str(config.get("dataset")))
     if task not in (None, "auto"):
         return str(task)
     return info.task if info is not None else None
@@ -68,11 +68,23 @@ def checkpoint_test_evaluation(ckpt: dict, settings: Settings | None = None) -> 
     config = ckpt.get("config")
     if not isinstance(config, dict):
         raise CheckpointError("checkpoint.no_training_config")
+    info = find_dataset(str(config.get("dataset")))
+    if info is not None and info.user and not info.image:  # a learner's CSV: features standardized at upload
+        _train_x, _train_y, test_x, test_y = load_tabular(info.key)
+        model, _spec = evaluation_model(ckpt, 0.0)
+        return model, test_x, test_y
     images = load_dataset(str(config.get("dataset")), settings or load_settings())
     mean, std = checkpoint_normalization(ckpt) or (images.mean, images.std)  # older checkpoints: the train split's
     x, background = prepare(images.test_images, mean, std)
     model, _spec = evaluation_model(ckpt, background)
     return model, x, images.test_labels
+
+
+def checkpoint_classes(ckpt: dict) -> int:
+    """The classes of a checkpoint's dataset (10 for the digits, a learner's dataset its own)."""
+    config = ckpt.get("config") or {}
+    info = find_dataset(str(config.get("dataset")))
+    return info.outputs if info is not None and info.task == "classification" else 10
 
 
 def load_run_evaluation(store: RunStore, run_id: str, which: str = "best") -> tuple[nn.Module, torch.Tensor,
@@ -176,8 +188,9 @@ def save_evaluation(store: RunStore, run_id: str) -> Path | None:
     path = checkpoint_path(store, run_id, "best")
     if path is None:
         return None
-    model, x, y = checkpoint_test_evaluation(load_checkpoint(path, map_location=torch.device("cpu")))
-    result = evaluate_model(model, x, y, seconds=float("inf"))
+    ckpt = load_checkpoint(path, map_location=torch.device("cpu"))
+    model, x, y = checkpoint_test_evaluation(ckpt)
+    result = evaluate_model(model, x, y, classes=checkpoint_classes(ckpt), seconds=float("inf"))
     out = store.run_dir(run_id) / EVALUATION_FILE
     tmp = out.with_suffix(".tmp.npz")
     arrays: dict[str, Any] = {k: np.asarray(result[k]) for k in _EVALUATION_ARRAYS}

@@ -22,7 +22,7 @@ from torch import nn
 
 from core.errors import Code, LabError, first_line
 from core.ml.activations import eval_batch_size
-from core.ml.data import DATASETS
+from core.ml.data import find_dataset
 from core.ml.plots import plot_text
 from core.runs.store import RunRow
 from core.safe.budget import Deadline
@@ -62,7 +62,7 @@ def downsample(frame: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFram
 def train_samples(config: Mapping[str, Any]) -> int | None:
     """Training samples a run config fits on (None for a dataset the lab does not know): the training
     split less the images held out for validation (about ``val_size``: the split rounds per class)."""
-    info = DATASETS.get(str(config.get("dataset")))
+    info = find_dataset(str(config.get("dataset")))
     if info is None:
         return None
     n = info.train_size

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from core.ml.data import (
-    DATASETS,
     load_dataset,
+    load_tabular,
     normalize,
     pixel_stats,
     regression_linear,
@@ -92,17 +92,22 @@ def _image_data(config: TrainConfig, settings) -> TrainData:
 def load_data(config: TrainConfig, settings=None) -> TrainData:
     """The config's dataset as whole tensors (normalized images or regression pairs), limited
     (``limit_train`` the fitted split, ``limit_test`` the validation and test splits)."""
-    info = DATASETS[config.dataset]
-    if info.task == "classification":
+    info = config.dataset_info
+    if info.user and not info.image:  # a learner's CSV: features standardized at upload
+        train_x, train_y, test_x, test_y = load_tabular(config.dataset)
+        full = TrainData(config.dataset, info.task, train_x, train_y, test_x, test_y, info.outputs,
+                         list(info.classes) or None)
+    elif info.task == "classification":
         if settings is None:
             from core.settings import load_settings
 
             settings = load_settings()
-        key = (config.dataset, str(getattr(settings, "data_root", "")), config.validation_size)
+        key = (config.dataset, str(getattr(settings, "data_root", "")), config.validation_size, info.stamp)
         with _data_lock:
-            full = _data_cache.get(key)
-            if full is None:
-                full = _data_cache[key] = _image_data(config, settings)
+            cached = _data_cache.get(key)
+            if cached is None:
+                cached = _data_cache[key] = _image_data(config, settings)
+        full = cached
     elif config.dataset == "linear":
         x, y = regression_linear()
         full = TrainData("linear", "regression", x, y, x, y, 1)  # R1 has no test split: it evaluates on its data

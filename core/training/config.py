@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
 from core.errors import Code, LabError
-from core.ml.data import DATASETS
+from core.ml.data import DATASETS, DatasetInfo, find_dataset
 from core.ml.modules import infer_shapes, parameter_count
 from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
@@ -91,8 +91,9 @@ class TrainConfig(BaseModel):
     # Model: a preset key of core.ml.zoo.PRESETS, or a full spec (then the preset is ignored).
     preset: Annotated[str, Strict(), Field(min_length=1, max_length=100)] = DEFAULT_PRESET
     model_spec: ModelSpec | None = None
-    # Data: digits8k (bundled), mnist, fashion_mnist, linear (R1), synthetic (R2).
-    dataset: DatasetName = "digits8k"
+    # Data: digits8k (bundled), mnist, fashion_mnist, linear (R1), synthetic (R2), or the name of a learner's
+    # dataset registered in the lab home (core.ml.userdata: the Data page or python -m core.datasets add).
+    dataset: Annotated[str, Strict(), Field(min_length=1, max_length=64)] = "digits8k"
     # classification or regression; auto follows the dataset.
     task: Task = "auto"
     # cross_entropy or bce_with_logits (classification), mse or l1 (regression); auto picks
@@ -166,6 +167,24 @@ class TrainConfig(BaseModel):
             raise config_error(exc) from None
 
     # ---------------------------------------------------------------- validation
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, value: str) -> str:
+        """A built-in dataset or a registered one of the lab home."""
+        if find_dataset(value) is None:
+            raise ConfigError("config.choice", name=Code("dataset"), choices=Code(", ".join(DATASETS)),
+                              got=Code(repr(value)))
+        return value
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        """The dataset's ``DatasetInfo`` (built-in, or a learner's registered dataset)."""
+        info = find_dataset(self.dataset)
+        if info is None:  # removed since the config was made
+            raise ConfigError("config.choice", name=Code("dataset"), choices=Code(", ".join(DATASETS)),
+                              got=Code(repr(self.dataset)))
+        return info
+
     @field_validator("model_spec", mode="before")
     @classmethod
     def _model_spec(cls, value: Any) -> Any:
@@ -189,7 +208,7 @@ class TrainConfig(BaseModel):
         if self.batch_size < self.accum_steps * self.processes:
             raise ConfigError("config.processes_batch", batch=self.batch_size, processes=self.processes,
                               accum=self.accum_steps)
-        info = DATASETS[self.dataset]
+        info = self.dataset_info
         task = self.resolved_task
         if task != info.task:
             raise ConfigError("config.task_mismatch", dataset=Code(repr(self.dataset)), kind=Code(info.task),
@@ -310,11 +329,11 @@ class TrainConfig(BaseModel):
     @property
     def validation_size(self) -> int:
         """Images held out for validation: ``val_size`` on an image dataset, else 0."""
-        return self.val_size if DATASETS[self.dataset].image else 0
+        return self.val_size if self.dataset_info.image else 0
 
     @property
     def resolved_task(self) -> str:
-        return DATASETS[self.dataset].task if self.task == "auto" else self.task
+        return self.dataset_info.task if self.task == "auto" else self.task
 
     @property
     def resolved_loss(self) -> str:

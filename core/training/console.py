@@ -79,6 +79,10 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=name, type=int, default=argparse.SUPPRESS, metavar="N")
         elif kind is float:
             group.add_argument(flag, dest=name, type=float, default=argparse.SUPPRESS, metavar="X")
+        elif name == "dataset":
+            group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar="NAME",
+                               help="digits8k, mnist, fashion_mnist, linear, synthetic, or a dataset added with "
+                                    "python -m core.datasets add (python -m core.datasets list)")
         elif ModelSpec in get_args(kind):
             group.add_argument(flag, dest=name, default=argparse.SUPPRESS, metavar="JSON|@FILE",
                                help="a model spec as JSON, or @path to a JSON file")
@@ -111,4 +115,18 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
             overrides["model_spec"] = ModelSpec.from_json(text)
         except SpecError as exc:
             raise ConfigError("config.model_spec_json", error=exc) from None
-    return base.replace(**overrides)
+    return base.replace(**{**user_dataset_defaults(overrides, bool(args.config)), **overrides})
+
+
+def user_dataset_defaults(overrides: dict[str, Any], from_file: bool) -> dict[str, Any]:
+    """What ``--dataset NAME`` of a learner's dataset brings when no model is named: a small CNN sized to its
+    images and classes (``core.ml.datasets.dataset_model``), the validation split its upload chose, no
+    augmentation (the lab's affine suits digits, not every picture)."""
+    from core.ml.data import find_dataset
+    from core.ml.datasets import dataset_model
+
+    info = find_dataset(overrides.get("dataset"))
+    if info is None or not info.user or from_file or {"preset", "model_spec"} & set(overrides):
+        return {}
+    return {"model_spec": dataset_model(info.input_shape, info.outputs), "val_size": info.val_size,
+            "augment": False}

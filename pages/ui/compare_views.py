@@ -393,7 +393,7 @@ def sweep_view(runs: list[RunRow]) -> None:
 
 
 def _sweep_body(sweep_id: str, members: list[RunRow]) -> None:
-    TV.lab_jobs().poll()
+    TV.lab_jobs().tick()
     store = lab_store()
     metrics = {r["id"]: store.metrics(r["id"], names=[*W.SCORES, "train_acc", "train_loss"]) for r in members}
     params = W.swept_fields(members)

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from core.errors import Code
+from core.errors import Code, LabError
 from core.i18n import CATALOGUE, t
 from core.lessons.regression import (
     can_run_on,
@@ -18,7 +18,7 @@ from core.lessons.regression import (
     slow_direction,
 )
 from core.ml.checkpoint import BEST, LAST, CheckpointError, load_checkpoint
-from core.ml.data import DATASETS, load_dataset
+from core.ml.data import DATASETS, dataset_info, find_dataset, load_dataset
 from core.ml.env import env_facts
 from core.ml.modules import build_model
 from core.ml.plots import image_grid
@@ -46,6 +46,8 @@ from core.runs.view import (
     summary_rows,
     total_steps,
 )
+from core.safe.budget import setting_name
+from core.settings import load_settings
 from core.training.batches import load_data
 from core.training.config import (
     LOSSES,
@@ -59,6 +61,7 @@ from core.training.config import (
 from core.training.precision import available_devices, available_precisions, max_processes, missing_devices
 from core.training.trainer import Trainer
 from pages.ui import clone
+from pages.ui import datasets as user_data
 from pages.ui.model_state import SPEC_KEY, current_spec
 from pages.ui.state import lab_store, seed
 from pages.ui.text import lang, plain, tr, tr_error
@@ -112,6 +115,8 @@ def start_error(exc: BaseException) -> str:
 def option_label(field: str, value) -> str:
     """A setting's choice as the form shows it: a translated label for the labelled settings, else the value."""
     key = f"option.{field}.{value}"
+    if field == "dataset" and value not in DATASETS:
+        return user_data.label(str(value))
     return tr(key) if field in LABELLED and key in CATALOGUE[lang()] else str(value)
 
 
@@ -215,8 +220,8 @@ def form() -> TrainConfig | None:
                         format_func=lambda k: tr(f"train.model.{k}"))
     c[1].selectbox(tr("train.preset"), [k for k, p in PRESETS.items() if p.task != "shapes"],
                    key="tr_preset", disabled=source != "preset", format_func=preset_label)
-    c[2].selectbox(tr("train.dataset"), list(DATASETS), key="tr_dataset",
-                   format_func=lambda v: option_label("dataset", v))
+    c[2].selectbox(tr("train.dataset"), list(DATASETS) + user_data.visible(), key="tr_dataset",
+                   format_func=lambda v: option_label("dataset", v), on_change=user_data.fit_train_form)
     c = st.columns(4)
     c[0].selectbox(tr("train.optimizer"), OPTIMIZERS, key="tr_optimizer",
                    format_func=lambda v: option_label("optimizer", v))
@@ -307,6 +312,8 @@ def owners() -> list[tuple[str, str]]:
 
     session = st.session_state.setdefault("lab_session_id", uuid4().hex)
     learner = current()
+    if learner is None and load_settings().learner_jobs > 0:  # a classroom: runs are started for a learner
+        raise LabError("classroom.name_needed", setting=setting_name("learner_jobs"))
     return [("session", session)] + ([("learner", learner)] if learner else [])
 
 
@@ -356,7 +363,7 @@ def run_label(run: RunRow) -> str:
 def watch(run_ids: list[str]) -> None:
     """Status, progress with ETA and live charts of one run (or an A/B pair), refreshed every second."""
     store = lab_store()
-    lab_jobs().poll()
+    lab_jobs().tick()
     runs = [store.get_run(r) for r in run_ids]
     runs = [r for r in runs if r is not None]
     if not runs:
@@ -376,6 +383,8 @@ def watch(run_ids: list[str]) -> None:
         eta = tr("train.eta", s=p["eta_s"]) if p["eta_s"] is not None else ""
         st.progress(p["fraction"], text=tr("train.status", run=label, status=tr(f"status.{run['status']}"),
                                           step=p["step"], total=p["total"] or "?") + eta)
+        if run["status"] == "queued" and run.get("launched") is None:
+            queue_note(run["id"])
         if run.get("error"):
             st.error(plain(run["error"]))
     if all(m.empty for m in metrics.values()):  # queued or starting: no axes without data
@@ -396,6 +405,42 @@ def watch(run_ids: list[str]) -> None:
     if len(runs) == 2:
         by_run = {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}
         summary_table(runs, by_run)
+
+
+def queue_note(run_id: str) -> None:
+    """A waiting run's place in the job queue and when it should start (core.runs.queue)."""
+    from core.runs.queue import queue_place
+
+    place = queue_place(lab_store(), run_id, lab_jobs().cap, load_settings().learner_jobs)
+    if place is None:
+        return
+    text = tr("train.queue.place", position=place.position, waiting=place.waiting)
+    text += tr("train.queue.eta", s=place.eta_s) if place.eta_s is not None else tr("train.queue.no_eta")
+    if place.blocked_by_learner:
+        text += " " + tr("train.queue.fair", n=load_settings().learner_jobs)
+    st.info(text, icon=":material/hourglass_top:")
+
+
+def learner_line() -> None:
+    """Who this session's runs are started for: the signed-in user or the learner's name; in a classroom
+    (``PYTORCH_LAB_LEARNER_JOBS`` set) a field asks for the name while there is none."""
+    from pages.ui import learner
+
+    name = learner.current()
+    if name:
+        st.caption(tr("train.learner", name=name))
+        learner.keep_in_url()
+        return
+    if load_settings().learner_jobs <= 0:
+        return
+    typed = st.text_input(tr("lessons.name"), key="tr_learner", max_chars=60, placeholder=tr("lessons.name_hint"),
+                          help=tr("train.learner_help", n=load_settings().learner_jobs))
+    if typed:
+        problem = learner.set_name(typed)
+        if problem is not None:
+            st.error(tr_error(problem))
+        else:
+            st.caption(tr("train.learner", name=learner.current()))
 
 
 def numbers_shown(frame: pd.DataFrame, formats: dict[str, str]) -> pd.DataFrame:
@@ -450,14 +495,16 @@ def _evaluation(run_id: str, stamp: float, dataset: str) -> dict:
     # the worker when the run ended (core.runs.trained.save_evaluation), else evaluated here under the budget.
     store = lab_store()
     kept = stored_evaluation(store, run_id)
-    if kept is not None:
+    if kept is not None and dataset_info(dataset).image:
         from core.settings import load_settings
 
         split = load_dataset(dataset, load_settings())  # the digits are shown rescaled: the raw pixels do
         images = split.test_images
         return {**kept, "x": images.unsqueeze(1) if images.dim() == 3 else images, "y": split.test_labels}
     model, x, y = load_run_evaluation(store, run_id)
-    return {**evaluate_model(model, x, y), "x": x, "y": y}
+    info = find_dataset(dataset)
+    classes = info.outputs if info is not None and info.task == "classification" else 10
+    return {**evaluate_model(model, x, y, classes=classes), "x": x, "y": y}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -487,11 +534,13 @@ def evaluation(run: RunRow, prefix: str = "tr") -> None:
     except (CheckpointError, ValueError) as exc:
         st.error(tr("error.bad_value", reason=exc))
         return
-    show_evaluation(result, prefix)
+    info = find_dataset(run["config"]["dataset"])
+    show_evaluation(result, prefix, list(info.classes) if info is not None and info.user else None)
 
 
-def show_evaluation(result: dict, prefix: str = "tr") -> None:
-    classes = [str(i) for i in range(len(result["per_class"]))]
+def show_evaluation(result: dict, prefix: str = "tr", names: list[str] | None = None) -> None:
+    classes = names if names and len(names) == len(result["per_class"]) else \
+        [str(i) for i in range(len(result["per_class"]))]
     st.metric(tr("train.test_acc"), f"{100 * result['accuracy']:.2f}%")
     c = st.columns([3, 2])
     c[0].plotly_chart(confusion_figure(result["confusion"], classes, {"x": tr("train.pred"), "y": tr("train.true")}),
@@ -500,7 +549,7 @@ def show_evaluation(result: dict, prefix: str = "tr") -> None:
                    hide_index=True, column_config={tr("train.accuracy"): st.column_config.ProgressColumn(
                        min_value=0.0, max_value=1.0, format="percent")}, key=f"{prefix}_per_class")
     wrong = result["wrong"][:24]
-    if len(wrong):
+    if len(wrong) and result["x"].dim() in (3, 4):  # images (a table's rows are not drawn)
         st.markdown(f"**{tr('train.wrong', n=len(result['wrong']))}**")
         x = result["x"][wrong].float()
         x = (x - x.amin()) / (x.amax() - x.amin() + 1e-8)
@@ -598,7 +647,7 @@ def uploaded_checkpoint() -> None:
             why_not = exc
     c = st.columns(2)
     evaluate = c[0].toggle(tr("train.evaluate"), key="tr_up_eval",
-                           disabled=DATASETS[config.dataset].task != "classification")
+                           disabled=config.dataset_info.task != "classification")
     c[1].button(tr("train.resume_upload"), key="tr_up_resume", on_click=_resume_upload,
                 args=(resumable, config, upload.name), disabled=resumable is None)
     if why_not is not None:
@@ -635,7 +684,7 @@ def _tutorial_model(ckpt: dict):
     fitting = [base.dataset] + [k for k, d in DATASETS.items()
                                 if k != base.dataset and d.input_shape == spec.input_shape]
     for dataset in fitting:
-        info = DATASETS[dataset]
+        info = dataset_info(dataset)
         try:
             config = base.replace(dataset=dataset, **model_fields, **({} if info.image else {"augment": False}),
                                   **({} if base.resolved_loss in _losses_of(info.task) else {"loss": "auto"}),

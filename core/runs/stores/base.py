@@ -119,6 +119,7 @@ class RunRow(TypedDict):
     executor: str | None              # the executor that launched the job: local, ray (None: not launched yet)
     job_ref: str | None               # the job's handle in its executor (a Ray Job's submission id)
     world_size: int                   # processes of a DDP run (1: one process)
+    learner: str | None               # the learner it was started for (the classroom's fair-share queue)
 
 
 class MetricRow(TypedDict):
@@ -304,49 +305,6 @@ class Connection(Protocol):
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
 
 
-# Migrations 4, 5, 6 in portable SQL: each back end's MIGRATIONS is its own first three (types differ)
-# followed by these, so both reach the same schema version.
-PORTABLE_MIGRATIONS: list[list[str]] = [
-    [  # 4: learners' progress in the lessons (core/runs/progress.py); portable SQL (SQLite and PostgreSQL)
-        """CREATE TABLE lesson_attempts (
-            learner TEXT NOT NULL,
-            lesson TEXT NOT NULL,
-            item TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            answer TEXT NOT NULL DEFAULT '',
-            correct INTEGER,
-            created DOUBLE PRECISION NOT NULL
-        )""",
-        "CREATE INDEX lesson_attempts_learner ON lesson_attempts(learner, lesson, item)",
-        "CREATE INDEX lesson_attempts_item ON lesson_attempts(lesson, item)",
-        """CREATE TABLE lesson_steps (
-            learner TEXT NOT NULL,
-            lesson TEXT NOT NULL,
-            step TEXT NOT NULL,
-            completed DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (learner, lesson, step)
-        )""",
-        """CREATE TABLE lesson_position (
-            learner TEXT NOT NULL,
-            lesson TEXT NOT NULL,
-            step INTEGER NOT NULL,
-            updated DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (learner, lesson)
-        )""",
-    ],
-    [  # 5: lineage: the run a run was cloned from, the sweep that queued it (plain, portable SQL)
-        "ALTER TABLE runs ADD COLUMN parent TEXT",
-        "ALTER TABLE runs ADD COLUMN sweep TEXT",
-        "CREATE INDEX runs_sweep ON runs(sweep)",
-    ],
-    [  # 6: executors (core/runs/executors): which one runs the job, its handle there, DDP processes
-        "ALTER TABLE runs ADD COLUMN executor TEXT",
-        "ALTER TABLE runs ADD COLUMN job_ref TEXT",
-        "ALTER TABLE runs ADD COLUMN world_size INTEGER NOT NULL DEFAULT 1",
-    ],
-]
-
-
 class RunStore(ABC):
     """Runs and metrics of one lab: the interface, with the logic both back ends share.
 
@@ -436,9 +394,9 @@ class RunStore(ABC):
     def create_run(self, config: dict, name: str = "", tags: Iterable[str] = (), status: str = "queued",
                    kind: str = "cli", run_id: str | None = None, device: str | None = None,
                    precision: str | None = None, parent: str | None = None, sweep: str | None = None,
-                   world_size: int = 1) -> str:
+                   world_size: int = 1, learner: str | None = None) -> str:
         """Store a new run; ``parent`` is the run it was cloned from, ``sweep`` the sweep that queued it,
-        ``world_size`` its DDP processes."""
+        ``world_size`` its DDP processes, ``learner`` who started it (a checked learner name)."""
         run_id = check_run_id(run_id) if run_id is not None else new_run_id()
         parent = check_run_id(parent) if parent is not None else None
         sweep = check_run_id(sweep) if sweep is not None else None
@@ -453,10 +411,11 @@ class RunStore(ABC):
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO runs (id, name, created, status, config, device, precision, tags, kind, host, started, "
-                "heartbeat, parent, sweep, world_size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "heartbeat, parent, sweep, world_size, learner) VALUES (" + ", ".join("?" * 16) + ")",
                 (run_id, _check_name(name), now, status, _json(config), device, precision, _json(_check_tags(tags)),
                  kind, socket.gethostname(), now if status == "running" else None,
-                 now if status == "running" else None, parent, sweep, world_size))
+                 now if status == "running" else None, parent, sweep, world_size,
+                 learner))
         return run_id
 
     @staticmethod
@@ -614,8 +573,12 @@ class RunStore(ABC):
                            "(status = 'running' OR (status = 'queued' AND launched IS NOT NULL))").fetchone()
         return int(row[0])
 
-    def claim_launches(self, cap: int) -> list[str]:
-        """Queued job runs (oldest first) that may be launched now, marked as launched, race-free."""
+    def claim_launches(self, cap: int, per_learner: int = 0) -> list[str]:
+        """Queued job runs (oldest first) that may be launched now, marked as launched, race-free.
+
+        ``per_learner`` > 0 is the classroom's fair share: a learner's run is passed over while that
+        learner already has ``per_learner`` jobs holding a slot, so the oldest run of every other
+        learner goes first (runs without a learner are not limited)."""
         now = time.time()
         # Every page watching a run polls each second: take the write lock only when a run waits.
         if self._conn().execute("SELECT 1 FROM runs WHERE kind = 'job' AND status = 'queued' AND launched IS NULL "
@@ -625,13 +588,43 @@ class RunStore(ABC):
             free = cap - self.count_active_jobs(conn)
             if free <= 0:
                 return []
-            rows = conn.execute("SELECT id FROM runs WHERE kind = 'job' AND status = 'queued' AND launched IS NULL "
-                                "ORDER BY created, id LIMIT ?" + self.FOR_UPDATE, (free,)).fetchall()
-            ids = [r[0] for r in rows]
+            if per_learner > 0:
+                busy = self.active_by_learner(conn)
+                rows = conn.execute("SELECT id, learner FROM runs WHERE kind = 'job' AND status = 'queued' AND "
+                                    "launched IS NULL ORDER BY created, id" + self.FOR_UPDATE).fetchall()
+                ids: list[str] = []
+                for run_id, learner in rows:
+                    if len(ids) >= free:
+                        break
+                    if learner is not None:
+                        if busy.get(learner, 0) >= per_learner:
+                            continue
+                        busy[learner] = busy.get(learner, 0) + 1
+                    ids.append(run_id)
+            else:
+                rows = conn.execute("SELECT id FROM runs WHERE kind = 'job' AND status = 'queued' AND launched IS NULL "
+                                    "ORDER BY created, id LIMIT ?" + self.FOR_UPDATE, (free,)).fetchall()
+                ids = [r[0] for r in rows]
             for run_id in ids:
                 conn.execute("UPDATE runs SET launched = ?, heartbeat = ?, host = ? WHERE id = ?",
                              (now, now, socket.gethostname(), run_id))
         return ids
+
+    def active_by_learner(self, conn: Connection | None = None) -> dict[str, int]:
+        """Each learner's jobs that hold a slot (running, or launched and not yet claimed)."""
+        conn = conn or self._conn()
+        rows = conn.execute("SELECT learner, COUNT(*) FROM runs WHERE kind = 'job' AND learner IS NOT NULL AND "
+                            "(status = 'running' OR (status = 'queued' AND launched IS NOT NULL)) "
+                            "GROUP BY learner").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def learner_runs(self, learner: str, status: Iterable[str] = ("queued", "running")) -> list[str]:
+        """The ids of a learner's runs in these states (every server sharing the store sees them)."""
+        states = list(status)
+        marks = ", ".join("?" * len(states))
+        rows = self._conn().execute(f"SELECT id FROM runs WHERE learner = ? AND status IN ({marks}) "
+                                    "ORDER BY created, id", (learner, *states)).fetchall()
+        return [r[0] for r in rows]
 
     def claim_run(self, run_id: str, pid: int, cap: int | None = None) -> bool:
         """The worker's claim: queued -> running if fewer than ``cap`` other jobs run (one transaction)."""

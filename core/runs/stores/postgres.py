@@ -40,13 +40,13 @@ from psycopg.rows import tuple_row
 
 from core.errors import Code, first_line
 from core.runs.stores.base import (
-    PORTABLE_MIGRATIONS,
     STATUSES,
     RunStore,
     StoreError,
     StoreUnavailable,
     masked_url,
 )
+from core.runs.stores.migrations import PORTABLE_MIGRATIONS
 
 CONNECT_TIMEOUT_S = 3  # an unreachable server is reported after this long (libpq's minimum is 2)
 MIGRATION_LOCK = 0x7079746F726368  # pg_advisory_xact_lock key while a process migrates ("pytorch")
@@ -98,7 +98,7 @@ MIGRATIONS: list[list[str]] = [
     [  # 3: delete a run once its worker has stopped (JobManager.delete)
         "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
     ],
-    *PORTABLE_MIGRATIONS,  # 4..6: the same portable SQL on both back ends (core/runs/stores/base.py)
+    *PORTABLE_MIGRATIONS,  # 4..7: the same portable SQL on both back ends (core/runs/stores/migrations.py)
 ]
 
 

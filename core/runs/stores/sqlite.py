@@ -7,7 +7,7 @@ transaction (so a writer waits for the lock up front instead of failing with "da
 locked" when it upgrades a read). That one write lock also serializes the job-slot claims,
 so two servers sharing a home cannot exceed the job cap. The schema has a version number
 and a list of migrations (``MIGRATIONS``; PostgreSQL's list has the same versions, and from 4 on
-the same SQL: ``PORTABLE_MIGRATIONS`` in base.py).
+the same SQL: ``PORTABLE_MIGRATIONS`` in migrations.py).
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.errors import Code
-from core.runs.stores.base import PORTABLE_MIGRATIONS, RunStore, StoreError
+from core.runs.stores.base import RunStore, StoreError
+from core.runs.stores.migrations import PORTABLE_MIGRATIONS
 
 DB_NAME = "runs.sqlite3"
 BUSY_TIMEOUT_MS = 5000
@@ -67,7 +68,7 @@ MIGRATIONS: list[list[str]] = [
     [  # 3: delete a run once its worker has stopped (JobManager.delete)
         "ALTER TABLE runs ADD COLUMN delete_requested INTEGER NOT NULL DEFAULT 0",
     ],
-    *PORTABLE_MIGRATIONS,  # 4..6: the same portable SQL on both back ends (core/runs/stores/base.py)
+    *PORTABLE_MIGRATIONS,  # 4..7: the same portable SQL on both back ends (core/runs/stores/migrations.py)
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
