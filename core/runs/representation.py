@@ -7,12 +7,15 @@ mean and two directions (so a new digit, e.g. a drawn one, can be placed on the 
 epoch's axes are sign-aligned with the previous epoch's, so the frames do not flip.
 
 Cost: one forward pass of at most ``SUBSET`` digits (fewer for a model that needs many multiply-adds
-per digit, so the pass stays near ``MAX_MACS``) and an SVD of a (N, D) matrix per epoch; the file
-grows by about 8 bytes per digit plus 12 bytes per feature per epoch.
+per digit, so the pass stays near ``MAX_MACS``) and a low-rank SVD of a (N, D) matrix per frame; the
+file grows by about 8 bytes per digit plus 12 bytes per feature per frame. ``Budget`` bounds the
+time: a frame is recorded only while the frames so far cost at most ``SHARE`` of the training time
+(short epochs then get a frame every few epochs), and the last epoch always gets one.
 """
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from core.settings import Settings, load_settings
 REPRESENTATION_FILE = "representation.npz"
 SUBSET = 300  # 30 digits a class: a readable map for one forward pass of 300 digits an epoch
 MAX_MACS = 4e9  # multiply-adds one epoch's map may cost
+SHARE = 0.03  # of the training time, the most the frames may take together (the last epoch's apart)
 _DATA: dict[str, ImageData] = {}
 _ARRAYS = ("indices", "labels", "epochs", "coords", "preds", "means", "components", "explained")
 
@@ -121,3 +125,27 @@ def record_epoch(store: RunStore, run_id: str, ckpt: dict, epoch: int, settings:
     np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as its allow_pickle
     tmp.replace(file)
     return file
+
+
+class Budget:
+    """When to record a frame: while the frames' time stays within ``share`` of the training time."""
+
+    def __init__(self, share: float = SHARE) -> None:
+        self.share = share
+        self.trained = 0.0  # seconds of training so far
+        self.spent = 0.0  # seconds the frames took
+        self.last = 0.0  # the last frame's seconds: what the next one is expected to take
+
+    def record(self, store: RunStore, run_id: str, ckpt: dict, epoch: int, epoch_seconds: float,
+               final: bool) -> Path | None:
+        """``record_epoch`` if the budget allows it (always for the first and the ``final`` epoch)."""
+        self.trained += max(0.0, float(epoch_seconds))
+        if not final and self.last and self.spent + self.last > self.share * self.trained:
+            return None
+        start = time.perf_counter()
+        try:
+            return record_epoch(store, run_id, ckpt, epoch)
+        finally:
+            self.last = time.perf_counter() - start
+            self.spent += self.last
+

@@ -28,6 +28,7 @@ from core.training.events import EpochEvent, StepEvent
 from core.training.trainer import Trainer
 
 if TYPE_CHECKING:
+    from core.runs.representation import Budget
     from core.runs.store import MetricTuple, RunMetrics, RunRow, RunStore
 
 
@@ -48,6 +49,7 @@ class _Worker:
         self.pending: list[MetricTuple] = []
         self.last_flush = time.monotonic()
         self.heartbeat_s = heartbeat_s
+        self.maps: Budget | None = None  # the features map's time budget (made at the first epoch's end)
         self.thread = threading.Thread(target=self._beat, name="lab-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -160,7 +162,7 @@ def train_run(trainer: Trainer, store: RunStore | None = None, run_id: str | Non
                         save_checkpoint(ckpt, run_dir / BEST)
                     save_checkpoint(ckpt, run_dir / LAST)
                     if worker is not None and trainer.task == "classification":
-                        _keep_representation(worker.store, worker.run_id, ckpt, ev["epoch"])
+                        _keep_representation(worker, ckpt, ev["epoch"], ev["seconds"], ev["epoch"] >= cfg.epochs)
             elif ev["kind"] == "stopped":
                 status = "stopped"
                 if worker:  # metrics up to the checkpoint's step are stored before the checkpoint
@@ -179,13 +181,15 @@ def train_run(trainer: Trainer, store: RunStore | None = None, run_id: str | Non
 
 
 
-def _keep_representation(store: RunStore, run_id: str, ckpt: dict, epoch: int) -> None:
-    """This epoch's PCA map of a fixed subset of test digits (``core.runs.representation``); a failure
-    only costs the Explain page that frame."""
-    from core.runs.representation import record_epoch
+def _keep_representation(worker: _Worker, ckpt: dict, epoch: int, seconds: float, final: bool) -> None:
+    """This epoch's PCA map of a fixed subset of test digits (``core.runs.representation``), within its
+    time budget; a failure only costs the Explain page that frame."""
+    from core.runs.representation import Budget
 
+    if worker.maps is None:
+        worker.maps = Budget()
     try:
-        record_epoch(store, run_id, ckpt, epoch)
+        worker.maps.record(worker.store, worker.run_id, ckpt, epoch, seconds, final)
     except Exception as exc:  # noqa: BLE001 - the map is an extra; training goes on without it
         print(f"note: could not keep the epoch's feature map: {_error_text(exc)}", file=sys.stderr)
 

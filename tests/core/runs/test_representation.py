@@ -53,3 +53,30 @@ def test_the_subset_is_fixed_and_balanced():
     a, b = subset_indices(labels, 500), subset_indices(labels, 500)
     np.testing.assert_array_equal(a, b)
     assert len(a) == 500 and np.bincount(labels[torch.from_numpy(a)].numpy()).tolist() == [50] * 10
+
+
+def test_the_budget_keeps_the_frames_within_their_share_of_training(monkeypatch):
+    """Frames that cost 0.1 s on 1-s epochs (10%) are thinned out to about 3% of the training time; the
+    first and the last epoch always get one."""
+    from core.runs import representation as R
+
+    clock = {"t": 0.0}
+    recorded = []
+
+    def fake_record(store, run_id, ckpt, epoch):
+        clock["t"] += 0.1
+        recorded.append(epoch)
+
+    monkeypatch.setattr(R, "record_epoch", fake_record)
+    monkeypatch.setattr(R.time, "perf_counter", lambda: clock["t"])
+    budget = R.Budget(share=0.03)
+    for epoch in range(1, 21):
+        budget.record(None, "run", {}, epoch, 1.0, final=epoch == 20)
+    assert recorded[0] == 1 and recorded[-1] == 20
+    assert 3 <= len(recorded) <= 1 + 0.03 * 20 / 0.1 + 1
+    assert budget.spent - 0.1 <= 0.03 * budget.trained + 1e-9  # the last frame apart, within 3%
+    every = R.Budget(share=0.5)  # a frame cheaper than its share: every epoch gets one
+    recorded.clear()
+    for epoch in range(1, 6):
+        every.record(None, "run", {}, epoch, 1.0, final=epoch == 5)
+    assert recorded == [1, 2, 3, 4, 5]
