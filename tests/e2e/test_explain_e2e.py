@@ -62,7 +62,7 @@ def test_a_trained_runs_features_map(server, page, monkeypatch):
         page.goto(server.url + f"/explain?xp_model={run_id}&xp_view=map")
         wait_idle(page)
         expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
-        expect(page.get_by_text("one frame per epoch (2)")).to_be_visible()
+        expect(page.get_by_text("one frame per recorded epoch (2 frames")).to_be_visible()
         no_errors(page)
         shot(page, "explain-map")
         choose_view(page, "compare")

@@ -82,7 +82,7 @@ def test_a_trained_run_two_models_and_the_features_map(app, trained, tmp_path):
     assert not at.error and sum("Prediction: " in m.value for m in at.markdown) == 2
     view(at, "map")
     assert not at.error and at.get("plotly_chart")
-    assert "100 test digits" not in texts(at) and "one frame per epoch (2)" in texts(at)
+    assert "100 test digits" not in texts(at) and "one frame per recorded epoch (2 frames" in texts(at)
     assert EN["explain.map_pick"] in texts(at)
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [f["name"] for f in fig["frames"]] == ["1", "2"] and fig["layout"]["sliders"][0]["active"] == 1
