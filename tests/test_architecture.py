@@ -4,7 +4,7 @@ Layers, top to bottom (README, "Layout")::
 
     app.py, pages/*.py        the browser side: one thin script per page
     pages/ui/                 Streamlit helpers shared by the pages
-    core/train.py, evaluate.py, sweep.py   the commands (python -m core.train, core.evaluate, core.sweep)
+    core/train.py, evaluate.py, sweep.py, doctor.py   the commands (python -m core.train, ..., core.doctor)
     core/lessons/             teaching engines, one per page (tensors, autograd, builder, step mode)
     core/runs/                run store, job queue, worker, trained models, run views
     core/training/            config, precision, batches, trainer, console
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pages", ("app", "pages")),
     ("pages.ui", ("pages.ui",)),
-    ("command", ("core.train", "core.evaluate", "core.sweep")),
+    ("command", ("core.train", "core.evaluate", "core.sweep", "core.doctor")),
     ("lessons", ("core.lessons",)),
     ("runs", ("core.runs",)),
     ("training", ("core.training",)),
