@@ -225,7 +225,8 @@ def diagnose(run: dict[str, Any], metrics: pd.DataFrame) -> list[Diagnosis]:
                 first = low[0]
                 found.append(Diagnosis("vanishing_gradients", "warning", layer=first,
                                        params={"ratio": finite[first] / top, "n": len(low),
-                                               "top": max(finite, key=lambda k: finite[k])},
+                                               "top": max(finite, key=lambda k: finite[k]),
+                                               "swap": "Sigmoid, Tanh → ReLU"},
                                        change=_swap_spec(config, ("Sigmoid", "Tanh"), "ReLU")))
 
     # ------------------------------------------------------------ dead ReLUs
@@ -237,7 +238,8 @@ def diagnose(run: dict[str, Any], metrics: pd.DataFrame) -> list[Diagnosis]:
         share = _mean(tail)
         if math.isfinite(share) and share >= DEAD_WARN:
             found.append(Diagnosis("dead_relu", "serious" if share >= DEAD_SERIOUS else "warning", layer=key,
-                                   params={"share": share, "step": int(dead["step"].iloc[-1])},
+                                   params={"share": share, "step": int(dead["step"].iloc[-1]),
+                                           "swap": "ReLU → LeakyReLU"},
                                    change=_swap_spec(config, ("ReLU",), "LeakyReLU")))
 
     # ------------------------------------------------------------ overfitting and underfitting
