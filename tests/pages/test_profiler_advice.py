@@ -7,7 +7,7 @@ EN, ZH = CATALOGUE["en"], CATALOGUE["zh"]
 
 def test_a_cnn_gets_measured_convolution_advice(app):
     at = app("pages/builder.py")
-    at.button(key="bld_ex_M5").click().run()  # the tutorials' CNN is the current model
+    at.button(key="bld_ex_M6").click().run()  # SimpleCNN: convolutions hold most of a step
     at.switch_page("pages/profiler.py").run()
     at.button_group(key="pf_mode").set_value("train_step").run()
     at.number_input(key="pf_batch").set_value(16).run()
