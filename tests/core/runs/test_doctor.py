@@ -51,7 +51,7 @@ def raw_pixels(data: TrainData) -> TrainData:
 
 # name: (config changes, data change, the diagnosis that must be named)
 CASES = {
-    "lr_too_high": (dict(MLP, optimizer="sgd", lr=5.0), None, "lr_too_high"),
+    "lr_too_high": (dict(MLP, optimizer="sgd", lr=1.0), None, "lr_too_high"),
     "lr_too_low": (dict(MLP, optimizer="sgd", lr=1e-5, momentum=0.0, epochs=1), None, "lr_too_low"),
     "exploding": (dict(MLP, optimizer="sgd", lr=0.3, momentum=0.9), None, "exploding_gradients"),
     "vanishing": (dict(MLP, preset="neural_network", model_spec=deep("Sigmoid"), optimizer="sgd", lr=0.1),
@@ -104,7 +104,7 @@ def test_the_problem_is_named(lab, case):
         types = {layer["type"] for layer in found.change["model_spec"]["layers"]}
         assert "Sigmoid" not in types and "ReLU" in types
     if code == "lr_too_high":
-        assert found.severity == "serious" and found.change == {"lr": 0.5}
+        assert found.severity == "serious" and found.change == {"lr": 0.1}
     if code == "lr_too_low":
         assert found.change is not None and found.change["lr"] >= 1e-3
     if code == "labels_not_shuffled":
@@ -141,3 +141,18 @@ def test_no_metrics_no_diagnosis():
 
     empty = pd.DataFrame(columns=["run_id", "step", "epoch", "name", "value", "wall"])
     assert diagnose({"id": "x", "config": {}, "status": "queued"}, empty) == []
+
+
+@pytest.mark.parametrize("case", ["lr_too_high", "dead_relu", "not_shuffled"])
+def test_the_suggested_fix_removes_the_problem(lab, case):
+    """The run "try the fix" starts (the one change, the same seed and data) no longer has the problem."""
+    store, train = lab
+    changes, data_change, code = CASES[case]
+    run, diagnoses = run_diagnoses(store, train(changes, data_change))
+    found = next(d for d in diagnoses if d.code == code)
+    assert found.change is not None
+    fixed = TrainConfig.from_dict({**run["config"], **found.change})
+    changed = {k: v for k, v in fixed.to_dict().items() if run["config"].get(k) != v}
+    assert set(changed) == set(found.change)
+    _, after = run_diagnoses(store, train({**changes, **found.change}, data_change))
+    assert code not in {d.code for d in after}, [(d.code, d.evidence()) for d in after]
