@@ -7,7 +7,7 @@ from core.ml.profile_advice import advise
 from core.ml.profiling import ProfileConfig, ProfilingError, breakdown_figure, p1_example, profile_model, top_ops_figure
 from pages.ui.frame import frame
 from pages.ui.model_state import pick_model
-from pages.ui.text import lang, plain, tr, tr_error
+from pages.ui.text import lang, tr, tr_error
 from pages.ui.widgets import url_choice
 
 frame()
@@ -82,7 +82,7 @@ if chosen is not None:
             st.caption(tr("profiler.advice.none"))
         for i, item in enumerate(advice):
             with st.container(border=True, key=f"pf_advice_{i}"):
-                st.markdown(f":material/lightbulb: {plain(item.evidence(lang()))}  \n→ {plain(item.fix(lang()))}")
+                st.markdown(f":material/lightbulb: {item.evidence(lang())}  \n→ {item.fix(lang())}")
         st.markdown(f"**{tr('profiler.table')}**")
         st.dataframe(result["table"], hide_index=True, width="stretch")
         if result.get("memory") is not None:

@@ -49,8 +49,10 @@ def panels(run: RunRow, prefix: str, active: bool) -> None:
 def internals(run: RunRow, metrics, prefix: str) -> None:
     frame = internals_frame(metrics)
     if frame.empty:
-        every = int(run["config"].get("internals_every", 50) or 0)
-        st.info(tr("internals.none_off") if every == 0 else tr("internals.none_yet", n=every))
+        every = int(run["config"].get("internals_every", 0) or 0)  # runs made before the recording have none
+        active = run["status"] in ("queued", "running")
+        st.info(tr("internals.none_off") if not every else tr("internals.none_yet", n=every) if active
+                else tr("internals.none_ended"))
         return
     st.caption(tr("internals.intro", n=int(run["config"].get("internals_every", 50) or 0)))
     step = tr("internals.step")
@@ -64,7 +66,7 @@ def internals(run: RunRow, metrics, prefix: str) -> None:
                           format_func=lambda k: tr(f"internals.kind.{k}"))
     with_kind = [k for k in keys if not frame[(frame["layer"] == k) & (frame["stat"] == f"{kind}_p50")].empty]
     c = st.columns([1, 1])
-    c[0].plotly_chart(layer_figure(frame, stat, tr("internals.stat." + stat), step,
+    c[0].plotly_chart(layer_figure(frame, stat, tr(f"internals.stat.{stat}"), step,
                                    healthy_label=tr("internals.healthy")), key=f"{prefix}_in_layers")
     if with_kind:
         layer = c[1].selectbox(tr("internals.layer"), with_kind, key=f"{prefix}_in_layer")
@@ -93,8 +95,8 @@ def doctor(run: RunRow, diagnoses: list[Diagnosis], prefix: str, active: bool) -
             where = f" · `{d.layer}`" if d.layer else ""
             st.markdown(f"{ICONS[d.severity]} **{plain(d.title(lang()))}**{where} — "
                         f"{tr('doctor.severity.' + d.severity)}")
-            st.markdown(f"{tr('doctor.evidence_label')} {plain(d.evidence(lang()))}")
-            st.markdown(f"{tr('doctor.fix_label')} {plain(d.fix(lang()))}")
+            st.markdown(f"{tr('doctor.evidence_label')} {d.evidence(lang())}")
+            st.markdown(f"{tr('doctor.fix_label')} {d.fix(lang())}")
             if d.change is not None:
                 c = st.columns([1, 3], vertical_alignment="center")
                 c[0].button(tr("doctor.try"), key=f"{prefix}_dx_try_{i}", icon=":material/science:",

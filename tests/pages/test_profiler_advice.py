@@ -1,6 +1,7 @@
 """AppTest: the Profiler page's rule-based advice with measured evidence, in both languages."""
 from core.i18n import CATALOGUE
 from tests.pages.conftest import shown
+from tests.textcheck import text_problems
 
 EN, ZH = CATALOGUE["en"], CATALOGUE["zh"]
 
@@ -20,6 +21,7 @@ def test_a_cnn_gets_measured_convolution_advice(app):
     assert "ms in channels_last" in text  # the measured step times, not a canned sentence
     at.button_group(key="lang").set_value("zh").run()
     assert not at.exception and ZH["profiler.advice.title"] in " ".join(str(m.value) for m in at.markdown)
+    assert not text_problems(at, "zh"), text_problems(at, "zh")
 
 
 def test_a_model_without_convolutions_gets_no_convolution_advice(app):
