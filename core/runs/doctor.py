@@ -144,8 +144,9 @@ def diagnose(run: dict[str, Any], metrics: pd.DataFrame) -> list[Diagnosis]:
     # ------------------------------------------------------------ learning rate too high
     diverged = "TrainingDiverged" in error or "diverged" in error.lower()
     steps_done = len(loss)
-    if not diverged and steps_done and not np.isfinite(loss["value"].to_numpy(dtype=float)).all():
-        diverged = True
+    if not diverged and steps_done and not np.isfinite(pd.to_numeric(loss["value"], errors="coerce").to_numpy(
+            dtype=float)[-1]):
+        diverged = True  # the last step's loss is NaN or infinite (a skipped fp16 step in between is not)
     ratios_all = frame[frame["stat"] == "update_ratio"]
     lr_high = False
     if diverged:
@@ -169,10 +170,9 @@ def diagnose(run: dict[str, Any], metrics: pd.DataFrame) -> list[Diagnosis]:
     lr_low = False
     if not lr_high and weighted:
         lr_rows = _values(metrics, "lr")
-        peak_steps = set(lr_rows["step"]) if lr_rows.empty else set(
-            lr_rows.loc[lr_rows["value"] >= 0.5 * lr_rows["value"].max(), "step"])
-        near_peak = ratios_all[ratios_all["step"].isin(peak_steps) & (ratios_all["step"] > 1)] \
-            if peak_steps else ratios_all
+        # While the lr is near its peak (a schedule that decays to 0 shrinks every update at its end), after step 1.
+        peak_steps = set(lr_rows.loc[lr_rows["value"] >= 0.5 * lr_rows["value"].max(), "step"])
+        near_peak = ratios_all[ratios_all["step"].isin(peak_steps) & (ratios_all["step"] > 1)]
         if len(near_peak) == 0:
             near_peak = ratios_all
         if len(near_peak):

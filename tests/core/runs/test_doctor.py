@@ -156,3 +156,14 @@ def test_the_suggested_fix_removes_the_problem(lab, case):
     assert set(changed) == set(found.change)
     _, after = run_diagnoses(store, train({**changes, **found.change}, data_change))
     assert code not in {d.code for d in after}, [(d.code, d.evidence()) for d in after]
+
+
+def test_a_last_loss_that_is_not_a_number_is_divergence():
+    import pandas as pd
+
+    rows = [{"run_id": "x", "step": s, "epoch": 1, "name": "loss", "value": v, "wall": 0.0}
+            for s, v in ((1, 2.3), (2, float("inf")), (3, 2.1), (4, None))]
+    found = diagnose({"id": "x", "config": {"lr": 0.3}, "status": "stopped"}, pd.DataFrame(rows))
+    assert [(d.code, d.params["how"], d.change) for d in found] == [("lr_too_high", "diverged", {"lr": 0.03})]
+    rows[-1]["value"] = 2.0  # an infinite loss in between (a skipped fp16 step) is not divergence
+    assert diagnose({"id": "x", "config": {"lr": 0.3}, "status": "stopped"}, pd.DataFrame(rows)) == []
