@@ -67,12 +67,14 @@ def _quantiles(t: torch.Tensor, prefix: str, out: dict[str, float], key: str) ->
 def _dead_share(out: torch.Tensor) -> float:
     """Share of units that are zero for every sample: channels (dim 1) of an image-shaped output, else features."""
     with torch.no_grad():
-        alive = out.detach() > 0
-        if alive.dim() > 2:  # (N, C, ...): a channel is alive if it fires anywhere on any sample
-            alive = alive.transpose(0, 1).reshape(alive.shape[1], -1).any(1)
-        elif alive.dim() == 2:
-            alive = alive.any(0)
-        return float(1.0 - alive.float().mean())
+        out = out.detach()
+        if out.dim() > 2:  # (N, C, ...): a channel is alive if it fires anywhere on any sample
+            peak = out.amax(dim=[d for d in range(out.dim()) if d != 1])  # one pass, in any memory layout
+        elif out.dim() == 2:
+            peak = out.amax(dim=0)
+        else:
+            peak = out
+        return float((peak <= 0).float().mean())
 
 
 class InternalsRecorder:
