@@ -70,7 +70,8 @@ def series(frame: pd.DataFrame, layer: str, stat: str) -> pd.DataFrame:
 
 def _layout(title: str, x_title: str, log_y: bool, height: int) -> dict:
     return dict(height=height, margin=dict(l=0, r=0, t=30, b=0), title=dict(text=plot_text(title), x=0),
-                xaxis=dict(title=dict(text=plot_text(x_title))), yaxis={"type": "log"} if log_y else {},
+                xaxis=dict(title=dict(text=plot_text(x_title))),
+                yaxis={"type": "log", "dtick": 1, "exponentformat": "power"} if log_y else {},
                 legend=dict(orientation="h", yanchor="top", y=-80 / max(120, height - 30)))
 
 

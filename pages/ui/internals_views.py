@@ -36,12 +36,12 @@ def panels(run: RunRow, prefix: str, active: bool) -> None:
         if fresh is None:
             return
         metrics = lab_store().metrics(fresh["id"])
-        with st.expander(tr("internals.title"), expanded=False):
-            internals(fresh, metrics, prefix)
         diagnoses = diagnose(fresh, metrics)
         serious = any(d.severity == "serious" for d in diagnoses)
         with st.expander(tr("doctor.title", n=len(diagnoses)), expanded=serious or not active):
             doctor(fresh, diagnoses, prefix, active)
+        with st.expander(tr("internals.title"), expanded=False):
+            internals(fresh, metrics, prefix)
 
     body()
 
@@ -56,7 +56,7 @@ def internals(run: RunRow, metrics, prefix: str) -> None:
         return
     st.caption(tr("internals.intro", n=int(run["config"].get("internals_every", 50) or 0)))
     step = tr("internals.step")
-    c = st.columns([1, 1])
+    c = st.columns([1, 1, 1])
     stats = list(LAYER_STATS)
     stat = c[0].selectbox(tr("internals.stat"), stats, key=f"{prefix}_in_stat",
                           format_func=lambda s: tr(f"internals.stat.{s}"))
@@ -65,11 +65,11 @@ def internals(run: RunRow, metrics, prefix: str) -> None:
     kind = c[1].selectbox(tr("internals.kind"), kinds, key=f"{prefix}_in_kind",
                           format_func=lambda k: tr(f"internals.kind.{k}"))
     with_kind = [k for k in keys if not frame[(frame["layer"] == k) & (frame["stat"] == f"{kind}_p50")].empty]
+    layer = c[2].selectbox(tr("internals.layer"), with_kind, key=f"{prefix}_in_layer")
     c = st.columns([1, 1])
     c[0].plotly_chart(layer_figure(frame, stat, tr(f"internals.stat.{stat}"), step,
                                    healthy_label=tr("internals.healthy")), key=f"{prefix}_in_layers")
-    if with_kind:
-        layer = c[1].selectbox(tr("internals.layer"), with_kind, key=f"{prefix}_in_layer")
+    if layer:
         names = {"band": tr("internals.band"), "median": tr("internals.median")}
         c[1].plotly_chart(band_figure(frame, layer, kind, tr(f"internals.kind.{kind}") + f" · {layer}", names, step),
                           key=f"{prefix}_in_band")
@@ -100,7 +100,7 @@ def doctor(run: RunRow, diagnoses: list[Diagnosis], prefix: str, active: bool) -
             if d.change is not None:
                 c = st.columns([1, 3], vertical_alignment="center")
                 c[0].button(tr("doctor.try"), key=f"{prefix}_dx_try_{i}", icon=":material/science:",
-                            disabled=active, on_click=try_fix, args=(run["id"], d.code, d.change, prefix),
+                            disabled=active, on_click=try_fix, args=(run["id"], change_text(d), d.change, prefix),
                             help=tr("doctor.try_help"))
                 c[1].caption(tr("doctor.change", change=Code(change_text(d))))
 
@@ -113,7 +113,7 @@ def change_text(d: Diagnosis) -> str:
     return ", ".join(f"{k} = {v}" for k, v in change.items())
 
 
-def try_fix(run_id: str, code: str, change: dict[str, Any], prefix: str) -> None:
+def try_fix(run_id: str, label: str, change: dict[str, Any], prefix: str) -> None:
     """Start the run with the one change, parented to ``run_id``; the Train page watches the pair."""
     s = st.session_state
     run = lab_store().get_run(run_id)
@@ -121,7 +121,7 @@ def try_fix(run_id: str, code: str, change: dict[str, Any], prefix: str) -> None
         if run is None:
             raise KeyError(run_id)
         config = TrainConfig.from_stored(run["config"]).replace(**change)
-        name = f"{(run['name'] or run['id'])[:40]} + {code}"
+        name = f"{(run['name'] or run['id'])[:24]} + {label}"[:60]  # e.g. "too fast + lr = 0.5"
         new = W.start(config, name=name, parent=run_id)
     except KeyError:
         s[f"{prefix}_fix_error"] = ValueError(tr("train.unknown_run", run=run_id))

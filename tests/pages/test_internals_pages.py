@@ -67,7 +67,7 @@ def test_runs_page_diagnoses_a_diverged_run_and_tries_the_fix(app, tmp_path):
     assert not at.exception, [e.value for e in at.exception]
     store = open_store(home=tmp_path, url="")
     child = [r for r in store.runs() if r.get("parent") == run_id]
-    assert len(child) == 1 and child[0]["config"]["lr"] == 0.5
+    assert len(child) == 1 and child[0]["config"]["lr"] == 0.5 and child[0]["name"] == "too fast + lr = 0.5"
     assert {k: v for k, v in child[0]["config"].items() if k != "lr"} == \
         {k: v for k, v in store.run(run_id)["config"].items() if k != "lr"}  # one change, the same seed
     store.close()
