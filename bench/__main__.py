@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECTIONS: list[tuple[str, str]] = [
     ("training", "trainer overhead, data path, hardware efficiency"),
     ("recipe", "time to accuracy of the default recipe"),
+    ("internals", "cost of recording the training internals every N steps"),
     ("predict", "prediction latency of the Predict page"),
     ("explain", "latency of the Explain page's interactions, cost of the per-epoch features map"),
     ("export", "ONNX / TorchScript export time and runtime latency"),

@@ -1,11 +1,13 @@
 """Profiler: torch.profiler on the current model or a trained run, with results as data."""
 import streamlit as st
 
+from core.ml.env import env_facts
 from core.ml.modules import check_batch
+from core.ml.profile_advice import advise
 from core.ml.profiling import ProfileConfig, ProfilingError, breakdown_figure, p1_example, profile_model, top_ops_figure
 from pages.ui.frame import frame
 from pages.ui.model_state import pick_model
-from pages.ui.text import tr, tr_error
+from pages.ui.text import lang, tr, tr_error
 from pages.ui.widgets import url_choice
 
 frame()
@@ -17,7 +19,10 @@ def run_profile(config: ProfileConfig) -> None:
     try:
         model, spec, _ = chosen
         check_batch(spec, config.batch_size, config.forward_passes)  # activations and work, counted first
-        st.session_state["pf_result"] = profile_model(model, spec.input_shape, config)
+        result = profile_model(model, spec.input_shape, config)
+        # Rule-based advice with measured evidence (convolution-heavy models: layouts and bf16 timed here).
+        result["advice"] = advise(result, model, spec.input_shape, fast_bf16=env_facts().fast_bf16)
+        st.session_state["pf_result"] = result
         st.session_state.pop("pf_error", None)
     except (ValueError, ProfilingError) as exc:
         st.session_state["pf_error"] = exc  # the exception: shown in the page's language when drawn
@@ -69,6 +74,15 @@ if chosen is not None:
         right.plotly_chart(breakdown_figure(result["breakdown"], title=tr("profiler.breakdown"),
                                             y_title=tr("profiler.ms_per_step"), x_title=tr("profiler.phase")),
                            key="pf_bd")
+        st.markdown(f"**{tr('profiler.advice.title')}**")
+        advice = result.get("advice") or []
+        if advice:
+            st.caption(tr("profiler.advice.intro"))
+        else:
+            st.caption(tr("profiler.advice.none"))
+        for i, item in enumerate(advice):
+            with st.container(border=True, key=f"pf_advice_{i}"):
+                st.markdown(f":material/lightbulb: {item.evidence(lang())}  \n→ {item.fix(lang())}")
         st.markdown(f"**{tr('profiler.table')}**")
         st.dataframe(result["table"], hide_index=True, width="stretch")
         if result.get("memory") is not None:

@@ -8,6 +8,7 @@ from core.ml.zoo import PRESETS
 from core.runs.view import config_table, curves_figure, runs_table
 from core.training.config import DEVICES
 from pages.ui import compare_views as C
+from pages.ui import internals_views as I
 from pages.ui import train_views as W
 from pages.ui.frame import frame
 from pages.ui.navigate import apply_requests
@@ -142,6 +143,7 @@ else:
 
         live()
         C.run_actions(run, by_id)  # clone → tweak → enqueue, repeat with N seeds, compare with its parent
+        I.panels(run, "rn", run["status"] in ("queued", "running"))  # internals over time, the training doctor
         with st.expander(tr("runs.config")):
             st.json(run["config"])
         if run["status"] in ("completed", "stopped"):

@@ -3,6 +3,7 @@ import streamlit as st
 
 from core.runs.store import check_run_id
 from pages.ui import clone
+from pages.ui import internals_views as I
 from pages.ui import train_views as W
 from pages.ui.frame import frame
 from pages.ui.navigate import follow
@@ -95,6 +96,8 @@ else:
         live()
         run = lab_store().get_run(run_ids[-1])
         clone.parent_link(run)
+        if run:  # what happens inside the model, and the training doctor's diagnoses (issue 19)
+            I.panels(run, "tr", run["status"] in ("queued", "running"))
         if run and run["status"] in ("completed", "stopped"):
             with st.expander(tr("train.evaluation"), expanded=True):
                 W.evaluation(run)

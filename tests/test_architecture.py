@@ -4,8 +4,8 @@ Layers, top to bottom (README, "Layout")::
 
     app.py, pages/*.py        the browser side: one thin script per page
     pages/ui/                 Streamlit helpers shared by the pages
-    core/train.py, evaluate.py, sweep.py, datasets.py   the commands (python -m core.train, core.evaluate,
-                              core.sweep, core.datasets)
+    core/train.py, evaluate.py, sweep.py, datasets.py, doctor.py   the commands (python -m core.train,
+                              core.evaluate, core.sweep, core.datasets, core.doctor)
     core/lessons/             teaching engines, one per page (tensors, autograd, builder, step mode)
     core/runs/                run store, job queue, worker, trained models, run views
     core/training/            config, precision, batches, trainer, console
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("pages", ("app", "pages")),
     ("pages.ui", ("pages.ui",)),
-    ("command", ("core.train", "core.evaluate", "core.sweep", "core.datasets")),
+    ("command", ("core.train", "core.evaluate", "core.sweep", "core.datasets", "core.doctor")),
     ("lessons", ("core.lessons",)),
     ("runs", ("core.runs",)),
     ("training", ("core.training",)),

@@ -39,8 +39,9 @@ MAX_SEEDS = 16
 # Scale settings spanning orders of magnitude: random draws are log-uniform (lr 1e-4:1e-2 draws
 # 1e-4..1e-3 as often as 1e-3..1e-2); every other number is drawn uniformly.
 LOG_UNIFORM = ("lr", "weight_decay")
-# Not varied by a sweep: the seed has its own repeat (seeds), a model spec is JSON, not a value.
-NOT_SWEPT = ("seed", "model_spec")
+# Not varied by a sweep: the seed has its own repeat (seeds), a model spec is JSON, not a value, recording
+# the internals changes nothing trained.
+NOT_SWEPT = ("seed", "model_spec", "internals_every")
 SWEEPABLE: tuple[str, ...] = tuple(f for f in FIELDS if f not in NOT_SWEPT)
 SCORES = ("val_acc", "test_acc", "val_loss", "test_loss")  # the metric that picks the best setting, in this order
 

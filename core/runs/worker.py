@@ -25,6 +25,7 @@ from core.settings import load_settings
 from core.training.config import TrainConfig
 from core.training.console import Progress, epoch_line
 from core.training.events import EpochEvent, StepEvent
+from core.training.internals import PREFIX
 from core.training.trainer import Trainer
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class _Worker:
         self.pending += [(step, epoch, "loss", ev["loss"]), (step, epoch, "lr", ev["lr"]),
                          (step, epoch, "grad_norm", ev["grad_norm"]),
                          (step, epoch, "samples_per_s", ev["samples_per_s"])]
+        if "internals" in ev:  # training internals (core.training.internals), stored as metrics internals/...
+            self.pending += [(step, epoch, PREFIX + name, value) for name, value in ev["internals"].items()]
         if time.monotonic() - self.last_flush > 1.0:
             self.flush()
 

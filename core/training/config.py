@@ -159,6 +159,13 @@ class TrainConfig(BaseModel):
     # Test-time augmentation: evaluation averages the logits of each image and of its four 1-pixel
     # shifts (the border filled with the background; never flips). Images only: other data ignores it.
     tta: Flag = True
+    # Shuffle the training samples every epoch (off: the stored order, the same every epoch; for showing
+    # what an unshuffled, sorted dataset does to training).
+    shuffle: Flag = True
+    # Record the training internals (per-layer weight, gradient and activation statistics, update-to-weight
+    # ratios, dead ReLUs: core.training.internals) every N optimizer steps and at the first; 0 = off.
+    # Reading only: the run trains the same numbers either way.
+    internals_every: Annotated[Int, Field(ge=0, le=1_000_000)] = 50
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -33,6 +33,9 @@ class StepEvent(TypedDict):
     skipped: bool           # fp16: the GradScaler skipped the update (inf/NaN gradients)
     epoch_end: bool         # this step finished the epoch (an EpochEvent follows in run_epoch)
     acc: NotRequired[float]  # classification only: accuracy on the step's samples
+    # a recording step's training internals ({"<layer>/<stat>": value}, core.training.internals), and any
+    # step's gradient-norm spike ({"spike": norm / recent median})
+    internals: NotRequired[dict[str, float]]
 
 
 class EpochRecord(TypedDict):

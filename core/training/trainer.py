@@ -62,6 +62,7 @@ from core.training.events import (
     StepEvent,
     StoppedEvent,
 )
+from core.training.internals import InternalsRecorder
 from core.training.precision import Precision, resolve_device, select_precision
 
 
@@ -233,6 +234,11 @@ class Trainer:
                 torch.cuda.manual_seed(derive_seed(cfg.seed, "cuda", self.dist.rank))
                 self._cuda_rng = torch.cuda.get_rng_state(self.device)
         self.aug_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "augment", self.dist.rank))
+        # Training internals every internals_every steps (rank 0; core.training.internals): read-only hooks
+        # and copies, so the numbers trained are the same with recording on or off.
+        self.internals = (InternalsRecorder(self.core, cfg.internals_every,
+                                            self.data.outputs if self.task == "classification" else None)
+                          if cfg.internals_every > 0 and self.is_main else None)
 
     # ---------------------------------------------------------------- helpers
     @property
@@ -270,7 +276,7 @@ class Trainer:
         if self._order is None:
             n = len(self.data.train_x)
             gen = torch.Generator().manual_seed(derive_seed(self.config.seed, "shuffle", self.epoch))
-            order = torch.randperm(n, generator=gen)
+            order = torch.randperm(n, generator=gen) if self.config.shuffle else torch.arange(n)
             if self.dist.distributed:
                 order = order[self.dist.rank:self.n_shard * self.dist.world_size:self.dist.world_size]
             self._order = order.to(self.data.train_x.device)
@@ -315,6 +321,8 @@ class Trainer:
         # ("Trainer overhead" in BENCHMARKS.md).
         losses: list[torch.Tensor] = []
         corrects: list[torch.Tensor] = []
+        recorder = self.internals
+        recording = recorder is not None and recorder.due(self.global_step + 1)
         with self.rng():
             for i, idx in enumerate(slices):
                 x, y = data.train_x[idx], data.train_y[idx]
@@ -323,8 +331,9 @@ class Trainer:
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 sync = (self._no_sync() if self.dist.distributed and i < len(slices) - 1 else nullcontext())
+                watch = recorder.forward(x, y) if recording and recorder is not None and i == 0 else nullcontext()
                 with sync:
-                    with self.autocast():
+                    with self.autocast(), watch:
                         out = self.model(x)
                     loss = self.loss_fn(out.float(), self.targets(y))
                     scaled = loss if len(slices) == 1 else loss * (len(idx) / total)
@@ -340,6 +349,8 @@ class Trainer:
         skipped = False
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)  # true gradients before measuring or clipping them
+        if recording and recorder is not None:
+            recorder.after_backward()
         if cfg.grad_clip > 0:
             norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
         else:
@@ -353,6 +364,9 @@ class Trainer:
             if not math.isfinite(loss_value):
                 raise TrainingDiverged("trainer.diverged", loss=Code(str(loss_value)), step=self.global_step + 1)
             self.optimizer.step()
+        internals = recorder.after_step() if recording and recorder is not None else {}
+        if recorder is not None and (spike := recorder.spike(norm)) is not None:
+            internals["spike"] = spike
         if self.scheduler is not None:
             self.scheduler.step()
         if self.ema is not None:
@@ -373,6 +387,8 @@ class Trainer:
         )
         if self.task == "classification":
             record["acc"] = int(correct) / total
+        if internals:
+            record["internals"] = internals
         if record["epoch_end"]:
             self._train_summary = self._close_epoch()
         return record
