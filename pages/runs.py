@@ -7,6 +7,7 @@ from core.ml.data import DATASETS
 from core.ml.zoo import PRESETS
 from core.runs.view import config_table, curves_figure, runs_table
 from core.training.config import DEVICES
+from core.training.internals import PREFIX as INTERNALS
 from pages.ui import compare_views as C
 from pages.ui import internals_views as I
 from pages.ui import train_views as W
@@ -104,7 +105,9 @@ else:
     elif view == "compare":
         chosen = C.pinned(chosen, by_id)  # a pinned baseline stays in the comparison
         metrics = {r["id"]: lab_store().metrics(r["id"]) for r in chosen}
-        available = sorted({n for m in metrics.values() for n in m["name"].unique()})
+        # The training internals (internals/<layer>/<stat>) have their own charts in a run's details.
+        available = sorted({n for m in metrics.values() for n in m["name"].unique()
+                            if not str(n).startswith(INTERNALS)})
         c = st.columns([2, 3, 2, 1])  # the x-axis radio needs room for its three options on one line
         # Accuracy when a selected run has it, else the test loss (regression runs), else the first metric.
         default = next((m for m in ("test_acc", "test_loss") if m in available), available[0] if available else None)
