@@ -95,7 +95,8 @@ def test_data_example_and_its_link_reopen_the_same_view(server, page, chromium):
     fresh = other.new_page()
     fresh.goto(page.url)
     wait_idle(fresh)
-    assert fresh.locator("[data-testid=stSelectbox] input").nth(1).input_value() == EN["data.augment.imagenet"]
+    augmentation = fresh.locator(".st-key-data_aug [data-testid=stSelectbox] input")
+    assert augmentation.input_value() == EN["data.augment.imagenet"]
     fresh.wait_for_function("document.querySelectorAll('.js-plotly-plot').length == 2")
     no_errors(fresh)
     other.close()
@@ -104,7 +105,7 @@ def test_data_example_and_its_link_reopen_the_same_view(server, page, chromium):
 def test_unavailable_dataset_shows_a_message_not_a_crash(server, page):
     page.goto(server.url + "/data")
     wait_idle(page)
-    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.locator('.st-key-data_ds [data-testid="stSelectbox"]').click()
     page.get_by_role("option", name=EN["data.ds.mnist"], exact=True).click()
     wait_idle(page)
     error = page.locator('[data-testid="stAlertContentError"]')
