@@ -273,9 +273,11 @@ def diagnose(run: dict[str, Any], metrics: pd.DataFrame) -> list[Diagnosis]:
             tl = train["value"].to_numpy(dtype=float) if len(train) else np.array([])
             level = len(tl) >= 3 and tl[-1] > 0.95 * tl[-2]
             epochs = int(config.get("epochs", 1))
+            # Levelled off: less regularization where there is weight decay, else a bigger step size.
+            fix = ({"weight_decay": 0.0} if float(config.get("weight_decay") or 0.0) > 0 else _lr_change(config, 3.0)) \
+                if level else {"epochs": min(200, epochs * 2)}
             found.append(Diagnosis("underfitting", "warning" if level else "info",
-                                   params={"acc": acc, "gap": gap},
-                                   change=None if level else {"epochs": min(200, epochs * 2)}))
+                                   params={"acc": acc, "gap": gap}, change=fix))
 
     # ------------------------------------------------------------ data problems
     classes = series(frame, "input", "classes")
@@ -288,7 +290,8 @@ def diagnose(run: dict[str, Any], metrics: pd.DataFrame) -> list[Diagnosis]:
     if not mean.empty and not std.empty:
         m, s = float(mean["value"].median()), float(std["value"].median())
         if abs(m) > 1.0 or not 0.2 <= s <= 5.0:
-            found.append(Diagnosis("unnormalized_inputs", "warning", params={"mean": m, "std": s}))
+            found.append(Diagnosis("unnormalized_inputs", "warning", params={"mean": m, "std": s},
+                                   change={"normalize": True} if config.get("normalize") is False else None))
 
     order = {s: i for i, s in enumerate(SEVERITIES)}
     return sorted(found, key=lambda d: order[d.severity])

@@ -82,7 +82,8 @@ def _image_data(config: TrainConfig, settings) -> TrainData:
     fit, val = validation_split(images.train_labels.numpy(), config.validation_size)
     fit_t, val_t = torch.from_numpy(fit), torch.from_numpy(val)
     fit_images = images.train_images[fit_t]
-    mean, std = pixel_stats(fit_images)
+    # normalize off: (x / 255 - 0) / (1 / 255) = the raw pixel values 0-255
+    mean, std = pixel_stats(fit_images) if config.normalize else (0.0, 1.0 / 255.0)
     return TrainData(config.dataset, "classification", normalize(fit_images, mean, std), images.train_labels[fit_t],
                      normalize(images.test_images, mean, std), images.test_labels, len(images.classes),
                      list(images.classes), val_x=normalize(images.train_images[val_t], mean, std),
@@ -102,7 +103,8 @@ def load_data(config: TrainConfig, settings=None) -> TrainData:
             from core.settings import load_settings
 
             settings = load_settings()
-        key = (config.dataset, str(getattr(settings, "data_root", "")), config.validation_size, info.stamp)
+        key = (config.dataset, str(getattr(settings, "data_root", "")), config.validation_size, info.stamp,
+               config.normalize)
         with _data_lock:
             cached = _data_cache.get(key)
             if cached is None:

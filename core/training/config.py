@@ -162,6 +162,10 @@ class TrainConfig(BaseModel):
     # Shuffle the training samples every epoch (off: the stored order, the same every epoch; for showing
     # what an unshuffled, sorted dataset does to training).
     shuffle: Flag = True
+    # Normalize image inputs with the training images' mean and std (off: raw pixel values 0-255 go
+    # into the model, as when a tutorial's Normalize and ToTensor's scaling are left out; for showing
+    # what unnormalized inputs do to training).
+    normalize: Flag = True
     # Record the training internals (per-layer weight, gradient and activation statistics, update-to-weight
     # ratios, dead ReLUs: core.training.internals) every N optimizer steps and at the first; 0 = off.
     # Reading only: the run trains the same numbers either way.

@@ -61,6 +61,8 @@ CASES = {
     "underfitting": (dict(MLP, model_spec=BOTTLENECK, lr=1e-2, epochs=6), None, "underfitting"),
     "not_shuffled": (dict(MLP, shuffle=False), sorted_by_label, "labels_not_shuffled"),
     "unnormalized": (dict(MLP), raw_pixels, "unnormalized_inputs"),
+    # the same problem made through the config: raw pixel values 0-255 (TrainConfig.normalize off)
+    "unnormalized_config": (dict(MLP, normalize=False), None, "unnormalized_inputs"),
 }
 HEALTHY = {"default recipe": dict(epochs=3), "mlp": dict(MLP, epochs=3)}
 
@@ -72,7 +74,7 @@ def lab(tmp_path_factory):
 
     def train(changes: dict, data_change=None) -> str:
         config = TrainConfig(**{**BASE, **changes})
-        key = (config.limit_train, config.limit_test, config.val_size)
+        key = (config.limit_train, config.limit_test, config.val_size, config.normalize)
         if key not in data:
             data[key] = load_data(config)
         run_id = store.create_run(config.to_dict(), status="running")
@@ -111,6 +113,10 @@ def test_the_problem_is_named(lab, case):
         assert found.change == {"shuffle": True}
     if code == "overfitting":
         assert found.change == {"augment": True} and 1 <= found.params["epoch"] < 25
+    if code == "underfitting":  # still falling: twice the epochs; levelled off: a bigger step (no weight decay)
+        assert found.change in ({"epochs": 12}, {"lr": 0.03}), found.change
+    if case == "unnormalized_config":
+        assert found.change == {"normalize": True}
 
 
 @pytest.mark.parametrize("name", list(HEALTHY))
@@ -143,7 +149,7 @@ def test_no_metrics_no_diagnosis():
     assert diagnose({"id": "x", "config": {}, "status": "queued"}, empty) == []
 
 
-@pytest.mark.parametrize("case", ["lr_too_high", "dead_relu", "not_shuffled"])
+@pytest.mark.parametrize("case", ["lr_too_high", "dead_relu", "not_shuffled", "unnormalized_config"])
 def test_the_suggested_fix_removes_the_problem(lab, case):
     """The run "try the fix" starts (the one change, the same seed and data) no longer has the problem."""
     store, train = lab

@@ -130,3 +130,14 @@ def test_cli_flags_come_from_the_schema():
                                                                                           "adam")
     with pytest.raises(SystemExit):
         parser.parse_args(["--optimizer", "lbfgs"])
+
+
+def test_normalize_off_feeds_the_raw_pixel_values():
+    """TrainConfig.normalize (the doctor's "inputs not normalized" fix): off, the images go in as 0-255."""
+    from core.training.batches import load_data
+
+    base = dict(limit_train=256, limit_test=64, val_size=64, augment=False)
+    raw = load_data(TrainConfig(normalize=False, **base))
+    normal = load_data(TrainConfig(**base))
+    assert float(raw.train_x.min()) == 0.0 and float(raw.train_x.max()) == pytest.approx(255.0)
+    assert abs(float(normal.train_x.mean())) < 0.1 and abs(float(normal.train_x.std()) - 1.0) < 0.1
