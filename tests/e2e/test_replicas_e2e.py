@@ -28,6 +28,7 @@ from core.ml.modules import build_model
 from core.runs.store import SQLiteRunStore
 from core.training.config import TrainConfig
 from tests.e2e.conftest import no_errors, shot, wait_idle
+from tests.e2e.test_faults_e2e import wait_until
 from tests.e2e.test_share_e2e import share_url
 
 pytestmark = pytest.mark.e2e
@@ -97,16 +98,6 @@ def sticky(context) -> str:
     return next(c["value"] for c in context.cookies() if c["name"] == COOKIE)
 
 
-def wait_for(what, timeout: float, message: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(message)
-
-
 def test_a_replica_dies_and_the_share_link_and_the_run_go_on(proxied, chromium, tmp_path):
     store = SQLiteRunStore(proxied.home)
     context = chromium.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
@@ -130,9 +121,9 @@ def test_a_replica_dies_and_the_share_link_and_the_run_go_on(proxied, chromium, 
         epochs.press("Enter")
         wait_idle(page)
         page.locator(".st-key-tr_start button").click()
-        run = wait_for(lambda: next(iter(store.runs(status="running")), None), 120, "the run did not start")
+        run = wait_until(lambda: next(iter(store.runs(status="running")), None), 120, "the run did not start")
         run_id = run["id"]
-        wait_for(lambda: store.run(run_id)["step"] > 0, 120, "the run made no step")
+        wait_until(lambda: store.run(run_id)["step"] > 0, 120, "the run made no step")
         page.get_by_text(EN["status.running"]).first.wait_for()
         assert sticky(context) == first
         # 3. download an export through the proxy
@@ -164,10 +155,10 @@ def test_a_replica_dies_and_the_share_link_and_the_run_go_on(proxied, chromium, 
         no_errors(page)
         shot(page, "replicas-after-failover")
         # The run goes on: its worker trains on, and the other replica's page follows it live.
-        wait_for(lambda: store.run(run_id)["step"] > step + 5, 120, "the run stopped training with its replica")
+        wait_until(lambda: store.run(run_id)["step"] > step + 5, 120, "the run stopped training with its replica")
         assert store.run(run_id)["status"] == "running"
         page.locator(".st-key-tr_stop button").click()
-        wait_for(lambda: store.run(run_id)["status"] == "stopped", 120, "Stop on the other replica did not stop it")
+        wait_until(lambda: store.run(run_id)["status"] == "stopped", 120, "Stop on the other replica did not stop it")
     finally:
         context.close()
         store.close()
