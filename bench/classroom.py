@@ -7,8 +7,8 @@ runs on the Train page and changing page every ``page_every`` seconds (Train →
 ...), plus B real browser sessions (headless Chromium) doing the same. Measured:
 
 - page time: from the client's rerun request to the server's ``script_finished`` (a page change);
-- live-chart staleness: when a watching client receives a progress line with step ``s``, how long
-  ago step ``s`` was written to the store;
+- live-chart staleness: on each answer of the live feed, how long ago the step the watcher's view
+  shows (its progress line, ``step s of``) was written to the store;
 - the server's CPU (cores busy) and, by running the same load at two sizes, the server CPU one more
   watcher costs per live-chart tick;
 - "database is locked" anywhere (the server's log).
@@ -17,9 +17,11 @@ The R live runs are simulated training runs: a writer thread stores a step's met
 every ``write_every`` seconds and beats its heartbeat, as a worker would; training itself (CPU in
 worker processes) is not the server's cost and would only take the cores from it on this machine.
 
-A simulated client answers the page's fragment timer as the browser does: Streamlit's
-``auto_rerun`` message names the fragment and its interval, and the client sends a fragment rerun
-request (``ClientState.fragment_id``, ``is_auto_rerun``) at that interval.
+A simulated client does what the browser does on the Train page: its live-charts component
+(``pages.ui.live_view``: Streamlit sends it as a ``bidi_component`` element with the feed's URL in its
+data) polls ``/lab-live/feed`` once per second over one kept-alive HTTP connection, sending the version
+it holds, and a page's fragment timer, if any, is answered as Streamlit's ``auto_rerun`` asks.
+Staleness is then measured on every answer: how long ago the step the learner's view shows was written.
 
     python -m bench.classroom                     # the section: 200 learners, 10 runs, 20 browsers
     python -m bench.classroom --learners 20 --browsers 0 --seconds 30 --no-write   # a smoke run
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -66,11 +69,44 @@ WHERE = (
     "spread the sessions; the first is not built.")
 
 
+class FeedClient:
+    """The live-charts component's polling, as the browser does it: GET the feed URL with the version held,
+    over one kept-alive connection (Python's asyncio streams: a dozen lines, not a client library)."""
+
+    def __init__(self, url: str) -> None:
+        self.host, self.port = url.split("//")[1].split(":")[0], int(url.rsplit(":", 1)[1])
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            return await self._get(path)
+        except (asyncio.IncompleteReadError, ConnectionError):  # the server closed an idle kept-alive connection
+            self.close()
+            return await self._get(path)
+
+    async def _get(self, path: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nConnection: keep-alive\r\n\r\n".encode())
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
 @dataclass
 class Stats:
     page_s: list[float] = field(default_factory=list)     # page changes: request -> script_finished
     stale_s: list[float] = field(default_factory=list)    # progress shown: its step's age
-    ticks: int = 0                                        # fragment reruns answered
+    ticks: int = 0                                        # live-feed polls (and fragment reruns) answered
     errors: list[str] = field(default_factory=list)       # exceptions, lost connections
 
 
@@ -131,6 +167,7 @@ async def learner(url: str, run_id: str, live: LiveRuns, stats: Stats, until: fl
 
     rng = random.Random(seed)
     ws_url = url.replace("http://", "ws://") + "/_stcore/stream"
+    feed = FeedClient(url)
     try:
         async with websockets.connect(ws_url, subprotocols=["streamlit"], origin=url, max_size=None,
                                       open_timeout=60, ping_interval=None) as ws:
@@ -141,12 +178,15 @@ async def learner(url: str, run_id: str, live: LiveRuns, stats: Stats, until: fl
                 await ws.send(_back_rerun(query, page))
                 fragments: dict[str, float] = {}
                 finished = False
+                feed_url, version, shown, next_poll = "", "", None, 0.0
                 leave = time.time() + page_every * rng.uniform(0.8, 1.2)
                 next_tick: dict[str, float] = {}
                 while time.time() < min(leave, until):
                     timeout = 0.2
                     if finished and next_tick:
                         timeout = max(0.01, min(next_tick.values()) - time.monotonic())
+                    if finished and feed_url:
+                        timeout = max(0.01, min(timeout, next_poll - time.monotonic()))
                     try:
                         raw = await asyncio.wait_for(ws.recv(), timeout=min(timeout, 1.0))
                     except TimeoutError:
@@ -173,7 +213,25 @@ async def learner(url: str, run_id: str, live: LiveRuns, stats: Stats, until: fl
                                     stats.stale_s.append(time.time() - wrote)
                             elif element.WhichOneof("type") == "exception":
                                 stats.errors.append(element.exception.message[:200])
+                            elif element.WhichOneof("type") == "bidi_component" \
+                                    and element.bidi_component.component_name == "lab_live_charts":
+                                feed_url = json.loads(element.bidi_component.json)["feed"]
+                                next_poll = time.monotonic()
                     now = time.monotonic()
+                    if finished and feed_url and now >= next_poll:
+                        next_poll = now + 1.0
+                        status, body = await feed.get(f"{feed_url}&v={version}")
+                        stats.ticks += 1
+                        payload = json.loads(body)
+                        if status != 200:
+                            stats.errors.append(f"feed {status}: {payload.get('error')}"[:200])
+                        elif not payload.get("same"):
+                            version = payload["v"]
+                            m = STEP_RE.search(payload["runs"][0]["text"].replace(",", "")) if payload["runs"] else None
+                            shown = int(m.group(1)) if m else shown
+                        wrote = live.written.get((run_id, shown)) if shown is not None else None
+                        if wrote is not None:
+                            stats.stale_s.append(time.time() - wrote)
                     for fid, due in list(next_tick.items()):
                         if finished and now >= due:
                             await ws.send(_back_rerun(f"run={run_id}" if on_train else "",
@@ -182,6 +240,8 @@ async def learner(url: str, run_id: str, live: LiveRuns, stats: Stats, until: fl
                 on_train = not on_train
     except Exception as exc:  # noqa: BLE001 - a lost client is a result to report, not a crash of the bench
         stats.errors.append(f"{type(exc).__name__}: {exc}"[:200])
+    finally:
+        feed.close()
 
 
 async def _clients(url: str, runs: list[str], live: LiveRuns, n: int, seconds: float, page_every: float,

@@ -147,7 +147,7 @@ def _tick_script(run_ids: list[str], fresh: bool = False) -> None:
     from pages.ui.state import lab_store
 
     if fresh:
-        W.live_charts().clear_charts()
+        W.live_feed()[1].clear()
     t0, c0 = time.perf_counter(), time.thread_time()
     W.watch(run_ids)
     W.controls(run_ids[-1])

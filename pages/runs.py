@@ -139,10 +139,18 @@ else:
         run = chosen[-1]
         st.subheader(plain(names[run["id"]]))  # a run name is user text: shown literally
 
-        @st.fragment(run_every=1.0 if run["status"] in ("queued", "running") else None)
+        active = run["status"] in ("queued", "running")
+
+        # No timer: the live charts poll the shared feed (pages.ui.live_view) and ask for a rerun when the
+        # page around them changes; the worker's log, while shown, refreshes each second.
+        @st.fragment(run_every=1.0 if active and st.session_state.get("tr_log") else None)
         def live() -> None:
+            if st.session_state.pop("tr_full_rerun", False):
+                st.rerun()
             W.controls(run["id"])
-            W.watch([run["id"]])
+            W.watch([run["id"]], key="rn")
+            if active and (lab_store().get_run(run["id"]) or {}).get("status") not in ("queued", "running"):
+                st.rerun()  # the run ended: rerun the page to show the evaluation
 
         live()
         C.run_actions(run, by_id)  # clone → tweak → enqueue, repeat with N seeds, compare with its parent

@@ -83,7 +83,10 @@ else:
         st.slider(tr("train.smoothing"), 0.0, 0.99, 0.6, key="tr_smooth")
         active = any((lab_store().get_run(r) or {}).get("status") in ("queued", "running") for r in run_ids)
 
-        @st.fragment(run_every=1.0 if active else None)
+        # No timer here: the live charts poll the shared feed themselves (pages.ui.live_view) and ask for
+        # this fragment to rerun when what it shows changes (a status, a checkpoint); the worker's log,
+        # while it is shown, is the one part that reruns each second.
+        @st.fragment(run_every=1.0 if active and st.session_state.get("tr_log") else None)
         def live() -> None:
             if st.session_state.pop("tr_full_rerun", False):
                 st.rerun()
@@ -91,7 +94,7 @@ else:
             W.controls(run_ids[-1])
             if not any((lab_store().get_run(r) or {}).get("status") in ("queued", "running") for r in run_ids) \
                     and active:
-                st.rerun()  # the run ended: rerun the page to stop polling and show the evaluation
+                st.rerun()  # the run ended: rerun the page to show the evaluation
 
         live()
         run = lab_store().get_run(run_ids[-1])

@@ -6,6 +6,7 @@ import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 
 import torch
@@ -175,8 +176,16 @@ def count_parameters(model: nn.Module) -> int:
 
 def parameter_count(spec: ModelSpec) -> int:
     """Parameters of a spec, counted on the meta device (no memory is allocated)."""
+    return _parameter_count(spec.model_dump_json())
+
+
+# Every TrainConfig checks its model (shapes, parameters): the Train page's form makes one per view, and
+# a class of learners views it many times a second with the same few specs. Building the layers on
+# the meta device costs milliseconds; the spec's JSON is the key of these small caches.
+@lru_cache(maxsize=256)
+def _parameter_count(spec_json: str) -> int:
     with torch.device("meta"):
-        model = spec_model(spec)
+        model = spec_model(ModelSpec.model_validate_json(spec_json))
     return count_parameters(model)
 
 
@@ -405,8 +414,15 @@ def infer_shapes(spec: ModelSpec, batch: int = 2) -> list[ShapeStep]:
     """Output shape of every top-level layer for a batch of the spec's input shape.
 
     Runs on the meta device, so nothing is allocated. A mismatch raises ``ShapeError``
-    naming the layer, the shape it got, and the fix.
+    naming the layer, the shape it got, and the fix. Answers are kept per spec (see
+    ``_parameter_count``); a spec that fails is tried again each time.
     """
+    return list(_infer_shapes(spec.model_dump_json(), batch))
+
+
+@lru_cache(maxsize=256)
+def _infer_shapes(spec_json: str, batch: int) -> tuple[ShapeStep, ...]:
+    spec = ModelSpec.model_validate_json(spec_json)
     x = torch.empty(batch, *spec.input_shape, device="meta")
     steps: list[ShapeStep] = []
     with torch.device("meta"):
@@ -419,4 +435,4 @@ def infer_shapes(spec: ModelSpec, batch: int = 2) -> list[ShapeStep]:
                 raise ShapeError("spec.shape", layer=str(i), kind=Code(layer.type), shape=Code(str(got)),
                                  fix=_fix(layer, got), torch=Code(first_line(exc)), dims=got) from None
             steps.append(ShapeStep(str(i), layer.type, tuple(x.shape)))
-    return steps
+    return tuple(steps)

@@ -172,7 +172,7 @@ def _x_axis(xs: list[np.ndarray], x: str) -> dict[str, Any]:
 
 def curves_figure(runs: dict[str, pd.DataFrame], name: str | Sequence[str], x: str = "step", smoothing: float = 0.0,
                   log_y: bool = False, labels: dict | None = None, height: int = 320,
-                  legend: Mapping[str, str] | None = None) -> go.Figure:
+                  legend: Mapping[str, str] | None = None, as_dict: bool = False) -> Any:
     """Overlaid curves of one metric for several runs ({label: long metrics frame}); ``name`` may
     be several metrics (e.g. validation and test accuracy), each run's traces then named
     "label · metric" (``legend`` gives a metric's shown name).
@@ -182,7 +182,7 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str | Sequence[str], x: s
     ticks. The figure is described as one dict and validated once by ``go.Figure``: about 5x faster
     than ``add_trace`` + ``update_layout`` (each a separate validation pass), which matters
     because the Train page redraws four of these every second while it watches a run
-    ("UI cost" in BENCHMARKS.md).
+    ("UI cost" in BENCHMARKS.md). ``as_dict``: the figure's plain dict, unvalidated, for plotly.js.
     """
     traces = []
     names = [name] if isinstance(name, str) else list(name)
@@ -221,6 +221,8 @@ def curves_figure(runs: dict[str, pd.DataFrame], name: str | Sequence[str], x: s
                   xaxis=dict(title=dict(text=lab["x"]), **_x_axis(xs_all, x)), yaxis=yaxis,
                   # Below the x-axis title whatever the chart's height (a fraction of the plot area's height).
                   legend=dict(orientation="h", yanchor="top", y=-80 / max(120, height - 30)))
+    if as_dict:  # for plotly.js as it is (the live feed): no validation pass, no default template
+        return dict(data=traces, layout=layout)
     return go.Figure(dict(data=traces, layout=layout))
 
 
@@ -318,7 +320,8 @@ class LiveCharts:
             return value
 
 
-def live_figures(metrics: dict[str, pd.DataFrame], smoothing: float, text: Mapping[str, str]) -> dict[str, Any]:
+def live_figures(metrics: dict[str, pd.DataFrame], smoothing: float, text: Mapping[str, str],
+                 as_dict: bool = False) -> dict[str, Any]:
     """The live view's charts of one run or an A/B pair ({label: metrics}): training loss per step,
     validation and test accuracy (or loss, for regression) per epoch, lr and samples/s. ``text``
     holds the shown words (keys: loss, acc, test_acc, test_loss, val, test, lr, speed; step and epoch, the x-axis
@@ -327,12 +330,14 @@ def live_figures(metrics: dict[str, pd.DataFrame], smoothing: float, text: Mappi
     acc = "acc" if any((m["name"] == "test_acc").any() for m in metrics.values()) else "loss"
     names = (f"val_{acc}", f"test_{acc}")
     return {
-        "loss": curves_figure(metrics, "loss", smoothing=smoothing, labels={"y": text["loss"], "x": step}),
+        "loss": curves_figure(metrics, "loss", smoothing=smoothing, labels={"y": text["loss"], "x": step},
+                              as_dict=as_dict),
         "acc": curves_figure(metrics, names, x="epoch", labels={"y": text[f"test_{acc}"], "x": epoch},
-                             legend={names[0]: text["val"], names[1]: text["test"]}),
-        "lr": curves_figure(metrics, "lr", height=240, labels={"y": text.get("lr", "lr"), "x": step}),
+                             legend={names[0]: text["val"], names[1]: text["test"]}, as_dict=as_dict),
+        "lr": curves_figure(metrics, "lr", height=240, labels={"y": text.get("lr", "lr"), "x": step},
+                            as_dict=as_dict),
         "speed": curves_figure(metrics, "samples_per_s", smoothing=0.8, height=240,
-                               labels={"y": text["speed"], "x": step}),
+                               labels={"y": text["speed"], "x": step}, as_dict=as_dict),
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from core.errors import Code
-from core.runs.doctor import Diagnosis, diagnose
+from core.runs.doctor import Diagnosis
 from core.runs.internals import BANDS, LAYER_STATS, band_figure, internals_frame, layer_figure, layers, spikes
 from core.runs.store import RunRow
 from core.training.config import TrainConfig
@@ -27,20 +27,25 @@ BOXES = {"serious": st.error, "warning": st.warning, "info": st.info}
 
 
 def panels(run: RunRow, prefix: str, active: bool) -> None:
-    """The internals charts and the doctor, under a run (refreshed every few seconds while it trains)."""
-    @st.fragment(run_every=5.0 if active else None)
+    """The internals charts and the doctor, under a run. While it trains they are redrawn when the live
+    feed sees the doctor's findings change (the page reruns then, core.runs.live_feed) and on the
+    refresh button: no timer per watching session (BENCHMARKS.md "Classroom")."""
+    @st.fragment
     def body() -> None:
         if st.session_state.pop(f"{prefix}_fix_started", False):
             st.rerun()  # the Train page watches the new pair (the Runs page switches to it first)
         fresh = lab_store().get_run(run["id"])
         if fresh is None:
             return
-        metrics = lab_store().metrics(fresh["id"])
-        diagnoses = diagnose(fresh, metrics)
+        # read and examined once per few seconds for every session (a class opens the same runs)
+        metrics, diagnoses = W.live_feed()[1].examined(fresh)
         serious = any(d.severity == "serious" for d in diagnoses)
         with st.expander(tr("doctor.title", n=len(diagnoses)), expanded=serious or not active):
             doctor(fresh, diagnoses, prefix, active)
         with st.expander(tr("internals.title"), expanded=False):
+            if active:
+                st.button(tr("internals.refresh", step=fresh.get("step") or 0), key=f"{prefix}_in_refresh",
+                          icon=":material/refresh:")
             internals(fresh, metrics, prefix)
 
     body()

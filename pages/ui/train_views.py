@@ -24,6 +24,8 @@ from core.ml.modules import build_model
 from core.ml.plots import image_grid
 from core.ml.spec import ModelSpec, SpecError
 from core.ml.zoo import DEFAULT_PRESET, PRESETS, preset_spec
+from core.runs.live_feed import WATCHED_METRICS, FeedRequest, LiveFeed
+from core.runs.live_feed import run_label as feed_run_label
 from core.runs.store import RunRow, check_run_id
 from core.runs.trained import (
     as_lab_checkpoint,
@@ -37,14 +39,9 @@ from core.runs.trained import (
     stored_evaluation,
 )
 from core.runs.view import (
-    LiveCharts,
     confusion_figure,
     evaluate_model,
-    first_step_since,
-    live_figures,
-    progress,
     summary_rows,
-    total_steps,
 )
 from core.safe.budget import setting_name
 from core.settings import load_settings
@@ -60,7 +57,7 @@ from core.training.config import (
 )
 from core.training.precision import available_devices, available_precisions, max_processes, missing_devices
 from core.training.trainer import Trainer
-from pages.ui import clone
+from pages.ui import clone, live_http, live_view
 from pages.ui import datasets as user_data
 from pages.ui.model_state import SPEC_KEY, current_spec
 from pages.ui.state import lab_store, seed
@@ -338,30 +335,33 @@ def fastest_reduced() -> str | None:
     return "bf16" if facts.fast_bf16 else None
 
 
-# What the live view draws (and the A/B summary reads); other metrics stay in the store.
-WATCHED_METRICS = ("loss", "lr", "samples_per_s", "val_acc", "val_loss", "test_acc", "test_loss")
-
-
 @st.cache_resource
-def live_charts() -> LiveCharts:
-    """One process-wide cache of the live charts: each run's chart is built once per new metric row,
-    however many sessions watch it (core.runs.view.LiveCharts)."""
-    return LiveCharts()
+def _feed(key: str, _store, _jobs) -> LiveFeed:
+    feed = LiveFeed(_store, tick=_jobs.tick, cap=lambda: _jobs.cap, learner_jobs=lambda: load_settings().learner_jobs)
+    live_http.register(key, feed)
+    return feed
+
+
+def live_feed() -> tuple[str, LiveFeed]:
+    """The process-wide live feed of this lab (its home and store URL) and its name in the feed's URL:
+    every watcher's charts come from it (core.runs.live_feed), served by pages.ui.live_http."""
+    store = lab_store()
+    key = live_http.lab_key(str(store.home), store.url or "")
+    return key, _feed(key, store, lab_jobs())
 
 
 def run_label(run: RunRow) -> str:
-    """A run as charts and status lines name it: its name (or id), precision and, under DDP, its world size.
-    Plain text (not Markdown): callers escape it where Markdown renders."""
-    name = run["name"] or run["id"]
-    precision = run.get("precision") or run["config"].get("precision")
-    processes = int(run["config"].get("processes") or 1)
-    if processes > 1:
-        return t("train.run_label_ddp", lang(), name=name, precision=precision, n=processes)
-    return t("train.run_label", lang(), name=name, precision=precision)
+    """A run as charts and status lines name it (core.runs.live_feed.run_label in the page's language)."""
+    return feed_run_label(run, lang())
 
 
-def watch(run_ids: list[str]) -> None:
-    """Status, progress with ETA and live charts of one run (or an A/B pair), refreshed every second."""
+def watch(run_ids: list[str], key: str = "tr") -> None:
+    """Status, progress with ETA and the charts of one run (or an A/B pair), from the shared live feed.
+
+    While a run is queued or running, a component polls the feed each second (pages.ui.live_view): a
+    watcher costs the server a lookup, not a rerun of its page. A finished run is drawn once with
+    Streamlit's own elements. The A/B summary table is redrawn when the feed says the page changed
+    (a new evaluation, a status)."""
     store = lab_store()
     lab_jobs().tick()
     runs = [store.get_run(r) for r in run_ids]
@@ -369,56 +369,29 @@ def watch(run_ids: list[str]) -> None:
     if not runs:
         st.warning(tr("train.no_run"))
         return
-    # Each run's metrics are followed incrementally (only new rows are read), by one reader per run
-    # shared by every session; the charts are built once per new row, not once per watching session.
-    charts = live_charts()
-    metrics, seen = {}, []
-    for run in runs:
-        label = run_label(run)
-        metrics[label], last = charts.metrics(store, run, WATCHED_METRICS)
-        seen.append((run["id"], run.get("started"), last, label))
-        steps = total_steps(run["config"])
-        # The ETA counts only the steps this worker did: a resumed run starts at its checkpoint's step.
-        p = progress(run, steps, first_step_since(metrics[label], run.get("started")))
-        eta = tr("train.eta", s=p["eta_s"]) if p["eta_s"] is not None else ""
-        st.progress(p["fraction"], text=tr("train.status", run=label, status=tr(f"status.{run['status']}"),
-                                          step=p["step"], total=p["total"] or "?") + eta)
-        if run["status"] == "queued" and run.get("launched") is None:
-            queue_note(run["id"])
-        if run.get("error"):
-            st.error(plain(run["error"]))
-    if all(m.empty for m in metrics.values()):  # queued or starting: no axes without data
-        st.caption(tr("train.waiting"))
-        return
-    smooth = st.session_state.get("tr_smooth", 0.6)
-    text = {"loss": tr("train.chart.loss"), "test_acc": tr("train.chart.test_acc"),
-            "test_loss": tr("train.chart.test_loss"), "val": tr("train.chart.val"), "test": tr("train.chart.test"),
-            "lr": tr("train.chart.lr"), "speed": tr("train.chart.speed"), "step": t("runs.x.step", lang()),
-            "epoch": t("runs.x.epoch", lang())}
-    figures = charts.charts((tuple(seen), smooth, tuple(text.values())), lambda: live_figures(metrics, smooth, text))
-    c = st.columns(2)
-    c[0].plotly_chart(figures["loss"], key="tr_c_loss")
-    c[1].plotly_chart(figures["acc"], key="tr_c_acc")
-    c = st.columns(2)
-    c[0].plotly_chart(figures["lr"], key="tr_c_lr")
-    c[1].plotly_chart(figures["speed"], key="tr_c_speed")
+    name, feed = live_feed()
+    smooth = round(float(st.session_state.get("tr_smooth", 0.6)), 2)
+    request = FeedRequest(tuple(r["id"] for r in runs), lang(), smooth)
+    view = feed.view(request)
+    metrics = {r["id"]: feed.charts.metrics(store, r, WATCHED_METRICS)[0] for r in runs}
+    if any(r["status"] in ("queued", "running") for r in runs):
+        # When the feed's page signature moves on (a status, a checkpoint, an evaluation, a new finding of
+        # the doctor), the component's trigger reruns the whole page once (see _full_rerun).
+        live_view.show(name, list(request.run_ids), request.lang, smooth, view.sig, t("train.live_failed", lang()),
+                       f"{key}_live", on_change=_full_rerun)
+    else:
+        for line in view.lines:
+            st.progress(line.fraction, text=plain(line.text))
+            if line.error:
+                st.error(plain(line.error))
+        if view.waiting or view.figures is None:
+            st.caption(view.waiting)
+        else:
+            for names in (("loss", "acc"), ("lr", "speed")):
+                for col, chart in zip(st.columns(2), names, strict=True):
+                    col.plotly_chart(view.figures[chart], key=f"{key}_c_{chart}")
     if len(runs) == 2:
-        by_run = {r["id"]: metrics[k] for r, k in zip(runs, metrics, strict=False)}
-        summary_table(runs, by_run)
-
-
-def queue_note(run_id: str) -> None:
-    """A waiting run's place in the job queue and when it should start (core.runs.queue)."""
-    from core.runs.queue import queue_place
-
-    place = queue_place(lab_store(), run_id, lab_jobs().cap, load_settings().learner_jobs)
-    if place is None:
-        return
-    text = tr("train.queue.place", position=place.position, waiting=place.waiting)
-    text += tr("train.queue.eta", s=place.eta_s) if place.eta_s is not None else tr("train.queue.no_eta")
-    if place.blocked_by_learner:
-        text += " " + tr("train.queue.fair", n=load_settings().learner_jobs)
-    st.info(text, icon=":material/hourglass_top:")
+        summary_table(runs, metrics)
 
 
 def learner_line() -> None:
@@ -467,6 +440,10 @@ def summary_table(runs: list[RunRow], metrics: dict, target: float = 0.98) -> No
     st.dataframe(frame, hide_index=True, width="stretch")
 
 
+def _full_rerun() -> None:
+    st.session_state["tr_full_rerun"] = True
+
+
 def controls(run_id: str) -> None:
     store = lab_store()
     run = store.get_run(run_id)
@@ -477,7 +454,9 @@ def controls(run_id: str) -> None:
                 on_click=on_stop, args=(run_id,))
     c[1].button(tr("train.resume"), key="tr_resume", disabled=run["status"] not in ("stopped", "failed"),
                 on_click=on_resume, args=(run_id,))
-    if st.toggle(tr("train.log"), key="tr_log"):  # the worker's output (a Ray job's logs come from Ray)
+    # the log refreshes each second while shown: the page reruns to set the fragment's timer
+    # (the worker's output; a Ray job's logs come from Ray)
+    if st.toggle(tr("train.log"), key="tr_log", on_change=_full_rerun):
         tail = lab_jobs().log_tail(run_id, 6000).strip()
         st.code(tail[-6000:] if tail else tr("train.log_empty"), language=None)
     for col, which in ((c[2], BEST), (c[3], LAST)):

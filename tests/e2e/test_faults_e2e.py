@@ -21,7 +21,7 @@ SLOW = 180_000  # ms: a fresh server's first script run imports torch; the CI ma
 
 
 def progress_text(page) -> str:
-    return page.locator('[data-testid="stProgress"]').first.inner_text()
+    return page.locator('[data-testid="stProgress"], .lab-live-text').first.inner_text()
 
 
 def wait_until(predicate, timeout: float = 120, what: str = ""):
@@ -58,7 +58,7 @@ def test_run_survives_a_killed_server(home, page):
         epochs.press("Enter")
         wait_idle(page, SLOW)
         page.get_by_role("button", name=EN["train.start"], exact=True).click()
-        page.wait_for_selector('[data-testid="stProgress"]')
+        page.wait_for_selector('[data-testid="stProgress"], .lab-live-text')
         run_id = wait_until(lambda: (m := re.search(r"run=([\w-]+)", page.url)) and m.group(1), what="the run id")
         store = SQLiteRunStore(home)
         run = wait_until(lambda: (r := store.run(run_id))["status"] == "running" and r["step"] > 0 and r,
@@ -77,7 +77,7 @@ def test_run_survives_a_killed_server(home, page):
     second = LabServer(home)
     try:
         page.goto(f"{second.url}/train?run={run_id}")
-        page.wait_for_selector('[data-testid="stProgress"]')
+        page.wait_for_selector('[data-testid="stProgress"], .lab-live-text')
         assert run_id in progress_text(page)
         assert any(s in progress_text(page) for s in (EN["status.running"], EN["status.completed"]))
         wait_until(lambda: EN["status.completed"] in progress_text(page), timeout=300, what="the run to complete")

@@ -12,7 +12,7 @@ EN = CATALOGUE["en"]
 
 
 def progress_text(page) -> str:
-    return page.locator('[data-testid="stProgress"]').first.inner_text()
+    return page.locator('[data-testid="stProgress"], .lab-live-text').first.inner_text()
 
 
 def step_of(page) -> int:
@@ -60,18 +60,23 @@ def test_start_watch_leave_stop_resume_compare(server, page):
     epochs.press("Enter")
     wait_idle(page)
     page.get_by_role("button", name=EN["train.start"], exact=True).click()
-    page.wait_for_selector('[data-testid="stProgress"]', timeout=60_000)
+    page.wait_for_selector('[data-testid="stProgress"], .lab-live-text', timeout=60_000)
     assert "run=" in page.url
     wait_until(lambda: step_of(page) > 3, what="the run to advance")
     first = step_of(page)
     wait_until(lambda: step_of(page) > first, what="live progress")
+    # The live view is the component that polls the shared feed: four plotly charts, redrawn as the
+    # feed's version moves on.
+    page.wait_for_function("document.querySelectorAll('.lab-live-chart .main-svg').length == 4", timeout=30_000)
+    version = page.locator(".lab-live").get_attribute("data-version")
+    wait_until(lambda: page.locator(".lab-live").get_attribute("data-version") != version, what="a new view")
     shot(page, "train-live")
     run_url = page.url
     # Leave and come back: the run is still going.
     page.locator('[data-testid="stSidebarNav"]').get_by_text(EN["page.data"], exact=True).click()
     wait_idle(page)
     page.goto(run_url)
-    page.wait_for_selector('[data-testid="stProgress"]')
+    page.wait_for_selector('[data-testid="stProgress"], .lab-live-text')
     wait_until(lambda: "running" in progress_text(page), what="the run still going")
     stop_the_run(page)
     stopped_at = step_of(page)

@@ -16,7 +16,8 @@ ZH_PARAM = quote("简体中文")
 
 
 def progress_texts(page) -> list[str]:
-    return page.locator('[data-testid="stProgress"]').all_inner_texts()  # one read: the live view redraws
+    # one read: the live view redraws
+    return page.locator('[data-testid="stProgress"], .lab-live-text').all_inner_texts()
 
 
 def wait_until(predicate, timeout: float = 300, what: str = "") -> None:

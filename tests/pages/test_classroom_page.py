@@ -6,7 +6,7 @@ import time
 from core.i18n import CATALOGUE
 from core.runs.store import SQLiteRunStore
 from core.training.config import recipe
-from tests.pages.conftest import shown
+from tests.pages.conftest import live_payload, shown
 
 EN = CATALOGUE["en"]
 
@@ -33,7 +33,10 @@ def start_in(text: str) -> int:
 
 
 def queue_text(at) -> str:
-    return " ".join(shown(i.value) for i in at.info if "job queue" in i.value)
+    """The queue note the live view shows (its component polls the feed; see conftest.live_payload)."""
+    status, payload = live_payload(at)
+    assert status == 200, payload
+    return " ".join(line["note"] for line in payload["runs"])
 
 
 def test_a_waiting_run_shows_its_place_and_start_time(app, tmp_path, monkeypatch):
@@ -65,7 +68,7 @@ def test_the_queue_note_in_chinese(app, tmp_path, monkeypatch):
     _, bob = classroom(tmp_path)
     at = app("pages/train.py", run=bob)
     at.button_group(key="lang").set_value("zh").run()
-    assert any("正在任务队列中等待" in i.value for i in at.info), [i.value for i in at.info]
+    assert "正在任务队列中等待" in queue_text(at)
 
 
 def test_a_classroom_asks_for_the_name_and_counts_runs_for_it(app, monkeypatch):

@@ -1,0 +1,71 @@
+"""The lab's own HTTP routes next to Streamlit's (``st.App`` in app.py): the live-charts feed.
+
+``GET /lab-live/feed?lab=...&runs=...&lang=...&smooth=...&v=...`` answers the live-charts component
+(``pages.ui.live_view``) with the shared view of the watched runs (``core.runs.live_feed``): a watcher's
+poll is a lookup of bytes built once for everyone, not a rerun of its page. ``GET /lab-live/plotly.min.js``
+serves the plotly.js bundle that ships inside the ``plotly`` Python package (the browser has no internet
+here, and it is the same library ``st.plotly_chart`` draws with).
+
+No Streamlit calls here (these run on the server's threads, outside any session): the pages register
+their ``LiveFeed`` with ``register`` when they first show the component.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+
+import plotly
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from core.runs.live_feed import FeedError, FeedRequest, LiveFeed
+
+PREFIX = "/lab-live"
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+_LOG = logging.getLogger(__name__)
+_FEEDS: dict[str, LiveFeed] = {}
+_LOCK = threading.Lock()
+
+
+def lab_key(home: str, url: str) -> str:
+    """A short name for one lab (its home and store URL) in the feed's URL: no path leaks into the page."""
+    return hashlib.sha1(f"{home}\n{url}".encode()).hexdigest()[:12]
+
+
+def register(key: str, feed: LiveFeed) -> None:
+    """Serve ``feed`` under ``key`` from now on (one per lab home and store URL in this process)."""
+    with _LOCK:
+        _FEEDS[key] = feed
+
+
+def feed(request: Request) -> Response:
+    """The watched runs' view as JSON; a plain reason with status 400 for a bad request, 404 for an
+    unknown lab, 503 when the store does not answer."""
+    q = request.query_params
+    lab = _FEEDS.get(q.get("lab", ""))
+    if lab is None:
+        return JSONResponse({"error": "unknown lab: open the page again"}, status_code=404)
+    try:
+        wanted = FeedRequest.parse(q.get("runs", ""), q.get("lang", "en"), q.get("smooth", "0.6"))
+    except FeedError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    try:
+        body = lab.payload(wanted, q.get("v", "")[:32])
+    except Exception as exc:  # noqa: BLE001 - a store that does not answer now: the page says so and retries
+        _LOG.warning("live feed: %s", exc)
+        return JSONResponse({"error": f"the run store did not answer: {type(exc).__name__}"}, status_code=503)
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+def plotly_js(request: Request) -> Response:
+    return FileResponse(PLOTLY_JS, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+
+# Plain (not async) endpoints: Starlette runs them on its thread pool, off the event loop that carries
+# every session's websocket.
+ROUTES = [Route(f"{PREFIX}/feed", feed, methods=["GET"]),
+          Route(f"{PREFIX}/plotly.min.js", plotly_js, methods=["GET"])]

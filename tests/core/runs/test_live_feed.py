@@ -1,0 +1,131 @@
+"""core.runs.live_feed and its HTTP route: one shared view per watched run, built once per new data,
+answered to every watcher (issue 17 item 5: a live chart is built once per tick and shared)."""
+import base64
+import json
+
+import numpy as np
+import pytest
+from starlette.requests import Request
+
+from core.i18n import CATALOGUE
+from core.runs.live_feed import FeedError, FeedRequest, LiveFeed, page_signature
+from core.runs.store import SQLiteRunStore
+from core.training.config import recipe
+from pages.ui import live_http
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def lab(tmp_path):
+    store = SQLiteRunStore(tmp_path)
+    config = recipe("r3").to_dict()
+    run = store.create_run(config, name="ada *bold*", status="running", kind="job")
+    store.update_run(run, started=1.0)
+    yield store, run
+    store.close()
+
+
+def xs(traces) -> list[float]:
+    """The x values of plotly JSON traces: lists, or plotly's typed arrays ({"dtype", "bdata"} base64)."""
+    out = []
+    for trace in traces:
+        x = trace["x"]
+        out += np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]).tolist() if isinstance(x, dict) else x
+    return out
+
+
+def write(store, run, steps):
+    store.log_metrics(run, [(s, 1, "loss", 2.0 / s) for s in steps] + [(s, 1, "lr", 1e-3) for s in steps])
+    store.heartbeat(run, epoch=1, step=max(steps))
+
+
+def test_requests_are_validated():
+    ok = FeedRequest.parse("abc123,def456", "zh", "0.5")
+    assert ok.run_ids == ("abc123", "def456") and ok.lang == "zh" and ok.smooth == 0.5
+    for runs, lang, smooth in (("", "en", 0.6), ("a,b,c", "en", 0.6), ("../etc", "en", 0.6), ("abc", "xx", 0.6),
+                               ("abc", "en", "nan"), ("abc", "en", "1.5"), ("abc", "en", "-0.1"), ("abc", "en", "x")):
+        with pytest.raises(FeedError):
+            FeedRequest.parse(runs, lang, smooth)
+
+
+def test_many_watchers_cost_one_build_per_new_data(lab):
+    store, run = lab
+    clock, ticks = Clock(), []
+    feed = LiveFeed(store, tick=lambda: ticks.append(1), clock=clock, min_interval=0.5)
+    request = FeedRequest.parse(run, "en", 0.6)
+    write(store, run, range(1, 11))
+    bodies = {feed.payload(request) for _ in range(50)}  # 50 watchers in the same half second
+    assert len(bodies) == 1 and feed.builds == 1 and feed.looks == 1 and len(ticks) == 1
+    first = json.loads(next(iter(bodies)))
+    assert first["active"] and first["charts"] is not None and set(first["charts"]) == {"loss", "acc", "lr", "speed"}
+    assert "template" not in first["charts"]["loss"]["layout"]  # the page themes the charts itself
+    loss = first["charts"]["loss"]["data"]
+    assert max(xs(loss)) == 10
+    line = first["runs"][0]
+    assert line["id"] == run and "ada *bold*" in line["text"] and "step 10 of" in line["text"]
+    # A watcher that is up to date gets a few bytes, not the charts again.
+    same = json.loads(feed.payload(request, known=first["v"]))
+    assert same == {"v": first["v"], "same": True}
+
+    clock.now += 0.6  # a look later, nothing new: the store is asked, nothing is built
+    assert json.loads(feed.payload(request, known=first["v"]))["same"] and feed.looks == 2 and feed.builds == 1
+    write(store, run, range(11, 16))
+    assert json.loads(feed.payload(request, known=first["v"]))["same"]  # within min_interval: not looked yet
+    clock.now += 0.6
+    second = json.loads(feed.payload(request, known=first["v"]))
+    assert second["v"] != first["v"] and feed.builds == 2 and "step 15 of" in second["runs"][0]["text"]
+    assert max(xs(second["charts"]["loss"]["data"])) == 15
+
+
+def test_the_view_is_in_the_requested_language_and_waits_for_data(lab):
+    store, run = lab
+    feed = LiveFeed(store)
+    zh = feed.view(FeedRequest.parse(run, "zh"))
+    assert zh.figures is None and zh.waiting == CATALOGUE["zh"]["train.waiting"]
+    assert CATALOGUE["zh"]["status.running"] in zh.lines[0].text
+
+
+def test_the_page_signature_follows_status_and_checkpoints(lab):
+    store, run = lab
+    before = page_signature(store, [store.get_run(run)])
+    (store.run_dir(run)).mkdir(parents=True, exist_ok=True)
+    (store.run_dir(run) / "last.pt").write_bytes(b"x")
+    with_last = page_signature(store, [store.get_run(run)])
+    store.finish_run(run, "completed")
+    done = page_signature(store, [store.get_run(run)])
+    assert len({before, with_last, done}) == 3
+
+
+def test_a_finished_run_stops_the_polling(lab):
+    store, run = lab
+    write(store, run, [1, 2])
+    store.finish_run(run, "stopped")
+    body = json.loads(LiveFeed(store).payload(FeedRequest.parse(run)))
+    assert body["active"] is False and body["runs"][0]["status"] == "stopped"
+
+
+def _get(query: str):
+    response = live_http.feed(Request({"type": "http", "method": "GET", "path": "/lab-live/feed",
+                                       "query_string": query.encode(), "headers": []}))
+    return response.status_code, json.loads(response.body)
+
+
+def test_the_route_answers_bad_requests_with_a_reason(lab):
+    store, run = lab
+    key = live_http.lab_key(str(store.home), "")
+    live_http.register(key, LiveFeed(store))
+    assert _get(f"lab={key}&runs={run}")[0] == 200
+    status, body = _get(f"lab={key}&runs=../../etc/passwd")
+    assert status == 400 and body["error"].startswith("runs:")
+    status, body = _get(f"lab={key}&runs={run}&smooth=inf")
+    assert status == 400 and "smooth" in body["error"]
+    assert _get(f"lab=nope&runs={run}")[0] == 404
+    status, body = _get(f"lab={key}&runs=abcdef")  # a run that does not exist: an empty view, not an error
+    assert status == 200 and body["runs"] == [] and not body["active"]
