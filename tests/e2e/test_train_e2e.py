@@ -67,7 +67,9 @@ def test_start_watch_leave_stop_resume_compare(server, page):
     wait_until(lambda: step_of(page) > first, what="live progress")
     # The live view is the component that polls the shared feed: four plotly charts, redrawn as the
     # feed's version moves on.
-    page.wait_for_function("document.querySelectorAll('.lab-live-chart .main-svg').length == 4", timeout=30_000)
+    # (plotly.js draws several .main-svg layers per chart: count the charts that have any)
+    page.wait_for_function("[...document.querySelectorAll('.lab-live-chart')]"
+                           ".filter((c) => c.querySelector('.main-svg')).length == 4", timeout=30_000)
     version = page.locator(".lab-live").get_attribute("data-version")
     wait_until(lambda: page.locator(".lab-live").get_attribute("data-version") != version, what="a new view")
     shot(page, "train-live")
