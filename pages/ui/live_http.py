@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from core.runs.live_feed import FeedError, FeedRequest, LiveFeed
+from core.runs.live_feed import FeedError, FeedRequest, LiveFeed, gzip_bytes
 
 PREFIX = "/lab-live"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -52,17 +52,33 @@ def feed(request: Request) -> Response:
         wanted = FeedRequest.parse(q.get("runs", ""), q.get("lang", "en"), q.get("smooth", "0.6"))
     except FeedError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
+    compressed = _accepts_gzip(request)
     try:
-        body = lab.payload(wanted, q.get("v", "")[:32])
+        body = lab.payload(wanted, q.get("v", "")[:32], compressed=compressed)
     except Exception as exc:  # noqa: BLE001 - a store that does not answer now: the page says so and retries
         _LOG.warning("live feed: %s", exc)
         return JSONResponse({"error": f"the run store did not answer: {type(exc).__name__}"}, status_code=503)
-    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    if compressed:  # compressed once per view for everyone; the server's gzip middleware leaves it as it is
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _accepts_gzip(request: Request) -> bool:
+    return "gzip" in request.headers.get("accept-encoding", "").lower()
+
+
+_PLOTLY_GZ: list[bytes] = []  # plotly.min.js compressed once per process (Streamlit's middleware would on each load)
 
 
 def plotly_js(request: Request) -> Response:
-    return FileResponse(PLOTLY_JS, media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=86400"})
+    headers = {"Cache-Control": "public, max-age=86400", "Vary": "Accept-Encoding"}
+    if not _accepts_gzip(request):
+        return FileResponse(PLOTLY_JS, media_type="text/javascript", headers=headers)
+    with _LOCK:
+        if not _PLOTLY_GZ:
+            _PLOTLY_GZ.append(gzip_bytes(PLOTLY_JS.read_bytes()))
+    return Response(_PLOTLY_GZ[0], media_type="text/javascript", headers={**headers, "Content-Encoding": "gzip"})
 
 
 # Plain (not async) endpoints: Starlette runs them on its thread pool, off the event loop that carries

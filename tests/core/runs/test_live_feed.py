@@ -1,6 +1,7 @@
 """core.runs.live_feed and its HTTP route: one shared view per watched run, built once per new data,
 answered to every watcher (issue 17 item 5: a live chart is built once per tick and shared)."""
 import base64
+import gzip
 import json
 
 import numpy as np
@@ -129,3 +130,40 @@ def test_the_route_answers_bad_requests_with_a_reason(lab):
     assert _get(f"lab=nope&runs={run}")[0] == 404
     status, body = _get(f"lab={key}&runs=abcdef")  # a run that does not exist: an empty view, not an error
     assert status == 200 and body["runs"] == [] and not body["active"]
+
+
+def test_a_diverged_loss_is_null_in_the_json(lab):
+    store, run = lab
+    store.log_metrics(run, [(1, 1, "loss", 2.0), (2, 1, "loss", float("nan")), (3, 1, "loss", float("inf"))])
+    store.heartbeat(run, epoch=1, step=3)
+    body = LiveFeed(store).payload(FeedRequest.parse(run, "en", "0"))
+    assert b"NaN" not in body and b"Infinity" not in body
+    loss = json.loads(body)["charts"]["loss"]["data"][0]
+    assert loss["y"] == [2.0, None, None] and xs([loss]) == [1, 2, 3]
+
+
+def _raw(query: str, accept: str = ""):
+    headers = [(b"accept-encoding", accept.encode())] if accept else []
+    return live_http.feed(Request({"type": "http", "method": "GET", "path": "/lab-live/feed",
+                                   "query_string": query.encode(), "headers": headers}))
+
+
+def test_a_browser_that_accepts_gzip_gets_the_view_compressed_once(lab):
+    store, run = lab
+    write(store, run, range(1, 200))
+    feed = LiveFeed(store)
+    key = live_http.lab_key(str(store.home), "gz")
+    live_http.register(key, feed)
+    plain = _raw(f"lab={key}&runs={run}")
+    packed = _raw(f"lab={key}&runs={run}", "gzip, deflate, br")
+    assert "content-encoding" not in plain.headers and packed.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(packed.body) == plain.body and len(packed.body) < len(plain.body) / 3
+    again = _raw(f"lab={key}&runs={run}", "gzip")
+    assert again.body is packed.body or again.body == packed.body  # made once per view, not per answer
+    version = json.loads(plain.body)["v"]
+    same = _raw(f"lab={key}&runs={run}&v={version}", "gzip")
+    assert json.loads(gzip.decompress(same.body)) == {"v": version, "same": True}
+    js = live_http.plotly_js(Request({"type": "http", "method": "GET", "path": "/lab-live/plotly.min.js",
+                                      "query_string": b"", "headers": [(b"accept-encoding", b"gzip")]}))
+    assert js.headers["content-encoding"] == "gzip"
+    assert gzip.decompress(js.body) == live_http.PLOTLY_JS.read_bytes()

@@ -16,6 +16,34 @@ def test_ema_is_debiased_like_tensorboard():
         V.ema([1], 1.0)
 
 
+def test_ema_skips_values_that_are_not_finite():
+    def reference(values, w):  # the recurrence, one value at a time
+        out, last, debias = [], 0.0, 0.0
+        for v in values:
+            if not np.isfinite(v):
+                out.append(v)
+                continue
+            last, debias = last * w + (1 - w) * v, debias * w + (1 - w)
+            out.append(last / debias)
+        return out
+
+    values = [3.0, float("nan"), 1.0, float("inf"), 2.0, 5.0, *np.linspace(1, 0, 500)]
+    for w in (0.0, 0.6, 0.99):
+        assert np.allclose(V.ema(values, w), reference(values, w), equal_nan=True)
+    assert V.ema([], 0.5).size == 0 and np.isnan(V.ema([float("nan")], 0.5)[0])
+
+
+def test_series_sorts_by_step_then_time_and_spreads_steps_over_their_epoch():
+    frame = pd.DataFrame([(3, 1, "loss", 0.3, 103.0), (1, 1, "loss", 0.1, 101.0), (2, 1, "lr", 9.0, 100.0),
+                          (2, 1, "loss", 0.2, 105.0), (2, 1, "loss", 0.25, 104.0), (4, 2, "loss", 0.4, 106.0)],
+                         columns=["step", "epoch", "name", "value", "wall"])
+    assert V.series(frame, "loss")["value"].tolist() == [0.1, 0.25, 0.2, 0.3, 0.4]
+    assert V.series(frame, "loss", "wall")["x"].tolist() == [1.0, 4.0, 5.0, 3.0, 6.0]
+    assert V.series(frame, "loss", "epoch")["x"].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert V.series(frame, "acc").empty and V.series(frame.iloc[:0], "loss").empty
+    assert V.first_step_since(frame, 102.5) == 1 and V.first_step_since(frame, 200.0) is None
+
+
 def test_downsample_keeps_last_point():
     frame = pd.DataFrame({"x": range(10_001), "value": range(10_001)})
     small = V.downsample(frame, 2000)
