@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from plotly.utils import PlotlyJSONEncoder
 
 from core.i18n import CATALOGUE, DEFAULT_LANGUAGE, t
@@ -180,6 +181,7 @@ class LiveFeed:
         self._views: OrderedDict[FeedRequest, tuple[float, LiveView, bytes]] = OrderedDict()
         self._key_locks: dict[FeedRequest, threading.Lock] = {}
         self._gz: dict[str, bytes] = {}  # a view's version: its body, gzip-compressed
+        self._figures: OrderedDict[tuple, go.Figure] = OrderedDict()  # (request, version, chart): its Figure
         self._doctor: dict[str, tuple[float, tuple, pd.DataFrame, list[Diagnosis]]] = {}  # run id: (stamp, state, ...)
         self.doctor_s = doctor_s
         self.builds = 0   # views built so far: visible to tests and the benchmark
@@ -213,6 +215,25 @@ class LiveFeed:
                 while len(self._gz) > self.max_keys:
                     self._gz.pop(next(iter(self._gz)))
         return packed
+
+    def figure(self, request: FeedRequest, chart: str) -> go.Figure | None:
+        """One chart of the current view (loss, acc, lr, speed) as a plotly Figure, validated once per view
+        for every session that draws it with Streamlit (a finished run's page); None while there is none."""
+        view = self.view(request)
+        if view.figures is None or chart not in view.figures:
+            return None
+        key = (request, view.version, chart)
+        with self._lock:
+            fig = self._figures.get(key)
+            if fig is not None:
+                self._figures.move_to_end(key)
+                return fig
+        fig = go.Figure(view.figures[chart])  # (a dict without traces is fine here, unlike in st.plotly_chart)
+        with self._lock:
+            self._figures[key] = fig
+            while len(self._figures) > 4 * self.max_keys:
+                self._figures.popitem(last=False)
+        return fig
 
     def _held(self, request: FeedRequest) -> tuple[float, LiveView, bytes]:
         with self._lock:

@@ -11,17 +11,20 @@ their ``LiveFeed`` with ``register`` when they first show the component.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import plotly
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from core.runs.live_feed import FeedError, FeedRequest, LiveFeed, gzip_bytes
+if TYPE_CHECKING:  # imported when a request comes: the server starts without torch (the engine's import)
+    from core.runs.live_feed import LiveFeed
 
 PREFIX = "/lab-live"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -48,6 +51,8 @@ def feed(request: Request) -> Response:
     lab = _FEEDS.get(q.get("lab", ""))
     if lab is None:
         return JSONResponse({"error": "unknown lab: open the page again"}, status_code=404)
+    from core.runs.live_feed import FeedError, FeedRequest
+
     try:
         wanted = FeedRequest.parse(q.get("runs", ""), q.get("lang", "en"), q.get("smooth", "0.6"))
     except FeedError as exc:
@@ -77,7 +82,7 @@ def plotly_js(request: Request) -> Response:
         return FileResponse(PLOTLY_JS, media_type="text/javascript", headers=headers)
     with _LOCK:
         if not _PLOTLY_GZ:
-            _PLOTLY_GZ.append(gzip_bytes(PLOTLY_JS.read_bytes()))
+            _PLOTLY_GZ.append(gzip.compress(PLOTLY_JS.read_bytes(), compresslevel=6, mtime=0))
     return Response(_PLOTLY_GZ[0], media_type="text/javascript", headers={**headers, "Content-Encoding": "gzip"})
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core.errors import Code, LabError
@@ -390,9 +389,9 @@ def watch(run_ids: list[str], key: str = "tr") -> None:
         else:
             for names in (("loss", "acc"), ("lr", "speed")):
                 for col, chart in zip(st.columns(2), names, strict=True):
-                    # A Figure, not the feed's dict: Streamlit validates a dict into one anyway, and rejects a
-                    # dict without traces (a run that ended before its first metric).
-                    col.plotly_chart(go.Figure(view.figures[chart]), key=f"{key}_c_{chart}")
+                    # A Figure made once per view for every session (Streamlit would validate the feed's dict
+                    # on each draw, and rejects one without traces: a run that ended before its first metric).
+                    col.plotly_chart(feed.figure(request, chart), key=f"{key}_c_{chart}")
     if len(runs) == 2:
         summary_table(runs, metrics)
 

@@ -167,3 +167,21 @@ def test_a_browser_that_accepts_gzip_gets_the_view_compressed_once(lab):
                                       "query_string": b"", "headers": [(b"accept-encoding", b"gzip")]}))
     assert js.headers["content-encoding"] == "gzip"
     assert gzip.decompress(js.body) == live_http.PLOTLY_JS.read_bytes()
+
+
+def test_a_finished_runs_figures_are_made_once_per_view(lab):
+    store, run = lab
+    clock = Clock()
+    feed = LiveFeed(store, clock=clock)
+    request = FeedRequest.parse(run, "en", "0.6")
+    assert feed.figure(request, "loss") is None  # no metric yet
+    write(store, run, range(1, 6))
+    store.finish_run(run, "completed")
+    clock.now += 1
+    first = feed.figure(request, "loss")
+    assert first is feed.figure(request, "loss") and first.data[0].type == "scatter"
+    assert feed.figure(request, "nope") is None
+    store.log_metrics(run, [(6, 1, "loss", 0.1)])
+    store.update_run(run, step=6)
+    clock.now += 1
+    assert feed.figure(request, "loss") is not first  # a new view: its own figure
