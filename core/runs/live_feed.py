@@ -180,7 +180,7 @@ class LiveFeed:
         self._lock = threading.Lock()
         self._views: OrderedDict[FeedRequest, tuple[float, LiveView, bytes]] = OrderedDict()
         self._key_locks: dict[FeedRequest, threading.Lock] = {}
-        self._gz: dict[str, bytes] = {}  # a view's version: its body, gzip-compressed
+        self._gz: dict[tuple[FeedRequest, str], bytes] = {}  # (request, version): its body, gzip-compressed
         self._figures: OrderedDict[tuple, go.Figure] = OrderedDict()  # (request, version, chart): its Figure
         self._doctor: dict[str, tuple[float, tuple, pd.DataFrame, list[Diagnosis]]] = {}  # run id: (stamp, state, ...)
         self.doctor_s = doctor_s
@@ -191,6 +191,8 @@ class LiveFeed:
         """Forget the built views and charts (the readers stay): the next request of each key builds again."""
         with self._lock:
             self._views.clear()
+            self._gz.clear()
+            self._figures.clear()
         self.charts.clear_charts()
 
     def view(self, request: FeedRequest) -> LiveView:
@@ -208,10 +210,11 @@ class LiveFeed:
             return gzip_bytes(same) if compressed else same
         if not compressed:
             return held[2]
+        key = (request, view.version)  # (a version names the data: the language and smoothing are the request's)
         with self._lock:
-            packed = self._gz.get(view.version)
+            packed = self._gz.get(key)
             if packed is None:
-                packed = self._gz[view.version] = gzip_bytes(held[2])
+                packed = self._gz[key] = gzip_bytes(held[2])
                 while len(self._gz) > self.max_keys:
                     self._gz.pop(next(iter(self._gz)))
         return packed
@@ -331,6 +334,7 @@ class LiveFeed:
             return json.dumps(head, default=_plain, allow_nan=False, separators=(",", ":")).encode()
         except (TypeError, ValueError):  # something _plain does not know: plotly's own encoder knows it
             return json.dumps(head, cls=PlotlyJSONEncoder).encode()
+
     def _queue_note(self, run: Mapping[str, Any], lang: str) -> str:
         if run["status"] != "queued" or run.get("launched") is not None or self.cap is None:
             return ""

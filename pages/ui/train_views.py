@@ -373,7 +373,6 @@ def watch(run_ids: list[str], key: str = "tr") -> None:
     smooth = round(float(st.session_state.get("tr_smooth", 0.6)), 2)
     request = FeedRequest(tuple(r["id"] for r in runs), lang(), smooth)
     view = feed.view(request)
-    metrics = {r["id"]: feed.charts.metrics(store, r, WATCHED_METRICS)[0] for r in runs}
     if any(r["status"] in ("queued", "running") for r in runs):
         # When the feed's page signature moves on (a status, a checkpoint, an evaluation, a new finding of
         # the doctor), the component's trigger reruns the whole page once (see _full_rerun).
@@ -392,8 +391,8 @@ def watch(run_ids: list[str], key: str = "tr") -> None:
                     # A Figure made once per view for every session (Streamlit would validate the feed's dict
                     # on each draw, and rejects one without traces: a run that ended before its first metric).
                     col.plotly_chart(feed.figure(request, chart), key=f"{key}_c_{chart}")
-    if len(runs) == 2:
-        summary_table(runs, metrics)
+    if len(runs) == 2:  # the A/B pair's table (its runs' rows from the feed's shared readers)
+        summary_table(runs, {r["id"]: feed.charts.metrics(store, r, WATCHED_METRICS)[0] for r in runs})
 
 
 def learner_line() -> None:

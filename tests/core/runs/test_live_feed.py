@@ -185,3 +185,13 @@ def test_a_finished_runs_figures_are_made_once_per_view(lab):
     store.update_run(run, step=6)
     clock.now += 1
     assert feed.figure(request, "loss") is not first  # a new view: its own figure
+
+
+def test_each_language_gets_its_own_compressed_view(lab):
+    store, run = lab
+    write(store, run, range(1, 20))
+    feed = LiveFeed(store)
+    en, zh = FeedRequest.parse(run, "en", "0.6"), FeedRequest.parse(run, "zh", "0.6")
+    assert gzip.decompress(feed.payload(en, compressed=True)) == feed.payload(en)
+    assert gzip.decompress(feed.payload(zh, compressed=True)) == feed.payload(zh) != feed.payload(en)
+    assert feed.figure(en, "loss") is not feed.figure(zh, "loss")
