@@ -62,13 +62,7 @@ def _every_kth(n: int, max_points: int = MAX_POINTS) -> np.ndarray:
 
 def downsample(frame: pd.DataFrame, max_points: int = MAX_POINTS) -> pd.DataFrame:
     """Every k-th row so at most ``max_points`` remain (the last row is always kept)."""
-    if len(frame) <= max_points:
-        return frame
-    k = math.ceil(len(frame) / max_points)
-    keep = frame.iloc[::k]
-    if keep.index[-1] != frame.index[-1]:
-        keep = pd.concat([keep, frame.iloc[[-1]]])
-    return keep
+    return frame if len(frame) <= max_points else frame.iloc[_every_kth(len(frame), max_points)]
 
 
 def train_samples(config: Mapping[str, Any]) -> int | None:

@@ -11,7 +11,6 @@ their ``LiveFeed`` with ``register`` when they first show the component.
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import threading
@@ -82,7 +81,9 @@ def plotly_js(request: Request) -> Response:
         return FileResponse(PLOTLY_JS, media_type="text/javascript", headers=headers)
     with _LOCK:
         if not _PLOTLY_GZ:
-            _PLOTLY_GZ.append(gzip.compress(PLOTLY_JS.read_bytes(), compresslevel=6, mtime=0))
+            from core.runs.live_feed import gzip_bytes  # (a page has loaded the engine by now)
+
+            _PLOTLY_GZ.append(gzip_bytes(PLOTLY_JS.read_bytes()))
     return Response(_PLOTLY_GZ[0], media_type="text/javascript", headers={**headers, "Content-Encoding": "gzip"})
 
 
