@@ -7,7 +7,7 @@ starts) and serves the lab with the lab's own HTTP routes next to Streamlit's: t
 import streamlit as st
 
 if __name__ == "__main__":  # Streamlit running the script (a session's page view, or AppTest)
-    from pages.ui.frame import framed, language_and_seed, navigation_pages, sidebar_environment
+    from pages.ui.frame import framed, freeze_loaded_code, language_and_seed, navigation_pages, sidebar_environment
     from pages.ui.share import restore_shared_state, share_control
 
     st.set_page_config(page_title="PyTorch Lab", page_icon=":material/science:", layout="wide")
@@ -20,7 +20,10 @@ if __name__ == "__main__":  # Streamlit running the script (a session's page vie
     finally:  # also after a page's st.stop(): the sidebar is complete on every page
         share_control()
         sidebar_environment()
+        freeze_loaded_code()  # a run that loaded the engine: its objects out of the collector's walks
 else:  # imported by the server (uvicorn "app:app"): the ASGI app, Streamlit's routes plus the lab's
-    from pages.ui.live_http import ROUTES
+    from starlette.middleware import Middleware
 
-    app = st.App(__file__, routes=ROUTES)
+    from pages.ui.live_http import ROUTES, FeedLookups
+
+    app = st.App(__file__, routes=ROUTES, middleware=[Middleware(FeedLookups)])

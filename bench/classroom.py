@@ -56,20 +56,22 @@ TARGETS = {"page_p95_s": 1.5, "stale_p95_s": 2.0, "server_cores": 1.0, "watcher_
 
 # Where the server's time goes: py-spy (sampling) on the server under 200 learners without browsers.
 WHERE = (
-    "Where the server's time goes (py-spy on the server, 200 learners, no browsers): a watcher's poll is a "
-    "lookup (`pages/ui/live_http.py` answers from `core.runs.live_feed.LiveFeed`): uvicorn and Starlette's "
-    "request handling plus the bytes of the run's view, built once per new step for everyone watching it and "
-    "gzip-compressed once. Building those views (10 runs, a new step every 0.5 s each: about 20 builds a second, "
-    "8 ms each) and the training doctor's look at each run every 5 s are the feed's fixed cost, a quarter of "
-    "the server's samples, most of it pandas comparing Arrow strings (a metric's name) while filtering a "
-    "run's rows. Page changes take the rest: the Train page (its form, the watched run's panels, the run "
-    "store's lookups) is the heaviest; the Data page, whose image grids were plotly subplots (50-100 ms each), "
-    "now draws each grid as one PNG. Page times grow when many sessions run their scripts at once: Streamlit "
-    "runs each session's script in a thread of one process, and 200 learners opening the lab in the same ten "
-    "seconds wait 5-20 s for their first page while that process uses less than one core (its threads take "
-    "turns on one interpreter lock). A class in its steady state, a thirtieth of the learners changing page "
-    "each second, stays near the median above; more learners than that, or a class that arrives at once, "
-    "needs replicas behind HAProxy (README, UI replicas) to spread the sessions.")
+    "Where the server's time goes (py-spy on the server, 200 learners, no browsers): of its busy samples, page "
+    "runs (Streamlit's script threads) take about 45%, the Train page the most (its form, the watched run's "
+    "panels); the feed's looks at the store and its builds about a quarter (in Starlette's thread pool: 10 runs, "
+    "a new step every 0.5 s each, about 20 builds a second, and the training doctor's look at each run every "
+    "5 s); answering the polls under a tenth. A poll whose view is held is a lookup answered on the event loop "
+    "before Streamlit's middleware (`pages.ui.live_http.FeedLookups`): it used to go through Streamlit's three "
+    "middlewares and a hop to Starlette's thread pool, about 2 ms a poll at 200 polls a second, most of the "
+    "server's time and of its one interpreter lock, which every session's script waits for. That change, and "
+    "freezing the engine's objects once they are loaded (`pages.ui.frame.freeze_loaded_code`: Python's full "
+    "garbage collections, every few seconds under this load, walked about 500,000 objects of torch, pandas and "
+    "plotly, 0.3-0.6 s in which every session waited; now 0.05-0.3 s) took the page time p95 from 3.9 s "
+    "(the previous measurement) to the value above; the browsers are also driven from a process of their own "
+    "now, so that Playwright no longer shares the learners' interpreter lock. Streamlit still runs every "
+    "session's script in a thread of one process: a class that arrives all at once (200 learners in the same "
+    "few seconds) waits seconds for its first page, and more learners than this need replicas behind HAProxy "
+    "(README, UI replicas) to spread the sessions.")
 
 
 class FeedClient:
@@ -272,13 +274,43 @@ async def _clients(url: str, runs: list[str], live: LiveRuns, n: int, seconds: f
 
 
 def _browsers(url: str, runs: list[str], n: int, seconds: float, page_every: float, stats: Stats) -> None:
-    """B real browser sessions (headless Chromium): Train page watching a run, another page, Train..."""
+    """B real browser sessions (headless Chromium): Train page watching a run, another page, Train...
+
+    Driven from a process of their own: Playwright's Python side (a thread per browser connection and an
+    event per response of twenty pages) would otherwise take turns on this process's interpreter lock with
+    the learners' event loop, and delay the times the learners measure."""
     if n <= 0:
         return
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    proc = ctx.Process(target=_browsers_process, args=(url, runs, n, seconds, page_every, results), daemon=True)
+    proc.start()
+    try:
+        found = results.get(timeout=seconds + 180)
+    except Exception as exc:  # noqa: BLE001 - a browser process that hangs or dies is a result, not a crash
+        stats.errors.append(f"browsers: no result ({type(exc).__name__})")
+        found = {}
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+    for name in ("browser_pages", "browser_polls", "browser_missed", "browsers_confined"):
+        if name in found:
+            setattr(stats, name, found[name])
+    stats.errors.extend(found.get("errors", []))
+
+
+def _browsers_process(url: str, runs: list[str], n: int, seconds: float, page_every: float, results) -> None:
+    stats = Stats()
     try:
         _drive_browsers(url, runs, n, seconds, page_every, stats)
     except Exception as exc:  # noqa: BLE001 - a browser that gives up (a page load timing out) is a result
         stats.errors.append(f"browsers: {type(exc).__name__}: {str(exc).splitlines()[0]}"[:200])
+    results.put({"browser_pages": stats.browser_pages, "browser_polls": stats.browser_polls,
+                 "browser_missed": stats.browser_missed, "browsers_confined": stats.browsers_confined,
+                 "errors": stats.errors})
 
 
 def _drive_browsers(url: str, runs: list[str], n: int, seconds: float, page_every: float, stats: Stats) -> None:
@@ -337,13 +369,14 @@ class _BrowserShare:
         return self
 
     def confine_new_children(self) -> bool:
-        """Put this process's children that are not the lab server (Playwright's driver) in the group;
-        what they start later (Chromium) is born in it."""
+        """Put this process (the browsers' own, which drives them) and its children that are not the lab
+        server (Playwright's driver) in the group; what they start later (Chromium) is born in it."""
         from bench.browser import _children
 
         try:
             self.group.mkdir(exist_ok=True)
             (self.group / "cpu.shares").write_text("2")
+            (self.group / "cgroup.procs").write_text(str(os.getpid()))
             for pid in _children().get(os.getpid(), []):
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
                 if b"playwright" in cmd or b"node" in cmd:
@@ -376,18 +409,21 @@ def measure(learners: int, runs: int, browsers: int, seconds: float, page_every:
             warm = Stats()  # the first page views import torch and build the pages: not the class's cost
             asyncio.run(_clients(server.url, live.ids, live, 2, 8.0, 4.0, warm, arrive_over=0.1))
             stats = Stats()
-            cpu0, t0 = server.cpu_seconds(), time.monotonic()
+            cpu0, t0, own0 = server.cpu_seconds(), time.monotonic(), time.process_time()
             with Contention() as machine:
                 thread = threading.Thread(target=_browsers,
                                           args=(server.url, live.ids, browsers, seconds, page_every, stats))
                 thread.start()
                 asyncio.run(_clients(server.url, live.ids, live, learners, seconds, page_every, stats))
                 thread.join(seconds + 120)
-            cores = (server.cpu_seconds() - cpu0) / (time.monotonic() - t0)
+            elapsed = time.monotonic() - t0
+            cores = (server.cpu_seconds() - cpu0) / elapsed
+            clients = (time.process_time() - own0) / elapsed  # the learners' process (and the runs' writer)
             watching = {n: asyncio.run(_watching(server, live, n, window)) for n in watchers}
             log = server.log_text()
     return {"learners": learners, "runs": runs, "browsers": browsers, "seconds": seconds, "stats": stats,
-            "cores": cores, "locked": log.count(LOCKED), "pressure": machine.pressure, "watching": watching}
+            "cores": cores, "clients_cores": clients, "locked": log.count(LOCKED), "pressure": machine.pressure,
+            "watching": watching}
 
 
 async def _watching(server: LabServer, live: LiveRuns, n: int, window: float) -> tuple[float, float]:
@@ -467,8 +503,10 @@ def section(quick: bool = False, learners: int = 200, runs: int = 10, browsers: 
         + ("they ran at a small CPU share (a cgroup with 2 of the default 1024 shares), as the learners' own "
            "computers would, so that they did not take the cores from the server." if s.browsers_confined else
            "they shared the cores with the server at the same priority (no writable cgroup here)."), "",
-        f"Machine: {os.cpu_count()} cores shared by the server, the clients' process and the browsers; some task "
-        f"waited for a core {100 * (full['pressure'] or 0):.0f}% of the time (Linux CPU pressure).", "",
+        f"Machine: {os.cpu_count()} cores shared by the server, the learners' process ({full['clients_cores']:.2f} "
+        f"cores: {learners} websocket clients, their polls and the runs' writer) and the browsers (a process of "
+        f"their own); some task waited for a core {100 * (full['pressure'] or 0):.0f}% of the time (Linux CPU "
+        f"pressure).", "",
         WHERE,
     ]
     return "\n".join(lines) + "\n"

@@ -219,6 +219,23 @@ class LiveFeed:
                     self._gz.pop(next(iter(self._gz)))
         return packed
 
+    def held_payload(self, request: FeedRequest, known: str = "", compressed: bool = False) -> bytes | None:
+        """``payload`` when it is a lookup (a view of ``request`` younger than ``min_interval`` is held, and
+        its compressed body is made when one is asked for); None when answering needs a look at the store.
+        Never waits on a build: the server answers most polls with this on its event loop, and sends the
+        others to a thread (``payload``)."""
+        with self._lock:
+            held = self._views.get(request)
+            if held is None or self.clock() - held[0] >= self.min_interval:
+                return None
+            self._views.move_to_end(request)
+            if known and known == held[1].version:
+                same = json.dumps({"v": known, "same": True}).encode()
+                return gzip_bytes(same) if compressed else same
+            if not compressed:
+                return held[2]
+            return self._gz.get((request, held[1].version))
+
     def figure(self, request: FeedRequest, chart: str) -> go.Figure | None:
         """One chart of the current view (loss, acc, lr, speed) as a plotly Figure, validated once per view
         for every session that draws it with Streamlit (a finished run's page); None while there is none."""

@@ -1,6 +1,8 @@
 """The lab's frame: the page list, navigation, the sidebar's language, seed and environment."""
 from __future__ import annotations
 
+import gc
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +33,29 @@ PAGES = [
 
 
 _RUN = threading.local()  # per script thread: is app.py driving this run?
+_FROZEN = {"modules": 0}  # how many modules were loaded at the last freeze_loaded_code
+_FREEZE_AFTER = 300  # new modules since then that make it worth another freeze (torch alone brings ~1,500)
+_FREEZE_LOCK = threading.Lock()
+
+
+def freeze_loaded_code() -> None:
+    """After a page run that loaded many new modules (the engine: torch, pandas, plotly), move every object
+    alive now out of the cyclic garbage collector's sight (``gc.freeze``, the standard library's own advice
+    for long-running servers).
+
+    The server's sessions share one process: a full collection walks every object in it, and with the
+    engine loaded (about 500,000 objects: modules, functions, classes) each one took 0.3-0.6 s while every
+    session's script and the event loop waited (BENCHMARKS.md, "Classroom"). Frozen, they are no longer
+    walked (the rest is, as before). Objects alive at a freeze that die later are still freed by their
+    reference counts; only a reference cycle among them would stay. Called at the end of app.py's runs:
+    once per burst of imports, a handful of times in a server's life."""
+    with _FREEZE_LOCK:
+        loaded = len(sys.modules)
+        if loaded - _FROZEN["modules"] < _FREEZE_AFTER:
+            return
+        _FROZEN["modules"] = loaded
+        gc.collect()  # what is garbage now is freed, not frozen
+        gc.freeze()
 
 
 @contextmanager

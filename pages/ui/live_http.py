@@ -21,11 +21,13 @@ import plotly
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:  # imported when a request comes: the server starts without torch (the engine's import)
     from core.runs.live_feed import LiveFeed
 
 PREFIX = "/lab-live"
+FEED_PATH = f"{PREFIX}/feed"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 _LOG = logging.getLogger(__name__)
 _FEEDS: dict[str, LiveFeed] = {}
@@ -62,14 +64,54 @@ def feed(request: Request) -> Response:
     except Exception as exc:  # noqa: BLE001 - a store that does not answer now: the page says so and retries
         _LOG.warning("live feed: %s", exc)
         return JSONResponse({"error": f"the run store did not answer: {type(exc).__name__}"}, status_code=503)
-    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
-    if compressed:  # compressed once per view for everyone; the server's gzip middleware leaves it as it is
-        headers["Content-Encoding"] = "gzip"
-    return Response(body, media_type="application/json", headers=headers)
+    return _answer(body, compressed)
 
 
 def _accepts_gzip(request: Request) -> bool:
     return "gzip" in request.headers.get("accept-encoding", "").lower()
+
+
+class FeedLookups:
+    """ASGI middleware (the outermost, ``st.App(middleware=...)``): a feed poll whose answer is held (a view
+    younger than the feed's ``min_interval``) is answered here, on the event loop, from the bytes built for
+    every watcher. Most polls are such lookups; going through Streamlit's middleware stack and a hop to a
+    worker thread cost each of them more than the lookup itself. Everything else (a poll that needs a
+    look at the store, a bad request, every other path) goes on to the app unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == FEED_PATH and scope["method"] == "GET":
+            response = held_answer(Request(scope))
+            if response is not None:
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def held_answer(request: Request) -> Response | None:
+    """The feed's answer to ``request`` when it is a lookup of held bytes, else None (``feed`` answers)."""
+    q = request.query_params
+    lab = _FEEDS.get(q.get("lab", ""))
+    if lab is None:
+        return None
+    from core.runs.live_feed import FeedError, FeedRequest  # (imported by now: a page registered the feed)
+
+    try:
+        wanted = FeedRequest.parse(q.get("runs", ""), q.get("lang", "en"), q.get("smooth", "0.6"))
+    except FeedError:
+        return None
+    compressed = _accepts_gzip(request)
+    body = lab.held_payload(wanted, q.get("v", "")[:32], compressed=compressed)
+    return None if body is None else _answer(body, compressed)
+
+
+def _answer(body: bytes, compressed: bool) -> Response:
+    headers = {"Cache-Control": "no-store", "Vary": "Accept-Encoding"}
+    if compressed:  # compressed once per view for everyone; the server's gzip middleware leaves it as it is
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type="application/json", headers=headers)
 
 
 _PLOTLY_GZ: list[bytes] = []  # plotly.min.js compressed once per process (Streamlit's middleware would on each load)
@@ -89,5 +131,5 @@ def plotly_js(request: Request) -> Response:
 
 # Plain (not async) endpoints: Starlette runs them on its thread pool, off the event loop that carries
 # every session's websocket.
-ROUTES = [Route(f"{PREFIX}/feed", feed, methods=["GET"]),
+ROUTES = [Route(FEED_PATH, feed, methods=["GET"]),
           Route(f"{PREFIX}/plotly.min.js", plotly_js, methods=["GET"])]

@@ -195,3 +195,71 @@ def test_each_language_gets_its_own_compressed_view(lab):
     assert gzip.decompress(feed.payload(en, compressed=True)) == feed.payload(en)
     assert gzip.decompress(feed.payload(zh, compressed=True)) == feed.payload(zh) != feed.payload(en)
     assert feed.figure(en, "loss") is not feed.figure(zh, "loss")
+
+
+def test_a_held_view_is_a_lookup_and_a_stale_one_is_not(lab):
+    store, run = lab
+    write(store, run, range(1, 20))
+    clock = Clock()
+    feed = LiveFeed(store, clock=clock)
+    request = FeedRequest.parse(run, "en", "0.6")
+    assert feed.held_payload(request) is None  # nothing built yet: a look at the store is needed
+    body = feed.payload(request)
+    looks = feed.looks
+    assert feed.held_payload(request) == body and feed.looks == looks  # a lookup: no look, no build
+    assert feed.held_payload(request, compressed=True) is None  # not compressed yet: the route makes it once
+    packed = feed.payload(request, compressed=True)
+    assert feed.held_payload(request, compressed=True) == packed
+    version = json.loads(body)["v"]
+    assert json.loads(feed.held_payload(request, known=version)) == {"v": version, "same": True}
+    clock.now += feed.min_interval  # older than min_interval: the store must be looked at again
+    assert feed.held_payload(request) is None and feed.looks == looks
+
+
+def _asgi(app, query: str, accept: str = "gzip") -> tuple[int, dict, bytes]:
+    """One GET of the feed through an ASGI app; (status, headers, body)."""
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": live_http.FEED_PATH, "query_string": query.encode(),
+             "headers": [(b"accept-encoding", accept.encode())], "http_version": "1.1", "scheme": "http",
+             "server": ("127.0.0.1", 80), "root_path": ""}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    return start["status"], headers, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+
+
+def test_the_server_answers_held_views_before_its_middleware_and_passes_the_rest_on(lab):
+    store, run = lab
+    write(store, run, range(1, 20))
+    clock = Clock()
+    feed = LiveFeed(store, clock=clock)
+    key = live_http.lab_key(str(store.home), "lookups")
+    live_http.register(key, feed)
+    passed: list[str] = []
+
+    async def app(scope, receive, send):  # the rest of the server: Streamlit's stack and the routes
+        passed.append(scope["path"])
+        await live_http.feed(Request(scope))(scope, receive, send)
+
+    lookups = live_http.FeedLookups(app)
+    status, headers, body = _asgi(lookups, f"lab={key}&runs={run}")
+    assert status == 200 and passed == [live_http.FEED_PATH]  # first poll: built in the app's route
+    assert headers["content-encoding"] == "gzip"
+    status, headers, again = _asgi(lookups, f"lab={key}&runs={run}")
+    assert status == 200 and again == body and len(passed) == 1  # a lookup: answered before the stack
+    version = json.loads(gzip.decompress(body))["v"]
+    status, _, same = _asgi(lookups, f"lab={key}&runs={run}&v={version}")
+    assert json.loads(gzip.decompress(same)) == {"v": version, "same": True} and len(passed) == 1
+    status, _, bad = _asgi(lookups, f"lab={key}&runs=../x")  # a bad request: the route says why
+    assert status == 400 and json.loads(bad)["error"].startswith("runs:") and len(passed) == 2
+    clock.now += feed.min_interval  # stale: the route looks at the store
+    assert _asgi(lookups, f"lab={key}&runs={run}")[0] == 200 and len(passed) == 3
