@@ -79,4 +79,4 @@ def ray_head():
             node.stop()
         require_or_skip("LAB_REQUIRE_RAY", "no Ray cluster for the ray tests", str(exc))
     yield node
-    node.stop()
+    node.stop(timeout=5)  # a throwaway head: after 5 s its processes are killed (a clean stop can take 20 s)

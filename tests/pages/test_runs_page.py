@@ -1,4 +1,6 @@
 """AppTest tests for the Runs page: real tiny runs appear, overlay, diff-only config, manage."""
+import shutil
+
 import pytest
 
 from core.i18n import CATALOGUE
@@ -10,14 +12,26 @@ EN = CATALOGUE["en"]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def two_runs(app, tmp_path):
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory):
+    """Two tiny real runs, trained once for the module in a lab home of their own (workers and all)."""
     from core.runs.jobs import JobManager
 
-    jobs = JobManager(tmp_path)
+    home = tmp_path_factory.mktemp("two-runs")
+    jobs = JobManager(home)
     ids = [jobs.start(recipe("r1").replace(epochs=10, lr=lr), name=f"r1 lr={lr}") for lr in (0.01, 0.02)]
     for run_id in ids:
         assert jobs.wait(run_id, timeout=120) == "completed"
+    jobs.store.close()
+    return home, ids
+
+
+@pytest.fixture
+def two_runs(app, tmp_path, trained_home):
+    """The module's two runs in this test's own lab home: a copy (the store and the run folders, whose
+    paths are relative to the home), so a test that renames or deletes leaves the next one alone."""
+    home, ids = trained_home
+    shutil.copytree(home, tmp_path, dirs_exist_ok=True)
     return ids
 
 
