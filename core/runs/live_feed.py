@@ -203,21 +203,9 @@ class LiveFeed:
         """The view of ``request`` as JSON bytes; only ``{"v": version, "same": true}`` when ``known`` is
         the current version. ``compressed``: the same, gzip-compressed (a view's compressed body is made once,
         for every watcher that accepts it, instead of once per answer by the server's middleware)."""
-        held = self._held(request)
-        view = held[1]
-        if known and known == view.version:
-            same = json.dumps({"v": view.version, "same": True}).encode()
-            return gzip_bytes(same) if compressed else same
-        if not compressed:
-            return held[2]
-        key = (request, view.version)  # (a version names the data: the language and smoothing are the request's)
-        with self._lock:
-            packed = self._gz.get(key)
-            if packed is None:
-                packed = self._gz[key] = gzip_bytes(held[2])
-                while len(self._gz) > self.max_keys:
-                    self._gz.pop(next(iter(self._gz)))
-        return packed
+        body = self._answer(request, self._held(request), known, compressed, make=True)
+        assert body is not None  # (made when missing)
+        return body
 
     def held_payload(self, request: FeedRequest, known: str = "", compressed: bool = False) -> bytes | None:
         """``payload`` when it is a lookup (a view of ``request`` younger than ``min_interval`` is held, and
@@ -229,12 +217,24 @@ class LiveFeed:
             if held is None or self.clock() - held[0] >= self.min_interval:
                 return None
             self._views.move_to_end(request)
-            if known and known == held[1].version:
-                same = json.dumps({"v": known, "same": True}).encode()
-                return gzip_bytes(same) if compressed else same
-            if not compressed:
-                return held[2]
-            return self._gz.get((request, held[1].version))
+        return self._answer(request, held, known, compressed, make=False)
+
+    def _answer(self, request: FeedRequest, held: tuple[float, LiveView, bytes], known: str, compressed: bool,
+                make: bool) -> bytes | None:
+        view = held[1]
+        if known and known == view.version:
+            same = json.dumps({"v": view.version, "same": True}).encode()
+            return gzip_bytes(same) if compressed else same
+        if not compressed:
+            return held[2]
+        key = (request, view.version)  # (a version names the data: the language and smoothing are the request's)
+        with self._lock:
+            packed = self._gz.get(key)
+            if packed is None and make:
+                packed = self._gz[key] = gzip_bytes(held[2])
+                while len(self._gz) > self.max_keys:
+                    self._gz.pop(next(iter(self._gz)))
+        return packed
 
     def figure(self, request: FeedRequest, chart: str) -> go.Figure | None:
         """One chart of the current view (loss, acc, lr, speed) as a plotly Figure, validated once per view

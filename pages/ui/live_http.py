@@ -24,7 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:  # imported when a request comes: the server starts without torch (the engine's import)
-    from core.runs.live_feed import LiveFeed
+    from core.runs.live_feed import FeedRequest, LiveFeed
 
 PREFIX = "/lab-live"
 FEED_PATH = f"{PREFIX}/feed"
@@ -48,6 +48,21 @@ def register(key: str, feed: LiveFeed) -> None:
 def feed(request: Request) -> Response:
     """The watched runs' view as JSON; a plain reason with status 400 for a bad request, 404 for an
     unknown lab, 503 when the store does not answer."""
+    asked = _asked(request)
+    if isinstance(asked, Response):
+        return asked
+    lab, wanted = asked
+    compressed = _accepts_gzip(request)
+    try:
+        body = lab.payload(wanted, request.query_params.get("v", "")[:32], compressed=compressed)
+    except Exception as exc:  # noqa: BLE001 - a store that does not answer now: the page says so and retries
+        _LOG.warning("live feed: %s", exc)
+        return JSONResponse({"error": f"the run store did not answer: {type(exc).__name__}"}, status_code=503)
+    return _answer(body, compressed)
+
+
+def _asked(request: Request) -> tuple[LiveFeed, FeedRequest] | Response:
+    """The lab and the validated request a feed poll names, or the answer to a poll that names neither."""
     q = request.query_params
     lab = _FEEDS.get(q.get("lab", ""))
     if lab is None:
@@ -55,16 +70,9 @@ def feed(request: Request) -> Response:
     from core.runs.live_feed import FeedError, FeedRequest
 
     try:
-        wanted = FeedRequest.parse(q.get("runs", ""), q.get("lang", "en"), q.get("smooth", "0.6"))
+        return lab, FeedRequest.parse(q.get("runs", ""), q.get("lang", "en"), q.get("smooth", "0.6"))
     except FeedError as exc:
         return JSONResponse({"error": str(exc)}, status_code=400)
-    compressed = _accepts_gzip(request)
-    try:
-        body = lab.payload(wanted, q.get("v", "")[:32], compressed=compressed)
-    except Exception as exc:  # noqa: BLE001 - a store that does not answer now: the page says so and retries
-        _LOG.warning("live feed: %s", exc)
-        return JSONResponse({"error": f"the run store did not answer: {type(exc).__name__}"}, status_code=503)
-    return _answer(body, compressed)
 
 
 def _accepts_gzip(request: Request) -> bool:
@@ -92,18 +100,12 @@ class FeedLookups:
 
 def held_answer(request: Request) -> Response | None:
     """The feed's answer to ``request`` when it is a lookup of held bytes, else None (``feed`` answers)."""
-    q = request.query_params
-    lab = _FEEDS.get(q.get("lab", ""))
-    if lab is None:
+    asked = _asked(request)
+    if isinstance(asked, Response):
         return None
-    from core.runs.live_feed import FeedError, FeedRequest  # (imported by now: a page registered the feed)
-
-    try:
-        wanted = FeedRequest.parse(q.get("runs", ""), q.get("lang", "en"), q.get("smooth", "0.6"))
-    except FeedError:
-        return None
+    lab, wanted = asked
     compressed = _accepts_gzip(request)
-    body = lab.held_payload(wanted, q.get("v", "")[:32], compressed=compressed)
+    body = lab.held_payload(wanted, request.query_params.get("v", "")[:32], compressed=compressed)
     return None if body is None else _answer(body, compressed)
 
 
