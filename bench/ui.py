@@ -113,11 +113,14 @@ def throughput(quick: bool) -> dict:
                 page.goto(f"{srv.url}/train?run={run_id}")
                 page.wait_for_selector('[data-testid="stProgress"], .lab-live-text', timeout=120_000)
                 cpu[WATCHED].append(train_watching_cpu(jobs, run_id))
-                # The page kept watching: its live component shows the end without a reload.
+                # The page kept watching: its status line (the live component's, then the finished page's
+                # progress bar) says the run completed, without a reload.
                 try:
-                    page.get_by_text(EN["status.completed"]).first.wait_for(timeout=30_000)
+                    page.locator('[data-testid="stProgress"], .lab-live-text').filter(
+                        has_text=EN["status.completed"]).first.wait_for(timeout=30_000)
                     watched_ok.append(True)
-                except Exception:  # noqa: BLE001 - any failure to see the end counts as "did not keep watching"
+                except Exception as exc:  # noqa: BLE001 - any failure to see the end counts as "did not keep watching"
+                    print(f"watched run {run_id}: the page did not show its end: {exc}"[:500], file=sys.stderr)
                     watched_ok.append(False)
                 ctx.close()
                 return samples_per_s(jobs.store, run_id)
