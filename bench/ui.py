@@ -120,7 +120,9 @@ def throughput(quick: bool) -> dict:
                         has_text=EN["status.completed"]).first.wait_for(timeout=30_000)
                     watched_ok.append(True)
                 except Exception as exc:  # noqa: BLE001 - any failure to see the end counts as "did not keep watching"
-                    print(f"watched run {run_id}: the page did not show its end: {exc}"[:500], file=sys.stderr)
+                    shown = page.locator('[data-testid="stProgress"], .lab-live-text, .lab-live-caption')
+                    print(f"watched run {run_id}: the page did not show its end ({type(exc).__name__}); it showed "
+                          f"{shown.all_inner_texts()[:4]}"[:800], file=sys.stderr)  # for whoever looks into it
                     watched_ok.append(False)
                 ctx.close()
                 return samples_per_s(jobs.store, run_id)
