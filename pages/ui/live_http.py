@@ -2,7 +2,9 @@
 
 ``GET /lab-live/feed?lab=...&runs=...&lang=...&smooth=...&v=...`` answers the live-charts component
 (``pages.ui.live_view``) with the shared view of the watched runs (``core.runs.live_feed``): a watcher's
-poll is a lookup of bytes built once for everyone, not a rerun of its page. ``GET /lab-live/plotly.min.js``
+poll is a lookup of bytes built once for everyone, not a rerun of its page; while those bytes are held,
+``FeedLookups`` (app.py's outermost middleware) answers it on the event loop, before Streamlit's own
+middleware and without a worker thread. ``GET /lab-live/plotly.min.js``
 serves the plotly.js bundle that ships inside the ``plotly`` Python package (the browser has no internet
 here, and it is the same library ``st.plotly_chart`` draws with).
 
